@@ -1,0 +1,265 @@
+"""Finding a labelled image folder's files, assigning splits, and checking each file's bytes.
+
+Layout rules (the ones users of image datasets expect):
+- `<root>/<split>/<class>/<file>` where `train|seg_train` is the train split and
+  `val|validation|eval|test|seg_test` the eval split; the Kaggle Intel archive's doubled folders
+  (`seg_train/seg_train/<class>`) are recognised.
+- `<root>/<class>/<file>` (one split only): each file goes to eval by a stable hash of its path
+  relative to the root, so the split never changes between runs or machines.
+
+Paths go through `tf.io.gfile`, so the same code lists `gs://` buckets on Dataflow.
+"""
+import dataclasses
+import hashlib
+import json
+import posixpath
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import tensorflow as tf
+
+TRAIN = "train"
+EVAL = "eval"
+SPLITS = (TRAIN, EVAL)
+
+# Folder names recognised as splits, in order of preference when several eval folders exist.
+TRAIN_DIR_NAMES = ("train", "seg_train")
+EVAL_DIR_NAMES = ("val", "validation", "eval", "test", "seg_test")
+# Folders that hold unlabelled images: never read as a class or a split.
+UNLABELLED_DIR_NAMES = ("unlabeled", "unlabelled", "pred", "seg_pred", "predict")
+
+# Why a file was not ingested. Every file under a class folder ends up ingested or in one of these.
+SKIP_EMPTY = "empty_file"
+SKIP_NOT_IMAGE = "not_an_image"
+SKIP_TRUNCATED = "truncated_image"
+SKIP_UNDECODABLE = "undecodable_image"
+SKIP_UNREADABLE = "unreadable_file"
+SKIP_REASONS = (SKIP_EMPTY, SKIP_NOT_IMAGE, SKIP_TRUNCATED, SKIP_UNDECODABLE, SKIP_UNREADABLE)
+
+
+class DatasetLayoutError(ValueError):
+    """The folder cannot be read as a labelled image dataset; the message names the path."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageFile:
+    """One candidate input file: where it is, its path relative to the data root, split and class."""
+    path: str
+    relpath: str
+    split: str
+    class_name: str
+
+
+@dataclasses.dataclass
+class DatasetListing:
+    """Everything found under a data root, before any file is read."""
+    root: str
+    class_names: List[str]
+    files: List[ImageFile]
+    split_mode: str  # "folders" or "hash"
+    split_dirs: Dict[str, str]  # split -> folder it was read from ("" for the root in hash mode)
+    ignored_dirs: List[Tuple[str, str]]  # (path, why) for folders deliberately not read
+    stray_files: List[str]  # files in a split folder but outside any class folder (skipped, counted)
+    other_files: List[str]  # files beside the split folders (READMEs, manifests): listed, not read
+
+
+def _join(*parts: str) -> str:
+    return posixpath.join(*parts) if parts[0].startswith(("gs://", "s3://")) else tf.io.gfile.join(*parts)
+
+
+def _subdirs(path: str) -> List[str]:
+    return sorted(n.rstrip("/") for n in tf.io.gfile.listdir(path)
+                  if tf.io.gfile.isdir(_join(path, n.rstrip("/"))))
+
+
+def _files(path: str) -> List[str]:
+    return sorted(n for n in tf.io.gfile.listdir(path)
+                  if not n.endswith("/") and not tf.io.gfile.isdir(_join(path, n)))
+
+
+def _unwrap_doubled(path: str) -> str:
+    """`seg_train/seg_train/<class>` -> the inner folder, when the outer holds only that folder."""
+    name = posixpath.basename(path.rstrip("/"))
+    while True:
+        subdirs = _subdirs(path)
+        if subdirs == [name] and not _files(path):
+            path = _join(path, name)
+        else:
+            return path
+
+
+def hash_split(relpath: str, eval_fraction: float) -> str:
+    """Stable split of one file by the SHA-256 of its relative path (same answer on every machine)."""
+    bucket = int(hashlib.sha256(relpath.encode("utf-8")).hexdigest()[:8], 16) / 0x100000000
+    return EVAL if bucket < eval_fraction else TRAIN
+
+
+def _find_split_dirs(root: str, ignored: List[Tuple[str, str]]) -> Dict[str, str]:
+    by_lower = {d.lower(): d for d in _subdirs(root)}
+    found = {}
+    for split, names in ((TRAIN, TRAIN_DIR_NAMES), (EVAL, EVAL_DIR_NAMES)):
+        present = [by_lower[n] for n in names if n in by_lower]
+        if present:
+            found[split] = _unwrap_doubled(_join(root, present[0]))
+            for extra in present[1:]:
+                ignored.append((_join(root, extra), f"another {split} folder; using {present[0]}"))
+    return found
+
+
+def _walk_files(path: str) -> List[str]:
+    out = []
+    for dirpath, _, filenames in tf.io.gfile.walk(path):
+        out.extend(_join(dirpath, f) for f in filenames)
+    return sorted(out)
+
+
+def _relpath(path: str, root: str) -> str:
+    return posixpath.relpath(path.replace("\\", "/"), root.replace("\\", "/"))
+
+
+def discover_class_names(root: str) -> List[str]:
+    """Sorted class folder names of the train split (or of the root in one-split layout).
+
+    Cheap (lists folders only); used when building the pipeline to fix the label space.
+    """
+    listing = list_image_files(root, class_names=None, eval_fraction=0.2, list_files=False)
+    return listing.class_names
+
+
+def list_image_files(root: str, class_names: Optional[Sequence[str]] = None,
+                     eval_fraction: float = 0.2, list_files: bool = True) -> DatasetListing:
+    """Lists the candidate image files under `root` with split and class.
+
+    Args:
+      root: data folder (local path or gs:// URI).
+      class_names: the label space. None: the sorted train class folders. Given: every class
+        folder must be one of them and every class must have a train folder.
+      eval_fraction: share of files sent to eval by path hash when only one split exists.
+      list_files: False lists folders only (for discovering class names cheaply).
+
+    Raises:
+      DatasetLayoutError: missing root, no class folders, a class in eval but not in train, a
+        class folder outside `class_names`, or (with list_files) no files at all.
+    """
+    if not 0.0 < eval_fraction < 1.0:
+        raise DatasetLayoutError(f"eval_fraction must be in (0, 1), got {eval_fraction}")
+    if not tf.io.gfile.isdir(root):
+        raise DatasetLayoutError(f"data directory does not exist or is not a folder: {root}")
+    ignored: List[Tuple[str, str]] = []
+    split_dirs = _find_split_dirs(root, ignored)
+    for d in _subdirs(root):
+        if d.lower() in UNLABELLED_DIR_NAMES:
+            ignored.append((_join(root, d), "unlabelled images, not a split"))
+
+    if split_dirs:
+        if TRAIN not in split_dirs:
+            raise DatasetLayoutError(
+                f"{root} has an eval folder ({split_dirs[EVAL]}) but no train folder "
+                f"(expected one of {', '.join(TRAIN_DIR_NAMES)})")
+        split_mode = "folders"
+        class_dirs = {s: {c: _join(d, c) for c in _subdirs(d)} for s, d in split_dirs.items()}
+    else:
+        split_mode = "hash"
+        split_dirs = {TRAIN: root, EVAL: root}
+        classes = [c for c in _subdirs(root) if c.lower() not in UNLABELLED_DIR_NAMES]
+        class_dirs = {TRAIN: {c: _join(root, c) for c in classes}}
+
+    train_classes = sorted(class_dirs[TRAIN])
+    if not train_classes:
+        raise DatasetLayoutError(f"no class folders found in {split_dirs[TRAIN]}")
+    for split, classes in class_dirs.items():
+        extra = sorted(set(classes) - set(train_classes))
+        if extra:
+            raise DatasetLayoutError(
+                f"class folder(s) {extra} in {split_dirs[split]} have no counterpart in the train "
+                f"folder {split_dirs[TRAIN]}: the model could never learn them")
+    if class_names is None:
+        class_names = train_classes
+    else:
+        class_names = list(class_names)
+        unknown = sorted(set(train_classes) - set(class_names))
+        missing = sorted(set(class_names) - set(train_classes))
+        if unknown:
+            raise DatasetLayoutError(f"class folder(s) {unknown} in {split_dirs[TRAIN]} are not among "
+                                     f"the configured class names {class_names}")
+        if missing:
+            raise DatasetLayoutError(f"configured class(es) {missing} have no folder in {split_dirs[TRAIN]}")
+
+    files: List[ImageFile] = []
+    stray: List[str] = []
+    other: List[str] = []
+    if list_files:
+        for split, classes in class_dirs.items():
+            for class_name, class_dir in sorted(classes.items()):
+                for path in _walk_files(class_dir):
+                    rel = _relpath(path, root)
+                    file_split = hash_split(rel, eval_fraction) if split_mode == "hash" else split
+                    files.append(ImageFile(path, rel, file_split, class_name))
+            split_root = split_dirs[split]
+            stray.extend(_join(split_root, f) for f in _files(split_root))
+        if split_mode == "folders":
+            other = [_join(root, f) for f in _files(root)]
+        if not files:
+            raise DatasetLayoutError(f"no files found in the class folders under {root}")
+    return DatasetListing(root=root, class_names=list(class_names), files=files, split_mode=split_mode,
+                          split_dirs=dict(split_dirs), ignored_dirs=ignored, stray_files=sorted(set(stray)),
+                          other_files=other)
+
+
+def fingerprint_tree(root: str) -> str:
+    """A hash of every file's relative path, size and mtime under `root`.
+
+    Passed to ExampleGen as an execution property so that TFX's cache is invalidated when the
+    data changes (a component without inputs is otherwise cached on its parameters alone).
+    """
+    digest = hashlib.sha256()
+    for path in _walk_files(root):
+        stat = tf.io.gfile.stat(path)
+        digest.update(json.dumps([_relpath(path, root), stat.length, stat.mtime_nsec]).encode())
+    return digest.hexdigest()
+
+
+# Magic numbers of the formats tf.io.decode_image reads.
+_SIGNATURES = ((b"\xff\xd8\xff", "jpeg"), (b"\x89PNG\r\n\x1a\n", "png"), (b"GIF87a", "gif"),
+               (b"GIF89a", "gif"), (b"BM", "bmp"))
+
+
+def sniff_format(data: bytes) -> Optional[str]:
+    """The image format from the magic number, or None when the bytes are no image TF can read."""
+    for magic, fmt in _SIGNATURES:
+        if data.startswith(magic):
+            return fmt
+    return None
+
+
+def _looks_truncated(data: bytes, fmt: str) -> bool:
+    if fmt == "jpeg":
+        # The end-of-image marker must follow the last start-of-scan (an EXIF thumbnail has its own
+        # EOI earlier; bytes after the EOI are tolerated, as decoders do).
+        return data.rfind(b"\xff\xd9") < data.rfind(b"\xff\xda")
+    if fmt == "png":
+        return b"IEND" not in data[-16:]
+    return False
+
+
+def inspect_image(data: bytes) -> Tuple[Optional[str], Optional[Tuple[int, int, str]]]:
+    """Checks one file's bytes with the decoder Transform uses.
+
+    Returns (skip_reason, None) for bad input, or (None, (height, width, format)) when the bytes
+    decode. A file that decodes here decodes in Transform and in the serving signature.
+    """
+    if not data:
+        return SKIP_EMPTY, None
+    fmt = sniff_format(data)
+    if fmt is None:
+        return SKIP_NOT_IMAGE, None
+    try:
+        image = tf.io.decode_image(data, channels=3, expand_animations=False)
+    except (tf.errors.InvalidArgumentError, tf.errors.UnknownError):
+        return (SKIP_TRUNCATED if _looks_truncated(data, fmt) else SKIP_UNDECODABLE), None
+    # libjpeg can return a partial image for a cut-off file; the model must not learn grey bands.
+    if _looks_truncated(data, fmt):
+        return SKIP_TRUNCATED, None
+    height, width = int(image.shape[0]), int(image.shape[1])
+    if height == 0 or width == 0:
+        return SKIP_UNDECODABLE, None
+    return None, (height, width, fmt)

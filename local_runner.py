@@ -1,0 +1,148 @@
+"""Runs the whole pipeline on this machine: TFX LocalDagRunner, SQLite ML Metadata, Beam DirectRunner.
+
+    python local_runner.py                                  # generated demo data
+    python local_runner.py --data-dir ../shared/data/intel-dev --epochs 2
+
+Every field of pipeline.configs.PipelineConfig and trainer_module.config.TrainConfig is a flag;
+`--help` lists them with their defaults.
+"""
+import os
+
+os.environ["TF_USE_LEGACY_KERAS"] = "1"  # before TensorFlow loads: TFT and TFMA need Keras 2
+
+import argparse  # noqa: E402
+import dataclasses  # noqa: E402
+import json  # noqa: E402
+import logging  # noqa: E402
+import sys  # noqa: E402
+from typing import List, Optional, Sequence  # noqa: E402
+
+from absl import logging as absl_logging  # noqa: E402
+
+from pipeline import configs, data_source, demo_data  # noqa: E402
+from trainer_module.config import TrainConfig  # noqa: E402
+
+log = logging.getLogger("local_runner")
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _add_dataclass_flags(parser: argparse.ArgumentParser, cls, skip: Sequence[str] = ()) -> None:
+    """One flag per dataclass field, typed from its default."""
+    group = parser.add_argument_group(cls.__name__)
+    for field in dataclasses.fields(cls):
+        if field.name in skip:
+            continue
+        default = field.default
+        if isinstance(default, bool):
+            group.add_argument(_flag(field.name), action=argparse.BooleanOptionalAction, default=None,
+                               help=f"default: {default}")
+        elif isinstance(default, tuple):
+            group.add_argument(_flag(field.name), type=lambda s: tuple(x for x in s.split(",") if x),
+                               default=None, help=f"comma-separated; default: {','.join(default) or '(none)'}")
+        else:
+            group.add_argument(_flag(field.name), type=type(default), default=None,
+                               help=f"default: {default!r}")
+
+
+def parse_args(argv: Optional[List[str]] = None):
+    """(PipelineConfig, dict of TrainConfig overrides) from the command line."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_dataclass_flags(parser, configs.PipelineConfig)
+    _add_dataclass_flags(parser, TrainConfig, skip=("class_names",))
+    args = vars(parser.parse_args(argv))
+    pipeline_fields = {f.name for f in dataclasses.fields(configs.PipelineConfig)}
+    pipeline_cfg = configs.PipelineConfig(**{k: v for k, v in args.items()
+                                             if k in pipeline_fields and v is not None})
+    train_overrides = {k: v for k, v in args.items() if k not in pipeline_fields and v is not None}
+    return pipeline_cfg, train_overrides
+
+
+def resolve_data(cfg: configs.PipelineConfig) -> str:
+    """The local (or remote) folder to ingest: the configured source, or the demo dataset."""
+    if cfg.data_dir:
+        return data_source.resolve_data_source(cfg.data_dir, os.path.join(cfg.cache_dir, "data"),
+                                               cfg.data_checksum or None)
+    demo_dir = os.path.join(cfg.cache_dir, f"demo-{cfg.demo_train_per_class}-{cfg.demo_eval_per_class}")
+    demo_data.make_demo_dataset(demo_dir, train_per_class=cfg.demo_train_per_class,
+                                eval_per_class=cfg.demo_eval_per_class)
+    banner = "#" * 100
+    log.warning("\n%s\n# NO DATA CONFIGURED: running on the generated DEMO dataset (synthetic images) at\n#   %s\n"
+                "# Use --data-dir DIR|ARCHIVE|URL for real data, e.g. --data-dir ../shared/data/intel-dev\n%s",
+                banner, demo_dir, banner)
+    return demo_dir
+
+
+def build(cfg: configs.PipelineConfig, train_overrides: dict):
+    """Resolves the data and returns (tfx Pipeline, TrainConfig)."""
+    from components import image_files
+    from pipeline.pipeline import create_pipeline
+    from tfx import v1 as tfx
+
+    data_root = resolve_data(cfg)
+    class_names = list(cfg.class_names) or image_files.discover_class_names(data_root)
+    train_cfg = TrainConfig.from_dict({**train_overrides, "class_names": class_names})
+    is_local = "://" not in data_root
+    log.info("data %s, classes %s", data_root, class_names)
+    pipeline = create_pipeline(
+        pipeline_name=cfg.pipeline_name, pipeline_root=cfg.pipeline_root, data_root=data_root,
+        class_names=class_names, eval_fraction=cfg.eval_fraction,
+        input_fingerprint=image_files.fingerprint_tree(data_root) if is_local else "",
+        transform_module=configs.TRANSFORM_MODULE_FILE, trainer_module=configs.TRAINER_MODULE_FILE,
+        train_config=json.loads(train_cfg.to_json()),
+        accuracy_lower_bound=cfg.accuracy_lower_bound, accuracy_max_drop=cfg.accuracy_max_drop,
+        serving_model_dir=cfg.serving_model_dir,
+        metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
+            cfg.metadata_path),
+        beam_pipeline_args=list(cfg.beam_pipeline_args), enable_cache=cfg.enable_cache)
+    return pipeline, train_cfg
+
+
+def summarize(cfg: configs.PipelineConfig) -> str:
+    """The closing log: what ran, the verdict, and where the outputs are."""
+    from pipeline import run_summary
+
+    nodes = run_summary.read_run(cfg.metadata_path)
+    lines = ["", "=" * 100, f"Pipeline '{cfg.pipeline_name}' finished. Components:"]
+    lines += [f"  {node_id:32s} {node.state}" for node_id, node in sorted(nodes.items())]
+    examples = nodes["ImageExampleGen"].outputs["examples"][0]
+    report = run_summary.custom_property(examples, "ingest_report")
+    lines.append(f"Ingested {run_summary.custom_property(examples, 'ingested')} images, skipped "
+                 f"{run_summary.custom_property(examples, 'skipped')}; skipped-files report: {report}")
+    trainer = nodes.get("Trainer")
+    if trainer:
+        lines.append(f"Trained model:      {trainer.uri('model')}")
+        lines.append(f"TensorBoard logs:   {trainer.uri('model_run')}")
+    evaluator = nodes.get("Evaluator")
+    if evaluator:
+        blessing = evaluator.outputs["blessing"][0]
+        blessed = run_summary.custom_property(blessing, "blessed") == 1
+        lines.append(f"Evaluator output:   {evaluator.uri('evaluation')} "
+                     f"({'BLESSED' if blessed else 'NOT blessed'}: {blessing.uri})")
+    pusher = nodes.get("Pusher")
+    if pusher:
+        pushed = pusher.outputs["pushed_model"][0]
+        if run_summary.custom_property(pushed, "pushed") == 1:
+            lines.append(f"Pushed model:       {run_summary.custom_property(pushed, 'pushed_destination')}")
+        else:
+            lines.append(f"Pushed model:       nothing pushed (model not blessed); serving dir "
+                         f"{cfg.serving_model_dir} unchanged")
+    lines.append("=" * 100)
+    return "\n".join(lines)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    absl_logging.set_verbosity(absl_logging.INFO)
+    cfg, train_overrides = parse_args(argv)
+    pipeline, _ = build(cfg, train_overrides)
+    from tfx import v1 as tfx
+    tfx.orchestration.LocalDagRunner().run(pipeline)
+    print(summarize(cfg), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

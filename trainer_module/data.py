@@ -1,0 +1,73 @@
+"""tf.data input pipelines that read the raw examples and apply the Transform graph on the fly.
+
+Shuffling happens on serialized records (a few KB each), decoding in parallel batches through
+the Transform graph, augmentation per image after unbatching so each image gets its own crop.
+"""
+from typing import List, Sequence
+
+import tensorflow as tf
+
+from trainer_module import augmentation, features
+from trainer_module.config import TrainConfig
+
+# Records decoded per Transform-graph call: amortises the call overhead without holding many
+# decoded images (32 x 256 x 256 x 3 float32 = 25 MB).
+_DECODE_BATCH = 32
+
+
+def list_files(file_patterns: Sequence[str]) -> List[str]:
+    """Expands the Trainer's file patterns; an empty split is an error, not an empty dataset."""
+    files = sorted(f for pattern in file_patterns for f in tf.io.gfile.glob(pattern))
+    if not files:
+        raise FileNotFoundError(f"no TFRecord files match {list(file_patterns)}")
+    return files
+
+
+def count_examples(file_patterns: Sequence[str]) -> int:
+    """Number of records (the steps per epoch come from the real count)."""
+    records = tf.data.TFRecordDataset(list_files(file_patterns), compression_type="GZIP")
+    return int(records.reduce(tf.constant(0, tf.int64), lambda n, _: n + 1))
+
+
+def _records(files: List[str], training: bool, cfg: TrainConfig) -> tf.data.Dataset:
+    ds = tf.data.Dataset.from_tensor_slices(files)
+    if training:
+        ds = ds.shuffle(len(files), seed=cfg.seed, reshuffle_each_iteration=True)
+    ds = ds.interleave(lambda f: tf.data.TFRecordDataset(f, compression_type="GZIP"),
+                       cycle_length=min(4, len(files)), num_parallel_calls=tf.data.AUTOTUNE,
+                       deterministic=not training)
+    if training:
+        ds = ds.shuffle(cfg.shuffle_buffer, seed=cfg.seed, reshuffle_each_iteration=True).repeat()
+    return ds
+
+
+def make_dataset(file_patterns: Sequence[str], tft_layer, raw_feature_spec, cfg: TrainConfig,
+                 training: bool) -> tf.data.Dataset:
+    """(images [B, S, S, 3] float32 in [0, 255], one-hot labels [B, N]) batches.
+
+    training=True: endless, shuffled, random crops (and flips), whole batches only.
+    training=False: one pass in file order, centre crops, last batch kept.
+    """
+    spec = {k: raw_feature_spec[k] for k in (features.IMAGE_KEY, features.LABEL_KEY)}
+
+    def transform(serialized):
+        transformed = tft_layer(tf.io.parse_example(serialized, spec))
+        return {k: transformed[k] for k in (features.TRANSFORMED_IMAGE_KEY,
+                                            features.TRANSFORMED_ONE_HOT_KEY)}
+
+    def train_view(example):
+        image = augmentation.random_crop(example[features.TRANSFORMED_IMAGE_KEY], cfg.image_size)
+        if cfg.random_flip:
+            image = augmentation.random_flip(image)
+        return image, example[features.TRANSFORMED_ONE_HOT_KEY]
+
+    def eval_view(example):
+        return (augmentation.center_crop(example[features.TRANSFORMED_IMAGE_KEY], cfg.image_size),
+                example[features.TRANSFORMED_ONE_HOT_KEY])
+
+    ds = _records(list_files(file_patterns), training, cfg)
+    ds = ds.batch(_DECODE_BATCH).map(transform, num_parallel_calls=tf.data.AUTOTUNE,
+                                     deterministic=not training).unbatch()
+    ds = ds.map(train_view if training else eval_view, num_parallel_calls=tf.data.AUTOTUNE)
+    ds = ds.batch(cfg.batch_size, drop_remainder=training)
+    return ds.prefetch(tf.data.AUTOTUNE)

@@ -1,0 +1,42 @@
+"""The Transform module: decode image bytes, resize, one-hot encode the label.
+
+This graph is the single copy of the preprocessing: the Trainer applies it to raw examples
+(`tft_layer`) and both serving signatures embed it. Transform runs with `materialize=False`:
+decoded pixels are never written to disk (a 256x256 float32 image is 786 KB; the raw example
+~15 KB); the Trainer decodes on the fly in tf.data.
+"""
+import tensorflow as tf
+
+from trainer_module import features
+
+
+def decode_and_resize(image_bytes: tf.Tensor, size: int) -> tf.Tensor:
+    """[batch] encoded JPEG/PNG/GIF/BMP bytes -> [batch, size, size, 3] float32 in [0, 255].
+
+    Grayscale and RGBA images become RGB; any input size is accepted.
+    """
+    def one(data):
+        image = tf.io.decode_image(data, channels=3, expand_animations=False)
+        image.set_shape([None, None, 3])
+        return tf.image.resize(tf.cast(image, tf.float32), [size, size], antialias=True)
+
+    images = tf.map_fn(one, image_bytes, fn_output_signature=tf.TensorSpec([size, size, 3], tf.float32))
+    return tf.clip_by_value(images, 0.0, 255.0)
+
+
+def preprocessing_fn(inputs, custom_config):
+    """TFX Transform entry point; custom_config = trainer_module.config.transform_config(...)."""
+    num_classes = len(custom_config["class_names"])
+    outputs = {
+        features.TRANSFORMED_IMAGE_KEY: decode_and_resize(
+            tf.reshape(inputs[features.IMAGE_KEY], [-1]), custom_config["resize_size"]),
+    }
+    if features.LABEL_KEY in inputs:
+        label = tf.reshape(inputs[features.LABEL_KEY], [-1])
+        with tf.control_dependencies([tf.debugging.assert_less(
+                label, tf.constant(num_classes, tf.int64),
+                message="label outside the configured class names")]):
+            label = tf.identity(label)
+        outputs[features.TRANSFORMED_LABEL_KEY] = label
+        outputs[features.TRANSFORMED_ONE_HOT_KEY] = tf.one_hot(label, num_classes, dtype=tf.float32)
+    return outputs
