@@ -1,0 +1,133 @@
+"""ImageExampleGen's executor on real files, bad ones included (Beam DirectRunner)."""
+import glob
+import json
+import os
+
+import pytest
+import tensorflow as tf
+from tfx.components.util import examples_utils
+from tfx.dsl.components.base import base_beam_executor
+from tfx.types import standard_artifacts
+
+import image_factory
+from components import image_example_gen, image_files
+
+
+def _run(data_root, out_dir, class_names=(), eval_fraction=0.2):
+    examples = standard_artifacts.Examples()
+    examples.uri = str(out_dir)
+    executor = image_example_gen.Executor(base_beam_executor.BaseBeamExecutor.Context(
+        beam_pipeline_args=["--direct_running_mode=in_memory", "--direct_num_workers=1"],
+        tmp_dir=str(out_dir) + "-tmp"))
+    executor.Do({}, {"examples": [examples]}, {
+        "input_base": str(data_root), "class_names": json.dumps(list(class_names)),
+        "eval_fraction": eval_fraction, "input_fingerprint": ""})
+    return examples
+
+
+def _read_split(examples, split):
+    files = glob.glob(os.path.join(examples.uri, f"Split-{split}", "*.gz"))
+    out = []
+    for record in tf.data.TFRecordDataset(files, compression_type="GZIP"):
+        ex = tf.train.Example.FromString(record.numpy())
+        out.append({k: (v.bytes_list.value or v.int64_list.value)[0] for k, v in ex.features.feature.items()})
+    return out
+
+
+@pytest.fixture()
+def messy_tree(tmp_path):
+    """Valid images of odd sizes and formats plus one of each kind of bad file."""
+    root = tmp_path / "data"
+    w = image_factory.write_file
+    w(root / "train" / "cat" / "ok1.jpg", image_factory.jpeg_bytes(150, 150, seed=1))
+    w(root / "train" / "cat" / "gray.jpg", image_factory.jpeg_bytes(31, 7, mode="L"))
+    w(root / "train" / "cat" / "empty.jpg", b"")
+    w(root / "train" / "cat" / "notes.txt", b"not an image")
+    w(root / "train" / "dog" / "ok.png", image_factory.png_bytes(20, 40, mode="RGBA"))
+    w(root / "train" / "dog" / "cut.jpg", image_factory.truncated_jpeg_bytes())
+    w(root / "train" / "dog" / "sub" / "deep.jpg", image_factory.jpeg_bytes(64, 48, seed=3))
+    w(root / "train" / "stray.jpg", image_factory.jpeg_bytes(10, 10))
+    w(root / "val" / "cat" / "v1.jpg", image_factory.jpeg_bytes(50, 50, seed=4))
+    w(root / "val" / "dog" / "broken.jpg", image_factory.corrupt_jpeg_bytes())
+    w(root / "val" / "dog" / "v2.bmp", image_factory.bmp_bytes(16, 16))
+    return root
+
+
+def test_ingests_valid_files_and_reports_every_skip(messy_tree, tmp_path):
+    examples = _run(messy_tree, tmp_path / "out")
+    with open(os.path.join(examples.uri, "ingest_report.json")) as f:
+        report = json.load(f)
+    assert report["files_seen"] == 11
+    assert report["ingested"] == 6 and report["skipped"] == 5
+    assert report["ingested"] + report["skipped"] == report["files_seen"]
+    assert report["skipped_by_reason"] == {
+        "empty_file": 1, "not_an_image": 1, "outside_class_folder": 1, "truncated_image": 1,
+        "undecodable_image": 1}
+    assert {(s["path"], s["reason"]) for s in report["skipped_files"]} == {
+        ("train/cat/empty.jpg", "empty_file"), ("train/cat/notes.txt", "not_an_image"),
+        ("train/dog/cut.jpg", "truncated_image"), ("train/stray.jpg", "outside_class_folder"),
+        ("val/dog/broken.jpg", "undecodable_image")}
+    assert report["ingested_by_split_and_class"] == {"train": {"cat": 2, "dog": 2},
+                                                      "eval": {"cat": 1, "dog": 1}}
+
+
+def test_examples_hold_the_original_bytes_and_sorted_labels(messy_tree, tmp_path):
+    examples = _run(messy_tree, tmp_path / "out")
+    train = {r["path"].decode(): r for r in _read_split(examples, "train")}
+    assert sorted(train) == ["train/cat/gray.jpg", "train/cat/ok1.jpg", "train/dog/ok.png",
+                             "train/dog/sub/deep.jpg"]
+    for path, record in train.items():
+        assert record["image"] == (messy_tree / path).read_bytes()
+        assert record["class_name"].decode() == path.split("/")[1]
+        assert record["label"] == ["cat", "dog"].index(path.split("/")[1])
+    assert (train["train/cat/gray.jpg"]["height"], train["train/cat/gray.jpg"]["width"]) == (7, 31)
+    assert train["train/dog/ok.png"]["format"] == b"png"
+    evaluation = {r["path"].decode() for r in _read_split(examples, "eval")}
+    assert evaluation == {"val/cat/v1.jpg", "val/dog/v2.bmp"}
+
+
+def test_class_names_travel_with_the_artifact(messy_tree, tmp_path):
+    examples = _run(messy_tree, tmp_path / "out")
+    assert json.loads(examples.get_string_custom_property("class_names")) == ["cat", "dog"]
+    with open(os.path.join(examples.uri, "class_names.json")) as f:
+        assert json.load(f) == ["cat", "dog"]
+    assert examples.get_int_custom_property("ingested") == 6
+    assert examples.get_int_custom_property("skipped") == 5
+    assert examples_utils.get_payload_format_string(examples) == "FORMAT_TF_EXAMPLE"
+    assert json.loads(examples.split_names) == ["train", "eval"]
+
+
+def test_input_folder_is_not_written(messy_tree, tmp_path):
+    before = sorted((p, os.stat(p).st_mtime_ns) for p in glob.glob(f"{messy_tree}/**", recursive=True))
+    _run(messy_tree, tmp_path / "out")
+    after = sorted((p, os.stat(p).st_mtime_ns) for p in glob.glob(f"{messy_tree}/**", recursive=True))
+    assert before == after
+
+
+def test_no_usable_image_is_an_error_after_the_report(tmp_path):
+    root = tmp_path / "data"
+    image_factory.write_file(root / "train" / "a" / "x.jpg", b"")
+    image_factory.write_file(root / "train" / "b" / "y.jpg", b"junk")
+    with pytest.raises(image_example_gen.ImageIngestError, match="no usable images"):
+        _run(root, tmp_path / "out")
+    assert os.path.exists(tmp_path / "out" / "ingest_report.json")
+
+
+def test_class_without_usable_train_images_is_an_error(tmp_path):
+    root = tmp_path / "data"
+    image_factory.make_image_tree(str(root), {"train": {"a": 2}, "val": {"a": 1, "b": 1}})
+    image_factory.write_file(root / "train" / "b" / "bad.jpg", image_factory.corrupt_jpeg_bytes())
+    with pytest.raises(image_example_gen.ImageIngestError, match=r"\['b'\] have no usable train images"):
+        _run(root, tmp_path / "out")
+
+
+def test_single_split_with_empty_eval_is_an_error(tmp_path):
+    root = tmp_path / "data"
+    image_factory.make_image_tree(str(root), {".": {"a": 1, "b": 1}})
+    with pytest.raises(image_example_gen.ImageIngestError, match="eval split is empty"):
+        _run(root, tmp_path / "out", eval_fraction=0.01)
+
+
+def test_missing_data_directory_names_the_path(tmp_path):
+    with pytest.raises(image_files.DatasetLayoutError, match="does-not-exist"):
+        _run(tmp_path / "does-not-exist", tmp_path / "out")
