@@ -2,31 +2,12 @@
 from typing import Any, Dict, List, Optional, Sequence
 
 import tensorflow_data_validation as tfdv
-import tensorflow_model_analysis as tfma
 from tfx import v1 as tfx
 
+from components.baseline_resolver import latest_blessed_model_resolver
 from components.image_example_gen import ImageExampleGen
-from trainer_module import features
-from trainer_module.config import transform_config
-
-
-def make_eval_config(accuracy_lower_bound: float, accuracy_max_drop: float) -> tfma.EvalConfig:
-    """TFMA config: accuracy gated absolutely and against the baseline, sliced by true class."""
-    accuracy_threshold = tfma.MetricThreshold(
-        value_threshold=tfma.GenericValueThreshold(lower_bound={"value": accuracy_lower_bound}),
-        change_threshold=tfma.GenericChangeThreshold(
-            direction=tfma.MetricDirection.HIGHER_IS_BETTER,
-            absolute={"value": -accuracy_max_drop}))
-    return tfma.EvalConfig(
-        model_specs=[tfma.ModelSpec(signature_name=features.SERVING_EXAMPLES_SIGNATURE,
-                                    label_key=features.LABEL_KEY,
-                                    prediction_key=features.PROBABILITIES_OUTPUT)],
-        slicing_specs=[tfma.SlicingSpec(), tfma.SlicingSpec(feature_keys=[features.CLASS_NAME_KEY])],
-        metrics_specs=[tfma.MetricsSpec(metrics=[
-            tfma.MetricConfig(class_name="ExampleCount"),
-            tfma.MetricConfig(class_name="SparseCategoricalAccuracy", threshold=accuracy_threshold),
-            tfma.MetricConfig(class_name="MultiClassConfusionMatrixPlot"),
-        ])])
+from pipeline.evaluation import make_eval_config
+from trainer_module.config import TRAIN_CONFIG_KEY, transform_config
 
 
 def create_pipeline(
@@ -45,11 +26,16 @@ def create_pipeline(
     metadata_connection_config=None,
     beam_pipeline_args: Optional[List[str]] = None,
     enable_cache: bool = True,
+    vertex_training_config: Optional[Dict[str, Any]] = None,
+    vertex_serving_config: Optional[Dict[str, Any]] = None,
 ) -> tfx.dsl.Pipeline:
     """Builds the TFX pipeline from labelled image folders to a pushed, gated SavedModel.
 
     transform_module / trainer_module are module files (local runs: TFX packages and hashes them)
     or the same code's import paths (images that have the package installed).
+    vertex_training_config / vertex_serving_config: custom_config entries of the Google Cloud AI
+    Platform extension (kubeflow_v2_runner.py builds them); given, the Trainer runs as a Vertex AI
+    training job and the Pusher deploys to a Vertex endpoint instead of a serving directory.
     """
     components = []
 
@@ -83,18 +69,17 @@ def create_pipeline(
     components.append(transform)
 
     # Train MobileNetV3 on the raw examples through the Transform graph, and export it.
-    trainer = tfx.components.Trainer(
+    trainer_class = (tfx.extensions.google_cloud_ai_platform.Trainer if vertex_training_config
+                     else tfx.components.Trainer)
+    trainer = trainer_class(
         examples=example_gen.outputs["examples"], transform_graph=transform.outputs["transform_graph"],
-        schema=schema_gen.outputs["schema"], custom_config=train_config,
+        schema=schema_gen.outputs["schema"],
+        custom_config={TRAIN_CONFIG_KEY: train_config, **(vertex_training_config or {})},
         **_module_arg(trainer_module, "run_fn"))
     components.append(trainer)
 
     # Find the latest blessed model: the baseline for the change threshold.
-    model_resolver = tfx.dsl.Resolver(
-        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
-        model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
-        model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
-    ).with_id("latest_blessed_model_resolver")
+    model_resolver = latest_blessed_model_resolver(candidate=trainer.outputs["model"])
     components.append(model_resolver)
 
     # Evaluate the candidate (and baseline) with TFMA and bless it if it passes the thresholds.
@@ -104,11 +89,16 @@ def create_pipeline(
         eval_config=make_eval_config(accuracy_lower_bound, accuracy_max_drop))
     components.append(evaluator)
 
-    # Push a blessed model to the serving directory (<dir>/<version>/saved_model.pb).
-    pusher = tfx.components.Pusher(
-        model=trainer.outputs["model"], model_blessing=evaluator.outputs["blessing"],
-        push_destination=tfx.proto.PushDestination(
-            filesystem=tfx.proto.PushDestination.Filesystem(base_directory=serving_model_dir)))
+    # Push a blessed model to the serving directory (<dir>/<version>/saved_model.pb) or endpoint.
+    if vertex_serving_config:
+        pusher = tfx.extensions.google_cloud_ai_platform.Pusher(
+            model=trainer.outputs["model"], model_blessing=evaluator.outputs["blessing"],
+            custom_config=vertex_serving_config)
+    else:
+        pusher = tfx.components.Pusher(
+            model=trainer.outputs["model"], model_blessing=evaluator.outputs["blessing"],
+            push_destination=tfx.proto.PushDestination(
+                filesystem=tfx.proto.PushDestination.Filesystem(base_directory=serving_model_dir)))
     components.append(pusher)
 
     return tfx.dsl.Pipeline(

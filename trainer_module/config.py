@@ -12,6 +12,11 @@ OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("constant", "warmup_cosine", "step")
 
 
+# The Trainer's custom_config holds the TrainConfig under this key (beside any keys of the
+# Google Cloud AI Platform extension when training on Vertex AI).
+TRAIN_CONFIG_KEY = "train_config"
+
+
 class ConfigError(ValueError):
     """A training knob has a value the Trainer cannot use."""
 

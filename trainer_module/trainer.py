@@ -8,7 +8,7 @@ import tf_keras as keras
 from absl import logging
 
 from trainer_module import data, model as model_lib, schedules, signatures
-from trainer_module.config import ConfigError, TrainConfig
+from trainer_module.config import TRAIN_CONFIG_KEY, ConfigError, TrainConfig
 
 
 def _callbacks(model_run_dir: str):
@@ -21,7 +21,7 @@ def _callbacks(model_run_dir: str):
 
 def run_fn(fn_args) -> None:
     """TFX Trainer entry point (fn_args: tfx.components.FnArgs)."""
-    cfg = TrainConfig.from_dict(fn_args.custom_config)
+    cfg = TrainConfig.from_dict(fn_args.custom_config[TRAIN_CONFIG_KEY])
     tf.keras.utils.set_random_seed(cfg.seed)
     tft_output = tft.TFTransformOutput(fn_args.transform_graph_path)
     tft_layer = tft_output.transform_features_layer()
