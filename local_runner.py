@@ -114,7 +114,10 @@ def summarize(cfg: configs.PipelineConfig) -> str:
     trainer = nodes.get("Trainer")
     if trainer:
         lines.append(f"Trained model:      {trainer.uri('model')}")
-        lines.append(f"TensorBoard logs:   {trainer.uri('model_run')}")
+        run_dir = trainer.uri("model_run")
+        lines.append(f"TensorBoard logs:   {os.path.join(run_dir, 'tensorboard')}  "
+                     f"(tensorboard --logdir {os.path.join(run_dir, 'tensorboard')})")
+        lines.append(f"LR schedule plot:   {os.path.join(run_dir, 'lr_schedule.png')}")
     evaluator = nodes.get("Evaluator")
     if evaluator:
         blessing = evaluator.outputs["blessing"][0]

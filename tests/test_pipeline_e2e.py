@@ -13,9 +13,11 @@ from pipeline.configs import PipelineConfig
 
 pytestmark = pytest.mark.slow
 
-# Small images and model input keep a CPU run to about two minutes.
+# Small images and model input keep a CPU run to about two minutes. The recipe under test:
+# CutMix + warmup-cosine; the step-decay recipe has its own run below.
 FLAGS = ["--epochs", "2", "--image-size", "64", "--resize-size", "72", "--batch-size", "16",
-         "--demo-train-per-class", "24", "--demo-eval-per-class", "6", "--accuracy-lower-bound", "0.0"]
+         "--demo-train-per-class", "24", "--demo-eval-per-class", "6", "--accuracy-lower-bound", "0.0",
+         "--cutmix-probability", "0.5", "--schedule", "warmup_cosine", "--warmup-epochs", "0.5"]
 
 
 @pytest.fixture(scope="module")
@@ -58,8 +60,7 @@ def test_ingest_report_counts_the_demo_data(runs):
     assert report["ingested_by_split_and_class"]["train"] == {c: 24 for c in report["class_names"]}
 
 
-def test_pushed_model_classifies_raw_jpeg_bytes(runs):
-    cfg, [(nodes, _), _] = runs
+def _assert_serves_raw_jpeg_bytes(nodes):
     pushed = run_summary.custom_property(nodes["Pusher"].outputs["pushed_model"][0], "pushed_destination")
     assert os.path.exists(os.path.join(pushed, "saved_model.pb"))
     serve = tf.saved_model.load(pushed).signatures["serving_default"]
@@ -73,6 +74,34 @@ def test_pushed_model_classifies_raw_jpeg_bytes(runs):
     assert names == ["buildings", "forest", "glacier", "mountain", "sea", "street"]
     top = [n.decode() for n in out["predicted_class"].numpy()]
     assert top == [names[i] for i in probabilities.argmax(axis=1)]
+
+
+def test_pushed_model_classifies_raw_jpeg_bytes(runs):
+    _, [(nodes, _), _] = runs
+    _assert_serves_raw_jpeg_bytes(nodes)
+
+
+def test_trainer_writes_schedule_plot_history_and_tensorboard(runs):
+    _, [(nodes, summary), _] = runs
+    run_dir = nodes["Trainer"].uri("model_run")
+    assert f"LR schedule plot:   {run_dir}/lr_schedule.png" in summary
+    assert tf.io.gfile.glob(f"{run_dir}/tensorboard/train/events.out.tfevents.*")
+    with open(os.path.join(run_dir, "history.json")) as f:
+        history = json.load(f)
+    assert history["config"]["schedule"] == "warmup_cosine" and len(history["history"]["loss"]) == 2
+    png = tf.io.read_file(os.path.join(run_dir, "lr_schedule.png"))
+    assert tf.io.decode_png(png).shape[-1] in (3, 4)
+
+
+def test_step_decay_recipe_trains_and_serves(tmp_path):
+    argv = ["--output-dir", str(tmp_path), *FLAGS, "--schedule", "step", "--step-every-epochs", "1",
+            "--step-factor", "0.5", "--cutmix-probability", "0.0"]
+    assert local_runner.main(argv) == 0
+    cfg, _ = local_runner.parse_args(argv)
+    nodes = run_summary.read_run(cfg.metadata_path)
+    _assert_serves_raw_jpeg_bytes(nodes)
+    with open(os.path.join(nodes["Trainer"].uri("model_run"), "history.json")) as f:
+        assert json.load(f)["config"]["schedule"] == "step"
 
 
 def test_second_run_reuses_the_cache(runs):

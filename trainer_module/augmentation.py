@@ -23,3 +23,50 @@ def center_crop(images: tf.Tensor, size: int) -> tf.Tensor:
 def random_flip(image: tf.Tensor) -> tf.Tensor:
     """Mirror one image left-right with probability 1/2 (scenes have no handedness)."""
     return tf.image.random_flip_left_right(image)
+
+
+def sample_beta(shape, alpha: float) -> tf.Tensor:
+    """Beta(alpha, alpha) samples from two Gamma draws (TensorFlow has no Beta sampler)."""
+    x = tf.random.gamma(shape, alpha)
+    y = tf.random.gamma(shape, alpha)
+    return x / (x + y)
+
+
+def cutmix_masks(batch_size, height: int, width: int, probability: float, alpha: float) -> tf.Tensor:
+    """[batch, height, width] boolean paste masks, one box per image (or none).
+
+    An image gets a box when a uniform draw exceeds 1 - probability (the notebook: > 0.5).
+    The box's area fraction is 1 - lambda with lambda ~ Beta(alpha, alpha) (Yun et al. 2019),
+    centred uniformly; boxes that cross the border are clipped, so the pasted area can be smaller.
+    """
+    applied = tf.random.uniform([batch_size]) > 1.0 - probability
+    cut_ratio = tf.sqrt(1.0 - sample_beta([batch_size], alpha))
+    cut_h = tf.cast(cut_ratio * height, tf.int32)
+    cut_w = tf.cast(cut_ratio * width, tf.int32)
+    center_y = tf.random.uniform([batch_size], 0, height, dtype=tf.int32)
+    center_x = tf.random.uniform([batch_size], 0, width, dtype=tf.int32)
+    y1 = tf.clip_by_value(center_y - cut_h // 2, 0, height)
+    y2 = tf.clip_by_value(center_y + cut_h // 2, 0, height)
+    x1 = tf.clip_by_value(center_x - cut_w // 2, 0, width)
+    x2 = tf.clip_by_value(center_x + cut_w // 2, 0, width)
+    ys = tf.range(height)[tf.newaxis, :, tf.newaxis]
+    xs = tf.range(width)[tf.newaxis, tf.newaxis, :]
+    inside = ((ys >= y1[:, None, None]) & (ys < y2[:, None, None])
+              & (xs >= x1[:, None, None]) & (xs < x2[:, None, None]))
+    return inside & applied[:, None, None]
+
+
+def cutmix(images: tf.Tensor, labels: tf.Tensor, probability: float = 0.5, alpha: float = 1.0):
+    """CutMix on a batch: paste a box from a partner image and mix the one-hot labels.
+
+    images [B, H, W, C], labels [B, N] one-hot (or already soft). Each label row becomes
+    (1 - a) * own + a * partner's, where a is the pasted area fraction actually written, so rows
+    still sum to 1. Partners are a random permutation of the batch.
+    """
+    shape = tf.shape(images)
+    height, width = images.shape[1], images.shape[2]
+    masks = cutmix_masks(shape[0], height, width, probability, alpha)
+    partner = tf.random.shuffle(tf.range(shape[0]))
+    mixed = tf.where(masks[..., tf.newaxis], tf.gather(images, partner), images)
+    area = tf.reduce_mean(tf.cast(masks, labels.dtype), axis=[1, 2])[:, tf.newaxis]
+    return mixed, (1.0 - area) * labels + area * tf.gather(labels, partner)

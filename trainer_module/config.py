@@ -8,6 +8,7 @@ import json
 from typing import Any, Dict, Sequence, Tuple
 
 MODEL_VARIANTS = ("small", "large")
+PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("constant", "warmup_cosine", "step")
 
@@ -31,11 +32,22 @@ class TrainConfig:
     resize_size: int = 256
     image_size: int = 224
     random_flip: bool = True
+    # CutMix: applied to an image when a uniform draw exceeds 1 - probability (0 disables);
+    # the pasted area fraction is 1 - Beta(alpha, alpha).
+    cutmix_probability: float = 0.5
+    cutmix_alpha: float = 1.0
     # Model.
     model_variant: str = "small"
     alpha: float = 1.0
     minimalistic: bool = False
-    weights: str = "none"  # "none", "imagenet", or a local .h5 weights file
+    weights: str = "none"  # "none", "imagenet", or a local .h5 weights file (no top)
+    # md5 a local weights file must have: "published" (Keras' ImageNet file for this variant),
+    # a hex digest (your own file), or "" to skip the check.
+    weights_md5: str = "published"
+    # Epochs with the backbone frozen (head only) before fine-tuning everything at
+    # learning_rate * fine_tune_lr_factor. Useful with pretrained weights.
+    frozen_backbone_epochs: int = 0
+    fine_tune_lr_factor: float = 0.1
     dropout: float = 0.2
     # BatchNorm momentum for layers trained from scratch: Keras' MobileNetV3 uses 0.999, whose
     # moving averages need thousands of steps to settle; short runs then score chance.
@@ -46,12 +58,15 @@ class TrainConfig:
     learning_rate: float = 0.01
     optimizer: str = "sgd"
     momentum: float = 0.9
+    weight_decay: float = 0.0
     schedule: str = "constant"
     warmup_epochs: float = 1.0  # warmup_cosine: linear warmup length
     cosine_final_fraction: float = 0.0  # warmup_cosine: final LR as a fraction of the peak
     step_every_epochs: int = 3  # step: decay interval (the notebook's best run)
     step_factor: float = 0.1  # step: multiplier at each interval
     label_smoothing: float = 0.0
+    # "auto": mixed_float16 on GPU, float32 on CPU (where float16 is slow).
+    precision: str = "auto"
     # Input pipeline: records are shuffled as serialized bytes (~15 KB each), never as pixels.
     shuffle_buffer: int = 2048
     seed: int = 42
@@ -72,10 +87,21 @@ class TrainConfig:
         _check(self.model_variant in MODEL_VARIANTS, "model_variant", self.model_variant,
                f"must be one of {MODEL_VARIANTS}")
         _check(self.alpha > 0, "alpha", self.alpha, "must be > 0")
+        _check(0.0 <= self.cutmix_probability <= 1.0, "cutmix_probability", self.cutmix_probability,
+               "must be in [0, 1]")
+        _check(self.cutmix_alpha > 0, "cutmix_alpha", self.cutmix_alpha, "must be > 0")
+        _check(0 <= self.frozen_backbone_epochs < self.epochs, "frozen_backbone_epochs",
+               self.frozen_backbone_epochs, f"must be in [0, epochs={self.epochs})")
+        _check(0.0 < self.fine_tune_lr_factor <= 1.0, "fine_tune_lr_factor", self.fine_tune_lr_factor,
+               "must be in (0, 1]")
+        _check(self.weight_decay >= 0, "weight_decay", self.weight_decay, "must be >= 0")
+        _check(self.precision in PRECISIONS, "precision", self.precision, f"must be one of {PRECISIONS}")
         _check(0.0 <= self.dropout < 1.0, "dropout", self.dropout, "must be in [0, 1)")
         _check(0.0 < self.bn_momentum < 1.0, "bn_momentum", self.bn_momentum, "must be in (0, 1)")
         _check(self.batch_size >= 1, "batch_size", self.batch_size, "must be >= 1")
         _check(self.epochs >= 1, "epochs", self.epochs, "must be >= 1")
+        _check(self.weights_md5 in ("", "published") or len(self.weights_md5) == 32, "weights_md5",
+               self.weights_md5, "must be 'published', '' or a 32-character md5 hex digest")
         _check(self.learning_rate > 0, "learning_rate", self.learning_rate, "must be > 0")
         _check(self.optimizer in OPTIMIZERS, "optimizer", self.optimizer, f"must be one of {OPTIMIZERS}")
         _check(0.0 <= self.momentum < 1.0, "momentum", self.momentum, "must be in [0, 1)")

@@ -3,7 +3,7 @@
 Shuffling happens on serialized records (a few KB each), decoding in parallel batches through
 the Transform graph, augmentation per image after unbatching so each image gets its own crop.
 """
-from typing import List, Sequence
+from typing import List, Optional, Sequence
 
 import tensorflow as tf
 
@@ -42,10 +42,11 @@ def _records(files: List[str], training: bool, cfg: TrainConfig) -> tf.data.Data
 
 
 def make_dataset(file_patterns: Sequence[str], tft_layer, raw_feature_spec, cfg: TrainConfig,
-                 training: bool) -> tf.data.Dataset:
+                 training: bool, batch_size: Optional[int] = None) -> tf.data.Dataset:
     """(images [B, S, S, 3] float32 in [0, 255], one-hot labels [B, N]) batches.
 
-    training=True: endless, shuffled, random crops (and flips), whole batches only.
+    batch_size: the global batch (default cfg.batch_size).
+    training=True: endless, shuffled, random crops (and flips), CutMix, whole batches only.
     training=False: one pass in file order, centre crops, last batch kept.
     """
     spec = {k: raw_feature_spec[k] for k in (features.IMAGE_KEY, features.LABEL_KEY)}
@@ -69,5 +70,8 @@ def make_dataset(file_patterns: Sequence[str], tft_layer, raw_feature_spec, cfg:
     ds = ds.batch(_DECODE_BATCH).map(transform, num_parallel_calls=tf.data.AUTOTUNE,
                                      deterministic=not training).unbatch()
     ds = ds.map(train_view if training else eval_view, num_parallel_calls=tf.data.AUTOTUNE)
-    ds = ds.batch(cfg.batch_size, drop_remainder=training)
+    ds = ds.batch(batch_size or cfg.batch_size, drop_remainder=training)
+    if training and cfg.cutmix_probability > 0:
+        ds = ds.map(lambda x, y: augmentation.cutmix(x, y, cfg.cutmix_probability, cfg.cutmix_alpha),
+                    num_parallel_calls=tf.data.AUTOTUNE)
     return ds.prefetch(tf.data.AUTOTUNE)

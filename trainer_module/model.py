@@ -1,23 +1,62 @@
 """The classifier: a Keras MobileNetV3 backbone with a small classification head."""
+import hashlib
+
+import tensorflow as tf
 import tf_keras as keras
 
-from trainer_module.config import TrainConfig
+from trainer_module.config import ConfigError, TrainConfig
 
 _BACKBONES = {"small": keras.applications.MobileNetV3Small, "large": keras.applications.MobileNetV3Large}
 
 
-def _backbone_weights(cfg: TrainConfig):
-    return None if cfg.weights == "none" else cfg.weights
+class WeightsChecksumError(ValueError):
+    """A local weights file is not the file it claims to be."""
+
+
+def published_weights_md5(cfg: TrainConfig) -> str:
+    """Keras' published md5 of the no-top ImageNet weights for this variant."""
+    from tf_keras.src.applications.mobilenet_v3 import WEIGHTS_HASHES
+
+    key = f"{cfg.model_variant}{'_minimalistic' if cfg.minimalistic else ''}_224_{cfg.alpha}_float"
+    if key not in WEIGHTS_HASHES:
+        raise ConfigError(f"no published ImageNet weights for {key}; available: {sorted(WEIGHTS_HASHES)}")
+    return WEIGHTS_HASHES[key][1]
+
+
+def check_weights_file(cfg: TrainConfig) -> None:
+    """Raises unless cfg.weights exists and has the expected md5 (see TrainConfig.weights_md5)."""
+    if not tf.io.gfile.exists(cfg.weights):
+        raise ConfigError(f"weights file not found: {cfg.weights}")
+    expected = published_weights_md5(cfg) if cfg.weights_md5 == "published" else cfg.weights_md5
+    if not expected:
+        return
+    digest = hashlib.md5()
+    with tf.io.gfile.GFile(cfg.weights, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    if digest.hexdigest() != expected:
+        raise WeightsChecksumError(f"{cfg.weights} has md5 {digest.hexdigest()}, expected {expected}")
+
+
+def build_backbone(cfg: TrainConfig) -> keras.Model:
+    """MobileNetV3 without its top; its own rescaling layer takes pixels in [0, 255]."""
+    local_file = cfg.weights not in ("none", "imagenet")
+    if local_file:
+        check_weights_file(cfg)
+    backbone = _BACKBONES[cfg.model_variant](
+        input_shape=(cfg.image_size, cfg.image_size, 3), alpha=cfg.alpha,
+        minimalistic=cfg.minimalistic, include_top=False,
+        weights="imagenet" if cfg.weights == "imagenet" else None, include_preprocessing=True)
+    if local_file:
+        backbone.load_weights(cfg.weights)
+    if cfg.weights == "none":
+        set_batchnorm_momentum(backbone, cfg.bn_momentum)
+    return backbone
 
 
 def build_model(cfg: TrainConfig) -> keras.Model:
-    """MobileNetV3 (its own rescaling layer takes pixels in [0, 255]) + pooling, dropout, softmax."""
-    backbone = _BACKBONES[cfg.model_variant](
-        input_shape=(cfg.image_size, cfg.image_size, 3), alpha=cfg.alpha,
-        minimalistic=cfg.minimalistic, include_top=False, weights=_backbone_weights(cfg),
-        include_preprocessing=True)
-    if cfg.weights == "none":
-        set_batchnorm_momentum(backbone, cfg.bn_momentum)
+    """Backbone + global average pooling, dropout and a float32 softmax (safe under mixed precision)."""
+    backbone = build_backbone(cfg)
     inputs = keras.Input((cfg.image_size, cfg.image_size, 3), name="image")
     x = backbone(inputs)
     x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
@@ -25,6 +64,11 @@ def build_model(cfg: TrainConfig) -> keras.Model:
     outputs = keras.layers.Dense(cfg.num_classes, activation="softmax", dtype="float32",
                                  name="probabilities")(x)
     return keras.Model(inputs, outputs, name=f"mobilenetv3_{cfg.model_variant}_classifier")
+
+
+def backbone_of(model: keras.Model) -> keras.Model:
+    """The MobileNetV3 sub-model inside a model from build_model."""
+    return next(layer for layer in model.layers if isinstance(layer, keras.Model))
 
 
 def set_batchnorm_momentum(model: keras.Model, momentum: float) -> int:
@@ -39,11 +83,12 @@ def set_batchnorm_momentum(model: keras.Model, momentum: float) -> int:
 
 def make_optimizer(cfg: TrainConfig, learning_rate) -> keras.optimizers.Optimizer:
     """SGD (with momentum), Adam or AdamW at the given learning rate or schedule."""
+    decay = cfg.weight_decay or None
     if cfg.optimizer == "sgd":
-        return keras.optimizers.SGD(learning_rate, momentum=cfg.momentum)
+        return keras.optimizers.SGD(learning_rate, momentum=cfg.momentum, weight_decay=decay)
     if cfg.optimizer == "adam":
-        return keras.optimizers.Adam(learning_rate)
-    return keras.optimizers.AdamW(learning_rate)
+        return keras.optimizers.Adam(learning_rate, weight_decay=decay)
+    return keras.optimizers.AdamW(learning_rate, weight_decay=cfg.weight_decay or 0.004)
 
 
 def compile_model(model: keras.Model, cfg: TrainConfig, learning_rate) -> None:

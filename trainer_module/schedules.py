@@ -1,22 +1,58 @@
 """Learning-rate schedules, all from Keras: constant, linear warmup + cosine decay, step decay."""
+from typing import Optional
+
 import tf_keras as keras
 
 from trainer_module.config import TrainConfig
 
 
-def make_schedule(cfg: TrainConfig, steps_per_epoch: int):
-    """The learning rate (a float or a Keras LearningRateSchedule) for `cfg.schedule`."""
-    total_steps = cfg.epochs * steps_per_epoch
+def make_schedule(cfg: TrainConfig, steps_per_epoch: int, epochs: Optional[int] = None,
+                  learning_rate: Optional[float] = None):
+    """The learning rate (a float or a Keras LearningRateSchedule) for `cfg.schedule`.
+
+    epochs / learning_rate default to the config's; the fine-tuning phase after frozen-backbone
+    epochs passes its own.
+    """
+    epochs = cfg.epochs if epochs is None else epochs
+    peak = cfg.learning_rate if learning_rate is None else learning_rate
+    total_steps = epochs * steps_per_epoch
     if cfg.schedule == "constant":
-        return cfg.learning_rate
+        return peak
     if cfg.schedule == "warmup_cosine":
-        # CosineDecay warms up linearly from initial_learning_rate to warmup_target, then decays.
-        warmup_steps = min(total_steps - 1, round(cfg.warmup_epochs * steps_per_epoch))
+        # CosineDecay warms up linearly from initial_learning_rate to warmup_target, then decays
+        # to alpha * warmup_target over decay_steps.
+        warmup_steps = max(0, min(total_steps - 1, round(cfg.warmup_epochs * steps_per_epoch)))
         return keras.optimizers.schedules.CosineDecay(
             initial_learning_rate=0.0, decay_steps=max(1, total_steps - warmup_steps),
-            alpha=cfg.cosine_final_fraction, warmup_target=cfg.learning_rate,
-            warmup_steps=max(0, warmup_steps))
+            alpha=cfg.cosine_final_fraction, warmup_target=peak, warmup_steps=warmup_steps)
     # Step decay: multiply by step_factor every step_every_epochs epochs.
     return keras.optimizers.schedules.ExponentialDecay(
-        cfg.learning_rate, decay_steps=cfg.step_every_epochs * steps_per_epoch,
-        decay_rate=cfg.step_factor, staircase=True)
+        peak, decay_steps=cfg.step_every_epochs * steps_per_epoch, decay_rate=cfg.step_factor,
+        staircase=True)
+
+
+def learning_rate_at(schedule, step: int) -> float:
+    """The rate a float or Keras schedule gives at `step`."""
+    return float(schedule(step)) if callable(schedule) else float(schedule)
+
+
+def plot_schedule(schedule, total_steps: int, steps_per_epoch: int, path: str, title: str = "") -> str:
+    """Saves the learning rate over training steps as a PNG (the notebook's sanity check)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import tensorflow as tf
+
+    steps = list(range(total_steps + 1))
+    rates = [learning_rate_at(schedule, s) for s in steps]
+    fig, ax = plt.subplots(figsize=(7, 3.5), dpi=100)
+    ax.plot(steps, rates)
+    for epoch in range(1, total_steps // max(1, steps_per_epoch) + 1):
+        ax.axvline(epoch * steps_per_epoch, color="0.85", lw=0.8, zorder=0)
+    ax.set(xlabel="training step (grey lines: epochs)", ylabel="learning rate",
+           title=title or "learning-rate schedule")
+    fig.tight_layout()
+    with tf.io.gfile.GFile(path, "wb") as f:
+        fig.savefig(f, format="png")
+    plt.close(fig)
+    return path

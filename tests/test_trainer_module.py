@@ -1,0 +1,213 @@
+"""Unit tests of the Trainer module: config, augmentation, CutMix, schedules, model, preprocessing."""
+import hashlib
+import math
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tf_keras as keras
+
+import image_factory
+from trainer_module import augmentation, model as model_lib, preprocessing, schedules
+from trainer_module.config import ConfigError, TrainConfig
+
+CLASSES = ("a", "b", "c")
+
+
+def cfg(**overrides):
+    return TrainConfig(class_names=CLASSES, **overrides)
+
+
+# --- config validation -------------------------------------------------------------------------
+
+@pytest.mark.parametrize("overrides,message", [
+    ({"schedule": "exponential"}, "schedule='exponential': must be one of"),
+    ({"image_size": 256, "resize_size": 224}, "resize_size=224: must be >= image_size"),
+    ({"learning_rate": -0.1}, "learning_rate=-0.1: must be > 0"),
+    ({"optimizer": "rmsprop"}, "optimizer='rmsprop'"),
+    ({"cutmix_probability": 1.5}, "cutmix_probability=1.5"),
+    ({"cutmix_alpha": 0.0}, "cutmix_alpha=0.0"),
+    ({"epochs": 2, "frozen_backbone_epochs": 2}, "frozen_backbone_epochs=2"),
+    ({"weights": "weights.bin"}, "weights='weights.bin'"),
+    ({"weights_md5": "abc"}, "weights_md5='abc'"),
+    ({"precision": "float8"}, "precision='float8'"),
+    ({"step_factor": 0.0}, "step_factor=0.0"),
+    ({"batch_size": 0}, "batch_size=0"),
+])
+def test_config_rejects_bad_values(overrides, message):
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace("[", r"\[")):
+        cfg(**overrides)
+
+
+def test_config_rejects_unknown_keys_and_bad_classes():
+    with pytest.raises(ConfigError, match=r"unknown training option\(s\) \['learning_rat'\]"):
+        TrainConfig.from_dict({"class_names": CLASSES, "learning_rat": 0.1})
+    with pytest.raises(ConfigError, match="at least 2 classes"):
+        TrainConfig(class_names=("a",))
+    with pytest.raises(ConfigError, match="duplicates"):
+        TrainConfig(class_names=("a", "a"))
+
+
+def test_config_round_trips_through_json():
+    import json
+    original = cfg(schedule="step", epochs=7)
+    assert TrainConfig.from_dict(json.loads(original.to_json())) == original
+
+
+def test_defaults_are_the_notebook_recipe():
+    c = cfg()
+    assert (c.image_size, c.resize_size, c.batch_size, c.learning_rate) == (224, 256, 64, 0.01)
+    assert (c.optimizer, c.cutmix_probability, c.step_every_epochs) == ("sgd", 0.5, 3)
+
+
+# --- crops -------------------------------------------------------------------------------------
+
+def test_random_crop_is_a_window_of_the_image_and_varies():
+    tf.random.set_seed(1)
+    image = tf.reshape(tf.range(10 * 12 * 3, dtype=tf.float32), [10, 12, 3])
+    crops = [augmentation.random_crop(image, 8).numpy() for _ in range(30)]
+    assert all(c.shape == (8, 8, 3) for c in crops)
+    full = image.numpy()
+    origins = set()
+    for c in crops:
+        top, left = np.argwhere(full[..., 0] == c[0, 0, 0])[0]
+        np.testing.assert_array_equal(c, full[top:top + 8, left:left + 8])
+        origins.add((top, left))
+    assert len(origins) >= 6  # 3 x 5 = 15 possible windows
+
+
+def test_center_crop_takes_the_middle():
+    images = tf.reshape(tf.range(2 * 9 * 9, dtype=tf.float32), [2, 9, 9, 1])
+    out = augmentation.center_crop(images, 5)
+    assert out.shape == (2, 5, 5, 1)
+    np.testing.assert_array_equal(out.numpy(), images.numpy()[:, 2:7, 2:7])
+
+
+# --- CutMix ------------------------------------------------------------------------------------
+
+def test_cutmix_applies_to_about_the_configured_share():
+    tf.random.set_seed(0)
+    masks = augmentation.cutmix_masks(4000, 64, 64, probability=0.5, alpha=1.0).numpy()
+    share = masks.any(axis=(1, 2)).mean()
+    # Binomial(4000, ~0.5): sd 0.008; a few masks are empty (box under one pixel) or clipped.
+    assert 0.46 < share < 0.54
+    assert augmentation.cutmix_masks(500, 32, 32, 0.0, 1.0).numpy().sum() == 0
+    assert augmentation.cutmix_masks(500, 32, 32, 1.0, 1.0).numpy().any(axis=(1, 2)).mean() > 0.97
+
+
+def test_cutmix_box_area_follows_the_beta_draw():
+    tf.random.set_seed(3)
+    masks = augmentation.cutmix_masks(3000, 64, 64, probability=1.0, alpha=1.0).numpy()
+    areas = masks.mean(axis=(1, 2))
+    # Unclipped, E[area] = E[1 - lambda] = 0.5 for Beta(1, 1); clipping at borders shrinks it.
+    assert 0.25 < areas.mean() < 0.5
+    assert areas.max() > 0.8 and areas.min() < 0.05
+
+
+def test_cutmix_labels_equal_the_pasted_pixel_fractions():
+    tf.random.set_seed(7)
+    n, size = 16, 24
+    images = tf.cast(tf.reshape(tf.repeat(tf.range(n), size * size * 3), [n, size, size, 3]), tf.float32)
+    labels = tf.one_hot(tf.range(n), n)
+    mixed, mixed_labels = augmentation.cutmix(images, labels, probability=1.0, alpha=1.0)
+    mixed, mixed_labels = mixed.numpy()[..., 0], mixed_labels.numpy()
+    np.testing.assert_allclose(mixed_labels.sum(axis=1), 1.0, atol=1e-6)
+    for i in range(n):
+        fractions = np.array([(mixed[i] == c).mean() for c in range(n)])
+        np.testing.assert_allclose(mixed_labels[i], fractions, atol=1e-6)
+    assert (mixed_labels.max(axis=1) < 1.0).sum() >= n // 2  # most rows really mixed
+
+
+# --- schedules ---------------------------------------------------------------------------------
+
+def test_warmup_cosine_values():
+    c = cfg(schedule="warmup_cosine", epochs=5, learning_rate=0.01, warmup_epochs=1.0,
+            cosine_final_fraction=0.1)
+    s = schedules.make_schedule(c, steps_per_epoch=10)
+    lr = lambda step: schedules.learning_rate_at(s, step)  # noqa: E731
+    assert lr(0) == pytest.approx(0.0)
+    assert lr(5) == pytest.approx(0.005)  # half-way through the linear warmup
+    assert lr(10) == pytest.approx(0.01)  # warmup end = peak
+    decay_steps = 40
+    for step in (20, 30, 45):
+        t = (step - 10) / decay_steps
+        cosine = 0.5 * (1 + math.cos(math.pi * t))
+        assert lr(step) == pytest.approx(0.01 * ((1 - 0.1) * cosine + 0.1), rel=1e-5)
+    assert lr(50) == pytest.approx(0.001)  # end = final fraction of the peak
+
+
+def test_step_decay_values():
+    c = cfg(schedule="step", epochs=9, learning_rate=0.01, step_every_epochs=3, step_factor=0.5)
+    s = schedules.make_schedule(c, steps_per_epoch=10)
+    values = {step: schedules.learning_rate_at(s, step) for step in (0, 29, 30, 59, 60, 89)}
+    assert values == pytest.approx({0: 0.01, 29: 0.01, 30: 0.005, 59: 0.005, 60: 0.0025, 89: 0.0025})
+
+
+def test_constant_schedule_and_phase_override():
+    assert schedules.make_schedule(cfg(), 10) == 0.01
+    s = schedules.make_schedule(cfg(schedule="warmup_cosine"), 10, epochs=2, learning_rate=0.001)
+    assert schedules.learning_rate_at(s, 10) == pytest.approx(0.001)
+
+
+def test_schedule_plot_is_a_png(tmp_path):
+    s = schedules.make_schedule(cfg(schedule="warmup_cosine", epochs=3), 7)
+    path = schedules.plot_schedule(s, 21, 7, str(tmp_path / "lr.png"))
+    image = tf.io.decode_png(tf.io.read_file(path))
+    assert image.shape[0] > 100 and image.shape[1] > 100
+    assert len(np.unique(image.numpy())) > 5  # something was drawn
+
+
+# --- model -------------------------------------------------------------------------------------
+
+def test_model_outputs_probabilities_and_fixes_batchnorm_momentum():
+    c = cfg(image_size=32, resize_size=32)
+    model = model_lib.build_model(c)
+    out = model(tf.random.uniform([2, 32, 32, 3], 0, 255)).numpy()
+    assert out.shape == (2, 3)
+    np.testing.assert_allclose(out.sum(axis=1), 1.0, atol=1e-5)
+    momenta = {l.momentum for l in model_lib.backbone_of(model).submodules
+               if isinstance(l, keras.layers.BatchNormalization)}
+    assert momenta == {0.9}
+
+
+def test_local_weights_file_is_checked_against_its_md5(tmp_path):
+    c = cfg(image_size=32, resize_size=32)
+    source = model_lib.build_backbone(c)
+    path = str(tmp_path / "backbone.h5")
+    source.save_weights(path)
+    md5 = hashlib.md5(open(path, "rb").read()).hexdigest()
+    loaded = model_lib.build_backbone(cfg(image_size=32, resize_size=32, weights=path, weights_md5=md5))
+    for a, b in zip(source.weights, loaded.weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    with pytest.raises(model_lib.WeightsChecksumError, match="expected d3e8ec802a04aa4fc771ee12a9a9b836"):
+        model_lib.build_backbone(cfg(image_size=32, resize_size=32, weights=path))  # published md5
+    with pytest.raises(ConfigError, match="weights file not found"):
+        model_lib.build_backbone(cfg(weights=str(tmp_path / "missing.h5")))
+
+
+def test_published_md5_lookup():
+    assert model_lib.published_weights_md5(cfg(model_variant="large")) == "07fb09a5933dd0c8eaafa16978110389"
+    with pytest.raises(ConfigError, match="no published ImageNet weights"):
+        model_lib.published_weights_md5(cfg(alpha=0.5))
+
+
+# --- preprocessing -----------------------------------------------------------------------------
+
+def test_decode_and_resize_normalises_formats_and_sizes():
+    images = tf.constant([image_factory.jpeg_bytes(150, 150), image_factory.jpeg_bytes(7, 301, mode="L"),
+                          image_factory.png_bytes(40, 20, mode="RGBA"), image_factory.bmp_bytes(3, 3)])
+    out = preprocessing.decode_and_resize(images, 48).numpy()
+    assert out.shape == (4, 48, 48, 3) and out.dtype == np.float32
+    assert out.min() >= 0.0 and out.max() <= 255.0
+    np.testing.assert_allclose(out[1, ..., 0], out[1, ..., 2])  # grayscale -> equal channels
+
+
+def test_preprocessing_fn_one_hot_and_label_check():
+    config = {"class_names": list(CLASSES), "resize_size": 16}
+    inputs = {"image": tf.constant([[image_factory.jpeg_bytes(20, 20)]] * 2),
+              "label": tf.constant([[2], [0]], tf.int64)}
+    out = preprocessing.preprocessing_fn(inputs, config)
+    np.testing.assert_array_equal(out["label_one_hot"].numpy(), [[0, 0, 1], [1, 0, 0]])
+    assert out["image_resized"].shape == (2, 16, 16, 3)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="label outside the configured class names"):
+        preprocessing.preprocessing_fn({**inputs, "label": tf.constant([[3], [0]], tf.int64)}, config)
