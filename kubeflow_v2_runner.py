@@ -15,7 +15,9 @@ import os
 os.environ["TF_USE_LEGACY_KERAS"] = "1"  # before TensorFlow loads: TFT and TFMA need Keras 2
 
 import argparse  # noqa: E402
+import contextlib  # noqa: E402
 import dataclasses  # noqa: E402
+import functools  # noqa: E402
 import json  # noqa: E402
 import logging  # noqa: E402
 import re  # noqa: E402
@@ -172,6 +174,8 @@ def check_remote_paths(args: argparse.Namespace) -> None:
     """Every location the steps read or write must be gs://: a cluster cannot see this disk."""
     paths = {"--pipeline-root": args.pipeline_root, "--data-dir": args.data_dir,
              "--serving-model-dir": args.serving_model_dir, "--temp-location": args.temp_location}
+    if args.weights not in ("none", "imagenet"):
+        paths["--weights"] = args.weights
     local = {flag: path for flag, path in paths.items() if not path.startswith("gs://")}
     if local:
         raise RunnerError(f"these must be gs:// paths the cluster can reach: {local}")
@@ -250,11 +254,32 @@ def train_config(args: argparse.Namespace) -> Dict[str, Any]:
     return json.loads(TrainConfig.from_dict({**values, "class_names": args.class_names}).to_json())
 
 
+@contextlib.contextmanager
+def _stock_baseline_resolver():
+    """create_pipeline with TFX's LatestBlessedModelStrategy as the baseline resolver.
+
+    The KFP v2 compiler turns only TFX's own strategies into backend queries; the project's
+    candidate-excluding strategy (components/baseline_resolver.py) does not compile. Swapped here
+    because create_pipeline has no switch for it yet.
+    """
+    from pipeline import pipeline as pipeline_module
+
+    original = pipeline_module.latest_blessed_model_resolver
+    pipeline_module.latest_blessed_model_resolver = functools.partial(original, exclude_candidate=False)
+    try:
+        yield pipeline_module.create_pipeline
+    finally:
+        pipeline_module.latest_blessed_model_resolver = original
+
+
 def build_pipeline(args: argparse.Namespace):
     """The tfx Pipeline for the cluster (no ML Metadata config: the backend owns metadata)."""
-    from pipeline.pipeline import create_pipeline
-
     check_pipeline_name(args.pipeline_name)
+    with _stock_baseline_resolver() as create_pipeline:
+        return _create(create_pipeline, args)
+
+
+def _create(create_pipeline, args: argparse.Namespace):
     return create_pipeline(
         pipeline_name=args.pipeline_name, pipeline_root=args.pipeline_root, data_root=args.data_dir,
         class_names=args.class_names, eval_fraction=args.eval_fraction,

@@ -146,7 +146,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
                      len(listing.files), listing.root, listing.split_mode, listing.class_names)
         for path, why in listing.ignored_dirs:
             logging.warning("ImageExampleGen: not reading %s: %s", path, why)
-        stray = [dict(path=image_files._relpath(p, listing.root), split="", class_name="",
+        stray = [dict(path=image_files.relative_path(p, listing.root), split="", class_name="",
                       reason=SKIP_OUTSIDE_CLASS_FOLDER, detail="") for p in listing.stray_files]
 
         examples.split_names = artifact_utils.encode_split_names(list(image_files.SPLITS))

@@ -112,7 +112,8 @@ def _walk_files(path: str) -> List[str]:
     return sorted(out)
 
 
-def _relpath(path: str, root: str) -> str:
+def relative_path(path: str, root: str) -> str:
+    """`path` relative to `root`, with forward slashes (as stored in the examples and report)."""
     return posixpath.relpath(path.replace("\\", "/"), root.replace("\\", "/"))
 
 
@@ -191,7 +192,7 @@ def list_image_files(root: str, class_names: Optional[Sequence[str]] = None,
         for split, classes in class_dirs.items():
             for class_name, class_dir in sorted(classes.items()):
                 for path in _walk_files(class_dir):
-                    rel = _relpath(path, root)
+                    rel = relative_path(path, root)
                     file_split = hash_split(rel, eval_fraction) if split_mode == "hash" else split
                     files.append(ImageFile(path, rel, file_split, class_name))
             split_root = split_dirs[split]
@@ -214,7 +215,7 @@ def fingerprint_tree(root: str) -> str:
     digest = hashlib.sha256()
     for path in _walk_files(root):
         stat = tf.io.gfile.stat(path)
-        digest.update(json.dumps([_relpath(path, root), stat.length, stat.mtime_nsec]).encode())
+        digest.update(json.dumps([relative_path(path, root), stat.length, stat.mtime_nsec]).encode())
     return digest.hexdigest()
 
 

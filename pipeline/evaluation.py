@@ -1,23 +1,68 @@
-"""The Evaluator's TFMA configuration: the metrics users read and the thresholds that gate a push."""
+"""The Evaluator's TFMA configuration: the metrics users read and the thresholds that gate a push.
+
+Metric keys (what pipeline/report.py reads back with tfma.load_metrics / load_plots):
+  overall, no sub key:   example_count, sparse_categorical_accuracy (gated),
+                         multi_class_confusion_matrix_plot (a plot)
+  sub key class_id=i, top_k=1:  precision, recall, f1_score of class i, where "predicted i" means
+                         i is the top-1 class (argmax), as a user reads a classifier; only when
+                         the class names are given (TFMA's binarization needs the class ids)
+  sub key k=1:           calibration (mean top-1 probability / top-1 accuracy; 1.0 is calibrated)
+                         and calibration_plot (reliability buckets of the top-1 probability, from
+                         which the report derives the expected calibration error; TFMA has no
+                         ECE metric)
+Each is computed overall and per true class (slice `class_name`); with a baseline model TFMA
+adds the baseline's values and the candidate-minus-baseline diffs.
+"""
+from typing import Sequence
+
 import tensorflow_model_analysis as tfma
 
 from trainer_module import features
 
+ACCURACY = "sparse_categorical_accuracy"
+EXAMPLE_COUNT = "example_count"
+CONFUSION_MATRIX_PLOT = "multi_class_confusion_matrix_plot"
+PER_CLASS_METRICS = ("precision", "recall", "f1_score")
+CALIBRATION = "calibration"
+CALIBRATION_PLOT = "calibration_plot"
+CALIBRATION_BUCKETS = 10
 
-def make_eval_config(accuracy_lower_bound: float, accuracy_max_drop: float) -> tfma.EvalConfig:
-    """TFMA config: accuracy gated absolutely and against the baseline, sliced by true class."""
+
+def make_eval_config(accuracy_lower_bound: float, accuracy_max_drop: float,
+                     class_names: Sequence[str] = ()) -> tfma.EvalConfig:
+    """TFMA config: accuracy gated absolutely and against the baseline, sliced by true class.
+
+    The change threshold only applies when the Evaluator gets a baseline model (TFX drops it on
+    the first run). class_names adds per-class precision, recall and F1.
+    """
     accuracy_threshold = tfma.MetricThreshold(
         value_threshold=tfma.GenericValueThreshold(lower_bound={"value": accuracy_lower_bound}),
         change_threshold=tfma.GenericChangeThreshold(
             direction=tfma.MetricDirection.HIGHER_IS_BETTER,
             absolute={"value": -accuracy_max_drop}))
+    metrics_specs = [
+        tfma.MetricsSpec(metrics=[
+            tfma.MetricConfig(class_name="ExampleCount"),
+            tfma.MetricConfig(class_name="SparseCategoricalAccuracy", threshold=accuracy_threshold),
+            tfma.MetricConfig(class_name="MultiClassConfusionMatrixPlot"),
+        ]),
+        # k=1: the top-1 probability against "the top-1 class is the label" (top-label calibration).
+        tfma.MetricsSpec(binarize=tfma.BinarizationOptions(k_list={"values": [1]}), metrics=[
+            tfma.MetricConfig(class_name="Calibration"),
+            tfma.MetricConfig(class_name="CalibrationPlot",
+                              config=f'{{"num_buckets": {CALIBRATION_BUCKETS}}}'),
+        ]),
+    ]
+    if class_names:
+        # top_k=1 on each class: predicted positive iff the class is the argmax (TFMA's default
+        # binarization would threshold each probability at 0.5 instead).
+        metrics_specs.append(tfma.MetricsSpec(
+            binarize=tfma.BinarizationOptions(class_ids={"values": list(range(len(class_names)))}),
+            metrics=[tfma.MetricConfig(class_name=name, config='{"top_k": 1}')
+                     for name in ("Precision", "Recall", "F1Score")]))
     return tfma.EvalConfig(
         model_specs=[tfma.ModelSpec(signature_name=features.SERVING_EXAMPLES_SIGNATURE,
                                     label_key=features.LABEL_KEY,
                                     prediction_key=features.PROBABILITIES_OUTPUT)],
         slicing_specs=[tfma.SlicingSpec(), tfma.SlicingSpec(feature_keys=[features.CLASS_NAME_KEY])],
-        metrics_specs=[tfma.MetricsSpec(metrics=[
-            tfma.MetricConfig(class_name="ExampleCount"),
-            tfma.MetricConfig(class_name="SparseCategoricalAccuracy", threshold=accuracy_threshold),
-            tfma.MetricConfig(class_name="MultiClassConfusionMatrixPlot"),
-        ])])
+        metrics_specs=metrics_specs)

@@ -1,0 +1,229 @@
+"""Bench 1: Transform throughput at the margin and bytes per example the Trainer reads.
+
+Side by side in one run, on the same gzipped tf.Example TFRecords (ImageExampleGen's
+make_example on real image files):
+
+  ours    trainer_module.preprocessing.preprocessing_fn, as the pipeline runs it
+          (materialize=False): tft_beam.AnalyzeDataset + WriteTransformFn, graph only. The
+          Trainer reads the raw examples and applies the graph on the fly.
+  anchor  bench/anchor_preprocessing.py, the TFX cifar10 example's approach: decode with map_fn,
+          resize to 224, float32, materialised (AnalyzeAndTransformDataset, the transformed
+          examples written as gzipped tf.Examples like TFX's Transform executor).
+
+Each runs through tensorflow_transform.beam on the DirectRunner (in memory, one worker: the
+pipeline's LOCAL_BEAM_ARGS) on N and 2N examples; the marginal throughput is N / (t(2N) - t(N))
+(start-up, tracing and graph saving cancel out). Because our Transform does no per-example work,
+the decode + resize moves to the Trainer: the script also times our graph applied to the same
+records in tf.data (what every training epoch pays), and the anchor Trainer's read of its
+materialised float32 records, so the comparison is honest.
+
+    .venv/bin/python bench/transform_throughput.py                      # N=256 on intel-dev/train
+    .venv/bin/python bench/transform_throughput.py --n 512 --repeats 2  # bigger, best of 2
+    .venv/bin/python bench/transform_throughput.py --synthetic --n 32   # generated images
+
+The data folder is only read; everything is written under --out (default: a temporary folder,
+removed at the end unless --keep).
+"""
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import benchlib  # noqa: E402  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
+
+import argparse  # noqa: E402
+import shutil  # noqa: E402
+import time  # noqa: E402
+
+TARGET_MARGINAL_RATIO = 20.0  # ours / anchor
+TARGET_BYTES_RATIO = 0.3  # ours / anchor
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data-dir", default=benchlib.DEFAULT_DATA_DIR,
+                   help="a folder of class folders (default: %(default)s)")
+    p.add_argument("--synthetic", action="store_true",
+                   help="generate 150x150 JPEGs (tests/image_factory) under --out instead of --data-dir")
+    p.add_argument("--n", type=int, default=256, help="examples of the small set; the big one has 2N")
+    p.add_argument("--repeats", type=int, default=1, help="timed runs of each (variant, size); best kept")
+    p.add_argument("--shards", type=int, default=1, help="TFRecord files per set")
+    p.add_argument("--resize-size", type=int, default=256, help="our preprocessing_fn's resize (TrainConfig)")
+    p.add_argument("--anchor-size", type=int, default=224, help="the anchor's resize (cifar10: 224)")
+    p.add_argument("--skip-anchor", action="store_true", help="ours only (no ratios)")
+    p.add_argument("--out", default="", help="output folder (default: a temporary folder)")
+    p.add_argument("--keep", action="store_true", help="keep the temporary folder")
+    return p.parse_args(argv)
+
+
+def _decode_throughput(files, tft_layer, image_key, passes=2, batch=64):
+    """Images/s of our Transform graph in tf.data, as the Trainer applies it (no augmentation)."""
+    import tensorflow as tf
+    from trainer_module import data as data_lib
+
+    spec = benchlib.raw_feature_spec()
+
+    def transform(serialized):
+        out = tft_layer(tf.io.parse_example(serialized, spec))
+        return out[image_key], out["label_one_hot"]
+
+    ds = (tf.data.TFRecordDataset(files, compression_type="GZIP").repeat(passes)
+          .batch(data_lib._DECODE_BATCH).map(transform, num_parallel_calls=tf.data.AUTOTUNE)
+          .unbatch().batch(batch).prefetch(tf.data.AUTOTUNE))
+    return _iterate_all(ds)
+
+
+def _anchor_read_throughput(files, size, passes=2, batch=64):
+    """Images/s of the anchor's Trainer reading its materialised float32 records (parse only)."""
+    import tensorflow as tf
+    import anchor_preprocessing as anchor
+
+    spec = {anchor.ANCHOR_IMAGE_KEY: tf.io.FixedLenFeature([size, size, 3], tf.float32),
+            anchor.ANCHOR_LABEL_KEY: tf.io.FixedLenFeature([], tf.int64)}
+    ds = (tf.data.TFRecordDataset(files, compression_type="GZIP").repeat(passes).batch(batch)
+          .map(lambda s: (lambda d: (d[anchor.ANCHOR_IMAGE_KEY], d[anchor.ANCHOR_LABEL_KEY]))(
+              tf.io.parse_example(s, spec)), num_parallel_calls=tf.data.AUTOTUNE)
+          .prefetch(tf.data.AUTOTUNE))
+    return _iterate_all(ds)
+
+
+def _iterate_all(ds):
+    """Images/s over the whole dataset after its first batch (tracing and file opening excluded)."""
+    it = iter(ds)
+    next(it)
+    images, start = 0, time.perf_counter()
+    for x, _ in it:
+        images += int(x.shape[0])
+    seconds = time.perf_counter() - start
+    return images / seconds if seconds > 0 else float("nan"), images, seconds
+
+
+def _record_bytes(files):
+    """Mean uncompressed record size."""
+    import tensorflow as tf
+    n, total = 0, 0
+    for r in tf.data.TFRecordDataset(files, compression_type="GZIP"):
+        n += 1
+        total += len(r.numpy())
+    return total / max(n, 1)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    benchlib.print_header("bench/transform_throughput.py: Transform at the margin, bytes the Trainer reads")
+    out = benchlib.make_out_dir(args.out, "bench_transform_")
+    if args.synthetic:
+        args.data_dir = benchlib.make_synthetic_images(os.path.join(out, "images"),
+                                                       per_class=max(2, (2 * args.n + 5) // 6))
+    benchlib.check_not_inside(out, args.data_dir)
+    if args.n < 8:
+        raise SystemExit("--n must be >= 8")
+    print(f"data: {args.data_dir}; N={args.n} and 2N={2 * args.n} examples; out: {out}", flush=True)
+
+    from trainer_module import config as config_lib, features, preprocessing
+    import anchor_preprocessing
+
+    sizes = {"N": args.n, "2N": 2 * args.n}
+    raw = {}
+    for label, n in sizes.items():
+        os.makedirs(os.path.join(out, f"raw_{label}"), exist_ok=True)
+        raw[label] = benchlib.write_raw_examples(args.data_dir, n, os.path.join(out, f"raw_{label}", "data_tfrecord"),
+                                                 shards=args.shards)
+    info = raw["2N"]
+    print(f"raw examples via {info['make_example']}: {info['folder_images']} images in the folder, "
+          f"{info['skipped']} undecodable skipped, {info['repeated']} repeats to reach 2N", flush=True)
+    classes = raw["N"]["classes"]
+
+    variants = {"ours": (preprocessing.preprocessing_fn,
+                         config_lib.transform_config(classes, args.resize_size), False)}
+    if not args.skip_anchor:
+        variants["anchor"] = (anchor_preprocessing.preprocessing_fn, {"anchor_size": args.anchor_size}, True)
+
+    def run(variant, label, tag):
+        fn, custom_config, materialize = variants[variant]
+        work = os.path.join(out, f"{variant}_{label}_{tag}")
+        shutil.rmtree(work, ignore_errors=True)
+        pattern = os.path.join(out, f"raw_{label}", "data_tfrecord-*")
+        result = benchlib.run_transform(pattern, fn, custom_config, work, materialize)
+        print(f"  {variant:6s} {label:2s} ({tag}): {result['seconds']:.1f} s", flush=True)
+        return result
+
+    print("warm-up (untimed): one Beam run of ours on N (imports, Beam and TFT start-up)", flush=True)
+    run("ours", "N", "warmup")
+    timings = {(v, s): [] for v in variants for s in sizes}
+    results = {}
+    for r in range(args.repeats):
+        for variant in variants:  # interleaved, so a load change on the shared machine hits both
+            for label in sizes:
+                res = run(variant, label, f"rep{r}")
+                timings[(variant, label)].append(res["seconds"])
+                results[(variant, label)] = res
+
+    rows, summary = [], {}
+    for variant in variants:
+        t_n, t_2n = min(timings[(variant, "N")]), min(timings[(variant, "2N")])
+        dt = t_2n - t_n
+        marginal = args.n / dt if dt > 0 else float("inf")
+        fixed = t_n - (args.n / marginal if dt > 0 else 0.0)
+        if variant == "ours":  # the Trainer reads the raw examples
+            reads_files = raw["2N"]["files"]
+            reads_bytes = raw["2N"]["file_bytes"] / raw["2N"]["n"]
+            reads_record = raw["2N"]["record_bytes"] / raw["2N"]["n"]
+            what = f"graph only (decode+resize {args.resize_size} in the Trainer); Trainer reads raw examples"
+        else:
+            reads_files = results[(variant, "2N")]["transformed_files"]
+            reads_bytes = results[(variant, "2N")]["transformed_bytes"] / sizes["2N"]
+            reads_record = _record_bytes(results[(variant, "N")]["transformed_files"])
+            what = f"decode+resize {args.anchor_size}, float32 materialised; Trainer reads those"
+        summary[variant] = dict(t_n=t_n, t_2n=t_2n, dt=dt, marginal=marginal, fixed=fixed,
+                                reads_bytes=reads_bytes, reads_files=reads_files, reads_record=reads_record)
+        rows.append([variant, what, t_n, t_2n,
+                     f"{marginal:,.0f}" if dt > 0 else f"no measurable per-example cost (dt={dt:+.2f} s)",
+                     fixed, benchlib.human_bytes(reads_bytes), benchlib.human_bytes(reads_record),
+                     benchlib.human_bytes(results[(variant, "N")]["graph_bytes"])])
+
+    raw_files_per_image = raw["2N"]["image_file_bytes"] / raw["2N"]["n"]
+    print()
+    print(f"Transform through tft_beam (DirectRunner in memory, 1 worker), N={args.n}, 2N={2 * args.n}; "
+          f"best of {args.repeats}; the image files average {benchlib.human_bytes(raw_files_per_image)}")
+    print(benchlib.format_table(
+        ["variant", "what Transform does", "t(N) s", "t(2N) s", "marginal images/s", "fixed s",
+         "Trainer reads per example (gz file)", "record, uncompressed", "transform graph"], rows))
+
+    # Per-epoch work the Trainer does on what it reads (the cost our Transform moves to the Trainer).
+    tft_layer, how = benchlib.transform_layer(results[("ours", "2N")]["transform_graph"], None)
+    decode_rate, decode_n, _ = _decode_throughput(raw["2N"]["files"], tft_layer, features.TRANSFORMED_IMAGE_KEY)
+    trows = [["ours", f"parse + Transform graph ({how}): decode + resize {args.resize_size}, per epoch",
+              decode_rate, decode_n]]
+    if "anchor" in summary:
+        read_rate, read_n, _ = _anchor_read_throughput(summary["anchor"]["reads_files"], args.anchor_size)
+        trows.append(["anchor", "gunzip + parse materialised float32 pixels, per epoch", read_rate, read_n])
+    print()
+    print("Trainer-side input work in tf.data (2 passes over 2N records, AUTOTUNE, no augmentation, no model)")
+    print(benchlib.format_table(["variant", "work per example", "images/s", "images timed"], trows))
+
+    if "anchor" in summary:
+        ours, anchor = summary["ours"], summary["anchor"]
+        ratio = anchor["dt"] / ours["dt"] if ours["dt"] > 0 else float("inf")
+        bytes_ratio = ours["reads_bytes"] / anchor["reads_bytes"]
+        print()
+        print("Targets")
+        print(benchlib.format_table(["target", "measured", "verdict"], [
+            ["Transform marginal throughput >= 20x the float32 anchor",
+             f"{ratio:,.1f}x" if ratio != float("inf") else "ours has no measurable per-example cost",
+             benchlib.verdict(ratio >= TARGET_MARGINAL_RATIO)],
+            ["bytes per example the Trainer reads <= 0.3x the anchor's",
+             f"{bytes_ratio:.3f}x ({benchlib.human_bytes(ours['reads_bytes'])} vs "
+             f"{benchlib.human_bytes(anchor['reads_bytes'])})", benchlib.verdict(bytes_ratio <= TARGET_BYTES_RATIO)],
+            ["(context) our per-epoch decode in tf.data vs the anchor's per-epoch read",
+             f"{decode_rate:,.0f} vs {trows[1][2]:,.0f} images/s", "-"],
+        ]))
+    sys.stdout.flush()
+    if not args.out and not args.keep:
+        shutil.rmtree(out, ignore_errors=True)
+    else:
+        print(f"outputs kept under {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
