@@ -211,3 +211,17 @@ def test_preprocessing_fn_one_hot_and_label_check():
     assert out["image_resized"].shape == (2, 16, 16, 3)
     with pytest.raises(tf.errors.InvalidArgumentError, match="label outside the configured class names"):
         preprocessing.preprocessing_fn({**inputs, "label": tf.constant([[3], [0]], tf.int64)}, config)
+
+
+def test_batchnorm_recalibration_is_the_average_over_batches():
+    tf.random.set_seed(0)
+    bn = keras.layers.BatchNormalization(momentum=0.999)
+    model = keras.Sequential([keras.Input((4,)), bn])
+    batches = [tf.random.normal([32, 4], mean=m, stddev=s) for m, s in ((1.0, 1.0), (3.0, 2.0), (5.0, 0.5))]
+    dataset = tf.data.Dataset.from_tensor_slices((tf.stack(batches), tf.zeros([3, 32])))
+    assert model_lib.recalibrate_batchnorm(model, dataset, batches=10) == 3
+    np.testing.assert_allclose(bn.moving_mean.numpy(), np.mean([b.numpy().mean(0) for b in batches], 0),
+                               rtol=1e-4)
+    np.testing.assert_allclose(bn.moving_variance.numpy(),
+                               np.mean([b.numpy().var(0) for b in batches], 0), rtol=1e-3)
+    assert bn.momentum == 0.999  # restored

@@ -52,6 +52,9 @@ class TrainConfig:
     # BatchNorm momentum for layers trained from scratch: Keras' MobileNetV3 uses 0.999, whose
     # moving averages need thousands of steps to settle; short runs then score chance.
     bn_momentum: float = 0.9
+    # After training, re-estimate BatchNorm statistics over this many train batches (centre
+    # crops, no augmentation); 0 keeps the moving averages from training.
+    bn_recalibration_batches: int = 20
     # Optimisation.
     batch_size: int = 64
     epochs: int = 5
@@ -98,6 +101,8 @@ class TrainConfig:
         _check(self.precision in PRECISIONS, "precision", self.precision, f"must be one of {PRECISIONS}")
         _check(0.0 <= self.dropout < 1.0, "dropout", self.dropout, "must be in [0, 1)")
         _check(0.0 < self.bn_momentum < 1.0, "bn_momentum", self.bn_momentum, "must be in (0, 1)")
+        _check(self.bn_recalibration_batches >= 0, "bn_recalibration_batches",
+               self.bn_recalibration_batches, "must be >= 0")
         _check(self.batch_size >= 1, "batch_size", self.batch_size, "must be >= 1")
         _check(self.epochs >= 1, "epochs", self.epochs, "must be >= 1")
         _check(self.weights_md5 in ("", "published") or len(self.weights_md5) == 32, "weights_md5",

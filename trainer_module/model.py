@@ -81,6 +81,30 @@ def set_batchnorm_momentum(model: keras.Model, momentum: float) -> int:
     return count
 
 
+def recalibrate_batchnorm(model: keras.Model, dataset, batches: int) -> int:
+    """Re-estimates every BatchNorm layer's moving mean/variance as the plain average over
+    `batches` batches of `dataset` (images, labels); returns the batches used.
+
+    Why: moving averages with momentum lag the weights; after a short from-scratch run they
+    still describe the random initial network and the model predicts one class at inference
+    ("precise BN", Wu & Johnson 2021). Momentum (k-1)/k at the k-th batch turns Keras' update
+    into a cumulative average. Runs eagerly so the per-batch momentum is read on every call.
+    """
+    layers = [l for l in model.submodules
+              if isinstance(l, keras.layers.BatchNormalization) and l.trainable]
+    saved = [l.momentum for l in layers]
+    used = 0
+    try:
+        for used, (images, _) in enumerate(dataset.take(batches), start=1):
+            for layer in layers:
+                layer.momentum = (used - 1) / used
+            model(images, training=True)
+    finally:
+        for layer, momentum in zip(layers, saved):
+            layer.momentum = momentum
+    return used
+
+
 def make_optimizer(cfg: TrainConfig, learning_rate) -> keras.optimizers.Optimizer:
     """SGD (with momentum), Adam or AdamW at the given learning rate or schedule."""
     decay = cfg.weight_decay or None

@@ -86,10 +86,17 @@ def run_fn(fn_args) -> None:
             history.setdefault(key, []).extend(float(v) for v in values)
         epoch += epochs
 
+    recalibrated = {}
+    if cfg.bn_recalibration_batches:
+        views = data.make_dataset(fn_args.train_files, tft_layer, raw_spec, cfg, False, global_batch)
+        used = model_lib.recalibrate_batchnorm(model, views, cfg.bn_recalibration_batches)
+        recalibrated = dict(zip(model.metrics_names, model.evaluate(eval_ds, verbose=0)), batches=used)
+        logging.info("Trainer: BatchNorm statistics re-estimated over %d batches; eval %s", used, recalibrated)
+
     with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, HISTORY_FILE), "w") as f:
         json.dump({"config": json.loads(cfg.to_json()), "train_examples": n_train, "precision": policy,
                    "replicas": strategy.num_replicas_in_sync, "steps_per_epoch": steps_per_epoch,
-                   "history": history}, f, indent=1)
+                   "history": history, "after_bn_recalibration": recalibrated}, f, indent=1)
     signatures.export_serving_model(model, tft_layer, raw_spec, cfg, fn_args.serving_model_dir)
     keras.mixed_precision.set_global_policy("float32")  # the process may run other components next
     logging.info("Trainer: exported %s", fn_args.serving_model_dir)
