@@ -144,6 +144,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     from tfx import v1 as tfx
     tfx.orchestration.LocalDagRunner().run(pipeline)
     print(summarize(cfg), flush=True)
+    from pipeline import report
+    try:
+        print(f"Run report:         {report.write_report(cfg.metadata_path)}", flush=True)
+    except Exception:  # the run itself finished; the report is only a view of it
+        log.exception("could not write the run report")
     return 0
 
 

@@ -30,7 +30,7 @@ CALIBRATION_BUCKETS = 10
 
 def make_eval_config(accuracy_lower_bound: float, accuracy_max_drop: float,
                      class_names: Sequence[str] = ()) -> tfma.EvalConfig:
-    """TFMA config: accuracy gated absolutely and against the baseline, sliced by true class.
+    """TFMA config: overall accuracy gated absolutely and against the baseline; sliced by class.
 
     The change threshold only applies when the Evaluator gets a baseline model (TFX drops it on
     the first run). class_names adds per-class precision, recall and F1.
@@ -43,7 +43,11 @@ def make_eval_config(accuracy_lower_bound: float, accuracy_max_drop: float,
     metrics_specs = [
         tfma.MetricsSpec(metrics=[
             tfma.MetricConfig(class_name="ExampleCount"),
-            tfma.MetricConfig(class_name="SparseCategoricalAccuracy", threshold=accuracy_threshold),
+            # Gated on the overall slice only: a threshold without slicing specs would apply to
+            # every slice, failing the gate on the noise of a few examples of one class.
+            tfma.MetricConfig(class_name="SparseCategoricalAccuracy", per_slice_thresholds=[
+                tfma.PerSliceMetricThreshold(slicing_specs=[tfma.SlicingSpec()],
+                                             threshold=accuracy_threshold)]),
             tfma.MetricConfig(class_name="MultiClassConfusionMatrixPlot"),
         ]),
         # k=1: the top-1 probability against "the top-1 class is the label" (top-label calibration).
@@ -54,11 +58,12 @@ def make_eval_config(accuracy_lower_bound: float, accuracy_max_drop: float,
         ]),
     ]
     if class_names:
-        # top_k=1 on each class: predicted positive iff the class is the argmax (TFMA's default
-        # binarization would threshold each probability at 0.5 instead).
+        # top_k=1 with threshold 0: class i counts as predicted iff it is the argmax. (Binarizing
+        # alone thresholds each probability at 0.5; top_k alone has a -inf threshold that, in
+        # TFMA 0.47, counts every example as predicted for a class that is never the argmax.)
         metrics_specs.append(tfma.MetricsSpec(
             binarize=tfma.BinarizationOptions(class_ids={"values": list(range(len(class_names)))}),
-            metrics=[tfma.MetricConfig(class_name=name, config='{"top_k": 1}')
+            metrics=[tfma.MetricConfig(class_name=name, config='{"top_k": 1, "thresholds": [0.0]}')
                      for name in ("Precision", "Recall", "F1Score")]))
     return tfma.EvalConfig(
         model_specs=[tfma.ModelSpec(signature_name=features.SERVING_EXAMPLES_SIGNATURE,

@@ -28,6 +28,7 @@ def create_pipeline(
     enable_cache: bool = True,
     vertex_training_config: Optional[Dict[str, Any]] = None,
     vertex_serving_config: Optional[Dict[str, Any]] = None,
+    exclude_candidate_from_baseline: bool = True,
 ) -> tfx.dsl.Pipeline:
     """Builds the TFX pipeline from labelled image folders to a pushed, gated SavedModel.
 
@@ -36,6 +37,9 @@ def create_pipeline(
     vertex_training_config / vertex_serving_config: custom_config entries of the Google Cloud AI
     Platform extension (kubeflow_v2_runner.py builds them); given, the Trainer runs as a Vertex AI
     training job and the Pusher deploys to a Vertex endpoint instead of a serving directory.
+    exclude_candidate_from_baseline: the baseline is the latest blessed model other than the
+    candidate, so an unchanged rerun is cached end to end; KFP v2 compiles only TFX's built-in
+    resolver strategies, so its runner passes False (see components/baseline_resolver.py).
     """
     components = []
 
@@ -79,14 +83,15 @@ def create_pipeline(
     components.append(trainer)
 
     # Find the latest blessed model: the baseline for the change threshold.
-    model_resolver = latest_blessed_model_resolver(candidate=trainer.outputs["model"])
+    model_resolver = latest_blessed_model_resolver(
+        candidate=trainer.outputs["model"], exclude_candidate=exclude_candidate_from_baseline)
     components.append(model_resolver)
 
     # Evaluate the candidate (and baseline) with TFMA and bless it if it passes the thresholds.
     evaluator = tfx.components.Evaluator(
         examples=example_gen.outputs["examples"], model=trainer.outputs["model"],
         baseline_model=model_resolver.outputs["model"], schema=schema_gen.outputs["schema"],
-        eval_config=make_eval_config(accuracy_lower_bound, accuracy_max_drop))
+        eval_config=make_eval_config(accuracy_lower_bound, accuracy_max_drop, class_names=class_names))
     components.append(evaluator)
 
     # Push a blessed model to the serving directory (<dir>/<version>/saved_model.pb) or endpoint.

@@ -1,0 +1,234 @@
+"""TFMA results of one Evaluator output, as plain Python values for the run report.
+
+Reads only what TFMA wrote (tfma.load_metrics / load_plots / load_validation_result and the
+eval config TFMA saved beside them), so the report shows exactly what the gate decided on.
+"""
+import dataclasses
+import math
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import tensorflow_model_analysis as tfma
+from tensorflow_model_analysis.slicer import slicer_lib
+from tensorflow_model_analysis.writers import eval_config_writer
+
+
+SliceKey = Tuple[Tuple[str, object], ...]  # () is the overall slice
+SubKey = Tuple[Tuple[str, int], ...]  # e.g. (("class_id", 2), ("top_k", 1)); () for none
+OVERALL: SliceKey = ()
+
+
+@dataclasses.dataclass
+class ThresholdCheck:
+    """One threshold of the gate: what was compared with what, and TFMA's verdict."""
+    metric: str
+    kind: str  # "lower bound", "upper bound", "change vs baseline"
+    slice_desc: str
+    value: Optional[float]
+    bound: str
+    status: str  # "passed", "FAILED", "not applied"
+    message: str = ""
+
+
+@dataclasses.dataclass
+class CalibrationBucket:
+    lower: float
+    upper: float
+    count: float
+    total_label: float
+    total_prediction: float
+
+
+@dataclasses.dataclass
+class EvalResults:
+    """Metrics by (slice, model, name, sub key, is_diff), plots by model, and the validation."""
+    eval_config: tfma.EvalConfig
+    candidate: str  # model name in the metric keys ("" without a baseline)
+    baseline: Optional[str]  # None when the Evaluator had no baseline model
+    metrics: Dict[Tuple[SliceKey, str, str, SubKey, bool], float]
+    confusion: Dict[str, np.ndarray]  # model name -> [actual, predicted] counts
+    calibration: Dict[str, List[CalibrationBucket]]  # model name -> top-1 reliability buckets
+    validation_ok: bool
+    thresholds: List[ThresholdCheck]
+
+    def metric(self, name: str, model: Optional[str] = None, slice_key: SliceKey = OVERALL,
+               sub_key: SubKey = (), diff: bool = False) -> Optional[float]:
+        """A metric's value (None when absent); model defaults to the candidate."""
+        model = self.candidate if model is None else model
+        return self.metrics.get((slice_key, model, name, sub_key, diff))
+
+    def class_slices(self) -> List[SliceKey]:
+        """The per-true-class slices, sorted by class name."""
+        return sorted({k[0] for k in self.metrics if k[0]}, key=lambda s: [str(v) for _, v in s])
+
+
+def _sub_key(pb) -> SubKey:
+    return tuple((field, getattr(pb, field).value) for field in ("class_id", "k", "top_k")
+                 if pb.HasField(field))
+
+
+def _double(value_pb) -> Optional[float]:
+    return value_pb.double_value.value if value_pb.HasField("double_value") else None
+
+
+def _read_metrics(output_uri: str):
+    metrics = {}
+    for per_slice in tfma.load_metrics(output_uri):
+        slice_key = slicer_lib.deserialize_slice_key(per_slice.slice_key)
+        for kv in per_slice.metric_keys_and_values:
+            value = _double(kv.value)
+            if value is not None:
+                key = kv.key
+                metrics[(slice_key, key.model_name, key.name, _sub_key(key.sub_key), key.is_diff)] = value
+    return metrics
+
+
+def _confusion_matrix(plot_pb, num_classes: int) -> np.ndarray:
+    """[actual, predicted] counts from TFMA's multi-class confusion matrix (first threshold)."""
+    matrix = np.zeros((num_classes, num_classes))
+    matrices = plot_pb.multi_class_confusion_matrix_at_thresholds.matrices
+    for entry in (matrices[0].entries if matrices else []):
+        # predicted_class_id -1 means "no class above the threshold": not a cell of the matrix.
+        if 0 <= entry.actual_class_id < num_classes and 0 <= entry.predicted_class_id < num_classes:
+            matrix[entry.actual_class_id, entry.predicted_class_id] += entry.num_weighted_examples
+    return matrix
+
+
+def _calibration_buckets(plot_pb) -> List[CalibrationBucket]:
+    buckets = []
+    for b in plot_pb.calibration_histogram_buckets.buckets:
+        if b.num_weighted_examples.value > 0:
+            buckets.append(CalibrationBucket(
+                b.lower_threshold_inclusive, b.upper_threshold_exclusive, b.num_weighted_examples.value,
+                b.total_weighted_label.value, b.total_weighted_refined_prediction.value))
+    return buckets
+
+
+def _read_plots(output_uri: str, num_classes: int):
+    confusion, calibration = {}, {}
+    for per_slice in tfma.load_plots(output_uri):
+        if slicer_lib.deserialize_slice_key(per_slice.slice_key) != OVERALL:
+            continue
+        for kv in per_slice.plot_keys_and_values:
+            if kv.value.HasField("multi_class_confusion_matrix_at_thresholds"):
+                confusion[kv.key.model_name] = _confusion_matrix(kv.value, num_classes)
+            elif kv.value.HasField("calibration_histogram_buckets"):
+                calibration[kv.key.model_name] = _calibration_buckets(kv.value)
+    return confusion, calibration
+
+
+def expected_calibration_error(buckets: Sequence[CalibrationBucket]) -> Optional[float]:
+    """ECE of the top-1 probability: sum over buckets of |mean prob - accuracy| x bucket share."""
+    total = sum(b.count for b in buckets)
+    if not total:
+        return None
+    return sum(abs(b.total_prediction - b.total_label) for b in buckets) / total
+
+
+def _bound_text(threshold) -> Tuple[str, str]:
+    """(kind, bound) of a GenericValueThreshold or GenericChangeThreshold."""
+    if isinstance(threshold, tfma.GenericChangeThreshold):
+        direction = tfma.MetricDirection.Name(threshold.direction).lower().replace("_", " ")
+        parts = []
+        if threshold.HasField("absolute"):
+            parts.append(f"candidate - baseline >= {threshold.absolute.value:g}"
+                         if threshold.direction == tfma.MetricDirection.HIGHER_IS_BETTER
+                         else f"candidate - baseline <= {threshold.absolute.value:g}")
+        if threshold.HasField("relative"):
+            parts.append(f"relative change {threshold.relative.value:g}")
+        return "change vs baseline", "; ".join(parts) + f" ({direction})"
+    parts = []
+    if threshold.HasField("lower_bound"):
+        parts.append(f">= {threshold.lower_bound.value:g}")
+    if threshold.HasField("upper_bound"):
+        parts.append(f"<= {threshold.upper_bound.value:g}")
+    return ("lower bound" if threshold.HasField("lower_bound") else "upper bound"), " and ".join(parts)
+
+
+def _slice_desc(slice_spec) -> str:
+    if slice_spec is None:
+        return "every slice"
+    if isinstance(slice_spec, tfma.SlicingSpec) and not (
+            slice_spec.feature_keys or slice_spec.feature_values or slice_spec.slice_keys_sql):
+        return "overall"
+    return str(slice_spec).replace("\n", " ")
+
+
+def _failures(validation) -> Dict[Tuple[str, str, SubKey, bool], List]:
+    """{(name, model, sub key, is_diff): [(slice key, failure)]} from TFMA's validation result."""
+    failures: Dict[Tuple[str, str, SubKey, bool], List] = {}
+    for per_slice in validation.metric_validations_per_slice:
+        slice_key = slicer_lib.deserialize_slice_key(per_slice.slice_key)
+        for f in per_slice.failures:
+            key = (f.metric_key.name, f.metric_key.model_name, _sub_key(f.metric_key.sub_key),
+                   f.metric_key.is_diff)
+            failures.setdefault(key, []).append((slice_key, f))
+    return failures
+
+
+def _threshold_checks(eval_config: tfma.EvalConfig, candidate: str, metrics, validation
+                      ) -> List[ThresholdCheck]:
+    """Every threshold TFMA applied to the candidate, with its overall value and TFMA's verdict."""
+    failures = _failures(validation)
+    checks = []
+    thresholds = tfma.metrics.metric_thresholds_from_metrics_specs(eval_config.metrics_specs,
+                                                                    eval_config=eval_config)
+    # TFMA lists the baseline's keys too, but validates only the candidate's.
+    candidate_thresholds = [(k, t) for k, t in thresholds.items() if k.model_name == candidate]
+    for key, slice_thresholds in sorted(candidate_thresholds, key=lambda kt: (kt[0].name, kt[0].is_diff)):
+        sub_key = tuple((f, v) for f, v in zip(("class_id", "k", "top_k"), key.sub_key or ())
+                        if v is not None)
+        failed = failures.get((key.name, key.model_name, sub_key, key.is_diff), [])
+        for slice_spec, threshold in slice_thresholds:
+            kind, bound = _bound_text(threshold)
+            value = metrics.get((OVERALL, key.model_name, key.name, sub_key, key.is_diff))
+            messages = [f"{slicer_lib.stringify_slice_key(s)}: {_double(f.metric_value):.4g}"
+                        for s, f in failed if _double(f.metric_value) is not None]
+            checks.append(ThresholdCheck(
+                metric=key.name, kind=kind, slice_desc=_slice_desc(slice_spec), value=value, bound=bound,
+                status="FAILED" if failed else "passed",
+                message=("failed on " + ", ".join(messages)) if messages else ""))
+    if validation.missing_thresholds:
+        checks.append(ThresholdCheck("(some metric)", "threshold", "", None, "", "FAILED",
+                                     "a thresholded metric is missing from the results"))
+    for spec in validation.missing_slices:
+        checks.append(ThresholdCheck("(all)", "threshold", _slice_desc(spec), None, "", "FAILED",
+                                     "slice missing from the evaluation data"))
+    return checks
+
+
+def _unapplied_change_thresholds(configured: Optional[tfma.EvalConfig]) -> List[ThresholdCheck]:
+    """Change thresholds of the configured eval config, which TFX drops without a baseline."""
+    if configured is None:
+        return []
+    thresholds = tfma.metrics.metric_thresholds_from_metrics_specs(configured.metrics_specs,
+                                                                    eval_config=configured)
+    return [ThresholdCheck(key.name, kind, _slice_desc(slice_spec), None, bound, "not applied",
+                           "no baseline: no other model was blessed before")
+            for key, slice_thresholds in thresholds.items() if key.is_diff
+            for slice_spec, threshold in slice_thresholds
+            for kind, bound in [_bound_text(threshold)]]
+
+
+def load(output_uri: str, num_classes: int,
+         configured_eval_config: Optional[tfma.EvalConfig] = None) -> EvalResults:
+    """Everything the report needs from one Evaluator output directory.
+
+    configured_eval_config: the config the Evaluator was given (its execution property); only
+    used to list the change thresholds that were not applied because there was no baseline.
+    """
+    eval_config = eval_config_writer.load_eval_run(output_uri)[0]
+    candidate = next(s.name for s in eval_config.model_specs if not s.is_baseline)
+    baseline = next((s.name for s in eval_config.model_specs if s.is_baseline), None)
+    metrics = _read_metrics(output_uri)
+    confusion, calibration = _read_plots(output_uri, num_classes)
+    validation = tfma.load_validation_result(output_uri)
+    checks = _threshold_checks(eval_config, candidate, metrics, validation)
+    if baseline is None:
+        checks += _unapplied_change_thresholds(configured_eval_config)
+    return EvalResults(eval_config, candidate, baseline, metrics, confusion, calibration,
+                       validation.validation_ok, checks)
+
+
+def nan_to_none(value: Optional[float]) -> Optional[float]:
+    return None if value is None or math.isnan(value) else value

@@ -1,0 +1,278 @@
+"""The evaluation gate: TFMA config semantics, the baseline resolver, and the gate in real runs.
+
+The slow tests share three pipeline runs in one output dir (`pipeline_runs`, also used by
+test_report.py and test_predict.py, made once per pytest process):
+  A  a model trained normally, gate bound 0.0: blessed and pushed;
+  B  the unchanged pipeline again: everything CACHED, nothing evaluated or pushed;
+  C  a weak candidate (learning rate 1e-6, default bound 0.5) against A as baseline: not blessed.
+"""
+import dataclasses
+import hashlib
+import json
+import os
+from typing import Dict, List, Optional
+
+import pytest
+import tensorflow as tf
+import tensorflow_model_analysis as tfma
+from ml_metadata import metadata_store
+from ml_metadata.proto import metadata_store_pb2
+from tfx.dsl.compiler import compiler
+from tfx.types import standard_artifacts
+
+import local_runner
+from components import baseline_resolver
+import pipeline.pipeline as pipeline_module
+from pipeline import configs, evaluation, run_summary
+from trainer_module.config import TrainConfig
+
+BASE_FLAGS = ["--epochs", "2", "--image-size", "64", "--resize-size", "72", "--batch-size", "16",
+              "--demo-train-per-class", "24", "--demo-eval-per-class", "6"]
+GOOD_FLAGS = [*BASE_FLAGS, "--accuracy-lower-bound", "0.0"]
+# An essentially untrained model: about chance (1/6) accuracy, far below the default bound 0.5.
+WEAK_FLAGS = [*BASE_FLAGS, "--learning-rate", "1e-6"]
+
+
+# ---------------------------------------------------------------- shared pipeline runs
+
+def tree_digest(root: str) -> Dict[str, str]:
+    """{relative path: sha256} of every file under root (empty when root does not exist)."""
+    digest = {}
+    for folder, _, files in os.walk(root):
+        for name in files:
+            path = os.path.join(folder, name)
+            with open(path, "rb") as f:
+                digest[os.path.relpath(path, root)] = hashlib.sha256(f.read()).hexdigest()
+    return digest
+
+
+@dataclasses.dataclass
+class GateRuns:
+    cfg: configs.PipelineConfig
+    run_ids: List[str]  # A, B, C
+    nodes: List[Dict[str, run_summary.NodeRun]]
+    serving: List[Dict[str, str]]  # tree_digest of the serving dir after each run
+    evaluator_executions: List[int]  # Evaluator executions in ML Metadata after each run
+
+
+_RUNS: Optional[GateRuns] = None
+
+
+def _evaluator_executions(cfg: configs.PipelineConfig) -> int:
+    config = metadata_store_pb2.ConnectionConfig()
+    config.sqlite.filename_uri = cfg.metadata_path
+    config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
+    store = metadata_store.MetadataStore(config)
+    node = store.get_context_by_type_and_name("node", f"{cfg.pipeline_name}.Evaluator")
+    return sum(1 for e in store.get_executions_by_context(node.id)
+               if e.last_known_state == metadata_store_pb2.Execution.COMPLETE)
+
+
+def pipeline_runs(tmp_path_factory) -> GateRuns:
+    """Runs A, B and C once per test process (see the module docstring)."""
+    global _RUNS
+    if _RUNS is None:
+        out = str(tmp_path_factory.mktemp("gate"))
+        runs = GateRuns(local_runner.parse_args(["--output-dir", out, *GOOD_FLAGS])[0], [], [], [], [])
+        for flags in (GOOD_FLAGS, GOOD_FLAGS, WEAK_FLAGS):
+            assert local_runner.main(["--output-dir", out, *flags]) == 0
+            runs.run_ids.append(run_summary.run_ids(runs.cfg.metadata_path)[-1])
+            runs.nodes.append(run_summary.read_run(runs.cfg.metadata_path))
+            runs.serving.append(tree_digest(runs.cfg.serving_model_dir))
+            runs.evaluator_executions.append(_evaluator_executions(runs.cfg))
+        _RUNS = runs
+    return _RUNS
+
+
+def pushed_dir(runs: GateRuns) -> str:
+    """The version dir run A pushed."""
+    pushed = runs.nodes[0]["Pusher"].outputs["pushed_model"][0]
+    return run_summary.custom_property(pushed, "pushed_destination")
+
+
+def _blessing(nodes):
+    return nodes["Evaluator"].outputs["blessing"][0]
+
+
+# ---------------------------------------------------------------- resolver strategy (fast)
+
+def _model(model_id: int):
+    model = standard_artifacts.Model()
+    model.id = model_id
+    return model
+
+
+def _blessing_for(model_id: int, blessed: bool):
+    blessing = standard_artifacts.ModelBlessing()
+    blessing.id = 1000 + model_id
+    blessing.set_int_custom_property("current_model_id", model_id)
+    blessing.set_int_custom_property("blessed", int(blessed))
+    return blessing
+
+
+def _resolve(models, blessings, candidates):
+    result = baseline_resolver.LatestBlessedOtherModelStrategy().resolve_artifacts(None, {
+        "model": [_model(i) for i in models], "model_blessing": blessings,
+        "candidate": [_model(i) for i in candidates]})
+    return [m.id for m in result["model"]], [b.id for b in result["model_blessing"]], result["candidate"]
+
+
+def test_baseline_is_latest_blessed_model_other_than_candidate():
+    blessings = [_blessing_for(1, True), _blessing_for(2, False), _blessing_for(3, True)]
+    # Unchanged rerun: the candidate (3) is itself the latest blessed model; the baseline is 1.
+    assert _resolve([1, 2, 3], blessings, [3]) == ([1], [1001], [])
+    # A new candidate (4) is compared with the latest blessed model (3); unblessed 2 never is.
+    assert _resolve([1, 2, 3, 4], blessings, [4]) == ([3], [1003], [])
+
+
+def test_no_baseline_when_only_the_candidate_is_blessed():
+    assert _resolve([1], [_blessing_for(1, True)], [1]) == ([], [], [])
+    assert _resolve([1], [], [1]) == ([], [], [])
+
+
+def _compiled_resolver(monkeypatch, exclude_candidate: bool):
+    """The resolver node of the compiled (IR) pipeline."""
+    names = ["a", "b"]
+    original = baseline_resolver.latest_blessed_model_resolver
+    monkeypatch.setattr(pipeline_module, "latest_blessed_model_resolver",
+                        lambda candidate: original(candidate, exclude_candidate=exclude_candidate))
+    ir = compiler.Compiler().compile(pipeline_module.create_pipeline(
+        pipeline_name="p", pipeline_root="/tmp/p", data_root="/tmp/data", class_names=names,
+        eval_fraction=0.2, input_fingerprint="", transform_module=configs.TRANSFORM_MODULE_FILE,
+        trainer_module=configs.TRAINER_MODULE_FILE,
+        train_config=json.loads(TrainConfig(class_names=tuple(names)).to_json()),
+        accuracy_lower_bound=0.5, accuracy_max_drop=0.02, serving_model_dir="/tmp/serving"))
+    return next(n.pipeline_node for n in ir.nodes
+                if n.pipeline_node.node_info.id == baseline_resolver.RESOLVER_ID)
+
+
+def test_compiled_resolver_reads_this_runs_candidate(monkeypatch):
+    node = _compiled_resolver(monkeypatch, exclude_candidate=True)
+    assert "LatestBlessedOtherModelStrategy" in str(node.inputs.input_graphs)
+    candidate = [spec for spec in node.inputs.inputs.values()
+                 if any(c.producer_node_query.id == "Trainer" for c in spec.channels)]
+    assert len(candidate) == 1
+    # Scoped to the current pipeline run: the candidate is this run's Trainer output only.
+    assert "pipeline_run" in {q.type.name for q in candidate[0].channels[0].context_queries}
+    assert "Trainer" in node.upstream_nodes
+
+
+def test_stock_strategy_when_candidate_not_excluded(monkeypatch):
+    """exclude_candidate=False: what the KFP v2 compiler needs (it knows only TFX's strategies)."""
+    node = _compiled_resolver(monkeypatch, exclude_candidate=False)
+    assert "LatestBlessedModelStrategy" in str(node.inputs.input_graphs)
+    assert "LatestBlessedOtherModelStrategy" not in str(node.inputs.input_graphs)
+    assert not any(c.producer_node_query.id == "Trainer"
+                   for spec in node.inputs.inputs.values() for c in spec.channels)
+
+
+# ---------------------------------------------------------------- TFMA config on known predictions
+
+CLASSES = ["a", "b", "c"]
+LABELS = [0, 0, 0, 1, 1, 2]
+# Argmax: 0, 1, 0, 1, 0, 1 -> class c is never predicted; accuracy 3/6.
+PROBABILITIES = [[.7, .2, .1], [.2, .7, .1], [.5, .4, .1], [.1, .8, .1], [.6, .3, .1], [.2, .5, .3]]
+
+
+@pytest.fixture(scope="module")
+def offline_eval(tmp_path_factory):
+    """TFMA run of make_eval_config's metrics on stored predictions (no model)."""
+    root = tmp_path_factory.mktemp("tfma")
+    data = str(root / "data.tfrecord")
+    with tf.io.TFRecordWriter(data) as writer:
+        for label, probabilities in zip(LABELS, PROBABILITIES):
+            writer.write(tf.train.Example(features=tf.train.Features(feature={
+                "label": tf.train.Feature(int64_list=tf.train.Int64List(value=[label])),
+                "class_name": tf.train.Feature(bytes_list=tf.train.BytesList(value=[CLASSES[label].encode()])),
+                "probabilities": tf.train.Feature(float_list=tf.train.FloatList(value=probabilities)),
+            })).SerializeToString())
+    # 0.45: the overall accuracy (0.5) passes; the slices b (0.5) and c (0.0) would not all pass.
+    config = evaluation.make_eval_config(0.45, 0.02, CLASSES)
+    config.model_specs[0].ClearField("signature_name")  # predictions come from the examples
+    # As TFX's Evaluator does on a first run: change thresholds need a baseline.
+    config = tfma.utils.update_eval_config_with_defaults(config, has_baseline=False, rubber_stamp=True)
+    out = str(root / "out")
+    tfma.run_model_analysis(eval_config=config, data_location=data, output_path=out)
+    metrics = {}
+    for per_slice in tfma.load_metrics(out):
+        if not per_slice.slice_key.single_slice_keys:
+            for kv in per_slice.metric_keys_and_values:
+                sub = kv.key.sub_key
+                metrics[(kv.key.name, sub.class_id.value if sub.HasField("class_id") else None)] = \
+                    kv.value.double_value.value
+    return metrics, tfma.load_validation_result(out)
+
+
+def test_per_class_metrics_use_argmax_predictions(offline_eval):
+    metrics, _ = offline_eval
+    # Class a: predicted for examples 0, 2, 4 (labels a, a, b); 3 a's in all.
+    assert metrics[("precision", 0)] == pytest.approx(2 / 3)
+    assert metrics[("recall", 0)] == pytest.approx(2 / 3)
+    assert metrics[("precision", 1)] == pytest.approx(1 / 3)
+    assert metrics[("recall", 1)] == pytest.approx(1 / 2)
+    assert metrics[("f1_score", 1)] == pytest.approx(0.4)
+    # Never predicted: recall 0 (TFMA's plain top_k would say 1.0), precision 0/0.
+    assert metrics[("recall", 2)] == 0.0
+    assert metrics[("f1_score", 2)] == 0.0
+    assert metrics[("precision", 2)] != metrics[("precision", 2)]  # NaN
+
+
+def test_accuracy_count_and_top1_calibration(offline_eval):
+    metrics, _ = offline_eval
+    assert metrics[(evaluation.ACCURACY, None)] == pytest.approx(0.5)
+    assert metrics[(evaluation.EXAMPLE_COUNT, None)] == 6
+    mean_top1 = sum(max(p) for p in PROBABILITIES) / 6
+    assert metrics[(evaluation.CALIBRATION, None)] == pytest.approx(mean_top1 / 0.5, rel=1e-5)
+
+
+def test_gate_applies_to_the_overall_slice_only(offline_eval):
+    _, validation = offline_eval
+    assert validation.validation_ok, validation
+    assert [d.num_matching_slices for d in validation.validation_details.slicing_details] == [1]
+
+
+# ---------------------------------------------------------------- the gate in pipeline runs
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    return pipeline_runs(tmp_path_factory)
+
+
+@pytest.mark.slow
+def test_first_model_is_blessed_without_baseline_and_pushed(runs):
+    nodes = runs.nodes[0]
+    blessing = _blessing(nodes)
+    assert run_summary.custom_property(blessing, "blessed") == 1
+    assert run_summary.custom_property(blessing, "baseline_model_id") is None
+    assert nodes[baseline_resolver.RESOLVER_ID].outputs.get("model", []) == []
+    assert os.path.isfile(os.path.join(pushed_dir(runs), "saved_model.pb"))
+    versions = {p.split(os.sep)[0] for p in runs.serving[0]}
+    assert versions == {os.path.basename(pushed_dir(runs))}
+
+
+@pytest.mark.slow
+def test_unchanged_rerun_evaluates_and_pushes_nothing(runs):
+    nodes = runs.nodes[1]
+    for node in ("Trainer", "Evaluator", "Pusher"):
+        assert nodes[node].state == "CACHED", (node, nodes[node].state)
+    # The resolver excluded the (blessed) candidate: no baseline, as in run A.
+    assert nodes[baseline_resolver.RESOLVER_ID].outputs.get("model", []) == []
+    assert runs.evaluator_executions[1] == runs.evaluator_executions[0] == 1
+    assert runs.serving[1] == runs.serving[0]
+
+
+@pytest.mark.slow
+def test_weak_candidate_is_not_blessed_and_serving_dir_is_untouched(runs):
+    nodes = runs.nodes[2]
+    assert nodes["Trainer"].state == "COMPLETE"  # a new candidate
+    blessing = _blessing(nodes)
+    good_model = runs.nodes[0]["Trainer"].outputs["model"][0]
+    assert run_summary.custom_property(blessing, "blessed") == 0
+    assert run_summary.custom_property(blessing, "baseline_model_id") == good_model.id
+    validation = tfma.load_validation_result(nodes["Evaluator"].uri("evaluation"))
+    assert not validation.validation_ok
+    failed = {f.metric_key.name for s in validation.metric_validations_per_slice for f in s.failures}
+    assert evaluation.ACCURACY in failed
+    pushed = nodes["Pusher"].outputs["pushed_model"][0]
+    assert run_summary.custom_property(pushed, "pushed") == 0
+    assert runs.serving[2] == runs.serving[1] and runs.serving[2]  # byte-identical, not empty

@@ -1,0 +1,234 @@
+"""pipeline.predict: batch classification to CSV, bad files, TF Serving layout and REST bodies.
+
+Fast tests use a stand-in SavedModel with the pushed model's serving_default interface
+(image_bytes -> probabilities, class_names, predicted_class, predicted_probability) that
+classifies by mean colour; the slow ones use the model the pipeline pushed (test_evaluation_gate).
+"""
+import base64
+import csv
+import io
+import json
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+import image_factory
+from pipeline import predict
+from test_evaluation_gate import pipeline_runs, pushed_dir
+
+COLOURS = ["red", "green", "blue"]
+
+
+class _ColourModel(tf.Module):
+    """Probabilities from the mean RGB of the decoded image (same decoder as the Transform graph)."""
+
+    def __init__(self, class_names):
+        super().__init__()
+        self.class_names = tf.constant(class_names)
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes")])
+    def serve(self, image_bytes):
+        def mean_rgb(data):
+            image = tf.io.decode_image(data, channels=3, expand_animations=False)
+            return tf.reduce_mean(tf.cast(image, tf.float32), axis=[0, 1])
+
+        means = tf.map_fn(mean_rgb, image_bytes, fn_output_signature=tf.TensorSpec([3], tf.float32))
+        probabilities = tf.nn.softmax(means / 20.0)
+        top = tf.argmax(probabilities, axis=-1)
+        return {"probabilities": probabilities,
+                "class_names": tf.tile(self.class_names[tf.newaxis], [tf.shape(probabilities)[0], 1]),
+                "predicted_class": tf.gather(self.class_names, top),
+                "predicted_probability": tf.reduce_max(probabilities, axis=-1)}
+
+
+@pytest.fixture(scope="module")
+def serving_dir(tmp_path_factory):
+    """<serving>/9 (older, other class names) and <serving>/10: version 10 must win (numeric)."""
+    root = tmp_path_factory.mktemp("serving")
+    for version, names in (("9", ["old-r", "old-g", "old-b"]), ("10", COLOURS)):
+        model = _ColourModel(names)
+        tf.saved_model.save(model, str(root / version), signatures={"serving_default": model.serve})
+    (root / "not-a-version").mkdir()
+    return str(root)
+
+
+@pytest.fixture(scope="module")
+def loaded(serving_dir):
+    """(loaded SavedModel, serving_default); the module fixture keeps the model alive."""
+    return predict.load_signature(serving_dir)
+
+
+@pytest.fixture()
+def signature(loaded):
+    return loaded[1]
+
+
+def _solid_bmp(colour) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (16, 16), colour).save(buf, format="BMP")
+    return buf.getvalue()
+
+
+@pytest.fixture()
+def images(tmp_path):
+    """A folder with three solid colours (three formats), corrupt and truncated JPEGs, a text file."""
+    root = tmp_path / "images"
+    files = {
+        "red.jpg": image_factory.jpeg_bytes(40, 30, color=(250, 10, 10)),
+        "sub/green.png": image_factory.png_bytes(20, 20, color=(10, 250, 10)),
+        "sub/deeper/blue.bmp": _solid_bmp((10, 10, 250)),
+        "corrupt.jpg": image_factory.corrupt_jpeg_bytes(),
+        "truncated.jpg": image_factory.truncated_jpeg_bytes(),
+        "notes.txt": b"not an image",  # not listed from the folder: not an image extension
+    }
+    for name, data in files.items():
+        image_factory.write_file(root / name, data)
+    return root
+
+
+def _read_csv(path):
+    with open(path, newline="") as f:
+        return {row["path"]: row for row in csv.DictReader(f)}
+
+
+def test_highest_numeric_version_is_used(serving_dir):
+    assert predict.resolve_model_dir(serving_dir).endswith("/10")
+    assert predict.resolve_model_dir(serving_dir + "/9").endswith("/9")
+
+
+def test_no_model_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nothing pushed yet"):
+        predict.resolve_model_dir(str(tmp_path))
+
+
+def test_cli_writes_a_row_per_file_and_reports_bad_ones(serving_dir, images, tmp_path, capsys):
+    out = tmp_path / "predictions.csv"
+    missing = str(images / "missing.jpg")
+    explicit_text = str(images / "notes.txt")  # named explicitly: read whatever its extension
+    rc = predict.main(["--model", serving_dir, str(images), explicit_text, missing,
+                       "--out", str(out), "--top-k", "2", "--batch-size", "2"])
+    assert rc == 1  # some files failed
+    rows = _read_csv(out)
+    assert list(rows) == sorted(str(p) for p in images.rglob("*") if p.suffix in (".jpg", ".png", ".bmp")) \
+        + [explicit_text, missing]
+    for name, colour in (("red.jpg", "red"), ("sub/green.png", "green"), ("sub/deeper/blue.bmp", "blue")):
+        row = rows[str(images / name)]
+        assert row["predicted_class"] == colour and row["error"] == ""
+        top = [item.split(":") for item in row["top_k"].split(";")]
+        assert len(top) == 2 and top[0][0] == colour
+        assert float(top[0][1]) == pytest.approx(float(row["probability"]), abs=1e-6)
+    assert "Invalid JPEG data" in rows[str(images / "corrupt.jpg")]["error"]
+    assert "Invalid JPEG data" in rows[str(images / "truncated.jpg")]["error"]
+    assert "Unknown image file format" in rows[explicit_text]["error"]
+    assert rows[missing]["error"].startswith("unreadable")
+    for bad in ("corrupt.jpg", "truncated.jpg"):
+        assert rows[str(images / bad)]["predicted_class"] == ""
+    err = capsys.readouterr().err
+    assert "[predict] 7/7 files" in err
+    assert "classified 3 of 7 files; 4 failed" in err
+    assert f"FAILED {missing}" in err
+
+
+def test_a_batch_the_model_rejects_is_retried_file_by_file(signature, images, monkeypatch):
+    # Skip the decode check so the corrupt file reaches the model inside a batch.
+    monkeypatch.setattr(predict, "read_checked", lambda p: (open(p, "rb").read(), ""))
+    paths = [str(images / "red.jpg"), str(images / "corrupt.jpg"), str(images / "sub/green.png")]
+    results = predict.classify(signature, paths, batch_size=3)
+    assert [r.predicted_class for r in results] == ["red", "", "green"]
+    assert results[1].error.startswith("rejected by the model") and "Invalid JPEG" in results[1].error
+
+
+def _b64(data: bytes) -> dict:
+    return {"b64": base64.b64encode(data).decode("ascii")}
+
+
+def _rest_cases(images):
+    jpeg, png = image_factory.jpeg_bytes(30, 30, color=(250, 10, 10)), image_factory.png_bytes(8, 8)
+    bodies = [
+        {"instances": [_b64(jpeg), _b64(png)]},  # row format, single input: bare values
+        {"signature_name": "serving_default", "instances": [{"image_bytes": _b64(jpeg)},
+                                                            {"image_bytes": _b64(png)}]},
+        {"inputs": {"image_bytes": [_b64(jpeg), _b64(png)]}},  # columnar, named
+        json.dumps({"inputs": [_b64(jpeg), _b64(png)]}),  # columnar, single input, as JSON text
+    ]
+    return [jpeg, png], bodies
+
+
+def test_rest_bodies_map_onto_the_signature_inputs(signature, images):
+    raw, bodies = _rest_cases(images)
+    expected = signature(image_bytes=tf.constant(raw))["probabilities"].numpy()
+    for body in bodies:
+        inputs = predict.rest_request_to_inputs(body, signature)
+        assert list(inputs) == ["image_bytes"]
+        assert inputs["image_bytes"].numpy().tolist() == raw
+        np.testing.assert_allclose(signature(**inputs)["probabilities"].numpy(), expected)
+
+
+@pytest.mark.parametrize("body, message", [
+    ({}, '"instances" or "inputs"'),
+    ({"instances": [], "inputs": []}, '"instances" or "inputs"'),
+    ({"instances": []}, "non-empty"),
+    ({"instances": [{"pixels": [1]}]}, "unknown"),
+    ({"instances": [{"b64": "***"}]}, "base64"),
+    ({"inputs": {"image_bytes": [[_b64(b"x")]]}}, "shape"),
+])
+def test_malformed_rest_bodies_are_rejected(signature, body, message):
+    """What TF Serving answers with 400 Bad Request."""
+    with pytest.raises(ValueError, match=message):
+        predict.rest_request_to_inputs(body, signature)
+
+
+# ---------------------------------------------------------------- the pushed model (slow)
+
+@pytest.fixture(scope="module")
+def pushed(tmp_path_factory):
+    runs = pipeline_runs(tmp_path_factory)
+    return runs.cfg.serving_model_dir, pushed_dir(runs)
+
+
+@pytest.mark.slow
+def test_pushed_layout_is_tf_serving_layout(pushed):
+    serving, version_dir = pushed
+    assert predict.resolve_model_dir(serving) == version_dir
+    assert version_dir.rsplit("/", 1)[-1].isdigit()
+    assert tf.io.gfile.exists(f"{version_dir}/saved_model.pb")
+
+
+@pytest.mark.slow
+def test_raw_bytes_signature_rejects_corrupt_bytes_and_keeps_serving(pushed):
+    _, sig = predict.load_signature(pushed[0])
+    good = tf.constant([image_factory.jpeg_bytes(64, 48, seed=3)])
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"jpeg::Uncompress failed\. Invalid JPEG data"):
+        sig(image_bytes=tf.constant([image_factory.jpeg_bytes(), image_factory.corrupt_jpeg_bytes()]))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="Unknown image file format"):
+        sig(image_bytes=tf.constant([b"definitely not an image"]))
+    out = sig(image_bytes=good)  # the same loaded model still answers
+    assert out["probabilities"].shape == (1, 6)
+
+
+@pytest.mark.slow
+def test_rest_body_on_the_pushed_model(pushed):
+    _, sig = predict.load_signature(pushed[0])
+    raw = [image_factory.jpeg_bytes(120, 90, seed=5), image_factory.png_bytes(33, 70, mode="L")]
+    body = json.dumps({"instances": [_b64(b) for b in raw]})
+    out = sig(**predict.rest_request_to_inputs(body, sig))
+    expected = sig(image_bytes=tf.constant(raw))
+    np.testing.assert_allclose(out["probabilities"].numpy(), expected["probabilities"].numpy(), rtol=1e-5)
+    assert out["predicted_class"].numpy().tolist() == expected["predicted_class"].numpy().tolist()
+
+
+@pytest.mark.slow
+def test_cli_on_the_pushed_model(pushed, tmp_path):
+    folder = tmp_path / "photos"
+    image_factory.write_file(folder / "a.jpg", image_factory.jpeg_bytes(150, 150, seed=1))
+    image_factory.write_file(folder / "b.png", image_factory.png_bytes(40, 90))
+    image_factory.write_file(folder / "broken.jpg", image_factory.corrupt_jpeg_bytes())
+    out = tmp_path / "p.csv"
+    assert predict.main(["--model", pushed[0], str(folder), "--out", str(out)]) == 1
+    rows = _read_csv(out)
+    names = {"buildings", "forest", "glacier", "mountain", "sea", "street"}
+    assert rows[str(folder / "a.jpg")]["predicted_class"] in names
+    assert len(rows[str(folder / "b.png")]["top_k"].split(";")) == 3
+    assert "Invalid JPEG data" in rows[str(folder / "broken.jpg")]["error"]
