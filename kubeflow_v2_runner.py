@@ -15,9 +15,6 @@ import os
 os.environ["TF_USE_LEGACY_KERAS"] = "1"  # before TensorFlow loads: TFT and TFMA need Keras 2
 
 import argparse  # noqa: E402
-import contextlib  # noqa: E402
-import dataclasses  # noqa: E402
-import functools  # noqa: E402
 import json  # noqa: E402
 import logging  # noqa: E402
 import re  # noqa: E402
@@ -25,7 +22,7 @@ import sys  # noqa: E402
 import tempfile  # noqa: E402
 from typing import Any, Dict, List, Optional  # noqa: E402
 
-from pipeline import configs  # noqa: E402
+from pipeline import configs, flags  # noqa: E402
 from trainer_module.config import ConfigError, TrainConfig  # noqa: E402
 
 log = logging.getLogger("kubeflow_v2_runner")
@@ -45,20 +42,6 @@ class RunnerError(ValueError):
 
 # ----------------------------------------------------------------------------------------------
 # Flags
-
-
-def _train_flags(parser: argparse.ArgumentParser) -> None:
-    """One flag per TrainConfig field (class names come from --class-names)."""
-    group = parser.add_argument_group("training (trainer_module.config.TrainConfig)")
-    for field in dataclasses.fields(TrainConfig):
-        if field.name == "class_names":
-            continue
-        flag, default = "--" + field.name.replace("_", "-"), field.default
-        if isinstance(default, bool):
-            group.add_argument(flag, action=argparse.BooleanOptionalAction, default=default,
-                               help=f"default: {default}")
-        else:
-            group.add_argument(flag, type=type(default), default=default, help=f"default: {default!r}")
 
 
 def _comma_list(value: str) -> List[str]:
@@ -143,7 +126,8 @@ def make_parser() -> argparse.ArgumentParser:
                         "(default: empty, the project's Compute Engine default)")
     g.add_argument("--labels", type=_labels, default={},
                    help="job labels, k=v,k2=v2 (default: none)")
-    _train_flags(p)
+    flags.add_dataclass_flags(p, TrainConfig, skip=("class_names",),
+                              title="training (trainer_module.config.TrainConfig)")
     return p
 
 
@@ -174,7 +158,7 @@ def check_remote_paths(args: argparse.Namespace) -> None:
     """Every location the steps read or write must be gs://: a cluster cannot see this disk."""
     paths = {"--pipeline-root": args.pipeline_root, "--data-dir": args.data_dir,
              "--serving-model-dir": args.serving_model_dir, "--temp-location": args.temp_location}
-    if args.weights not in ("none", "imagenet"):
+    if (args.weights or "none") not in ("none", "imagenet"):
         paths["--weights"] = args.weights
     local = {flag: path for flag, path in paths.items() if not path.startswith("gs://")}
     if local:
@@ -250,40 +234,19 @@ def vertex_serving_config(args: argparse.Namespace) -> Optional[Dict[str, Any]]:
 
 def train_config(args: argparse.Namespace) -> Dict[str, Any]:
     """The validated TrainConfig as the JSON dict the Trainer receives."""
-    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig) if f.name != "class_names"}
+    values = flags.dataclass_overrides(args, TrainConfig)
     return json.loads(TrainConfig.from_dict({**values, "class_names": args.class_names}).to_json())
-
-
-@contextlib.contextmanager
-def _stock_baseline_resolver():
-    """create_pipeline with TFX's LatestBlessedModelStrategy as the baseline resolver.
-
-    The KFP v2 compiler turns only TFX's own strategies into backend queries; the project's
-    candidate-excluding strategy (components/baseline_resolver.py) does not compile. Swapped here
-    because create_pipeline has no switch for it yet.
-    """
-    from pipeline import pipeline as pipeline_module
-
-    original = pipeline_module.latest_blessed_model_resolver
-    pipeline_module.latest_blessed_model_resolver = functools.partial(original, exclude_candidate=False)
-    try:
-        yield pipeline_module.create_pipeline
-    finally:
-        pipeline_module.latest_blessed_model_resolver = original
 
 
 def build_pipeline(args: argparse.Namespace):
     """The tfx Pipeline for the cluster (no ML Metadata config: the backend owns metadata)."""
     check_pipeline_name(args.pipeline_name)
-    with _stock_baseline_resolver() as create_pipeline:
-        return _create(create_pipeline, args)
+    from pipeline.pipeline import create_pipeline
 
-
-def _create(create_pipeline, args: argparse.Namespace):
     return create_pipeline(
-        pipeline_name=args.pipeline_name, pipeline_root=args.pipeline_root, data_root=args.data_dir,
-        class_names=args.class_names, eval_fraction=args.eval_fraction,
-        # Nothing to fingerprint at compile time: KFP's cache keys on the parameters (the data path).
+        pipeline_name=args.pipeline_name, pipeline_root=args.pipeline_root,
+        data_root=args.data_dir, class_names=args.class_names, eval_fraction=args.eval_fraction,
+        # Nothing to fingerprint at compile time: KFP's cache keys on the parameters (the path).
         input_fingerprint="",
         transform_module=TRANSFORM_MODULE, trainer_module=TRAINER_MODULE,
         train_config=train_config(args),
@@ -291,7 +254,9 @@ def _create(create_pipeline, args: argparse.Namespace):
         serving_model_dir=args.serving_model_dir, metadata_connection_config=None,
         beam_pipeline_args=beam_pipeline_args(args), enable_cache=args.enable_cache,
         vertex_training_config=vertex_training_config(args),
-        vertex_serving_config=vertex_serving_config(args))
+        vertex_serving_config=vertex_serving_config(args),
+        # The KFP v2 compiler turns only TFX's own resolver strategies into backend queries.
+        exclude_candidate_from_baseline=False)
 
 
 def compile_pipeline(args: argparse.Namespace, allow_local_paths: bool = False) -> Dict[str, Any]:
@@ -313,7 +278,11 @@ def compile_pipeline(args: argparse.Namespace, allow_local_paths: bool = False) 
         output_filename=os.path.basename(args.output_file))
     job = runner.run(build_pipeline(args))
     if not allow_local_paths:
-        check_no_local_paths(json.dumps(job))
+        try:
+            check_no_local_paths(json.dumps(job))
+        except RunnerError:
+            os.remove(args.output_file)  # never leave a spec the cluster cannot run
+            raise
     log.info("compiled %s", args.output_file)
     return job
 

@@ -11,52 +11,27 @@ import os
 os.environ["TF_USE_LEGACY_KERAS"] = "1"  # before TensorFlow loads: TFT and TFMA need Keras 2
 
 import argparse  # noqa: E402
-import dataclasses  # noqa: E402
 import json  # noqa: E402
 import logging  # noqa: E402
 import sys  # noqa: E402
-from typing import List, Optional, Sequence  # noqa: E402
+from typing import List, Optional  # noqa: E402
 
 from absl import logging as absl_logging  # noqa: E402
 
-from pipeline import configs, data_source, demo_data  # noqa: E402
+from pipeline import configs, data_source, demo_data, flags  # noqa: E402
 from trainer_module.config import TrainConfig  # noqa: E402
 
 log = logging.getLogger("local_runner")
 
 
-def _flag(name: str) -> str:
-    return "--" + name.replace("_", "-")
-
-
-def _add_dataclass_flags(parser: argparse.ArgumentParser, cls, skip: Sequence[str] = ()) -> None:
-    """One flag per dataclass field, typed from its default."""
-    group = parser.add_argument_group(cls.__name__)
-    for field in dataclasses.fields(cls):
-        if field.name in skip:
-            continue
-        default = field.default
-        if isinstance(default, bool):
-            group.add_argument(_flag(field.name), action=argparse.BooleanOptionalAction, default=None,
-                               help=f"default: {default}")
-        elif isinstance(default, tuple):
-            group.add_argument(_flag(field.name), type=lambda s: tuple(x for x in s.split(",") if x),
-                               default=None, help=f"comma-separated; default: {','.join(default) or '(none)'}")
-        else:
-            group.add_argument(_flag(field.name), type=type(default), default=None,
-                               help=f"default: {default!r}")
-
-
 def parse_args(argv: Optional[List[str]] = None):
     """(PipelineConfig, dict of TrainConfig overrides) from the command line."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    _add_dataclass_flags(parser, configs.PipelineConfig)
-    _add_dataclass_flags(parser, TrainConfig, skip=("class_names",))
-    args = vars(parser.parse_args(argv))
-    pipeline_fields = {f.name for f in dataclasses.fields(configs.PipelineConfig)}
-    pipeline_cfg = configs.PipelineConfig(**{k: v for k, v in args.items()
-                                             if k in pipeline_fields and v is not None})
-    train_overrides = {k: v for k, v in args.items() if k not in pipeline_fields and v is not None}
+    flags.add_dataclass_flags(parser, configs.PipelineConfig)
+    flags.add_dataclass_flags(parser, TrainConfig, skip=("class_names",))
+    args = parser.parse_args(argv)
+    pipeline_cfg = configs.PipelineConfig(**flags.dataclass_overrides(args, configs.PipelineConfig))
+    train_overrides = flags.dataclass_overrides(args, TrainConfig)
     return pipeline_cfg, train_overrides
 
 

@@ -97,6 +97,7 @@ def test_every_component_is_a_task_with_its_dependencies(default_job):
     assert set(dag) == set(CONTAINER_DEPENDENCIES) | {BLESSING_RESOLVER, MODEL_RESOLVER}
     for name, upstream in CONTAINER_DEPENDENCIES.items():
         assert dag[name].get("dependentTasks", []) == upstream, name
+        assert dag[name]["cachingOptions"] == {"enableCache": True}, name
     # The resolver is two backend queries: the latest blessing, then the model it blessed.
     assert dag[MODEL_RESOLVER]["inputs"]["artifacts"]["input"]["taskOutputArtifact"] == {
         "producerTask": BLESSING_RESOLVER, "outputArtifactKey": "model_blessing"}
@@ -115,7 +116,8 @@ def test_every_step_runs_the_pipeline_image(default_job):
 
 
 def test_code_by_import_path_and_data_passed_through(default_job, cloud_job):
-    assert param(default_job, "Transform", "preprocessing_fn") == "trainer_module.preprocessing.preprocessing_fn"
+    assert param(default_job, "Transform", "preprocessing_fn") == \
+        "trainer_module.preprocessing.preprocessing_fn"
     assert param(default_job, "Trainer", "run_fn") == "trainer_module.trainer.run_fn"
     assert "module_file" not in tasks(default_job)["Trainer"]["inputs"]["parameters"]
     assert "module_path" not in tasks(default_job)["Transform"]["inputs"]["parameters"]
@@ -179,7 +181,8 @@ def test_pusher_targets(default_job, cloud_job):
         "ai_platform_serving_args": {"project_id": "test-proj", "endpoint_name": "intel-scenes-endpoint",
                                      "machine_type": "n1-standard-4"},
     }
-    assert executor_class(cloud_job, "Pusher") == "tfx.extensions.google_cloud_ai_platform.pusher.executor.Executor"
+    assert executor_class(cloud_job, "Pusher") == \
+        "tfx.extensions.google_cloud_ai_platform.pusher.executor.Executor"
 
 
 @pytest.mark.parametrize("job_name", ["default_job", "cloud_job"])
@@ -208,6 +211,14 @@ def test_local_paths_are_rejected_for_the_cluster(tmp_path):
     with pytest.raises(runner.RunnerError, match="--weights"):
         compile_job(tmp_path, *PROD_FLAGS, "--weights", "/models/mobilenet.h5")
     assert runner.find_local_paths(f'{{"a": "{tempfile.gettempdir()}/x"}}') == [tempfile.gettempdir()]
+
+
+def test_a_spec_naming_a_local_path_is_not_left_behind(tmp_path, monkeypatch):
+    # Pretend the bucket were a directory of this machine: the check on the compiled JSON fires.
+    monkeypatch.setattr(runner, "local_path_markers", lambda: ["gs://test-bucket"])
+    with pytest.raises(runner.RunnerError, match=r"names local paths under \['gs://test-bucket'\]"):
+        compile_job(tmp_path, *PROD_FLAGS)
+    assert not (tmp_path / "pipeline.json").exists()
 
 
 def test_dockerfile_pins_match_setup_py():
@@ -259,8 +270,9 @@ class LocalBackend:
     downstream tasks receive (as the backend does through ML Metadata).
     """
 
-    def __init__(self, job, root, log_dir):
+    def __init__(self, job, root, log_dir, task_env=None):
         self.spec, self.root, self.log_dir = job["pipelineSpec"], root, log_dir
+        self.task_env = task_env or {}  # task -> extra environment variables
         self.outputs = {}  # task -> output key -> [RuntimeArtifact dict]
         self.seconds = {}
 
@@ -277,12 +289,12 @@ class LocalBackend:
 
     def start(self, name, task):
         executor = self.executor(task)
-        self.seconds[name] = time.monotonic()
         if "resolver" in executor:
             # Resolver tasks are MLMD queries the backend answers itself (no container). This is
             # the first run: no ModelBlessing is blessed yet, so both queries return nothing.
             self.outputs[name] = {key: [] for key in executor["resolver"]["outputArtifactQueries"]}
             return None
+        self.seconds[name] = time.monotonic()
         executor_input = self.executor_input(name, task)
         cmd = [sys.executable if a == "python" and i == 0 else a for i, a in enumerate(
             executor["container"]["command"])]
@@ -290,19 +302,21 @@ class LocalBackend:
         assert not [a for a in cmd if "{{$" in a], "a placeholder the backend would fill is left"
         log = open(os.path.join(self.log_dir, f"{name}.log"), "w")
         # The image's environment: its ENV (TF_USE_LEGACY_KERAS) and the installed package.
-        env = dict(os.environ, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="1")
+        env = dict(os.environ, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="1",
+                   **self.task_env.get(name, {}))
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=self.log_dir)
         proc.executor_input, proc.log = executor_input, log
         return proc
 
     def finish(self, name, proc):
-        if proc is not None:
-            rc = proc.wait()
-            proc.log.close()
-            with open(proc.log.name) as f:
-                assert rc == 0, f"{name} failed ({rc}):\n{f.read()[-6000:]}"
-            self.outputs[name] = self.collect_outputs(proc.executor_input)
+        if proc is None:
+            return
+        rc = proc.wait()
         self.seconds[name] = time.monotonic() - self.seconds[name]
+        proc.log.close()
+        with open(proc.log.name) as f:
+            assert rc == 0, f"{name} failed ({rc}):\n{f.read()[-6000:]}"
+        self.outputs[name] = self.collect_outputs(proc.executor_input)
 
     def executor_input(self, name, task):
         component = self.spec["components"][task["componentRef"]["name"]]
@@ -340,26 +354,74 @@ class LocalBackend:
         return result
 
 
+# Test-only sitecustomize for the Trainer step: the Vertex AI JobService replaced at its boundary.
+# The extension's executor builds the CustomJob as on Vertex; the fake records it and runs its
+# worker's command line (`python -m tfx.scripts.run_executor ARGS`: a separate container on
+# Vertex) through that module's own flag parsing and main, in the step's process: a second
+# process would only repeat the ~40 s TensorFlow import.
+VERTEX_JOB_SERVICE_FAKE = '''
+import json, os, types
+from tfx.extensions.google_cloud_ai_platform import training_clients
+
+def create_client(self):
+    self._client = None  # the real client needs credentials and network
+
+def launch_job(self, project, training_job):
+    with open(os.environ["VERTEX_JOB_RECORD"], "w") as f:
+        json.dump({"project": project, "region": self._region, "custom_job": training_job}, f)
+    command = training_job["job_spec"]["worker_pool_specs"][0]["container_spec"]["command"]
+    assert command[:3] == ["python", "-m", "tfx.scripts.run_executor"], command
+    from tfx.scripts import run_executor
+    run_executor.main(run_executor.parse_flags(command[3:]))
+    self._job_name = f"projects/{project}/locations/{self._region}/customJobs/local"
+
+def get_job(self):
+    return types.SimpleNamespace(state=training_clients._VERTEX_JOB_STATE_SUCCEEDED)
+
+training_clients.VertexJobClient.create_client = create_client
+training_clients.VertexJobClient.launch_job = launch_job
+training_clients.VertexJobClient.get_job = get_job
+'''
+
+
 @pytest.mark.slow
 def test_compiled_spec_executes_to_a_pushed_model(tmp_path):
     data = demo_data.make_demo_dataset(str(tmp_path / "data"), train_per_class=8, eval_per_class=4, size=64)
-    serving, root, logs = (str(tmp_path / d) for d in ("serving", "root", "logs"))
-    os.makedirs(logs)
-    # Local paths (test only) and the Trainer inside its step: Vertex AI training is a cloud job.
+    serving, root, logs, fake = (str(tmp_path / d) for d in ("serving", "root", "logs", "fake"))
+    for d in (logs, fake):
+        os.makedirs(d)
+    with open(os.path.join(fake, "sitecustomize.py"), "w") as f:
+        f.write(VERTEX_JOB_SERVICE_FAKE)
+    record = os.path.join(logs, "vertex_custom_job.json")
+    # The production configuration (Trainer on Vertex AI) with local paths: test only.
     job = compile_job(tmp_path, *PROD_FLAGS, "--pipeline-root", root, "--data-dir", data,
-                      "--serving-model-dir", serving, "--no-vertex-training", "--image-size", "64",
-                      "--resize-size", "72", "--batch-size", "8", "--epochs", "1",
-                      "--accuracy-lower-bound", "0.0", allow_local_paths=True)
-    backend = LocalBackend(job, root, logs)
+                      "--serving-model-dir", serving, "--image-size", "64", "--resize-size", "72",
+                      "--batch-size", "8", "--epochs", "1", "--accuracy-lower-bound", "0.0",
+                      allow_local_paths=True)
+    backend = LocalBackend(job, root, logs, task_env={
+        "Trainer": {"PYTHONPATH": fake, "VERTEX_JOB_RECORD": record}})
     backend.run()
     print("step seconds:", {k: round(v) for k, v in backend.seconds.items()})
 
     examples = backend.outputs["ImageExampleGen"]["examples"][0]
     assert examples["metadata"]["ingested"] == 6 * (8 + 4)
+    with open(record) as f:
+        vertex = json.load(f)
+    assert (vertex["project"], vertex["region"]) == ("test-proj", "europe-west4")
+    [pool] = vertex["custom_job"]["job_spec"]["worker_pool_specs"]
+    assert pool["machine_spec"] == {"machine_type": "n1-standard-8", "accelerator_type": "NVIDIA_TESLA_T4",
+                                    "accelerator_count": 1}
+    assert pool["container_spec"]["image_uri"] == IMAGE
+    assert pool["container_spec"]["command"][:5] == [
+        "python", "-m", "tfx.scripts.run_executor", "--executor_class_path",
+        "tfx.components.trainer.executor.GenericExecutor"]
+    model = backend.outputs["Trainer"]["model"][0]
+    assert os.path.isfile(os.path.join(model["uri"], "Format-Serving", "saved_model.pb"))
+
     blessing = backend.outputs["Evaluator"]["blessing"][0]
     assert blessing["metadata"]["blessed"] == 1
     # The next run's resolver query finds the blessed model by this name.
-    assert blessing["metadata"]["current_model_id"] == backend.outputs["Trainer"]["model"][0]["name"]
+    assert blessing["metadata"]["current_model_id"] == model["name"]
     assert os.listdir(backend.outputs["Evaluator"]["evaluation"][0]["uri"])  # TFMA results
     pushed = backend.outputs["Pusher"]["pushed_model"][0]["metadata"]
     assert pushed["pushed"] == 1 and pushed["pushed_destination"].startswith(serving + "/")
@@ -417,9 +479,14 @@ def test_compile_only_never_calls_aiplatform(tmp_path, monkeypatch):
     assert (tmp_path / "job.json").exists()
 
 
-def test_submit_without_credentials_fails_clearly(tmp_path, monkeypatch, capsys):
-    # No key file, an empty home (no gcloud config), and no probe of the GCE metadata server.
-    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(tmp_path / "missing-key.json"))
+@pytest.mark.parametrize("key_file", ["missing-key.json", None])
+def test_submit_without_credentials_fails_clearly(key_file, tmp_path, monkeypatch, capsys):
+    # A key file that is not there, or none; an empty home (no gcloud config); no probe of the
+    # GCE metadata server.
+    if key_file:
+        monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(tmp_path / key_file))
+    else:
+        monkeypatch.delenv("GOOGLE_APPLICATION_CREDENTIALS", raising=False)
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.setenv("NO_GCE_CHECK", "True")
     monkeypatch.delenv("CLOUDSDK_CONFIG", raising=False)
@@ -427,5 +494,6 @@ def test_submit_without_credentials_fails_clearly(tmp_path, monkeypatch, capsys)
     assert runner.main([*PROD_FLAGS, "--submit", "--output-file", out]) == 2
     err = capsys.readouterr().err
     assert f"error: no Google Cloud credentials to submit {out}" in err
-    assert "gcloud auth application-default login" in err and "missing-key.json" in err
+    assert "gcloud auth application-default login" in err
+    assert not key_file or key_file in err
     assert os.path.exists(out)  # the compiled file is still there to submit later

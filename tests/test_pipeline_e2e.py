@@ -9,7 +9,6 @@ import tensorflow as tf
 import image_factory
 import local_runner
 from pipeline import run_summary
-from pipeline.configs import PipelineConfig
 
 pytestmark = pytest.mark.slow
 
