@@ -225,3 +225,38 @@ def test_batchnorm_recalibration_is_the_average_over_batches():
     np.testing.assert_allclose(bn.moving_variance.numpy(),
                                np.mean([b.numpy().var(0) for b in batches], 0), rtol=1e-3)
     assert bn.momentum == 0.999  # restored
+
+
+def _bn_model():
+    """BN then a fixed classifier: class 1 iff the normalised first feature is positive."""
+    model = keras.Sequential([keras.Input((4,)), keras.layers.BatchNormalization(momentum=0.999),
+                              keras.layers.Dense(2, activation="softmax")])
+    model.layers[-1].set_weights([np.array([[-5.0, 5.0], [0, 0], [0, 0], [0, 0]]), np.zeros(2)])
+    model.compile(loss="categorical_crossentropy")
+    return model
+
+
+def _data(first_feature):
+    x = np.zeros([len(first_feature), 4], np.float32)
+    x[:, 0] = first_feature
+    y = tf.one_hot((x[:, 0] > 50.0).astype(np.int32), 2)
+    return tf.data.Dataset.from_tensor_slices((x, y)).batch(32)
+
+
+def test_recalibration_is_kept_when_it_lowers_the_train_loss():
+    model = _bn_model()  # moving stats at their initial 0 / 1: every input looks "positive"
+    result = model_lib.recalibrate_batchnorm_if_better(model, _data([40.0] * 32 + [60.0] * 32), 2)
+    assert result["kept"] and result["train_loss_after"] < result["train_loss_before"]
+    assert model.layers[0].moving_mean.numpy()[0] == pytest.approx(50.0, abs=0.01)
+
+
+def test_recalibration_is_rolled_back_when_it_raises_the_train_loss():
+    model = _bn_model()
+    bn = model.layers[0]
+    bn.moving_mean.assign(np.full(4, 50.0, np.float32))  # already the right threshold
+    bn.moving_variance.assign(np.full(4, 100.0, np.float32))
+    # Mean 61.25: re-estimated statistics would call the images at 55 negative.
+    result = model_lib.recalibrate_batchnorm_if_better(model, _data([40.0] * 16 + [55.0] * 16 + [75.0] * 32), 2)
+    assert not result["kept"] and result["train_loss_after"] > result["train_loss_before"]
+    np.testing.assert_allclose(bn.moving_mean.numpy(), 50.0)
+    np.testing.assert_allclose(bn.moving_variance.numpy(), 100.0)

@@ -105,6 +105,30 @@ def recalibrate_batchnorm(model: keras.Model, dataset, batches: int) -> int:
     return used
 
 
+def recalibrate_batchnorm_if_better(model: keras.Model, dataset, batches: int) -> dict:
+    """Re-estimates BatchNorm statistics over `batches` train batches and keeps them only if the
+    model's loss on those same (un-augmented) training images improves.
+
+    Why the check: after a short run the moving averages still describe the initial network and
+    the re-estimate rescues the model (demo data: 16.7% -> 95% eval accuracy); after a long run
+    with a decayed learning rate they already fit, and the re-estimate measured worse (intel-dev,
+    24 epochs: 82.7% -> 72.5%). The decision uses training images only, never the eval split.
+    """
+    layers = [l for l in model.submodules if isinstance(l, keras.layers.BatchNormalization)]
+    saved = [(l.moving_mean.numpy(), l.moving_variance.numpy()) for l in layers]
+    sample = dataset.take(batches)
+    loss_before = model.evaluate(sample, verbose=0, return_dict=True)["loss"]
+    used = recalibrate_batchnorm(model, sample, batches)
+    loss_after = model.evaluate(sample, verbose=0, return_dict=True)["loss"]
+    kept = loss_after < loss_before
+    if not kept:
+        for layer, (mean, variance) in zip(layers, saved):
+            layer.moving_mean.assign(mean)
+            layer.moving_variance.assign(variance)
+    return {"batches": used, "train_loss_before": float(loss_before),
+            "train_loss_after": float(loss_after), "kept": bool(kept)}
+
+
 def make_optimizer(cfg: TrainConfig, learning_rate) -> keras.optimizers.Optimizer:
     """SGD (with momentum), Adam or AdamW at the given learning rate or schedule."""
     decay = cfg.weight_decay or None

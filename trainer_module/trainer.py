@@ -89,9 +89,9 @@ def run_fn(fn_args) -> None:
     recalibrated = {}
     if cfg.bn_recalibration_batches:
         views = data.make_dataset(fn_args.train_files, tft_layer, raw_spec, cfg, False, global_batch)
-        used = model_lib.recalibrate_batchnorm(model, views, cfg.bn_recalibration_batches)
-        recalibrated = dict(zip(model.metrics_names, model.evaluate(eval_ds, verbose=0)), batches=used)
-        logging.info("Trainer: BatchNorm statistics re-estimated over %d batches; eval %s", used, recalibrated)
+        recalibrated = model_lib.recalibrate_batchnorm_if_better(model, views, cfg.bn_recalibration_batches)
+        recalibrated["eval"] = model.evaluate(eval_ds, verbose=0, return_dict=True)
+        logging.info("Trainer: BatchNorm statistics re-estimated: %s", recalibrated)
 
     with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, HISTORY_FILE), "w") as f:
         json.dump({"config": json.loads(cfg.to_json()), "train_examples": n_train, "precision": policy,

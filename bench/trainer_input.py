@@ -1,0 +1,225 @@
+"""Bench 2: the Trainer's real input pipeline against the model-bound limit, in one run.
+
+The same model (trainer_module.model.build_model, compiled by compile_model), batch and
+resolution are trained for a fixed number of steps after warm-up steps from
+  real       trainer_module.data.make_dataset(training=True) on gzipped raw tf.Example TFRecords
+             (ImageExampleGen's make_example on real images) through a Transform graph written by
+             tft_beam (our preprocessing_fn): shuffle, decode + resize, random crop + flip, CutMix;
+  in-memory  batches taken from that pipeline once and held as tensors (the model-bound limit),
+in rotating order over --rounds (one model.fit per measurement, so no pipeline runs in the
+background of another's steps); the ratio of the medians is the figure of merit (target >= 0.95
+on CPU). The input pipeline alone (no model) is timed first.
+
+Two ratios are printed. Wall: images/s over images/s in-memory. CPU cost: CPU ms per image
+in-memory over CPU ms per image of the row (process CPU time over the timed steps): on a machine
+shared with other jobs the wall ratio is distorted (the input threads win scheduler share from
+the other jobs), while the CPU cost is what the ratio becomes when the model alone keeps every
+core busy, as MobileNetV3 training does on 2 cores.
+
+--proposal also trains from bench/lean_data_path.py (a leaner data path with the same
+semantics, and an opt-in decoded-image cache) to measure what changing the pipeline would gain.
+
+    .venv/bin/python bench/trainer_input.py                          # 512 intel-dev images, batch 64, 224 px
+    .venv/bin/python bench/trainer_input.py --proposal --rounds 3    # + the proposal, 3 rounds
+    .venv/bin/python bench/trainer_input.py --synthetic --n 64 --batch-size 8 --image-size 64 \\
+        --resize-size 72 --steps 3 --warmup-steps 2 --rounds 1       # a minute or two, for a smoke test
+"""
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import benchlib  # noqa: E402  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
+
+import argparse  # noqa: E402
+import shutil  # noqa: E402
+import time  # noqa: E402
+
+TARGET_RATIO = 0.95
+
+
+def add_common_args(p, n=512, batch=64, steps=20, warmup=5, rounds=2):
+    p.add_argument("--data-dir", default=benchlib.DEFAULT_DATA_DIR,
+                   help="a folder of class folders (default: %(default)s)")
+    p.add_argument("--synthetic", action="store_true",
+                   help="generate 150x150 JPEGs (tests/image_factory) under --out instead of --data-dir")
+    p.add_argument("--n", type=int, default=n, help="raw examples written (default %(default)s)")
+    p.add_argument("--shards", type=int, default=1, help="TFRecord files")
+    p.add_argument("--batch-size", type=int, default=batch)
+    p.add_argument("--image-size", type=int, default=224)
+    p.add_argument("--resize-size", type=int, default=256)
+    p.add_argument("--model-variant", default="small", choices=("small", "large"))
+    p.add_argument("--cutmix-probability", type=float, default=0.5)
+    p.add_argument("--warmup-steps", type=int, default=warmup)
+    p.add_argument("--steps", type=int, default=steps, help="timed steps per measurement")
+    p.add_argument("--rounds", type=int, default=rounds, help="alternating (in-memory, real) rounds")
+    p.add_argument("--input-batches", type=int, default=0,
+                   help="batches timed for the input pipeline alone (default: --steps)")
+    p.add_argument("--no-tft", action="store_true",
+                   help="apply preprocessing_fn directly instead of a tft_beam-written graph")
+    p.add_argument("--out", default="", help="output folder (default: a temporary folder)")
+    p.add_argument("--keep", action="store_true", help="keep the temporary folder")
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_common_args(p)
+    p.add_argument("--proposal", action="store_true",
+                   help="also train from bench/lean_data_path.py's proposed data path (with and without uint8)")
+    return p.parse_args(argv)
+
+
+def prepare_inputs(args, out, variants=("current",)):
+    """Raw examples + one Transform graph per variant; returns (files, classes, {variant: (layer, how)})."""
+    if args.synthetic:
+        args.data_dir = benchlib.make_synthetic_images(os.path.join(out, "images"),
+                                                       per_class=max(2, (args.n + 5) // 6))
+    benchlib.check_not_inside(out, args.data_dir)
+    start = time.perf_counter()
+    os.makedirs(os.path.join(out, "raw"), exist_ok=True)
+    raw = benchlib.write_raw_examples(args.data_dir, args.n, os.path.join(out, "raw", "data_tfrecord"),
+                                      shards=args.shards)
+    from trainer_module import config as config_lib, preprocessing
+    custom_config = config_lib.transform_config(raw["classes"], args.resize_size)
+    use_tft = not args.no_tft
+    if use_tft:
+        try:
+            import tensorflow_transform  # noqa: F401
+        except ImportError:
+            print("tensorflow_transform is not installed: applying preprocessing_fn directly")
+            use_tft = False
+    layers = {}
+    for variant in variants:
+        if variant == "current":
+            fn = preprocessing.preprocessing_fn
+        else:
+            import lean_data_path
+            fn = lean_data_path.preprocessing_fn
+        if use_tft:
+            result = benchlib.run_transform(os.path.join(out, "raw", "data_tfrecord-*"), fn, custom_config,
+                                            os.path.join(out, f"transform_{variant}"), materialize=False)
+            layers[variant] = benchlib.transform_layer(result["transform_graph"], custom_config)
+        else:
+            layers[variant] = ((lambda f: lambda inputs: f(inputs, custom_config))(fn),
+                               "preprocessing_fn applied directly (no TFT)")
+    print(f"inputs: {raw['n']} raw examples ({benchlib.human_bytes(raw['file_bytes'] / raw['n'])}/example gz) "
+          f"from {args.data_dir} via {raw['make_example']} ({raw['repeated']} repeats); "
+          f"transform: {layers['current'][1]}; prepared in {time.perf_counter() - start:.1f} s", flush=True)
+    return raw["files"], raw["classes"], layers
+
+
+MODE_LABELS = {
+    "in-memory": "in-memory tensors (model-bound limit)",
+    "real": "make_dataset: raw examples + Transform graph + crop/flip + CutMix",
+    "lean": "proposal: lean_data_path (1 resize filter, 2 sliced CutMix, 3 uint8)",
+    "lean-cache": "proposal + decoded uint8 cache (changes 1-4), cache filled",
+    "lean-f32": "proposal without uint8 (changes 1 + 2 only)",
+}
+
+
+def contention_note(mem_runs) -> str:
+    cores = benchlib.usable_cores()
+    used = benchlib.median([r["cores_used"] for r in mem_runs])
+    if used < 0.85 * cores:
+        return (f"NOTE: in-memory training used {used:.2f} of {cores} cores: the machine was shared during "
+                "the run, so wall-clock ratios are distorted (the input pipeline's threads also win CPU "
+                "share from other processes). The CPU-cost ratio is the load-independent estimate.")
+    return f"in-memory training used {used:.2f} of {cores} cores (machine not contended)."
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    benchlib.print_header("bench/trainer_input.py: Trainer input pipeline vs the model-bound limit")
+    out = benchlib.make_out_dir(args.out, "bench_trainer_input_")
+    variants = ("current", "lean") if args.proposal else ("current",)
+    if args.proposal:
+        import lean_data_path
+        lean_data_path.self_check()
+        print("proposal self-check: lean CutMix and resize match the current code", flush=True)
+    files, classes, layers = prepare_inputs(args, out, variants)
+
+    import tf_keras as keras
+    from trainer_module import data as data_lib, model as model_lib
+
+    cfg = benchlib.train_config(classes, args.batch_size, args.image_size, args.resize_size,
+                                model_variant=args.model_variant, cutmix_probability=args.cutmix_probability)
+    keras.mixed_precision.set_global_policy("float32")  # what the Trainer uses on CPU ("auto")
+    keras.utils.set_random_seed(cfg.seed)
+    spec = benchlib.raw_feature_spec()
+    datasets = {"real": data_lib.make_dataset(files, layers["current"][0], spec, cfg, training=True)}
+    if args.proposal:
+        import lean_data_path
+        for mode, uint8, cache in (("lean", True, False), ("lean-cache", True, True),
+                                   ("lean-f32", False, False)):
+            datasets[mode] = lean_data_path.make_dataset(files, layers["lean"][0], spec, cfg, training=True,
+                                                         uint8=uint8, cache_decoded=cache)
+    datasets["in-memory"] = benchlib.in_memory_dataset(datasets["real"], batches=1)
+    print(f"config: MobileNetV3 {cfg.model_variant}, batch {cfg.batch_size}, crop {cfg.image_size} of "
+          f"{cfg.resize_size}, flip {cfg.random_flip}, CutMix p={cfg.cutmix_probability}, shuffle buffer "
+          f"{cfg.shuffle_buffer}, {cfg.optimizer} lr {cfg.learning_rate}, weights {cfg.weights}; "
+          f"{args.warmup_steps} warm-up + {args.steps} timed steps, {args.rounds} round(s)", flush=True)
+
+    input_batches = args.input_batches or args.steps
+    len_records = args.n
+    alone = {}
+    for mode in [m for m in datasets if m != "in-memory"]:
+        # lean-cache: the warm-up fills the cache (one epoch), so every later pass reads it
+        warmup = args.warmup_steps + (-(-len_records // cfg.batch_size) if mode == "lean-cache" else 0)
+        alone[mode] = benchlib.time_iterate(datasets[mode], warmup_batches=warmup, batches=input_batches)
+        print(f"  input pipeline alone, {mode}: {alone[mode]['images_per_s']:,.0f} images/s, "
+              f"{alone[mode]['cpu_ms_per_image']:.2f} CPU ms/image", flush=True)
+
+    model = model_lib.build_model(cfg)
+    model_lib.compile_model(model, cfg, cfg.learning_rate)
+    # trained from: the limit, the pipeline, and (--proposal) the lean path without and with cache
+    modes = ["in-memory"] + [m for m in datasets if m not in ("in-memory", "lean-f32")]
+    runs = {m: [] for m in modes}
+    for r in range(args.rounds):
+        order = modes[r % len(modes):] + modes[:r % len(modes)]  # rotate: drift hits every mode
+        for mode in order:
+            res = benchlib.time_fit(model, datasets[mode], args.warmup_steps, args.steps, cfg.batch_size)
+            runs[mode].append(res)
+            print(f"  round {r} {mode:9s}: {res['images_per_s']:6.1f} images/s ({res['step_ms']:.0f} ms/step, "
+                  f"{res['cpu_ms_per_image']:.1f} CPU ms/image, {res['cores_used']:.2f} cores, "
+                  f"loss {res['last_loss']:.3f})", flush=True)
+
+    med = lambda mode, key: benchlib.median([x[key] for x in runs[mode]])  # noqa: E731
+    mem, mem_cpu = med("in-memory", "images_per_s"), med("in-memory", "cpu_ms_per_image")
+    rows = []
+    for mode in modes:
+        rows.append([MODE_LABELS[mode], med(mode, "images_per_s"),
+                     " / ".join(f"{x['images_per_s']:.1f}" for x in runs[mode]), med(mode, "step_ms"),
+                     med(mode, "cpu_ms_per_image"), med(mode, "cores_used"), med(mode, "images_per_s") / mem,
+                     mem_cpu / med(mode, "cpu_ms_per_image")])
+    for mode, res in alone.items():
+        rows.append([f"input pipeline alone ({mode}, no model)", res["images_per_s"], "-", "-",
+                     res["cpu_ms_per_image"], res["cores_used"], res["images_per_s"] / mem,
+                     mem_cpu / res["cpu_ms_per_image"]])
+    print()
+    print(f"Training throughput, MobileNetV3 {cfg.model_variant}, batch {cfg.batch_size}, {cfg.image_size} px, "
+          f"{args.steps} timed steps after {args.warmup_steps} warm-up, median of {args.rounds} round(s); "
+          f"transform: {layers['current'][1]}; peak RSS {benchlib.peak_rss_mib():,.0f} MiB")
+    print(benchlib.format_table(["input", "images/s (median)", "per round", "ms/step", "CPU ms/image",
+                                 "cores used", "x in-memory (wall)", "x in-memory (CPU cost)"], rows))
+    print(contention_note(runs["in-memory"]))
+    print("CPU-cost ratio = CPU ms/image in-memory / CPU ms/image of the row: the throughput ratio when "
+          "the model alone keeps every core busy (a lower bound when it does not).")
+    print()
+    print("Targets")
+    trows = []
+    for mode in [m for m in modes if m != "in-memory"]:
+        wall = med(mode, "images_per_s") / mem
+        cost = mem_cpu / med(mode, "cpu_ms_per_image")
+        trows.append([f"{mode}: Trainer throughput >= {TARGET_RATIO}x the in-memory limit (CPU)",
+                      f"{wall:.3f}x wall, {cost:.3f}x CPU cost",
+                      f"wall {benchlib.verdict(wall >= TARGET_RATIO)}, CPU cost {benchlib.verdict(cost >= TARGET_RATIO)}"])
+    print(benchlib.format_table(["target", "measured", "verdict"], trows))
+    sys.stdout.flush()
+    if not args.out and not args.keep:
+        shutil.rmtree(out, ignore_errors=True)
+    else:
+        print(f"outputs kept under {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
