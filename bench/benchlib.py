@@ -138,6 +138,15 @@ def make_out_dir(out: Optional[str], prefix: str) -> str:
     return tempfile.mkdtemp(prefix=prefix)
 
 
+def remove_out_dir_unless_kept(out: str, keep: bool) -> None:
+    """Deletes a bench's temporary output folder, or says where its outputs are kept."""
+    if keep:
+        print(f"outputs kept under {out}")
+    else:
+        import shutil
+        shutil.rmtree(out, ignore_errors=True)
+
+
 def check_not_inside(path: str, data_dir: str) -> None:
     """Refuses to write into the data folder (the input is only ever read)."""
     path, data_dir = os.path.realpath(path), os.path.realpath(data_dir)

@@ -61,27 +61,11 @@ def preprocessing_fn(inputs, custom_config):
     return outputs
 
 
-def cutmix_boxes(batch_size, height: int, width: int, probability: float, alpha: float):
-    """(y1, y2, x1, x2) per image with augmentation.cutmix_masks' draws, in its order; an image
-    without a box gets an empty one (y2 = y1)."""
-    applied = tf.random.uniform([batch_size]) > 1.0 - probability
-    cut_ratio = tf.sqrt(1.0 - augmentation.sample_beta([batch_size], alpha))
-    cut_h = tf.cast(cut_ratio * height, tf.int32)
-    cut_w = tf.cast(cut_ratio * width, tf.int32)
-    center_y = tf.random.uniform([batch_size], 0, height, dtype=tf.int32)
-    center_x = tf.random.uniform([batch_size], 0, width, dtype=tf.int32)
-    y1 = tf.clip_by_value(center_y - cut_h // 2, 0, height)
-    y2 = tf.clip_by_value(center_y + cut_h // 2, 0, height)
-    x1 = tf.clip_by_value(center_x - cut_w // 2, 0, width)
-    x2 = tf.clip_by_value(center_x + cut_w // 2, 0, width)
-    return y1, tf.where(applied, y2, y1), x1, x2
-
-
 def cutmix(images: tf.Tensor, labels: tf.Tensor, probability: float = 0.5, alpha: float = 1.0):
     """Change 2: augmentation.cutmix by slicing; same boxes, partners, pixels and labels."""
     shape = tf.shape(images)
     height, width = images.shape[1], images.shape[2]
-    y1, y2, x1, x2 = cutmix_boxes(shape[0], height, width, probability, alpha)
+    y1, y2, x1, x2 = augmentation.cutmix_boxes(shape[0], height, width, probability, alpha)
     partner = tf.random.shuffle(tf.range(shape[0]))
     others = tf.gather(images, partner)
 

@@ -31,7 +31,6 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import benchlib  # noqa: E402  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 
 import argparse  # noqa: E402
-import shutil  # noqa: E402
 import time  # noqa: E402
 
 TARGET_RATIO = 0.95
@@ -214,10 +213,7 @@ def main(argv=None) -> int:
                       f"wall {benchlib.verdict(wall >= TARGET_RATIO)}, CPU cost {benchlib.verdict(cost >= TARGET_RATIO)}"])
     print(benchlib.format_table(["target", "measured", "verdict"], trows))
     sys.stdout.flush()
-    if not args.out and not args.keep:
-        shutil.rmtree(out, ignore_errors=True)
-    else:
-        print(f"outputs kept under {out}")
+    benchlib.remove_out_dir_unless_kept(out, keep=bool(args.out or args.keep))
     return 0
 
 

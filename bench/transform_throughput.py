@@ -227,10 +227,7 @@ def main(argv=None) -> int:
              f"{decode_rate:,.0f} vs {trows[1][2]:,.0f} images/s", "-"],
         ]))
     sys.stdout.flush()
-    if not args.out and not args.keep:
-        shutil.rmtree(out, ignore_errors=True)
-    else:
-        print(f"outputs kept under {out}")
+    benchlib.remove_out_dir_unless_kept(out, keep=bool(args.out or args.keep))
     return 0
 
 

@@ -32,8 +32,8 @@ def sample_beta(shape, alpha: float) -> tf.Tensor:
     return x / (x + y)
 
 
-def cutmix_masks(batch_size, height: int, width: int, probability: float, alpha: float) -> tf.Tensor:
-    """[batch, height, width] boolean paste masks, one box per image (or none).
+def cutmix_boxes(batch_size, height: int, width: int, probability: float, alpha: float):
+    """(y1, y2, x1, x2) paste boxes, one per image; an image without CutMix gets an empty box.
 
     An image gets a box when a uniform draw exceeds 1 - probability (the notebook: > 0.5).
     The box's area fraction is 1 - lambda with lambda ~ Beta(alpha, alpha) (Yun et al. 2019),
@@ -49,11 +49,16 @@ def cutmix_masks(batch_size, height: int, width: int, probability: float, alpha:
     y2 = tf.clip_by_value(center_y + cut_h // 2, 0, height)
     x1 = tf.clip_by_value(center_x - cut_w // 2, 0, width)
     x2 = tf.clip_by_value(center_x + cut_w // 2, 0, width)
+    return y1, tf.where(applied, y2, y1), x1, x2
+
+
+def cutmix_masks(batch_size, height: int, width: int, probability: float, alpha: float) -> tf.Tensor:
+    """[batch, height, width] boolean paste masks of the boxes from cutmix_boxes."""
+    y1, y2, x1, x2 = cutmix_boxes(batch_size, height, width, probability, alpha)
     ys = tf.range(height)[tf.newaxis, :, tf.newaxis]
     xs = tf.range(width)[tf.newaxis, tf.newaxis, :]
-    inside = ((ys >= y1[:, None, None]) & (ys < y2[:, None, None])
-              & (xs >= x1[:, None, None]) & (xs < x2[:, None, None]))
-    return inside & applied[:, None, None]
+    return ((ys >= y1[:, None, None]) & (ys < y2[:, None, None])
+            & (xs >= x1[:, None, None]) & (xs < x2[:, None, None]))
 
 
 def cutmix(images: tf.Tensor, labels: tf.Tensor, probability: float = 0.5, alpha: float = 1.0):
