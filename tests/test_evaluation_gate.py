@@ -130,24 +130,22 @@ def test_no_baseline_when_only_the_candidate_is_blessed():
     assert _resolve([1], [], [1]) == ([], [], [])
 
 
-def _compiled_resolver(monkeypatch, exclude_candidate: bool):
+def _compiled_resolver(exclude_candidate: bool):
     """The resolver node of the compiled (IR) pipeline."""
     names = ["a", "b"]
-    original = baseline_resolver.latest_blessed_model_resolver
-    monkeypatch.setattr(pipeline_module, "latest_blessed_model_resolver",
-                        lambda candidate: original(candidate, exclude_candidate=exclude_candidate))
     ir = compiler.Compiler().compile(pipeline_module.create_pipeline(
         pipeline_name="p", pipeline_root="/tmp/p", data_root="/tmp/data", class_names=names,
         eval_fraction=0.2, input_fingerprint="", transform_module=configs.TRANSFORM_MODULE_FILE,
         trainer_module=configs.TRAINER_MODULE_FILE,
         train_config=json.loads(TrainConfig(class_names=tuple(names)).to_json()),
-        accuracy_lower_bound=0.5, accuracy_max_drop=0.02, serving_model_dir="/tmp/serving"))
+        accuracy_lower_bound=0.5, accuracy_max_drop=0.02, serving_model_dir="/tmp/serving",
+        exclude_candidate_from_baseline=exclude_candidate))
     return next(n.pipeline_node for n in ir.nodes
                 if n.pipeline_node.node_info.id == baseline_resolver.RESOLVER_ID)
 
 
-def test_compiled_resolver_reads_this_runs_candidate(monkeypatch):
-    node = _compiled_resolver(monkeypatch, exclude_candidate=True)
+def test_compiled_resolver_reads_this_runs_candidate():
+    node = _compiled_resolver(exclude_candidate=True)
     assert "LatestBlessedOtherModelStrategy" in str(node.inputs.input_graphs)
     candidate = [spec for spec in node.inputs.inputs.values()
                  if any(c.producer_node_query.id == "Trainer" for c in spec.channels)]
@@ -157,9 +155,9 @@ def test_compiled_resolver_reads_this_runs_candidate(monkeypatch):
     assert "Trainer" in node.upstream_nodes
 
 
-def test_stock_strategy_when_candidate_not_excluded(monkeypatch):
+def test_stock_strategy_when_candidate_not_excluded():
     """exclude_candidate=False: what the KFP v2 compiler needs (it knows only TFX's strategies)."""
-    node = _compiled_resolver(monkeypatch, exclude_candidate=False)
+    node = _compiled_resolver(exclude_candidate=False)
     assert "LatestBlessedModelStrategy" in str(node.inputs.input_graphs)
     assert "LatestBlessedOtherModelStrategy" not in str(node.inputs.input_graphs)
     assert not any(c.producer_node_query.id == "Trainer"
