@@ -182,22 +182,17 @@ def _op_message(error: tf.errors.OpError) -> str:
     return re.sub(r"\s*\[Op:[^\]]*\]", "", message).strip()
 
 
-def read_checked(path: str) -> Tuple[Optional[bytes], str]:
-    """(bytes, "") for a decodable image, else (None, why).
+def read_file(path: str) -> Tuple[Optional[bytes], str]:
+    """(bytes, "") or (None, why the file cannot be read).
 
-    Decodes with the serving graph's own decoder (tf.io.decode_image, RGB, first frame), so a
-    file that passes here does not fail the batch.
+    Bytes are not decoded here: the serving signature decodes them, and a batch it rejects is
+    retried file by file (_run_batch), so each image is decoded once on the normal path.
     """
     try:
         with tf.io.gfile.GFile(path, "rb") as f:
-            data = f.read()
+            return f.read(), ""
     except (OSError, tf.errors.OpError) as e:
         return None, f"unreadable: {getattr(e, 'message', None) or e}"
-    try:
-        tf.io.decode_image(data, channels=3, expand_animations=False)
-    except tf.errors.InvalidArgumentError as e:
-        return None, f"not a decodable image: {_op_message(e)}"
-    return data, ""
 
 
 def _predictions(paths: Sequence[str], outputs: Dict[str, tf.Tensor], top_k: int) -> List[Prediction]:
@@ -219,7 +214,7 @@ def classify(signature, paths: Sequence[str], batch_size: int = 32, top_k: int =
     for start in range(0, len(paths), batch_size):
         batch = []
         for path in paths[start:start + batch_size]:
-            data, error = read_checked(path)
+            data, error = read_file(path)
             if error:
                 results[path] = Prediction(path, error=error)
             else:
@@ -241,7 +236,7 @@ def _run_batch(signature, input_name: str, batch, top_k: int) -> List[Prediction
         return _predictions(paths, signature(**{input_name: tf.constant(data)}), top_k)
     except tf.errors.InvalidArgumentError as e:
         if len(batch) == 1:
-            return [Prediction(paths[0], error=f"rejected by the model: {_op_message(e)}")]
+            return [Prediction(paths[0], error=f"not a decodable image: {_op_message(e)}")]
         return [p for item in batch for p in _run_batch(signature, input_name, [item], top_k)]
 
 
