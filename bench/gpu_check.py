@@ -16,7 +16,7 @@ folder it generates 150x150 JPEGs (tests/image_factory).
 
     python bench/gpu_check.py                                  # on the GPU machine (~2-4 min)
     python bench/gpu_check.py --allow-cpu --tiny               # CPU self-check of the script (~2 min)
-    python bench/gpu_check.py --precisions float32,mixed_float16,mixed_bfloat16 --proposal
+    python bench/gpu_check.py --precisions float32,mixed_float16,mixed_bfloat16
 """
 import os
 import sys
@@ -41,7 +41,6 @@ def parse_args(argv=None):
                    help="comma-separated Keras policies (default: %(default)s)")
     p.add_argument("--allow-cpu", action="store_true", help="run without a GPU (checks the script itself)")
     p.add_argument("--tiny", action="store_true", help=f"tiny sizes for a CPU check: {TINY}")
-    p.add_argument("--proposal", action="store_true", help="also time bench/lean_data_path.py's data path")
     p.add_argument("--budget-s", type=float, default=300.0, help="self-check: the whole run takes less")
     args = p.parse_args(argv)
     if args.tiny:
@@ -82,8 +81,7 @@ def main(argv=None) -> int:
         args.synthetic = True
 
     out = benchlib.make_out_dir(args.out, "bench_gpu_check_")
-    variants = ("current", "lean") if args.proposal else ("current",)
-    files, classes, layers = trainer_input.prepare_inputs(args, out, variants)
+    files, classes, layer = trainer_input.prepare_inputs(args, out)
     from trainer_module import data as data_lib, model as model_lib
 
     strategy = tf.distribute.MirroredStrategy() if gpus else tf.distribute.get_strategy()
@@ -93,14 +91,11 @@ def main(argv=None) -> int:
     global_batch = cfg.batch_size * replicas
     spec = benchlib.raw_feature_spec()
     keras.utils.set_random_seed(cfg.seed)
-    datasets = {"real": data_lib.make_dataset(files, layers["current"][0], spec, cfg, True, global_batch)}
-    if args.proposal:
-        import lean_data_path
-        datasets["lean"] = lean_data_path.make_dataset(files, layers["lean"][0], spec, cfg, True, global_batch)
+    datasets = {"real": data_lib.make_dataset(files, layer[0], spec, cfg, True, global_batch)}
     mem_ds = benchlib.in_memory_dataset(datasets["real"], batches=1)
     print(f"config: MobileNetV3 {cfg.model_variant}, {replicas} replica(s), batch {cfg.batch_size}/replica "
           f"(global {global_batch}), crop {cfg.image_size} of {cfg.resize_size}, CutMix p={cfg.cutmix_probability}; "
-          f"{args.warmup_steps} warm-up + {args.steps} timed steps; transform: {layers['current'][1]}", flush=True)
+          f"{args.warmup_steps} warm-up + {args.steps} timed steps; transform: {layer[1]}", flush=True)
 
     input_batches = args.input_batches or args.steps
     rows = []
@@ -131,8 +126,7 @@ def main(argv=None) -> int:
     keras.mixed_precision.set_global_policy("float32")
 
     labels = {"in-memory": "in-memory tensors (model-bound limit)",
-              "real": "make_dataset (Transform graph, crop/flip, CutMix)",
-              "lean": "proposal: bench/lean_data_path.py"}
+              "real": "make_dataset (Transform graph, crop/flip, CutMix)"}
     base32 = {m: r["images_per_s"] for (p, m), r in results.items() if p == "float32"}
     for (precision, mode), res in results.items():
         mem = results[(precision, "in-memory")]["images_per_s"]
@@ -145,7 +139,7 @@ def main(argv=None) -> int:
     print()
     print(f"GPU check: MobileNetV3 {cfg.model_variant}, global batch {global_batch} on {replicas} replica(s), "
           f"{cfg.image_size} px, {args.steps} timed steps after {args.warmup_steps} warm-up; device: "
-          f"{[g.name for g in gpus] or 'CPU (--allow-cpu)'}; transform: {layers['current'][1]}")
+          f"{[g.name for g in gpus] or 'CPU (--allow-cpu)'}; transform: {layer[1]}")
     print(benchlib.format_table(["precision", "input", "images/s", "ms/step", "host CPU ms/image",
                                  "x in-memory", "x float32"], rows))
     print()

@@ -16,11 +16,8 @@ shared with other jobs the wall ratio is distorted (the input threads win schedu
 the other jobs), while the CPU cost is what the ratio becomes when the model alone keeps every
 core busy, as MobileNetV3 training does on 2 cores.
 
---proposal also trains from bench/lean_data_path.py (a leaner data path with the same
-semantics, and an opt-in decoded-image cache) to measure what changing the pipeline would gain.
-
     .venv/bin/python bench/trainer_input.py                          # 512 intel-dev images, batch 64, 224 px
-    .venv/bin/python bench/trainer_input.py --proposal --rounds 3    # + the proposal, 3 rounds
+    .venv/bin/python bench/trainer_input.py --rounds 3               # steadier
     .venv/bin/python bench/trainer_input.py --synthetic --n 64 --batch-size 8 --image-size 64 \\
         --resize-size 72 --steps 3 --warmup-steps 2 --rounds 1       # a minute or two, for a smoke test
 """
@@ -62,13 +59,11 @@ def add_common_args(p, n=512, batch=64, steps=20, warmup=5, rounds=2):
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_common_args(p)
-    p.add_argument("--proposal", action="store_true",
-                   help="also train from bench/lean_data_path.py's proposed data path (with and without uint8)")
     return p.parse_args(argv)
 
 
-def prepare_inputs(args, out, variants=("current",)):
-    """Raw examples + one Transform graph per variant; returns (files, classes, {variant: (layer, how)})."""
+def prepare_inputs(args, out):
+    """Raw examples + the Transform graph; returns (files, classes, (tft_layer, how it was made))."""
     if args.synthetic:
         args.data_dir = benchlib.make_synthetic_images(os.path.join(out, "images"),
                                                        per_class=max(2, (args.n + 5) // 6))
@@ -86,32 +81,21 @@ def prepare_inputs(args, out, variants=("current",)):
         except ImportError:
             print("tensorflow_transform is not installed: applying preprocessing_fn directly")
             use_tft = False
-    layers = {}
-    for variant in variants:
-        if variant == "current":
-            fn = preprocessing.preprocessing_fn
-        else:
-            import lean_data_path
-            fn = lean_data_path.preprocessing_fn
-        if use_tft:
-            result = benchlib.run_transform(os.path.join(out, "raw", "data_tfrecord-*"), fn, custom_config,
-                                            os.path.join(out, f"transform_{variant}"), materialize=False)
-            layers[variant] = benchlib.transform_layer(result["transform_graph"], custom_config)
-        else:
-            layers[variant] = ((lambda f: lambda inputs: f(inputs, custom_config))(fn),
-                               "preprocessing_fn applied directly (no TFT)")
+    graph_dir = None
+    if use_tft:
+        graph_dir = benchlib.run_transform(os.path.join(out, "raw", "data_tfrecord-*"),
+                                           preprocessing.preprocessing_fn, custom_config,
+                                           os.path.join(out, "transform"), materialize=False)["transform_graph"]
+    layer = benchlib.transform_layer(graph_dir, custom_config)
     print(f"inputs: {raw['n']} raw examples ({benchlib.human_bytes(raw['file_bytes'] / raw['n'])}/example gz) "
           f"from {args.data_dir} via {raw['make_example']} ({raw['repeated']} repeats); "
-          f"transform: {layers['current'][1]}; prepared in {time.perf_counter() - start:.1f} s", flush=True)
-    return raw["files"], raw["classes"], layers
+          f"transform: {layer[1]}; prepared in {time.perf_counter() - start:.1f} s", flush=True)
+    return raw["files"], raw["classes"], layer
 
 
 MODE_LABELS = {
     "in-memory": "in-memory tensors (model-bound limit)",
     "real": "make_dataset: raw examples + Transform graph + crop/flip + CutMix",
-    "lean": "proposal: lean_data_path (1 resize filter, 2 sliced CutMix, 3 uint8)",
-    "lean-cache": "proposal + decoded uint8 cache (changes 1-4), cache filled",
-    "lean-f32": "proposal without uint8 (changes 1 + 2 only)",
 }
 
 
@@ -129,12 +113,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     benchlib.print_header("bench/trainer_input.py: Trainer input pipeline vs the model-bound limit")
     out = benchlib.make_out_dir(args.out, "bench_trainer_input_")
-    variants = ("current", "lean") if args.proposal else ("current",)
-    if args.proposal:
-        import lean_data_path
-        lean_data_path.self_check()
-        print("proposal self-check: lean CutMix and resize match the current code", flush=True)
-    files, classes, layers = prepare_inputs(args, out, variants)
+    files, classes, layer = prepare_inputs(args, out)
 
     import tf_keras as keras
     from trainer_module import data as data_lib, model as model_lib
@@ -144,13 +123,7 @@ def main(argv=None) -> int:
     keras.mixed_precision.set_global_policy("float32")  # what the Trainer uses on CPU ("auto")
     keras.utils.set_random_seed(cfg.seed)
     spec = benchlib.raw_feature_spec()
-    datasets = {"real": data_lib.make_dataset(files, layers["current"][0], spec, cfg, training=True)}
-    if args.proposal:
-        import lean_data_path
-        for mode, uint8, cache in (("lean", True, False), ("lean-cache", True, True),
-                                   ("lean-f32", False, False)):
-            datasets[mode] = lean_data_path.make_dataset(files, layers["lean"][0], spec, cfg, training=True,
-                                                         uint8=uint8, cache_decoded=cache)
+    datasets = {"real": data_lib.make_dataset(files, layer[0], spec, cfg, training=True)}
     datasets["in-memory"] = benchlib.in_memory_dataset(datasets["real"], batches=1)
     print(f"config: MobileNetV3 {cfg.model_variant}, batch {cfg.batch_size}, crop {cfg.image_size} of "
           f"{cfg.resize_size}, flip {cfg.random_flip}, CutMix p={cfg.cutmix_probability}, shuffle buffer "
@@ -158,19 +131,16 @@ def main(argv=None) -> int:
           f"{args.warmup_steps} warm-up + {args.steps} timed steps, {args.rounds} round(s)", flush=True)
 
     input_batches = args.input_batches or args.steps
-    len_records = args.n
     alone = {}
     for mode in [m for m in datasets if m != "in-memory"]:
-        # lean-cache: the warm-up fills the cache (one epoch), so every later pass reads it
-        warmup = args.warmup_steps + (-(-len_records // cfg.batch_size) if mode == "lean-cache" else 0)
-        alone[mode] = benchlib.time_iterate(datasets[mode], warmup_batches=warmup, batches=input_batches)
+        alone[mode] = benchlib.time_iterate(datasets[mode], warmup_batches=args.warmup_steps,
+                                            batches=input_batches)
         print(f"  input pipeline alone, {mode}: {alone[mode]['images_per_s']:,.0f} images/s, "
               f"{alone[mode]['cpu_ms_per_image']:.2f} CPU ms/image", flush=True)
 
     model = model_lib.build_model(cfg)
     model_lib.compile_model(model, cfg, cfg.learning_rate)
-    # trained from: the limit, the pipeline, and (--proposal) the lean path without and with cache
-    modes = ["in-memory"] + [m for m in datasets if m not in ("in-memory", "lean-f32")]
+    modes = ["in-memory", "real"]  # trained from: the limit, the pipeline
     runs = {m: [] for m in modes}
     for r in range(args.rounds):
         order = modes[r % len(modes):] + modes[:r % len(modes)]  # rotate: drift hits every mode
@@ -196,7 +166,7 @@ def main(argv=None) -> int:
     print()
     print(f"Training throughput, MobileNetV3 {cfg.model_variant}, batch {cfg.batch_size}, {cfg.image_size} px, "
           f"{args.steps} timed steps after {args.warmup_steps} warm-up, median of {args.rounds} round(s); "
-          f"transform: {layers['current'][1]}; peak RSS {benchlib.peak_rss_mib():,.0f} MiB")
+          f"transform: {layer[1]}; peak RSS {benchlib.peak_rss_mib():,.0f} MiB")
     print(benchlib.format_table(["input", "images/s (median)", "per round", "ms/step", "CPU ms/image",
                                  "cores used", "x in-memory (wall)", "x in-memory (CPU cost)"], rows))
     print(contention_note(runs["in-memory"]))

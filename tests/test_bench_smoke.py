@@ -1,4 +1,4 @@
-"""Smoke tests of bench/: the helpers and the proposal check run quickly; whole scripts are `slow`.
+"""Smoke tests of bench/: the helpers run quickly; whole scripts are `slow`.
 
 The benches measure, they do not assert performance: these tests only check that they run on
 generated images (tests/image_factory) at tiny sizes and print their tables.
@@ -44,11 +44,6 @@ def test_table_and_machine_line():
     table = benchlib.format_table(["a", "b"], [["x", 1234.5], ["y", 0.123]])
     assert table.splitlines()[0].startswith("| a") and "1,234" in table and "0.12" in table
     assert "cores" in benchlib.machine_line()
-
-
-def test_lean_proposal_matches_current_code():
-    import lean_data_path
-    lean_data_path.self_check()
 
 
 @pytest.mark.slow

@@ -85,29 +85,43 @@ def test_center_crop_takes_the_middle():
 
 # --- CutMix ------------------------------------------------------------------------------------
 
+def _box_areas(batch, size, probability):
+    y1, y2, x1, x2 = (t.numpy() for t in augmentation.cutmix_boxes(batch, size, size, probability, 1.0))
+    assert (y2 >= y1).all() and (x2 >= x1).all() and y2.max() <= size and x2.max() <= size
+    return (y2 - y1) * (x2 - x1) / (size * size)
+
+
 def test_cutmix_applies_to_about_the_configured_share():
     tf.random.set_seed(0)
-    masks = augmentation.cutmix_masks(4000, 64, 64, probability=0.5, alpha=1.0).numpy()
-    share = masks.any(axis=(1, 2)).mean()
-    # Binomial(4000, ~0.5): sd 0.008; a few masks are empty (box under one pixel) or clipped.
+    share = (_box_areas(4000, 64, 0.5) > 0).mean()
+    # Binomial(4000, ~0.5): sd 0.008; a few boxes are empty (under one pixel) or clipped.
     assert 0.46 < share < 0.54
-    assert augmentation.cutmix_masks(500, 32, 32, 0.0, 1.0).numpy().sum() == 0
-    assert augmentation.cutmix_masks(500, 32, 32, 1.0, 1.0).numpy().any(axis=(1, 2)).mean() > 0.97
+    assert _box_areas(500, 32, 0.0).sum() == 0
+    assert (_box_areas(500, 32, 1.0) > 0).mean() > 0.97
 
 
 def test_cutmix_box_area_follows_the_beta_draw():
     tf.random.set_seed(3)
-    masks = augmentation.cutmix_masks(3000, 64, 64, probability=1.0, alpha=1.0).numpy()
-    areas = masks.mean(axis=(1, 2))
+    areas = _box_areas(3000, 64, 1.0)
     # Unclipped, E[area] = E[1 - lambda] = 0.5 for Beta(1, 1); clipping at borders shrinks it.
     assert 0.25 < areas.mean() < 0.5
     assert areas.max() > 0.8 and areas.min() < 0.05
 
 
-def test_cutmix_labels_equal_the_pasted_pixel_fractions():
+def test_paste_box_writes_exactly_the_box():
+    own, other = tf.zeros([6, 7, 3], tf.uint8), tf.ones([6, 7, 3], tf.uint8)
+    out = augmentation.paste_box(own, other, 1, 4, 2, 7).numpy()
+    want = np.zeros([6, 7, 3], np.uint8)
+    want[1:4, 2:7] = 1
+    np.testing.assert_array_equal(out, want)
+    np.testing.assert_array_equal(augmentation.paste_box(own, other, 3, 3, 0, 7).numpy(), 0)  # empty box
+
+
+@pytest.mark.parametrize("dtype", [tf.uint8, tf.float32])
+def test_cutmix_labels_equal_the_pasted_pixel_fractions(dtype):
     tf.random.set_seed(7)
     n, size = 16, 24
-    images = tf.cast(tf.reshape(tf.repeat(tf.range(n), size * size * 3), [n, size, size, 3]), tf.float32)
+    images = tf.cast(tf.reshape(tf.repeat(tf.range(n), size * size * 3), [n, size, size, 3]), dtype)
     labels = tf.one_hot(tf.range(n), n)
     mixed, mixed_labels = augmentation.cutmix(images, labels, probability=1.0, alpha=1.0)
     mixed, mixed_labels = mixed.numpy()[..., 0], mixed_labels.numpy()
@@ -200,6 +214,27 @@ def test_decode_and_resize_normalises_formats_and_sizes():
     assert out.shape == (4, 48, 48, 3) and out.dtype == np.float32
     assert out.min() >= 0.0 and out.max() <= 255.0
     np.testing.assert_allclose(out[1, ..., 0], out[1, ..., 2])  # grayscale -> equal channels
+
+
+def test_decode_and_resize_outputs_8_bit_values():
+    out = preprocessing.decode_and_resize(tf.constant([image_factory.jpeg_bytes(30, 20)]), 48).numpy()
+    np.testing.assert_array_equal(out, np.round(out))
+    np.testing.assert_array_equal(out.astype(np.uint8).astype(np.float32), out)  # uint8 is lossless
+
+
+@pytest.mark.parametrize("height,width", [(90, 70), (30, 20), (20, 90)])
+def test_resize_antialiases_only_when_shrinking(height, width):
+    image = tf.cast(tf.io.decode_jpeg(image_factory.jpeg_bytes(width, height)), tf.float32)
+    filtered = tf.image.resize(image, [48, 48], antialias=True).numpy()
+    plain = tf.image.resize(image, [48, 48]).numpy()
+    got = preprocessing.resize(image, 48).numpy()
+    if height > 48 or width > 48:
+        np.testing.assert_array_equal(got, filtered)
+        assert np.abs(filtered - plain).max() > 1.0  # the filter matters when shrinking
+    else:
+        np.testing.assert_array_equal(got, plain)
+        # Enlarging: the filter changes nothing visible (< 1 of 255), so skipping it is safe.
+        assert np.abs(filtered - plain).max() < 1.0
 
 
 def test_preprocessing_fn_one_hot_and_label_check():

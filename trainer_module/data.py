@@ -2,6 +2,8 @@
 
 Shuffling happens on serialized records (a few KB each), decoding in parallel batches through
 the Transform graph, augmentation per image after unbatching so each image gets its own crop.
+Pixels travel as uint8 between the Transform graph and the model (the graph outputs whole numbers
+in [0, 255], so the cast is lossless): crops, flips and CutMix move 4x fewer bytes than float32.
 """
 from typing import List, Optional, Sequence
 
@@ -53,8 +55,9 @@ def make_dataset(file_patterns: Sequence[str], tft_layer, raw_feature_spec, cfg:
 
     def transform(serialized):
         transformed = tft_layer(tf.io.parse_example(serialized, spec))
-        return {k: transformed[k] for k in (features.TRANSFORMED_IMAGE_KEY,
-                                            features.TRANSFORMED_ONE_HOT_KEY)}
+        # TF Transform outputs only float32/int64/string; the values are already 8-bit.
+        return {features.TRANSFORMED_IMAGE_KEY: tf.cast(transformed[features.TRANSFORMED_IMAGE_KEY], tf.uint8),
+                features.TRANSFORMED_ONE_HOT_KEY: transformed[features.TRANSFORMED_ONE_HOT_KEY]}
 
     def train_view(example):
         image = augmentation.random_crop(example[features.TRANSFORMED_IMAGE_KEY], cfg.image_size)
@@ -74,4 +77,5 @@ def make_dataset(file_patterns: Sequence[str], tft_layer, raw_feature_spec, cfg:
     if training and cfg.cutmix_probability > 0:
         ds = ds.map(lambda x, y: augmentation.cutmix(x, y, cfg.cutmix_probability, cfg.cutmix_alpha),
                     num_parallel_calls=tf.data.AUTOTUNE)
+    ds = ds.map(lambda x, y: (tf.cast(x, tf.float32), y), num_parallel_calls=tf.data.AUTOTUNE)
     return ds.prefetch(tf.data.AUTOTUNE)
