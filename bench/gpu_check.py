@@ -91,7 +91,10 @@ def main(argv=None) -> int:
     global_batch = cfg.batch_size * replicas
     spec = benchlib.raw_feature_spec()
     keras.utils.set_random_seed(cfg.seed)
-    datasets = {"real": data_lib.make_dataset(files, layer[0], spec, cfg, True, global_batch)}
+    n_records = sum(1 for _ in tf.data.TFRecordDataset(files, compression_type="GZIP"))
+    cached = n_records if data_lib.cache_fits(n_records, cfg) else None  # as the Trainer decides
+    datasets = {"real": data_lib.make_dataset(files, layer[0], spec, cfg, True, global_batch, cached_examples=cached),
+                "no-cache": data_lib.make_dataset(files, layer[0], spec, cfg, True, global_batch)}
     mem_ds = benchlib.in_memory_dataset(datasets["real"], batches=1)
     print(f"config: MobileNetV3 {cfg.model_variant}, {replicas} replica(s), batch {cfg.batch_size}/replica "
           f"(global {global_batch}), crop {cfg.image_size} of {cfg.resize_size}, CutMix p={cfg.cutmix_probability}; "
@@ -126,7 +129,8 @@ def main(argv=None) -> int:
     keras.mixed_precision.set_global_policy("float32")
 
     labels = {"in-memory": "in-memory tensors (model-bound limit)",
-              "real": "make_dataset (Transform graph, crop/flip, CutMix)"}
+              "real": "make_dataset as the Trainer runs it (decoded images cached)",
+              "no-cache": "make_dataset, decoded_cache_gb=0 (decode every epoch)"}
     base32 = {m: r["images_per_s"] for (p, m), r in results.items() if p == "float32"}
     for (precision, mode), res in results.items():
         mem = results[(precision, "in-memory")]["images_per_s"]

@@ -13,7 +13,7 @@ Growth per component is (cost at xK / cost at x1) / K: <= 1 means no faster than
 
     # small check (one size, one epoch; several minutes on 2 cores):
     .venv/bin/python bench/pipeline_scale.py --repeat 1 --epochs 1
-    # the scale run of the issue (3,600 -> 18,000 intel-dev images; about an hour on 2 cores):
+    # the scale run of the issue (3,600 -> 18,000 intel-dev images; ~11 min on a quiet 2-core machine):
     .venv/bin/python bench/pipeline_scale.py --repeat 5 --epochs 1 --out /tmp/bench_scale
     # any local_runner flag after `--`:
     .venv/bin/python bench/pipeline_scale.py --repeat 1 --epochs 1 -- --batch-size 32

@@ -4,7 +4,10 @@ The same model (trainer_module.model.build_model, compiled by compile_model), ba
 resolution are trained for a fixed number of steps after warm-up steps from
   real       trainer_module.data.make_dataset(training=True) on gzipped raw tf.Example TFRecords
              (ImageExampleGen's make_example on real images) through a Transform graph written by
-             tft_beam (our preprocessing_fn): shuffle, decode + resize, random crop + flip, CutMix;
+             tft_beam (our preprocessing_fn): shuffle, decode + resize, random crop + flip, CutMix,
+             with the decoded images kept in memory after the first pass as the Trainer does when
+             they fit TrainConfig.decoded_cache_gb (timed after that pass: later epochs' speed);
+  no-cache   the same with decoded_cache_gb=0: decode + resize every epoch;
   in-memory  batches taken from that pipeline once and held as tensors (the model-bound limit),
 in rotating order over --rounds (one model.fit per measurement, so no pipeline runs in the
 background of another's steps); the ratio of the medians is the figure of merit (target >= 0.95
@@ -95,7 +98,8 @@ def prepare_inputs(args, out):
 
 MODE_LABELS = {
     "in-memory": "in-memory tensors (model-bound limit)",
-    "real": "make_dataset: raw examples + Transform graph + crop/flip + CutMix",
+    "real": "make_dataset as the Trainer runs it: decoded images kept in memory, crop/flip + CutMix",
+    "no-cache": "make_dataset, decoded_cache_gb=0: records + Transform graph every epoch, crop/flip + CutMix",
 }
 
 
@@ -115,6 +119,7 @@ def main(argv=None) -> int:
     out = benchlib.make_out_dir(args.out, "bench_trainer_input_")
     files, classes, layer = prepare_inputs(args, out)
 
+    import tensorflow as tf
     import tf_keras as keras
     from trainer_module import data as data_lib, model as model_lib
 
@@ -123,11 +128,15 @@ def main(argv=None) -> int:
     keras.mixed_precision.set_global_policy("float32")  # what the Trainer uses on CPU ("auto")
     keras.utils.set_random_seed(cfg.seed)
     spec = benchlib.raw_feature_spec()
-    datasets = {"real": data_lib.make_dataset(files, layer[0], spec, cfg, training=True)}
+    n_records = sum(1 for _ in tf.data.TFRecordDataset(files, compression_type="GZIP"))
+    cached = n_records if data_lib.cache_fits(n_records, cfg) else None
+    datasets = {"real": data_lib.make_dataset(files, layer[0], spec, cfg, training=True, cached_examples=cached),
+                "no-cache": data_lib.make_dataset(files, layer[0], spec, cfg, training=True)}
     datasets["in-memory"] = benchlib.in_memory_dataset(datasets["real"], batches=1)
     print(f"config: MobileNetV3 {cfg.model_variant}, batch {cfg.batch_size}, crop {cfg.image_size} of "
-          f"{cfg.resize_size}, flip {cfg.random_flip}, CutMix p={cfg.cutmix_probability}, shuffle buffer "
-          f"{cfg.shuffle_buffer}, {cfg.optimizer} lr {cfg.learning_rate}, weights {cfg.weights}; "
+          f"{cfg.resize_size}, flip {cfg.random_flip}, CutMix p={cfg.cutmix_probability}, decoded images "
+          f"{'cached (' + benchlib.human_bytes(data_lib.decoded_cache_bytes(n_records, cfg)) + ')' if cached else 'NOT cached (over budget)'}, "
+          f"no-cache shuffle buffer {cfg.shuffle_buffer} records, {cfg.optimizer} lr {cfg.learning_rate}, weights {cfg.weights}; "
           f"{args.warmup_steps} warm-up + {args.steps} timed steps, {args.rounds} round(s)", flush=True)
 
     input_batches = args.input_batches or args.steps
@@ -140,7 +149,7 @@ def main(argv=None) -> int:
 
     model = model_lib.build_model(cfg)
     model_lib.compile_model(model, cfg, cfg.learning_rate)
-    modes = ["in-memory", "real"]  # trained from: the limit, the pipeline
+    modes = ["in-memory", "real", "no-cache"]  # trained from: the limit, the pipeline, without its cache
     runs = {m: [] for m in modes}
     for r in range(args.rounds):
         order = modes[r % len(modes):] + modes[:r % len(modes)]  # rotate: drift hits every mode

@@ -62,6 +62,36 @@ def test_training_batches_are_whole_augmented_and_mixed(records):
     assert soft.mean() > 0.5  # CutMix at probability 1 mixes most rows
 
 
+def test_cached_eval_batches_equal_uncached_on_every_pass(records):
+    path, _ = records
+    cfg = TrainConfig(class_names=CLASSES, batch_size=4, image_size=32, resize_size=40)
+    plain = np.concatenate([x.numpy() for x, _ in data.make_dataset([path], _tft_layer(cfg), RAW_SPEC, cfg, False)])
+    cached = data.make_dataset([path], _tft_layer(cfg), RAW_SPEC, cfg, False, cached_examples=10)
+    for _ in range(2):  # the first pass fills the cache, the second reads it
+        np.testing.assert_array_equal(np.concatenate([x.numpy() for x, _ in cached]), plain)
+
+
+def test_cached_training_shuffles_every_example_each_epoch(records):
+    path, images = records
+    cfg = TrainConfig(class_names=CLASSES, batch_size=5, image_size=40, resize_size=40, random_flip=False,
+                      cutmix_probability=0.0)
+    want = preprocessing.decode_and_resize(tf.constant(images), 40).numpy()
+    tf.random.set_seed(1)
+    ds = data.make_dataset([path], _tft_layer(cfg), RAW_SPEC, cfg, True, cached_examples=10)
+    seen = np.concatenate([x.numpy() for x, _ in ds.take(6)])  # 3 epochs of 10
+    order = [int(np.flatnonzero((want == image).all(axis=(1, 2, 3)))[0]) for image in seen]
+    epochs = [order[i:i + 10] for i in (0, 10, 20)]
+    assert all(sorted(e) == list(range(10)) for e in epochs)  # each epoch: every example once
+    assert len({tuple(e) for e in epochs}) == 3  # reshuffled each epoch
+
+
+def test_cache_budget():
+    cfg = TrainConfig(class_names=CLASSES, resize_size=256, decoded_cache_gb=1.0)
+    assert data.decoded_cache_bytes(1000, cfg) == 1000 * 256 * 256 * 3
+    assert data.cache_fits(5000, cfg) and not data.cache_fits(6000, cfg)  # 0.98 GB vs 1.18 GB
+    assert not data.cache_fits(1, TrainConfig(class_names=CLASSES, decoded_cache_gb=0.0))
+
+
 def test_missing_files_are_an_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="no TFRecord files match"):
         data.list_files([str(tmp_path / "*.gz")])

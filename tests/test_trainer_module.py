@@ -33,6 +33,7 @@ def cfg(**overrides):
     ({"precision": "float8"}, "precision='float8'"),
     ({"step_factor": 0.0}, "step_factor=0.0"),
     ({"batch_size": 0}, "batch_size=0"),
+    ({"decoded_cache_gb": -1.0}, "decoded_cache_gb=-1.0: must be >= 0"),
 ])
 def test_config_rejects_bad_values(overrides, message):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace("[", r"\[")):

@@ -72,6 +72,10 @@ class TrainConfig:
     precision: str = "auto"
     # Input pipeline: records are shuffled as serialized bytes (~15 KB each), never as pixels.
     shuffle_buffer: int = 2048
+    # Keep the decoded uint8 images (resize_size^2 * 3 bytes each: 196 KB at 256) in memory after
+    # the first epoch when train + eval fit in this many GB; 0 decodes every epoch. On 2 CPU cores
+    # per-epoch decoding costs ~15 % of training throughput (bench/trainer_input.py).
+    decoded_cache_gb: float = 4.0
     seed: int = 42
 
     def __post_init__(self):
@@ -119,6 +123,7 @@ class TrainConfig:
         _check(0.0 <= self.label_smoothing < 1.0, "label_smoothing", self.label_smoothing,
                "must be in [0, 1)")
         _check(self.shuffle_buffer >= 1, "shuffle_buffer", self.shuffle_buffer, "must be >= 1")
+        _check(self.decoded_cache_gb >= 0, "decoded_cache_gb", self.decoded_cache_gb, "must be >= 0")
         _check(self.weights == "none" or self.weights == "imagenet" or self.weights.endswith(".h5"),
                "weights", self.weights, "must be 'none', 'imagenet' or a path to a .h5 weights file")
 

@@ -4,6 +4,8 @@ Shuffling happens on serialized records (a few KB each), decoding in parallel ba
 the Transform graph, augmentation per image after unbatching so each image gets its own crop.
 Pixels travel as uint8 between the Transform graph and the model (the graph outputs whole numbers
 in [0, 255], so the cast is lossless): crops, flips and CutMix move 4x fewer bytes than float32.
+When the decoded images fit the memory budget (TrainConfig.decoded_cache_gb), they are decoded
+once and kept in memory; later epochs only crop, flip and mix.
 """
 from typing import List, Optional, Sequence
 
@@ -31,6 +33,16 @@ def count_examples(file_patterns: Sequence[str]) -> int:
     return int(records.reduce(tf.constant(0, tf.int64), lambda n, _: n + 1))
 
 
+def decoded_cache_bytes(n_examples: int, cfg: TrainConfig) -> int:
+    """Memory the decoded uint8 images of n_examples take (resize_size^2 * 3 bytes each)."""
+    return n_examples * cfg.resize_size * cfg.resize_size * 3
+
+
+def cache_fits(n_examples: int, cfg: TrainConfig) -> bool:
+    """Whether n_examples decoded images fit cfg.decoded_cache_gb (0 turns the cache off)."""
+    return decoded_cache_bytes(n_examples, cfg) <= cfg.decoded_cache_gb * 1e9
+
+
 def _records(files: List[str], training: bool, cfg: TrainConfig) -> tf.data.Dataset:
     ds = tf.data.Dataset.from_tensor_slices(files)
     if training:
@@ -44,12 +56,15 @@ def _records(files: List[str], training: bool, cfg: TrainConfig) -> tf.data.Data
 
 
 def make_dataset(file_patterns: Sequence[str], tft_layer, raw_feature_spec, cfg: TrainConfig,
-                 training: bool, batch_size: Optional[int] = None) -> tf.data.Dataset:
+                 training: bool, batch_size: Optional[int] = None,
+                 cached_examples: Optional[int] = None) -> tf.data.Dataset:
     """(images [B, S, S, 3] float32 in [0, 255], one-hot labels [B, N]) batches.
 
     batch_size: the global batch (default cfg.batch_size).
     training=True: endless, shuffled, random crops (and flips), CutMix, whole batches only.
     training=False: one pass in file order, centre crops, last batch kept.
+    cached_examples: the number of examples, to keep their decoded images in memory after the
+      first pass (check cache_fits first); training then shuffles all of them every epoch.
     """
     spec = {k: raw_feature_spec[k] for k in (features.IMAGE_KEY, features.LABEL_KEY)}
 
@@ -69,9 +84,17 @@ def make_dataset(file_patterns: Sequence[str], tft_layer, raw_feature_spec, cfg:
         return (augmentation.center_crop(example[features.TRANSFORMED_IMAGE_KEY], cfg.image_size),
                 example[features.TRANSFORMED_ONE_HOT_KEY])
 
-    ds = _records(list_files(file_patterns), training, cfg)
-    ds = ds.batch(_DECODE_BATCH).map(transform, num_parallel_calls=tf.data.AUTOTUNE,
-                                     deterministic=not training).unbatch()
+    files = list_files(file_patterns)
+    if cached_examples:
+        ds = tf.data.TFRecordDataset(files, compression_type="GZIP")  # file order: shuffled after the cache
+        ds = ds.batch(_DECODE_BATCH).map(transform, num_parallel_calls=tf.data.AUTOTUNE).unbatch().cache()
+        if training:
+            # The buffer holds references to the cached tensors, so a full shuffle costs no memory.
+            ds = ds.shuffle(cached_examples, seed=cfg.seed, reshuffle_each_iteration=True).repeat()
+    else:
+        ds = _records(files, training, cfg)
+        ds = ds.batch(_DECODE_BATCH).map(transform, num_parallel_calls=tf.data.AUTOTUNE,
+                                         deterministic=not training).unbatch()
     ds = ds.map(train_view if training else eval_view, num_parallel_calls=tf.data.AUTOTUNE)
     ds = ds.batch(batch_size or cfg.batch_size, drop_remainder=training)
     if training and cfg.cutmix_probability > 0:

@@ -65,8 +65,15 @@ def run_fn(fn_args) -> None:
                  "precision %s, config %s", n_train, strategy.num_replicas_in_sync, global_batch,
                  steps_per_epoch, cfg.epochs, policy, cfg.to_json())
 
-    train_ds = data.make_dataset(fn_args.train_files, tft_layer, raw_spec, cfg, True, global_batch)
-    eval_ds = data.make_dataset(fn_args.eval_files, tft_layer, raw_spec, cfg, False, global_batch)
+    n_eval = data.count_examples(fn_args.eval_files)
+    cache = data.cache_fits(n_train + n_eval, cfg)
+    logging.info("Trainer: decoded images %s in memory (%.2f GB for %d train + %d eval; budget %.2f GB)",
+                 "kept" if cache else "NOT kept, decoded every epoch",
+                 data.decoded_cache_bytes(n_train + n_eval, cfg) / 1e9, n_train, n_eval, cfg.decoded_cache_gb)
+    train_ds = data.make_dataset(fn_args.train_files, tft_layer, raw_spec, cfg, True, global_batch,
+                                 cached_examples=n_train if cache else None)
+    eval_ds = data.make_dataset(fn_args.eval_files, tft_layer, raw_spec, cfg, False, global_batch,
+                                cached_examples=n_eval if cache else None)
     tf.io.gfile.makedirs(fn_args.model_run_dir)
     with strategy.scope():
         model = model_lib.build_model(cfg)
@@ -94,7 +101,8 @@ def run_fn(fn_args) -> None:
         logging.info("Trainer: BatchNorm statistics re-estimated: %s", recalibrated)
 
     with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, HISTORY_FILE), "w") as f:
-        json.dump({"config": json.loads(cfg.to_json()), "train_examples": n_train, "precision": policy,
+        json.dump({"config": json.loads(cfg.to_json()), "train_examples": n_train, "eval_examples": n_eval,
+                   "decoded_images_cached": cache, "precision": policy,
                    "replicas": strategy.num_replicas_in_sync, "steps_per_epoch": steps_per_epoch,
                    "history": history, "after_bn_recalibration": recalibrated}, f, indent=1)
     signatures.export_serving_model(model, tft_layer, raw_spec, cfg, fn_args.serving_model_dir)
