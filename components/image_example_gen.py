@@ -14,6 +14,7 @@ splits; ingested + skipped always equals the files seen. The class names travel 
 (custom property `class_names` and `class_names.json`).
 """
 import collections
+import hashlib
 import json
 import os
 from typing import Any, Dict, List
@@ -62,6 +63,16 @@ def make_example(data: bytes, label: int, class_name: str, relpath: str,
         "width": _int_feature(width),
         "format": _bytes_feature(fmt.encode("utf-8")),
     }))
+
+
+def shuffled_order(files: List[image_files.ImageFile]) -> List[image_files.ImageFile]:
+    """The files in a stable pseudo-random order (by a hash of the relative path), classes mixed.
+
+    The local runner writes records in this order. Listed order groups them by class, and a
+    Trainer that shuffles with a bounded buffer (when the decoded images do not fit in memory)
+    would then see whole batches of one class.
+    """
+    return sorted(files, key=lambda f: hashlib.sha256(("order:" + f.relpath).encode("utf-8")).hexdigest())
 
 
 class _ReadAndEncode(beam.DoFn):
@@ -153,7 +164,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         report_path = os.path.join(examples.uri, REPORT_FILE)
         with self._make_beam_pipeline() as p:
             results = (p
-                       | "ListFiles" >> beam.Create([f.__dict__ for f in listing.files])
+                       | "ListFiles" >> beam.Create([f.__dict__ for f in shuffled_order(listing.files)])
                        | "Spread" >> beam.Reshuffle()
                        | "ReadAndCheck" >> beam.ParDo(_ReadAndEncode(listing.class_names)).with_outputs(
                            _ReadAndEncode.SKIPPED, main="examples"))
