@@ -91,7 +91,7 @@ def main(argv=None) -> int:
     global_batch = cfg.batch_size * replicas
     spec = benchlib.raw_feature_spec()
     keras.utils.set_random_seed(cfg.seed)
-    n_records = sum(1 for _ in tf.data.TFRecordDataset(files, compression_type="GZIP"))
+    n_records = data_lib.count_examples(files)
     cached = n_records if data_lib.cache_fits(n_records, cfg) else None  # as the Trainer decides
     datasets = {"real": data_lib.make_dataset(files, layer[0], spec, cfg, True, global_batch, cached_examples=cached),
                 "no-cache": data_lib.make_dataset(files, layer[0], spec, cfg, True, global_batch)}

@@ -119,7 +119,6 @@ def main(argv=None) -> int:
     out = benchlib.make_out_dir(args.out, "bench_trainer_input_")
     files, classes, layer = prepare_inputs(args, out)
 
-    import tensorflow as tf
     import tf_keras as keras
     from trainer_module import data as data_lib, model as model_lib
 
@@ -128,7 +127,7 @@ def main(argv=None) -> int:
     keras.mixed_precision.set_global_policy("float32")  # what the Trainer uses on CPU ("auto")
     keras.utils.set_random_seed(cfg.seed)
     spec = benchlib.raw_feature_spec()
-    n_records = sum(1 for _ in tf.data.TFRecordDataset(files, compression_type="GZIP"))
+    n_records = data_lib.count_examples(files)
     cached = n_records if data_lib.cache_fits(n_records, cfg) else None
     datasets = {"real": data_lib.make_dataset(files, layer[0], spec, cfg, training=True, cached_examples=cached),
                 "no-cache": data_lib.make_dataset(files, layer[0], spec, cfg, training=True)}
