@@ -74,7 +74,7 @@ class TrainConfig:
     shuffle_buffer: int = 2048
     # Keep the decoded uint8 images (resize_size^2 * 3 bytes each: 196 KB at 256) in memory after
     # the first epoch when train + eval fit in this many GB; 0 decodes every epoch. On 2 CPU cores
-    # per-epoch decoding costs ~15 % of training throughput (bench/trainer_input.py).
+    # per-epoch decoding cost 4-15 % of training throughput (bench/trainer_input.py).
     decoded_cache_gb: float = 4.0
     seed: int = 42
 

@@ -1,11 +1,13 @@
 """tf.data input pipelines that read the raw examples and apply the Transform graph on the fly.
 
-Shuffling happens on serialized records (a few KB each), decoding in parallel batches through
-the Transform graph, augmentation per image after unbatching so each image gets its own crop.
+Decoding runs in parallel batches through the Transform graph, augmentation per image after
+unbatching so each image gets its own crop.
 Pixels travel as uint8 between the Transform graph and the model (the graph outputs whole numbers
 in [0, 255], so the cast is lossless): crops, flips and CutMix move 4x fewer bytes than float32.
 When the decoded images fit the memory budget (TrainConfig.decoded_cache_gb), they are decoded
-once and kept in memory; later epochs only crop, flip and mix.
+once and kept in memory, and every epoch shuffles all of them; later epochs only crop, flip and
+mix. Otherwise every epoch decodes again and shuffling happens on serialized records (a few KB
+each) in a bounded buffer.
 """
 from typing import List, Optional, Sequence
 
