@@ -6,6 +6,7 @@ deterministic for a given ``seed``. Import as ``from image_factory import ...`` 
 """
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import zlib
@@ -181,3 +182,14 @@ def files_under(root: Union[str, os.PathLike], suffixes: Iterable[str] = (".jpg"
     suffixes = tuple(s.lower() for s in suffixes)
     return sorted(os.path.join(d, f) for d, _, fs in os.walk(os.fspath(root)) for f in fs
                   if f.lower().endswith(suffixes))
+
+
+def tree_digest(root: Union[str, os.PathLike]) -> dict[str, str]:
+    """{relative path: sha256} of every file under ``root`` (empty when root does not exist)."""
+    digest = {}
+    for folder, _, files in os.walk(os.fspath(root)):
+        for name in files:
+            path = os.path.join(folder, name)
+            with open(path, "rb") as f:
+                digest[os.path.relpath(path, os.fspath(root))] = hashlib.sha256(f.read()).hexdigest()
+    return digest

@@ -23,17 +23,6 @@ except ImportError:  # pragma: no cover
 SMALL = dict(train_per_class=4, eval_per_class=2, size=48, seed=3)
 
 
-def _tree_hashes(root) -> dict[str, str]:
-    """Relative path -> sha256 of every file under root."""
-    out = {}
-    for d, _, files in os.walk(root):
-        for f in files:
-            p = os.path.join(d, f)
-            with open(p, "rb") as fh:
-                out[os.path.relpath(p, root)] = hashlib.sha256(fh.read()).hexdigest()
-    return out
-
-
 def _tree_mtimes(root) -> dict[str, int]:
     return {os.path.relpath(os.path.join(d, f), root): os.stat(os.path.join(d, f)).st_mtime_ns
             for d, _, files in os.walk(root) for f in files}
@@ -61,7 +50,7 @@ def test_layout_counts_and_manifest(tmp_path):
     assert manifest["params"]["size"] == 48
     assert manifest["params"]["seed"] == 3
     assert manifest["counts"] == {"train": {c: 4 for c in CLASS_NAMES}, "val": {c: 2 for c in CLASS_NAMES}}
-    assert manifest["file_count"] == 6 * (4 + 2) + 1 == len(_tree_hashes(dest))
+    assert manifest["file_count"] == 6 * (4 + 2) + 1 == len(image_factory.tree_digest(dest))
     # Built in a sibling temp dir and moved into place: nothing else may be left next to it.
     assert os.listdir(tmp_path) == ["demo"]
 
@@ -97,43 +86,43 @@ def test_module_does_not_import_tensorflow():
 
 # ------------------------------------------------------------------------------ determinism
 def test_two_builds_are_byte_identical(tmp_path):
-    a = _tree_hashes(make_demo_dataset(str(tmp_path / "a"), **SMALL))
-    b = _tree_hashes(make_demo_dataset(str(tmp_path / "b"), **SMALL))
+    a = image_factory.tree_digest(make_demo_dataset(str(tmp_path / "a"), **SMALL))
+    b = image_factory.tree_digest(make_demo_dataset(str(tmp_path / "b"), **SMALL))
     assert a == b and len(a) == 37
 
 
 def test_counts_do_not_shift_other_images(tmp_path):
-    small = _tree_hashes(make_demo_dataset(str(tmp_path / "a"), 2, 1, size=48, seed=3))
-    big = _tree_hashes(make_demo_dataset(str(tmp_path / "b"), **SMALL))
+    small = image_factory.tree_digest(make_demo_dataset(str(tmp_path / "a"), 2, 1, size=48, seed=3))
+    big = image_factory.tree_digest(make_demo_dataset(str(tmp_path / "b"), **SMALL))
     common = [k for k in small if k != MANIFEST_NAME]
     assert len(common) == 18 and all(small[k] == big[k] for k in common)
 
 
 def test_seed_changes_images(tmp_path):
-    a = _tree_hashes(make_demo_dataset(str(tmp_path / "a"), **SMALL))
-    b = _tree_hashes(make_demo_dataset(str(tmp_path / "b"), **{**SMALL, "seed": 4}))
+    a = image_factory.tree_digest(make_demo_dataset(str(tmp_path / "a"), **SMALL))
+    b = image_factory.tree_digest(make_demo_dataset(str(tmp_path / "b"), **{**SMALL, "seed": 4}))
     assert not set(v for k, v in a.items() if k != MANIFEST_NAME) & set(b.values())
 
 
 # ------------------------------------------------------------------------------ idempotence/safety
 def test_second_call_is_a_no_op(tmp_path):
     dest = make_demo_dataset(str(tmp_path / "demo"), **SMALL)
-    before_hash, before_mtime = _tree_hashes(dest), _tree_mtimes(dest)
+    before_hash, before_mtime = image_factory.tree_digest(dest), _tree_mtimes(dest)
     dir_mtime = os.stat(dest).st_mtime_ns
     assert make_demo_dataset(dest, **SMALL) == dest
-    assert _tree_hashes(dest) == before_hash and _tree_mtimes(dest) == before_mtime
+    assert image_factory.tree_digest(dest) == before_hash and _tree_mtimes(dest) == before_mtime
     assert os.stat(dest).st_mtime_ns == dir_mtime
     assert os.listdir(tmp_path) == ["demo"]
 
 
 def test_different_params_on_existing_dataset_raise(tmp_path):
     dest = make_demo_dataset(str(tmp_path / "demo"), **SMALL)
-    before = _tree_hashes(dest)
+    before = image_factory.tree_digest(dest)
     for change in ({"seed": 9}, {"size": 64}, {"train_per_class": 5}, {"eval_per_class": 0}):
         with pytest.raises(FileExistsError, match="different parameters") as err:
             make_demo_dataset(dest, **{**SMALL, **change})
         assert dest in str(err.value)
-    assert _tree_hashes(dest) == before
+    assert image_factory.tree_digest(dest) == before
     assert os.listdir(tmp_path) == ["demo"]
 
 
@@ -141,11 +130,11 @@ def test_existing_non_demo_dir_raises_and_is_untouched(tmp_path):
     dest = tmp_path / "mine"
     image_factory.make_image_tree(dest, {"train": {"cats": 2}})
     image_factory.write_file(dest / "notes.txt", b"user data")
-    before, mtimes = _tree_hashes(dest), _tree_mtimes(dest)
+    before, mtimes = image_factory.tree_digest(dest), _tree_mtimes(dest)
     with pytest.raises(FileExistsError, match="not a demo dataset") as err:
         make_demo_dataset(str(dest), **SMALL)
     assert str(dest) in str(err.value)
-    assert _tree_hashes(dest) == before and _tree_mtimes(dest) == mtimes
+    assert image_factory.tree_digest(dest) == before and _tree_mtimes(dest) == mtimes
     assert os.listdir(tmp_path) == ["mine"]
 
 
@@ -166,7 +155,7 @@ def test_empty_existing_dir_is_filled(tmp_path):
     dest = tmp_path / "demo"
     dest.mkdir()
     assert make_demo_dataset(str(dest), **SMALL) == str(dest)
-    assert len(_tree_hashes(dest)) == 37
+    assert len(image_factory.tree_digest(dest)) == 37
 
 
 def test_failed_build_leaves_nothing_behind(tmp_path, monkeypatch):

@@ -7,7 +7,6 @@ test_report.py and test_predict.py, made once per pytest process):
   C  a weak candidate (learning rate 1e-6, default bound 0.5) against A as baseline: not blessed.
 """
 import dataclasses
-import hashlib
 import json
 import os
 from typing import Dict, List, Optional
@@ -20,6 +19,7 @@ from ml_metadata.proto import metadata_store_pb2
 from tfx.dsl.compiler import compiler
 from tfx.types import standard_artifacts
 
+import image_factory
 import local_runner
 from components import baseline_resolver
 import pipeline.pipeline as pipeline_module
@@ -34,17 +34,6 @@ WEAK_FLAGS = [*BASE_FLAGS, "--learning-rate", "1e-6"]
 
 
 # ---------------------------------------------------------------- shared pipeline runs
-
-def tree_digest(root: str) -> Dict[str, str]:
-    """{relative path: sha256} of every file under root (empty when root does not exist)."""
-    digest = {}
-    for folder, _, files in os.walk(root):
-        for name in files:
-            path = os.path.join(folder, name)
-            with open(path, "rb") as f:
-                digest[os.path.relpath(path, root)] = hashlib.sha256(f.read()).hexdigest()
-    return digest
-
 
 @dataclasses.dataclass
 class GateRuns:
@@ -78,7 +67,7 @@ def pipeline_runs(tmp_path_factory) -> GateRuns:
             assert local_runner.main(["--output-dir", out, *flags]) == 0
             runs.run_ids.append(run_summary.run_ids(runs.cfg.metadata_path)[-1])
             runs.nodes.append(run_summary.read_run(runs.cfg.metadata_path))
-            runs.serving.append(tree_digest(runs.cfg.serving_model_dir))
+            runs.serving.append(image_factory.tree_digest(runs.cfg.serving_model_dir))
             runs.evaluator_executions.append(_evaluator_executions(runs.cfg))
         _RUNS = runs
     return _RUNS
