@@ -6,20 +6,23 @@
 #
 #   docker build -t REGION-docker.pkg.dev/PROJECT/tfx/intel-scenes-tfx:latest .
 #
-# The tag below must equal the tfx pin in setup.py (tests/test_kubeflow_v2_runner.py checks it).
+# The tag below must equal the tfx pin in requirements.in (tests/test_kubeflow_v2_runner.py checks it).
 FROM gcr.io/tfx-oss-public/tfx:1.16.0
 
 # TFT and TFMA need Keras 2 (tf_keras): TensorFlow reads this when it is first imported.
 ENV TF_USE_LEGACY_KERAS=1
 
 WORKDIR /pipeline
-COPY requirements.lock setup.py ./
+COPY requirements.in requirements.lock setup.py ./
 COPY pipeline/ pipeline/
 COPY components/ components/
 COPY trainer_module/ trainer_module/
+COPY data_sources/ data_sources/
+COPY run_report/ run_report/
+COPY serving_client/ serving_client/
 
-# setup.py's pins, every transitive version held to the tested set by the lock; what the TFX
+# requirements.in's pins (through setup.py), every transitive version held to the tested set by the lock; what the TFX
 # image already has at those versions stays. Not editable: steps import the installed copy
 # whatever their working directory. The import (from /, not the sources) smoke-tests it.
 RUN python -m pip install --no-cache-dir --constraint requirements.lock . \
-    && cd / && python -c "import components.image_example_gen, trainer_module.preprocessing, trainer_module.trainer"
+    && cd / && python -c "import components.image_example_gen.component, trainer_module.preprocessing, trainer_module.trainer"

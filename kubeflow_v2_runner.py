@@ -23,7 +23,8 @@ import tempfile  # noqa: E402
 from typing import Any, Dict, List, Optional  # noqa: E402
 
 from pipeline import configs, flags  # noqa: E402
-from trainer_module.config import ConfigError, TrainConfig  # noqa: E402
+from trainer_module import names  # noqa: E402
+from trainer_module.train_config import ConfigError, TrainConfig  # noqa: E402
 
 log = logging.getLogger("kubeflow_v2_runner")
 
@@ -83,9 +84,9 @@ def make_parser() -> argparse.ArgumentParser:
                    help="compiled PipelineJob JSON (default: ./<pipeline-name>_pipeline.json)")
 
     g = p.add_argument_group("pipeline")
-    g.add_argument("--class-names", type=_comma_list, default=list(configs.INTEL_CLASS_NAMES),
+    g.add_argument("--class-names", type=_comma_list, default=list(names.INTEL_CLASS_NAMES),
                    help="label space, comma-separated; a bucket cannot be listed at compile time "
-                        f"(default: {','.join(configs.INTEL_CLASS_NAMES)})")
+                        f"(default: {','.join(names.INTEL_CLASS_NAMES)})")
     g.add_argument("--eval-fraction", type=float, default=configs.PipelineConfig.eval_fraction,
                    help="share sent to eval when the data has one split (default: %(default)s)")
     g.add_argument("--accuracy-lower-bound", type=float, default=configs.PipelineConfig.accuracy_lower_bound,
@@ -127,7 +128,7 @@ def make_parser() -> argparse.ArgumentParser:
     g.add_argument("--labels", type=_labels, default={},
                    help="job labels, k=v,k2=v2 (default: none)")
     flags.add_dataclass_flags(p, TrainConfig, skip=("class_names",),
-                              title="training (trainer_module.config.TrainConfig)")
+                              title="training (trainer_module.train_config.TrainConfig)")
     return p
 
 
@@ -246,8 +247,6 @@ def build_pipeline(args: argparse.Namespace):
     return create_pipeline(
         pipeline_name=args.pipeline_name, pipeline_root=args.pipeline_root,
         data_root=args.data_dir, class_names=args.class_names, eval_fraction=args.eval_fraction,
-        # Nothing to fingerprint at compile time: KFP's cache keys on the parameters (the path).
-        input_fingerprint="",
         transform_module=TRANSFORM_MODULE, trainer_module=TRAINER_MODULE,
         train_config=train_config(args),
         accuracy_lower_bound=args.accuracy_lower_bound, accuracy_max_drop=args.accuracy_max_drop,

@@ -3,7 +3,7 @@
     python local_runner.py                                  # generated demo data
     python local_runner.py --data-dir ../shared/data/intel-dev --epochs 2
 
-Every field of pipeline.configs.PipelineConfig and trainer_module.config.TrainConfig is a flag;
+Every field of pipeline.configs.PipelineConfig and trainer_module.train_config.TrainConfig is a flag;
 `--help` lists them with their defaults.
 """
 import os
@@ -18,8 +18,9 @@ from typing import List, Optional  # noqa: E402
 
 from absl import logging as absl_logging  # noqa: E402
 
-from pipeline import configs, data_source, demo_data, flags  # noqa: E402
-from trainer_module.config import TrainConfig  # noqa: E402
+from data_sources import demo_data, sources
+from pipeline import configs, flags  # noqa: E402
+from trainer_module.train_config import TrainConfig  # noqa: E402
 
 log = logging.getLogger("local_runner")
 
@@ -38,7 +39,7 @@ def parse_args(argv: Optional[List[str]] = None):
 def resolve_data(cfg: configs.PipelineConfig) -> str:
     """The local (or remote) folder to ingest: the configured source, or the demo dataset."""
     if cfg.data_dir:
-        return data_source.resolve_data_source(cfg.data_dir, os.path.join(cfg.cache_dir, "data"),
+        return sources.resolve_data_source(cfg.data_dir, os.path.join(cfg.cache_dir, "data"),
                                                cfg.data_checksum or None)
     demo_dir = os.path.join(cfg.cache_dir, f"demo-{cfg.demo_train_per_class}-{cfg.demo_eval_per_class}")
     demo_data.make_demo_dataset(demo_dir, train_per_class=cfg.demo_train_per_class,
@@ -52,19 +53,17 @@ def resolve_data(cfg: configs.PipelineConfig) -> str:
 
 def build(cfg: configs.PipelineConfig, train_overrides: dict):
     """Resolves the data and returns (tfx Pipeline, TrainConfig)."""
-    from components import image_files
+    from components.image_example_gen import image_files
     from pipeline.pipeline import create_pipeline
     from tfx import v1 as tfx
 
     data_root = resolve_data(cfg)
     class_names = list(cfg.class_names) or image_files.discover_class_names(data_root)
     train_cfg = TrainConfig.from_dict({**train_overrides, "class_names": class_names})
-    is_local = "://" not in data_root
     log.info("data %s, classes %s", data_root, class_names)
     pipeline = create_pipeline(
         pipeline_name=cfg.pipeline_name, pipeline_root=cfg.pipeline_root, data_root=data_root,
         class_names=class_names, eval_fraction=cfg.eval_fraction,
-        input_fingerprint=image_files.fingerprint_tree(data_root) if is_local else "",
         transform_module=configs.TRANSFORM_MODULE_FILE, trainer_module=configs.TRAINER_MODULE_FILE,
         train_config=json.loads(train_cfg.to_json()),
         accuracy_lower_bound=cfg.accuracy_lower_bound, accuracy_max_drop=cfg.accuracy_max_drop,
@@ -77,7 +76,7 @@ def build(cfg: configs.PipelineConfig, train_overrides: dict):
 
 def summarize(cfg: configs.PipelineConfig) -> str:
     """The closing log: what ran, the verdict, and where the outputs are."""
-    from pipeline import run_summary
+    from run_report import store as run_summary
 
     nodes = run_summary.read_run(cfg.metadata_path)
     lines = ["", "=" * 100, f"Pipeline '{cfg.pipeline_name}' finished. Components:"]
@@ -119,7 +118,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     from tfx import v1 as tfx
     tfx.orchestration.LocalDagRunner().run(pipeline)
     print(summarize(cfg), flush=True)
-    from pipeline import report
+    from run_report import report
     try:
         print(f"Run report:         {report.write_report(cfg.metadata_path)}", flush=True)
     except Exception:  # the run itself finished; the report is only a view of it

@@ -1,30 +1,47 @@
 """Packaging for intel-scenes-tfx.
 
-The pins mirror requirements.in (the TFX 1.16.0 tested set); requirements.lock is the fully
-resolved environment that scripts/bootstrap.sh installs with uv.
+The pins live in requirements.in only (its [install] and [test] sections); requirements.lock is
+the fully resolved environment that scripts/bootstrap.sh installs with uv.
 """
+import os
+import re
+from typing import Dict, List
+
 import setuptools
 
-INSTALL_REQUIRES = [
-    "tfx[kfp]==1.16.0",
-    "tensorflow==2.16.2",
-    "tf-keras~=2.16.0",
-    "tensorflow-transform==1.16.0",
-    "tensorflow-model-analysis~=0.47.0",
-    "tensorflow-data-validation~=1.16.0",
-    "apache-beam[gcp]==2.59.0",
-    "gdown>=5.1,<6",
-    "matplotlib>=3.7,<3.10",
-    "pillow>=10,<12",
-]
+REQUIREMENTS_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "requirements.in")
 
-setuptools.setup(
-    name="intel-scenes-tfx",
-    version="0.1.0",
-    description="A gated TFX pipeline that turns a folder of labelled images into a MobileNetV3 classifier.",
-    python_requires=">=3.10,<3.11",
-    packages=setuptools.find_packages(include=["pipeline", "pipeline.*", "components", "components.*",
-                                               "trainer_module", "trainer_module.*"]),
-    install_requires=INSTALL_REQUIRES,
-    extras_require={"test": ["pytest>=8,<9", "pytest-timeout>=2.3,<3"]},
-)
+
+def read_requirements(path: str = REQUIREMENTS_FILE) -> Dict[str, List[str]]:
+    """{section: [requirement]} from a requirements file split by `# [section]` lines."""
+    sections: Dict[str, List[str]] = {}
+    current = None
+    with open(path) as f:
+        for line in f:
+            header = re.fullmatch(r"#\s*\[(\w+)\]\s*", line.strip())
+            if header:
+                current = sections.setdefault(header.group(1), [])
+                continue
+            requirement = line.split("#", 1)[0].strip()
+            if requirement:
+                if current is None:
+                    raise ValueError(f"{path}: {requirement!r} comes before any # [section] line")
+                current.append(requirement)
+    return sections
+
+
+REQUIREMENTS = read_requirements()
+INSTALL_REQUIRES = REQUIREMENTS["install"]
+
+if __name__ == "__main__":
+    setuptools.setup(
+        name="intel-scenes-tfx",
+        version="0.1.0",
+        description="A gated TFX pipeline that turns a folder of labelled images into a MobileNetV3 classifier.",
+        python_requires=">=3.10,<3.11",
+        packages=setuptools.find_packages(include=[
+            "pipeline", "components", "components.*", "trainer_module", "data_sources", "run_report",
+            "serving_client"]),
+        install_requires=INSTALL_REQUIRES,
+        extras_require={"test": REQUIREMENTS["test"]},
+    )

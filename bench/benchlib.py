@@ -184,7 +184,7 @@ def make_synthetic_images(root: str, per_class: int = 40, size: Tuple[int, int] 
 def _make_example_fn():
     """ImageExampleGen's make_example; an identical local copy where TFX is not installed (GPU box)."""
     try:
-        from components.image_example_gen import make_example
+        from components.image_example_gen.executor import make_example
         return make_example, "components.image_example_gen.make_example"
     except ImportError:
         import tensorflow as tf
@@ -202,7 +202,7 @@ def _make_example_fn():
 def _inspect(data: bytes):
     """(height, width, format) with the project's checker, or TF's decoder where TFX is missing."""
     try:
-        from components.image_files import inspect_image
+        from components.image_example_gen.image_files import inspect_image
         reason, info = inspect_image(data)
         return None if reason else info
     except ImportError:
@@ -372,7 +372,7 @@ def transform_layer(transform_graph_dir: Optional[str], custom_config: Dict):
 
 def train_config(class_names: Sequence[str], batch_size: int, image_size: int, resize_size: int,
                  **overrides):
-    from trainer_module.config import TrainConfig
+    from trainer_module.train_config import TrainConfig
     return TrainConfig(class_names=tuple(class_names), batch_size=batch_size, image_size=image_size,
                        resize_size=resize_size, **overrides)
 

@@ -3,7 +3,7 @@ against the in-memory limit, and the input pipeline alone, as one table, with se
 
 For each precision (default float32 and mixed_float16) the same model (build_model, compile_model)
 trains a fixed number of steps after warm-up from in-memory tensors (the model-bound limit) and
-from trainer_module.data.make_dataset (raw examples -> Transform graph -> crop/flip -> CutMix),
+from trainer_module.input_pipeline.make_dataset (raw examples -> Transform graph -> crop/flip -> CutMix),
 under the Trainer's strategy (MirroredStrategy over the visible GPUs; per-replica batch). The
 input pipeline alone (no model) is timed once. Self-checks (exit 1 when one fails): a GPU is
 visible (unless --allow-cpu), the policy is in force (layer compute dtype), the softmax output
@@ -82,7 +82,7 @@ def main(argv=None) -> int:
 
     out = benchlib.make_out_dir(args.out, "bench_gpu_check_")
     files, classes, layer = trainer_input.prepare_inputs(args, out)
-    from trainer_module import data as data_lib, model as model_lib
+    from trainer_module import input_pipeline as data_lib, model as model_lib
 
     strategy = tf.distribute.MirroredStrategy() if gpus else tf.distribute.get_strategy()
     replicas = strategy.num_replicas_in_sync

@@ -220,7 +220,7 @@ def component_times(events, metadata_path: str):
 
 def artifact_sizes(metadata_path: str):
     """{'Component.output': bytes} of every output artifact of the run."""
-    from pipeline import run_summary
+    from run_report import store as run_summary
     sizes = {}
     for node_id, node in run_summary.read_run(metadata_path).items():
         for key, artifacts in node.outputs.items():

@@ -2,7 +2,7 @@
 
 The same model (trainer_module.model.build_model, compiled by compile_model), batch and
 resolution are trained for a fixed number of steps after warm-up steps from
-  real       trainer_module.data.make_dataset(training=True) on gzipped raw tf.Example TFRecords
+  real       trainer_module.input_pipeline.make_dataset(training=True) on gzipped raw tf.Example TFRecords
              (ImageExampleGen's make_example on real images) through a Transform graph written by
              tft_beam (our preprocessing_fn): shuffle, decode + resize, random crop + flip, CutMix,
              with the decoded images kept in memory after the first pass as the Trainer does when
@@ -75,7 +75,7 @@ def prepare_inputs(args, out):
     os.makedirs(os.path.join(out, "raw"), exist_ok=True)
     raw = benchlib.write_raw_examples(args.data_dir, args.n, os.path.join(out, "raw", "data_tfrecord"),
                                       shards=args.shards)
-    from trainer_module import config as config_lib, preprocessing
+    from trainer_module import train_config as config_lib, preprocessing
     custom_config = config_lib.transform_config(raw["classes"], args.resize_size)
     use_tft = not args.no_tft
     if use_tft:
@@ -120,7 +120,7 @@ def main(argv=None) -> int:
     files, classes, layer = prepare_inputs(args, out)
 
     import tf_keras as keras
-    from trainer_module import data as data_lib, model as model_lib
+    from trainer_module import input_pipeline as data_lib, model as model_lib
 
     cfg = benchlib.train_config(classes, args.batch_size, args.image_size, args.resize_size,
                                 model_variant=args.model_variant, cutmix_probability=args.cutmix_probability)

@@ -63,7 +63,7 @@ def _passes(n_records, batch=64, min_batches=8):
 def _decode_throughput(files, tft_layer, image_key, passes=2, batch=64):
     """Images/s of our Transform graph in tf.data, as the Trainer applies it (no augmentation)."""
     import tensorflow as tf
-    from trainer_module import data as data_lib
+    from trainer_module import input_pipeline as data_lib
 
     spec = benchlib.raw_feature_spec()
 
@@ -124,7 +124,7 @@ def main(argv=None) -> int:
         raise SystemExit("--n must be >= 8")
     print(f"data: {args.data_dir}; N={args.n} and 2N={2 * args.n} examples; out: {out}", flush=True)
 
-    from trainer_module import config as config_lib, features, preprocessing
+    from trainer_module import train_config as config_lib, features, preprocessing
     import anchor_preprocessing
 
     sizes = {"N": args.n, "2N": 2 * args.n}
@@ -197,7 +197,7 @@ def main(argv=None) -> int:
     # Per-epoch work the Trainer does on what it reads (the cost our Transform moves to the Trainer).
     tft_layer, how = benchlib.transform_layer(results[("ours", "2N")]["transform_graph"], None)
     passes = _passes(raw["2N"]["n"])
-    decode_rate, decode_n, _ = _decode_throughput(raw["2N"]["files"], tft_layer, features.TRANSFORMED_IMAGE_KEY,
+    decode_rate, decode_n, _ = _decode_throughput(raw["2N"]["files"], tft_layer, names.TRANSFORMED_IMAGE_KEY,
                                                   passes=passes)
     trows = [["ours", f"parse + Transform graph ({how}): decode + resize {args.resize_size}, per epoch",
               decode_rate, decode_n]]

@@ -17,7 +17,7 @@ from typing import Sequence
 
 import tensorflow_model_analysis as tfma
 
-from trainer_module import features
+from trainer_module import names
 
 ACCURACY = "sparse_categorical_accuracy"
 EXAMPLE_COUNT = "example_count"
@@ -66,8 +66,8 @@ def make_eval_config(accuracy_lower_bound: float, accuracy_max_drop: float,
             metrics=[tfma.MetricConfig(class_name=name, config='{"top_k": 1, "thresholds": [0.0]}')
                      for name in ("Precision", "Recall", "F1Score")]))
     return tfma.EvalConfig(
-        model_specs=[tfma.ModelSpec(signature_name=features.SERVING_EXAMPLES_SIGNATURE,
-                                    label_key=features.LABEL_KEY,
-                                    prediction_key=features.PROBABILITIES_OUTPUT)],
-        slicing_specs=[tfma.SlicingSpec(), tfma.SlicingSpec(feature_keys=[features.CLASS_NAME_KEY])],
+        model_specs=[tfma.ModelSpec(signature_name=names.SERVING_EXAMPLES_SIGNATURE,
+                                    label_key=names.LABEL_KEY,
+                                    prediction_key=names.PROBABILITIES_OUTPUT)],
+        slicing_specs=[tfma.SlicingSpec(), tfma.SlicingSpec(feature_keys=[names.CLASS_NAME_KEY])],
         metrics_specs=metrics_specs)

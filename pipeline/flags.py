@@ -1,34 +1,59 @@
-"""Command-line flags generated from config dataclasses (one flag per field, typed by its default)."""
+"""Command-line flags generated from config dataclasses: one flag per field, its help from the field.
+
+Both runners build their parsers here, so a knob's flag, type, allowed values and help text come
+from its declaration (`trainer_module.knobs.knob`) and cannot drift between runners.
+"""
 import argparse
 import dataclasses
 from typing import Any, Dict, Optional, Sequence
+
+from trainer_module.knobs import choices_of, help_of
 
 
 def flag_name(field_name: str) -> str:
     return "--" + field_name.replace("_", "-")
 
 
-def _comma_tuple(text: str):
-    return tuple(x for x in text.split(",") if x)
+def comma_tuple(text: str):
+    """'a,b,,c' -> ('a', 'b', 'c')."""
+    return tuple(x.strip() for x in text.split(",") if x.strip())
+
+
+def _default_text(default: Any) -> str:
+    if isinstance(default, tuple):
+        return ",".join(map(str, default)) or "(none)"
+    if default == "":
+        return "(empty)"
+    return str(default)
 
 
 def add_dataclass_flags(parser: argparse.ArgumentParser, cls, skip: Sequence[str] = (),
-                        title: Optional[str] = None) -> None:
-    """Adds `--field-name` for each field of `cls`; an unset flag parses as None (= the default)."""
-    group = parser.add_argument_group(title or cls.__name__)
+                        title: Optional[str] = None, defaults: Optional[Dict[str, Any]] = None) -> None:
+    """Adds `--field-name` for each field of `cls`; an unset flag parses as None (= the default).
+
+    defaults: shown instead of a field's declared default (a runner that derives it otherwise).
+    """
+    group = parser.add_argument_group(title or cls.__name__, (cls.__doc__ or "").strip().splitlines()[0])
     for field in dataclasses.fields(cls):
         if field.name in skip:
             continue
-        default = field.default
-        if isinstance(default, bool):
-            group.add_argument(flag_name(field.name), action=argparse.BooleanOptionalAction, default=None,
-                               help=f"default: {default}")
-        elif isinstance(default, tuple):
-            group.add_argument(flag_name(field.name), type=_comma_tuple, default=None,
-                               help=f"comma-separated; default: {','.join(default) or '(none)'}")
+        default = (defaults or {}).get(field.name, field.default)
+        text = help_of(field)
+        choices = choices_of(field)
+        kwargs: Dict[str, Any] = {"default": None}
+        if isinstance(field.default, bool):
+            kwargs["action"] = argparse.BooleanOptionalAction
+        elif isinstance(field.default, tuple):
+            kwargs["type"], kwargs["metavar"] = comma_tuple, "A,B,..."
+            text += " (comma-separated)"
         else:
-            group.add_argument(flag_name(field.name), type=type(default), default=None,
-                               help=f"default: {default!r}")
+            kwargs["type"] = type(field.default)
+            if choices is not None:
+                kwargs["choices"] = choices
+            else:
+                kwargs["metavar"] = type(field.default).__name__.upper()
+        kwargs["help"] = f"{text} [default: {_default_text(default)}]".replace("%", "%%")
+        group.add_argument(flag_name(field.name), **kwargs)
 
 
 def dataclass_overrides(args: argparse.Namespace, cls) -> Dict[str, Any]:

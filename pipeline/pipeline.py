@@ -5,9 +5,10 @@ import tensorflow_data_validation as tfdv
 from tfx import v1 as tfx
 
 from components.baseline_resolver import latest_blessed_model_resolver
-from components.image_example_gen import ImageExampleGen
+from components.image_example_gen.component import ImageExampleGen
 from pipeline.evaluation import make_eval_config
-from trainer_module.config import TRAIN_CONFIG_KEY, transform_config
+from trainer_module.names import TRAIN_CONFIG_KEY
+from trainer_module.train_config import transform_config
 
 
 def create_pipeline(
@@ -16,7 +17,6 @@ def create_pipeline(
     data_root: str,
     class_names: Sequence[str],
     eval_fraction: float,
-    input_fingerprint: str,
     transform_module: str,
     trainer_module: str,
     train_config: Dict[str, Any],
@@ -45,7 +45,7 @@ def create_pipeline(
 
     # Ingest the image files as tf.Examples, counting and reporting every skipped file.
     example_gen = ImageExampleGen(input_base=data_root, class_names=list(class_names),
-                                  eval_fraction=eval_fraction, input_fingerprint=input_fingerprint)
+                                  eval_fraction=eval_fraction)
     components.append(example_gen)
 
     # Compute statistics (with image-domain statistics for the encoded bytes).

@@ -42,7 +42,7 @@ find_python310() {
 }
 
 UV="$(find_uv)"
-STAMP_WANT="$(cat "$ROOT/requirements.lock" "$ROOT/setup.py" | sha256sum | cut -c1-16)"
+STAMP_WANT="$(cat "$ROOT/requirements.in" "$ROOT/requirements.lock" "$ROOT/setup.py" | sha256sum | cut -c1-16)"
 STAMP_FILE="$VENV/.bootstrap-stamp"
 if [ -x "$VENV/bin/python" ] && is_py310 "$VENV/bin/python" && [ "$(cat "$STAMP_FILE" 2>/dev/null)" = "$STAMP_WANT" ]; then
   return 0 2>/dev/null || exit 0

@@ -1,4 +1,4 @@
-"""Tests for pipeline.data_source: checksums, downloads (urllib, gdown), safe extraction, caching.
+"""Tests for data_sources.sources: checksums, downloads (urllib, gdown), safe extraction, caching.
 
 No internet: archives are served from a temp dir by a local http.server on 127.0.0.1.
 """
@@ -19,8 +19,8 @@ import zipfile
 
 import pytest
 
-from pipeline import data_source as ds
-from pipeline.data_source import (
+from data_sources import sources as ds
+from data_sources.sources import (
     ChecksumMismatchError,
     DataSourceError,
     UnsafeArchiveError,

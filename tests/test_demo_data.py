@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline import demo_data
-from pipeline.demo_data import CLASS_NAMES, MANIFEST_NAME, make_demo_dataset, render_image
+from data_sources import demo_data
+from data_sources.demo_data import CLASS_NAMES, MANIFEST_NAME, make_demo_dataset, render_image
 
 try:  # tests/ is on sys.path when it is not a package; fall back to the package import.
     import image_factory
@@ -80,7 +80,7 @@ def test_render_image_contract():
 
 
 def test_module_does_not_import_tensorflow():
-    code = "import sys, pipeline.demo_data; sys.exit('tensorflow' in sys.modules)"
+    code = "import sys, data_sources.demo_data; sys.exit('tensorflow' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], timeout=60).returncode == 0
 
 

@@ -23,8 +23,9 @@ import image_factory
 import local_runner
 from components import baseline_resolver
 import pipeline.pipeline as pipeline_module
-from pipeline import configs, evaluation, run_summary
-from trainer_module.config import TrainConfig
+from pipeline import configs, evaluation
+from run_report import store as run_summary
+from trainer_module.train_config import TrainConfig
 
 BASE_FLAGS = ["--epochs", "2", "--image-size", "64", "--resize-size", "72", "--batch-size", "16",
               "--demo-train-per-class", "24", "--demo-eval-per-class", "6"]
@@ -124,7 +125,7 @@ def _compiled_resolver(exclude_candidate: bool):
     names = ["a", "b"]
     ir = compiler.Compiler().compile(pipeline_module.create_pipeline(
         pipeline_name="p", pipeline_root="/tmp/p", data_root="/tmp/data", class_names=names,
-        eval_fraction=0.2, input_fingerprint="", transform_module=configs.TRANSFORM_MODULE_FILE,
+        eval_fraction=0.2, transform_module=configs.TRANSFORM_MODULE_FILE,
         trainer_module=configs.TRAINER_MODULE_FILE,
         train_config=json.loads(TrainConfig(class_names=tuple(names)).to_json()),
         accuracy_lower_bound=0.5, accuracy_max_drop=0.02, serving_model_dir="/tmp/serving",

@@ -10,18 +10,18 @@ from tfx.dsl.components.base import base_beam_executor
 from tfx.types import standard_artifacts
 
 import image_factory
-from components import image_example_gen, image_files
+from components.image_example_gen import executor, image_files, ingest_report
+from pipeline import configs
 
 
 def _run(data_root, out_dir, class_names=(), eval_fraction=0.2):
     examples = standard_artifacts.Examples()
     examples.uri = str(out_dir)
-    executor = image_example_gen.Executor(base_beam_executor.BaseBeamExecutor.Context(
-        beam_pipeline_args=["--direct_running_mode=in_memory", "--direct_num_workers=1"],
-        tmp_dir=str(out_dir) + "-tmp"))
-    executor.Do({}, {"examples": [examples]}, {
+    image_example_gen = executor.Executor(base_beam_executor.BaseBeamExecutor.Context(
+        beam_pipeline_args=list(configs.LOCAL_BEAM_ARGS), tmp_dir=str(out_dir) + "-tmp"))
+    image_example_gen.Do({}, {"examples": [examples]}, {
         "input_base": str(data_root), "class_names": json.dumps(list(class_names)),
-        "eval_fraction": eval_fraction, "input_fingerprint": ""})
+        "eval_fraction": eval_fraction})
     return examples
 
 
@@ -108,7 +108,7 @@ def test_no_usable_image_is_an_error_after_the_report(tmp_path):
     root = tmp_path / "data"
     image_factory.write_file(root / "train" / "a" / "x.jpg", b"")
     image_factory.write_file(root / "train" / "b" / "y.jpg", b"junk")
-    with pytest.raises(image_example_gen.ImageIngestError, match="no usable images"):
+    with pytest.raises(ingest_report.ImageIngestError, match="no usable images"):
         _run(root, tmp_path / "out")
     assert os.path.exists(tmp_path / "out" / "ingest_report.json")
 
@@ -117,14 +117,14 @@ def test_class_without_usable_train_images_is_an_error(tmp_path):
     root = tmp_path / "data"
     image_factory.make_image_tree(str(root), {"train": {"a": 2}, "val": {"a": 1, "b": 1}})
     image_factory.write_file(root / "train" / "b" / "bad.jpg", image_factory.corrupt_jpeg_bytes())
-    with pytest.raises(image_example_gen.ImageIngestError, match=r"\['b'\] have no usable train images"):
+    with pytest.raises(ingest_report.ImageIngestError, match=r"\['b'\] have no usable train images"):
         _run(root, tmp_path / "out")
 
 
 def test_single_split_with_empty_eval_is_an_error(tmp_path):
     root = tmp_path / "data"
     image_factory.make_image_tree(str(root), {".": {"a": 1, "b": 1}})
-    with pytest.raises(image_example_gen.ImageIngestError, match="eval split is empty"):
+    with pytest.raises(ingest_report.ImageIngestError, match="eval split is empty"):
         _run(root, tmp_path / "out", eval_fraction=0.01)
 
 

@@ -4,8 +4,8 @@ import os
 import pytest
 
 import image_factory
-from components import image_files
-from components.image_files import DatasetLayoutError
+from components.image_example_gen import image_files
+from components.image_example_gen.image_files import DatasetLayoutError
 
 
 def _classes_by_split(listing):

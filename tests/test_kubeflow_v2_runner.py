@@ -17,7 +17,9 @@ import pytest
 from packaging.requirements import Requirement
 
 import kubeflow_v2_runner as runner
-from pipeline import configs, demo_data
+from data_sources import demo_data
+from pipeline import configs
+from trainer_module import names
 
 IMAGE = "europe-west4-docker.pkg.dev/test-proj/tfx/intel-scenes-tfx:1.0"
 PROD_FLAGS = ["--project", "test-proj", "--region", "europe-west4", "--bucket", "gs://test-bucket",
@@ -111,7 +113,7 @@ def test_every_step_runs_the_pipeline_image(default_job):
         assert spec["image"] == IMAGE
         assert spec["command"] == RUN_EXECUTOR
         assert spec["args"][3] == "{{$}}"  # --json_serialized_invocation_args: the executor input
-    assert executor_class(default_job, "ImageExampleGen") == "components.image_example_gen.Executor"
+    assert executor_class(default_job, "ImageExampleGen") == "components.image_example_gen.executor.Executor"
     assert executor_class(default_job, "Pusher") == "tfx.components.pusher.executor.Executor"
 
 
@@ -123,8 +125,7 @@ def test_code_by_import_path_and_data_passed_through(default_job, cloud_job):
     assert "module_path" not in tasks(default_job)["Transform"]["inputs"]["parameters"]
     assert param(default_job, "ImageExampleGen", "input_base") == "gs://test-bucket/data/v1"
     assert param(cloud_job, "ImageExampleGen", "input_base") == "gs://data-bucket/intel/v3"
-    assert json.loads(param(default_job, "ImageExampleGen", "class_names")) == list(configs.INTEL_CLASS_NAMES)
-    assert param(default_job, "ImageExampleGen", "input_fingerprint") == ""
+    assert json.loads(param(default_job, "ImageExampleGen", "class_names")) == list(names.INTEL_CLASS_NAMES)
 
 
 def test_trainer_runs_on_a_vertex_gpu_worker_pool(default_job, cloud_job):
@@ -139,7 +140,7 @@ def test_trainer_runs_on_a_vertex_gpu_worker_pool(default_job, cloud_job):
     }
     config = json.loads(param(default_job, "Trainer", "custom_config"))
     assert {k: v for k, v in config.items() if k != "train_config"} == expected
-    assert config["train_config"]["class_names"] == list(configs.INTEL_CLASS_NAMES)
+    assert config["train_config"]["class_names"] == list(names.INTEL_CLASS_NAMES)
     assert executor_class(default_job, "Trainer") == \
         "tfx.extensions.google_cloud_ai_platform.trainer.executor.GenericExecutor"
 

@@ -8,7 +8,7 @@ import tensorflow as tf
 
 import image_factory
 import local_runner
-from pipeline import run_summary
+from run_report import store as run_summary
 
 pytestmark = pytest.mark.slow
 

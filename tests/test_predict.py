@@ -15,7 +15,7 @@ import tensorflow as tf
 from PIL import Image
 
 import image_factory
-from pipeline import predict
+from serving_client import predict
 from test_evaluation_gate import pipeline_runs, pushed_dir
 
 COLOURS = ["red", "green", "blue"]

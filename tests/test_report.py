@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline import report, report_tfma
+from run_report import report, tfma_results as report_tfma
 from test_evaluation_gate import pipeline_runs
 
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",

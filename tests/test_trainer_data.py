@@ -1,12 +1,12 @@
-"""Tests of trainer_module.data: the Trainer's tf.data path from raw examples to model batches."""
+"""Tests of trainer_module.input_pipeline: the Trainer's tf.data path from raw examples to model batches."""
 import numpy as np
 import pytest
 import tensorflow as tf
 
 import image_factory
-from components.image_example_gen import make_example
-from trainer_module import augmentation, data, preprocessing
-from trainer_module.config import TrainConfig
+from components.image_example_gen.executor import make_example
+from trainer_module import augmentation, input_pipeline, preprocessing
+from trainer_module.train_config import TrainConfig
 
 CLASSES = ("a", "b", "c")
 RAW_SPEC = {"image": tf.io.FixedLenFeature([], tf.string), "label": tf.io.FixedLenFeature([], tf.int64)}
@@ -36,7 +36,7 @@ def records(tmp_path):
 def test_eval_batches_are_the_graph_output_centre_cropped(records):
     path, images = records
     cfg = TrainConfig(class_names=CLASSES, batch_size=4, image_size=32, resize_size=40)
-    batches = list(data.make_dataset([path], _tft_layer(cfg), RAW_SPEC, cfg, training=False))
+    batches = list(input_pipeline.make_dataset([path], _tft_layer(cfg), RAW_SPEC, cfg, training=False))
     assert [b[0].shape[0] for b in batches] == [4, 4, 2]  # one pass, the last batch kept
     got = np.concatenate([b[0].numpy() for b in batches])
     assert got.dtype == np.float32
@@ -51,7 +51,7 @@ def test_training_batches_are_whole_augmented_and_mixed(records):
     cfg = TrainConfig(class_names=CLASSES, batch_size=4, image_size=32, resize_size=40,
                       cutmix_probability=1.0, shuffle_buffer=16)
     tf.random.set_seed(0)
-    ds = data.make_dataset([path], _tft_layer(cfg), RAW_SPEC, cfg, training=True)
+    ds = input_pipeline.make_dataset([path], _tft_layer(cfg), RAW_SPEC, cfg, training=True)
     batches = list(ds.take(8))  # endless: 8 batches of 4 from 10 records
     for images, labels in batches:
         assert images.shape == (4, 32, 32, 3) and images.dtype == tf.float32
@@ -65,8 +65,8 @@ def test_training_batches_are_whole_augmented_and_mixed(records):
 def test_cached_eval_batches_equal_uncached_on_every_pass(records):
     path, _ = records
     cfg = TrainConfig(class_names=CLASSES, batch_size=4, image_size=32, resize_size=40)
-    plain = np.concatenate([x.numpy() for x, _ in data.make_dataset([path], _tft_layer(cfg), RAW_SPEC, cfg, False)])
-    cached = data.make_dataset([path], _tft_layer(cfg), RAW_SPEC, cfg, False, cached_examples=10)
+    plain = np.concatenate([x.numpy() for x, _ in input_pipeline.make_dataset([path], _tft_layer(cfg), RAW_SPEC, cfg, False)])
+    cached = input_pipeline.make_dataset([path], _tft_layer(cfg), RAW_SPEC, cfg, False, cached_examples=10)
     for _ in range(2):  # the first pass fills the cache, the second reads it
         np.testing.assert_array_equal(np.concatenate([x.numpy() for x, _ in cached]), plain)
 
@@ -77,7 +77,7 @@ def test_cached_training_shuffles_every_example_each_epoch(records):
                       cutmix_probability=0.0)
     want = preprocessing.decode_and_resize(tf.constant(images), 40).numpy()
     tf.random.set_seed(1)
-    ds = data.make_dataset([path], _tft_layer(cfg), RAW_SPEC, cfg, True, cached_examples=10)
+    ds = input_pipeline.make_dataset([path], _tft_layer(cfg), RAW_SPEC, cfg, True, cached_examples=10)
     seen = np.concatenate([x.numpy() for x, _ in ds.take(6)])  # 3 epochs of 10
     order = [int(np.flatnonzero((want == image).all(axis=(1, 2, 3)))[0]) for image in seen]
     epochs = [order[i:i + 10] for i in (0, 10, 20)]
@@ -87,11 +87,11 @@ def test_cached_training_shuffles_every_example_each_epoch(records):
 
 def test_cache_budget():
     cfg = TrainConfig(class_names=CLASSES, resize_size=256, decoded_cache_gb=1.0)
-    assert data.decoded_cache_bytes(1000, cfg) == 1000 * 256 * 256 * 3
-    assert data.cache_fits(5000, cfg) and not data.cache_fits(6000, cfg)  # 0.98 GB vs 1.18 GB
-    assert not data.cache_fits(1, TrainConfig(class_names=CLASSES, decoded_cache_gb=0.0))
+    assert input_pipeline.decoded_cache_bytes(1000, cfg) == 1000 * 256 * 256 * 3
+    assert input_pipeline.cache_fits(5000, cfg) and not input_pipeline.cache_fits(6000, cfg)  # 0.98 GB vs 1.18 GB
+    assert not input_pipeline.cache_fits(1, TrainConfig(class_names=CLASSES, decoded_cache_gb=0.0))
 
 
 def test_missing_files_are_an_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="no TFRecord files match"):
-        data.list_files([str(tmp_path / "*.gz")])
+        input_pipeline.list_files([str(tmp_path / "*.gz")])

@@ -9,7 +9,7 @@ import tf_keras as keras
 
 import image_factory
 from trainer_module import augmentation, model as model_lib, preprocessing, schedules
-from trainer_module.config import ConfigError, TrainConfig
+from trainer_module.train_config import ConfigError, TrainConfig
 
 CLASSES = ("a", "b", "c")
 

@@ -4,7 +4,7 @@ import hashlib
 import tensorflow as tf
 import tf_keras as keras
 
-from trainer_module.config import ConfigError, TrainConfig
+from trainer_module.train_config import ConfigError, TrainConfig
 
 _BACKBONES = {"small": keras.applications.MobileNetV3Small, "large": keras.applications.MobileNetV3Large}
 

@@ -7,7 +7,7 @@ decoded pixels are never written to disk (a 256x256 float32 image is 786 KB; the
 """
 import tensorflow as tf
 
-from trainer_module import features
+from trainer_module import names
 
 
 def decode_and_resize(image_bytes: tf.Tensor, size: int) -> tf.Tensor:
@@ -40,18 +40,18 @@ def resize(image: tf.Tensor, size: int) -> tf.Tensor:
 
 
 def preprocessing_fn(inputs, custom_config):
-    """TFX Transform entry point; custom_config = trainer_module.config.transform_config(...)."""
+    """TFX Transform entry point; custom_config = trainer_module.train_config.transform_config(...)."""
     num_classes = len(custom_config["class_names"])
     outputs = {
-        features.TRANSFORMED_IMAGE_KEY: decode_and_resize(
-            tf.reshape(inputs[features.IMAGE_KEY], [-1]), custom_config["resize_size"]),
+        names.TRANSFORMED_IMAGE_KEY: decode_and_resize(
+            tf.reshape(inputs[names.IMAGE_KEY], [-1]), custom_config["resize_size"]),
     }
-    if features.LABEL_KEY in inputs:
-        label = tf.reshape(inputs[features.LABEL_KEY], [-1])
+    if names.LABEL_KEY in inputs:
+        label = tf.reshape(inputs[names.LABEL_KEY], [-1])
         with tf.control_dependencies([tf.debugging.assert_less(
                 label, tf.constant(num_classes, tf.int64),
                 message="label outside the configured class names")]):
             label = tf.identity(label)
-        outputs[features.TRANSFORMED_LABEL_KEY] = label
-        outputs[features.TRANSFORMED_ONE_HOT_KEY] = tf.one_hot(label, num_classes, dtype=tf.float32)
+        outputs[names.TRANSFORMED_LABEL_KEY] = label
+        outputs[names.TRANSFORMED_ONE_HOT_KEY] = tf.one_hot(label, num_classes, dtype=tf.float32)
     return outputs

@@ -3,7 +3,7 @@ from typing import Optional
 
 import tf_keras as keras
 
-from trainer_module.config import TrainConfig
+from trainer_module.train_config import TrainConfig
 
 
 def make_schedule(cfg: TrainConfig, steps_per_epoch: int, epochs: Optional[int] = None,

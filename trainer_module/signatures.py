@@ -9,30 +9,30 @@ import os
 import tensorflow as tf
 import tf_keras as keras
 
-from trainer_module import augmentation, features
-from trainer_module.config import TrainConfig
+from trainer_module import augmentation, names
+from trainer_module.train_config import TrainConfig
 
 
 def _predict(model, tft_layer, image_spec, image_bytes, cfg: TrainConfig):
     # The raw schema fixes the image feature's shape ([1] as inferred by SchemaGen).
     image_bytes = tf.reshape(image_bytes, [-1, *image_spec.shape])
-    transformed = tft_layer({features.IMAGE_KEY: image_bytes})
-    images = augmentation.center_crop(transformed[features.TRANSFORMED_IMAGE_KEY], cfg.image_size)
+    transformed = tft_layer({names.IMAGE_KEY: image_bytes})
+    images = augmentation.center_crop(transformed[names.TRANSFORMED_IMAGE_KEY], cfg.image_size)
     return model(images, training=False)
 
 
 def make_signatures(model: keras.Model, tft_layer, raw_feature_spec, cfg: TrainConfig):
     """{signature name: concrete function} for tf.saved_model.save."""
-    image_spec = raw_feature_spec[features.IMAGE_KEY]
+    image_spec = raw_feature_spec[names.IMAGE_KEY]
     class_names = tf.constant(list(cfg.class_names))
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=features.SERVING_BYTES_INPUT)])
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=names.SERVING_BYTES_INPUT)])
     def serve_image_bytes(image_bytes):
         probabilities = _predict(model, tft_layer, image_spec, image_bytes, cfg)
         top = tf.argmax(probabilities, axis=-1)
         batch = tf.shape(probabilities)[0]
         return {
-            features.PROBABILITIES_OUTPUT: probabilities,
+            names.PROBABILITIES_OUTPUT: probabilities,
             "class_names": tf.tile(class_names[tf.newaxis], [batch, 1]),
             "predicted_class": tf.gather(class_names, top),
             "predicted_probability": tf.reduce_max(probabilities, axis=-1),
@@ -40,13 +40,13 @@ def make_signatures(model: keras.Model, tft_layer, raw_feature_spec, cfg: TrainC
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
     def serve_examples(serialized):
-        parsed = tf.io.parse_example(serialized, {features.IMAGE_KEY: image_spec})
-        return {features.PROBABILITIES_OUTPUT: _predict(
-            model, tft_layer, image_spec, parsed[features.IMAGE_KEY], cfg)}
+        parsed = tf.io.parse_example(serialized, {names.IMAGE_KEY: image_spec})
+        return {names.PROBABILITIES_OUTPUT: _predict(
+            model, tft_layer, image_spec, parsed[names.IMAGE_KEY], cfg)}
 
     return {
-        features.SERVING_BYTES_SIGNATURE: serve_image_bytes.get_concrete_function(),
-        features.SERVING_EXAMPLES_SIGNATURE: serve_examples.get_concrete_function(),
+        names.SERVING_BYTES_SIGNATURE: serve_image_bytes.get_concrete_function(),
+        names.SERVING_EXAMPLES_SIGNATURE: serve_examples.get_concrete_function(),
     }
 
 

@@ -7,8 +7,9 @@ import tensorflow_transform as tft
 import tf_keras as keras
 from absl import logging
 
-from trainer_module import data, model as model_lib, schedules, signatures
-from trainer_module.config import TRAIN_CONFIG_KEY, ConfigError, TrainConfig
+from trainer_module import input_pipeline, model as model_lib, schedules, signatures
+from trainer_module.names import TRAIN_CONFIG_KEY
+from trainer_module.train_config import ConfigError, TrainConfig
 
 SCHEDULE_PLOT = "lr_schedule.png"
 HISTORY_FILE = "history.json"
@@ -57,7 +58,7 @@ def run_fn(fn_args) -> None:
     tft_layer = tft_output.transform_features_layer()
     raw_spec = tft_output.raw_feature_spec()
 
-    n_train = data.count_examples(fn_args.train_files)
+    n_train = input_pipeline.count_examples(fn_args.train_files)
     steps_per_epoch = n_train // global_batch
     if steps_per_epoch == 0:
         raise ConfigError(f"the global batch ({global_batch}) is larger than the {n_train} train examples")
@@ -65,14 +66,14 @@ def run_fn(fn_args) -> None:
                  "precision %s, config %s", n_train, strategy.num_replicas_in_sync, global_batch,
                  steps_per_epoch, cfg.epochs, policy, cfg.to_json())
 
-    n_eval = data.count_examples(fn_args.eval_files)
-    cache = data.cache_fits(n_train + n_eval, cfg)
+    n_eval = input_pipeline.count_examples(fn_args.eval_files)
+    cache = input_pipeline.cache_fits(n_train + n_eval, cfg)
     logging.info("Trainer: decoded images %s in memory (%.2f GB for %d train + %d eval; budget %.2f GB)",
                  "kept" if cache else "NOT kept, decoded every epoch",
-                 data.decoded_cache_bytes(n_train + n_eval, cfg) / 1e9, n_train, n_eval, cfg.decoded_cache_gb)
-    train_ds = data.make_dataset(fn_args.train_files, tft_layer, raw_spec, cfg, True, global_batch,
+                 input_pipeline.decoded_cache_bytes(n_train + n_eval, cfg) / 1e9, n_train, n_eval, cfg.decoded_cache_gb)
+    train_ds = input_pipeline.make_dataset(fn_args.train_files, tft_layer, raw_spec, cfg, True, global_batch,
                                  cached_examples=n_train if cache else None)
-    eval_ds = data.make_dataset(fn_args.eval_files, tft_layer, raw_spec, cfg, False, global_batch,
+    eval_ds = input_pipeline.make_dataset(fn_args.eval_files, tft_layer, raw_spec, cfg, False, global_batch,
                                 cached_examples=n_eval if cache else None)
     tf.io.gfile.makedirs(fn_args.model_run_dir)
     with strategy.scope():
@@ -95,7 +96,7 @@ def run_fn(fn_args) -> None:
 
     recalibrated = {}
     if cfg.bn_recalibration_batches:
-        views = data.make_dataset(fn_args.train_files, tft_layer, raw_spec, cfg, False, global_batch)
+        views = input_pipeline.make_dataset(fn_args.train_files, tft_layer, raw_spec, cfg, False, global_batch)
         recalibrated = model_lib.recalibrate_batchnorm_if_better(model, views, cfg.bn_recalibration_batches)
         recalibrated["eval"] = model.evaluate(eval_ds, verbose=0, return_dict=True)
         logging.info("Trainer: BatchNorm statistics re-estimated: %s", recalibrated)

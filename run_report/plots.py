@@ -11,7 +11,7 @@ from matplotlib.ticker import MaxNLocator
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from pipeline.report_tfma import CalibrationBucket
+from run_report.tfma_results import CalibrationBucket
 
 
 def _png(fig: Figure) -> bytes:

@@ -13,8 +13,8 @@ from typing import List, Optional, Sequence
 
 import tensorflow as tf
 
-from trainer_module import augmentation, features
-from trainer_module.config import TrainConfig
+from trainer_module import augmentation, names
+from trainer_module.train_config import TrainConfig
 
 # Records decoded per Transform-graph call: amortises the call overhead without holding many
 # decoded images (32 x 256 x 256 x 3 float32 = 25 MB).
@@ -68,23 +68,23 @@ def make_dataset(file_patterns: Sequence[str], tft_layer, raw_feature_spec, cfg:
     cached_examples: the number of examples, to keep their decoded images in memory after the
       first pass (check cache_fits first); training then shuffles all of them every epoch.
     """
-    spec = {k: raw_feature_spec[k] for k in (features.IMAGE_KEY, features.LABEL_KEY)}
+    spec = {k: raw_feature_spec[k] for k in (names.IMAGE_KEY, names.LABEL_KEY)}
 
     def transform(serialized):
         transformed = tft_layer(tf.io.parse_example(serialized, spec))
         # TF Transform outputs only float32/int64/string; the values are already 8-bit.
-        return {features.TRANSFORMED_IMAGE_KEY: tf.cast(transformed[features.TRANSFORMED_IMAGE_KEY], tf.uint8),
-                features.TRANSFORMED_ONE_HOT_KEY: transformed[features.TRANSFORMED_ONE_HOT_KEY]}
+        return {names.TRANSFORMED_IMAGE_KEY: tf.cast(transformed[names.TRANSFORMED_IMAGE_KEY], tf.uint8),
+                names.TRANSFORMED_ONE_HOT_KEY: transformed[names.TRANSFORMED_ONE_HOT_KEY]}
 
     def train_view(example):
-        image = augmentation.random_crop(example[features.TRANSFORMED_IMAGE_KEY], cfg.image_size)
+        image = augmentation.random_crop(example[names.TRANSFORMED_IMAGE_KEY], cfg.image_size)
         if cfg.random_flip:
             image = augmentation.random_flip(image)
-        return image, example[features.TRANSFORMED_ONE_HOT_KEY]
+        return image, example[names.TRANSFORMED_ONE_HOT_KEY]
 
     def eval_view(example):
-        return (augmentation.center_crop(example[features.TRANSFORMED_IMAGE_KEY], cfg.image_size),
-                example[features.TRANSFORMED_ONE_HOT_KEY])
+        return (augmentation.center_crop(example[names.TRANSFORMED_IMAGE_KEY], cfg.image_size),
+                example[names.TRANSFORMED_ONE_HOT_KEY])
 
     files = list_files(file_patterns)
     if cached_examples:

@@ -33,8 +33,9 @@ from google.protobuf import json_format  # noqa: E402
 from ml_metadata import metadata_store  # noqa: E402
 from ml_metadata.proto import metadata_store_pb2  # noqa: E402
 
-from pipeline import evaluation, report_plots, report_tfma, run_summary  # noqa: E402
-from pipeline.report_tfma import EvalResults  # noqa: E402
+from pipeline import evaluation
+from run_report import plots as report_plots, store as run_summary, tfma_results as report_tfma  # noqa: E402
+from run_report.tfma_results import EvalResults  # noqa: E402
 
 REPORT_FILE = "report.html"
 REPORTS_DIR = "reports"  # under the pipeline root

@@ -1,0 +1,191 @@
+"""ImageExampleGen's executor: lists the files, then reads, checks and writes them with Beam.
+
+Each ingested file becomes one tf.Example (names.py has the keys):
+  image       the file's original encoded bytes (no re-encoding),
+  label       int64 index into the class names,
+  class_name  the class folder's name,
+  path        the path relative to the data root,
+  height, width, format  from the decoder (for data validation).
+Files that cannot be used are counted by reason and listed in `ingest_report.json` beside the
+splits. The class names travel with the artifact (custom property and `class_names.json`).
+
+Record order is a property of the files written, not of the runner: each split is written in
+shards, and each shard holds its records sorted by a hash of their relative path, so classes are
+mixed in every stretch of every file (a Trainer shuffling with a bounded buffer would otherwise
+see one-class batches) and a rerun writes the same bytes. Runs unchanged on Dataflow.
+"""
+import hashlib
+import json
+import math
+import os
+from typing import Any, Dict, Iterable, List, Tuple
+
+import apache_beam as beam
+import tensorflow as tf
+from absl import logging
+from tfx import types
+from tfx.components.util import examples_utils
+from tfx.dsl.components.base import base_beam_executor
+from tfx.proto import example_gen_pb2
+from tfx.types import artifact_utils
+
+from components.image_example_gen import image_files, ingest_report
+from trainer_module import names
+
+# Records per output shard: a shard is sorted in one worker's memory (~15 KB a record on Intel).
+EXAMPLES_PER_SHARD = 4096
+SHARD_PREFIX = "data_tfrecord"
+
+
+def order_key(relpath: str) -> str:
+    """The sort key of a record: a stable pseudo-random function of its relative path."""
+    return hashlib.sha256(("order:" + relpath).encode("utf-8")).hexdigest()
+
+
+def _bytes_feature(value: bytes) -> tf.train.Feature:
+    return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value]))
+
+
+def _int_feature(value: int) -> tf.train.Feature:
+    return tf.train.Feature(int64_list=tf.train.Int64List(value=[value]))
+
+
+def make_example(data: bytes, label: int, class_name: str, relpath: str,
+                 height: int, width: int, fmt: str) -> tf.train.Example:
+    """The tf.Example for one image file (bytes kept exactly as read)."""
+    return tf.train.Example(features=tf.train.Features(feature={
+        names.IMAGE_KEY: _bytes_feature(data),
+        names.LABEL_KEY: _int_feature(label),
+        names.CLASS_NAME_KEY: _bytes_feature(class_name.encode("utf-8")),
+        names.PATH_KEY: _bytes_feature(relpath.encode("utf-8")),
+        names.HEIGHT_KEY: _int_feature(height),
+        names.WIDTH_KEY: _int_feature(width),
+        names.FORMAT_KEY: _bytes_feature(fmt.encode("utf-8")),
+    }))
+
+
+class _ReadAndEncode(beam.DoFn):
+    """Reads one file; emits (split, class name, order key, serialized example) or, on the
+    `skipped` output, a dict saying which file was skipped and why."""
+
+    SKIPPED = "skipped"
+
+    def __init__(self, class_names: List[str]):
+        self._label_of = {name: i for i, name in enumerate(class_names)}
+
+    def process(self, entry: Dict[str, str]):
+        try:
+            with tf.io.gfile.GFile(entry["path"], "rb") as f:
+                data = f.read()
+        except (OSError, tf.errors.OpError) as e:
+            reason, detail = image_files.SKIP_UNREADABLE, str(e)
+        else:
+            reason, info = image_files.inspect_image(data)
+            detail = ""
+        if reason is not None:
+            beam.metrics.Metrics.counter("ImageExampleGen", f"skipped_{reason}").inc()
+            yield beam.pvalue.TaggedOutput(self.SKIPPED, dict(
+                path=entry["relpath"], split=entry["split"], class_name=entry["class_name"],
+                reason=reason, detail=detail))
+            return
+        height, width, fmt = info
+        beam.metrics.Metrics.counter("ImageExampleGen", f"ingested_{entry['split']}").inc()
+        example = make_example(data, self._label_of[entry["class_name"]], entry["class_name"],
+                               entry["relpath"], height, width, fmt)
+        yield entry["split"], entry["class_name"], order_key(entry["relpath"]), example.SerializeToString()
+
+
+def shard_path(split_uri: str, shard: int, num_shards: int) -> str:
+    return os.path.join(split_uri, f"{SHARD_PREFIX}-{shard:05d}-of-{num_shards:05d}.gz")
+
+
+def write_shard(shard_and_records: Tuple[int, Iterable[Tuple[str, bytes]]], split_uri: str,
+                num_shards: int) -> str:
+    """Writes one shard's records sorted by order key (GZIP TFRecords, renamed into place)."""
+    shard, records = shard_and_records
+    tf.io.gfile.makedirs(split_uri)
+    path = shard_path(split_uri, shard, num_shards)
+    partial = path + ".partial"
+    with tf.io.TFRecordWriter(partial, options="GZIP") as writer:
+        for _, serialized in sorted(records):
+            writer.write(serialized)
+    tf.io.gfile.rename(partial, path, overwrite=True)
+    return path
+
+
+def num_shards_for(n_files: int) -> int:
+    return max(1, math.ceil(n_files / EXAMPLES_PER_SHARD))
+
+
+class Executor(base_beam_executor.BaseBeamExecutor):
+    """Lists the files, then reads, checks and writes them with Beam (runs on Dataflow unchanged)."""
+
+    def Do(self, input_dict: Dict[str, List[types.Artifact]],
+           output_dict: Dict[str, List[types.Artifact]], exec_properties: Dict[str, Any]) -> None:
+        examples = artifact_utils.get_single_instance(output_dict[names.EXAMPLES_OUTPUT])
+        class_names = json.loads(exec_properties["class_names"]) or None
+        listing = image_files.list_image_files(
+            exec_properties["input_base"], class_names, exec_properties["eval_fraction"])
+        logging.info("ImageExampleGen: %d files under %s (%s split), classes %s",
+                     len(listing.files), listing.root, listing.split_mode, listing.class_names)
+        for path, why in listing.ignored_dirs:
+            logging.warning("ImageExampleGen: not reading %s: %s", path, why)
+
+        examples.split_names = artifact_utils.encode_split_names(list(image_files.SPLITS))
+        report_path = report_path_of(examples)
+        tf.io.gfile.makedirs(examples.uri)
+        with self._make_beam_pipeline() as p:
+            results = (p
+                       | "ListFiles" >> beam.Create([f.__dict__ for f in listing.files])
+                       | "Spread" >> beam.Reshuffle()
+                       | "ReadAndCheck" >> beam.ParDo(_ReadAndEncode(listing.class_names)).with_outputs(
+                           _ReadAndEncode.SKIPPED, main="examples"))
+            for split in image_files.SPLITS:
+                n_shards = num_shards_for(sum(f.split == split for f in listing.files))
+                split_uri = artifact_utils.get_split_uri([examples], split)
+                _ = (results.examples
+                     | f"Select[{split}]" >> beam.Filter(lambda r, s=split: r[0] == s)
+                     | f"Shard[{split}]" >> beam.Map(
+                         lambda r, n=n_shards: (int(r[2][:8], 16) % n, (r[2], r[3])))
+                     | f"GroupShards[{split}]" >> beam.GroupByKey()
+                     | f"Write[{split}]" >> beam.Map(write_shard, split_uri=split_uri, num_shards=n_shards))
+            counts = (results.examples
+                      | "SplitClass" >> beam.Map(lambda r: (r[0], r[1]))
+                      | "Count" >> beam.combiners.Count.PerElement())
+            _ = (p
+                 | "ReportSeed" >> beam.Create([None])
+                 | "WriteReport" >> beam.Map(
+                     _write_report, listing=listing, report_path=report_path,
+                     skipped=beam.pvalue.AsList(results[_ReadAndEncode.SKIPPED]),
+                     counts=beam.pvalue.AsList(counts)))
+
+        with tf.io.gfile.GFile(report_path) as f:
+            report = json.load(f)
+        _record_on_artifact(examples, report)
+        logging.info("ImageExampleGen: ingested %d, skipped %d %s; report %s", report["ingested"],
+                     report["skipped"], report["skipped_by_reason"], report_path)
+        ingest_report.check_report(report, report_path)
+
+
+def _write_report(_, listing, report_path, skipped, counts) -> None:
+    report = ingest_report.build_report(listing, ingest_report.stray_entries(listing), list(skipped),
+                                        list(counts))
+    with tf.io.gfile.GFile(report_path, "w") as f:
+        json.dump(report, f, indent=1)
+
+
+def _record_on_artifact(examples: types.Artifact, report: Dict[str, Any]) -> None:
+    examples.span = 0
+    examples_utils.set_payload_format(examples, example_gen_pb2.PayloadFormat.FORMAT_TF_EXAMPLE)
+    examples_utils.set_file_format(examples, "tfrecords_gzip")
+    examples.set_string_custom_property(names.PROP_CLASS_NAMES, json.dumps(report["class_names"]))
+    examples.set_int_custom_property(names.PROP_FILES_SEEN, report["files_seen"])
+    examples.set_int_custom_property(names.PROP_INGESTED, report["ingested"])
+    examples.set_int_custom_property(names.PROP_SKIPPED, report["skipped"])
+    examples.set_string_custom_property(names.PROP_INGEST_REPORT, report_path_of(examples))
+    with tf.io.gfile.GFile(os.path.join(examples.uri, names.CLASS_NAMES_FILE), "w") as f:
+        json.dump(report["class_names"], f)
+
+
+def report_path_of(examples: types.Artifact) -> str:
+    return os.path.join(examples.uri, names.INGEST_REPORT_FILE)

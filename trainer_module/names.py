@@ -1,0 +1,90 @@
+"""Every name that crosses a module boundary, defined once.
+
+Feature keys, serving signature and output keys, the Trainer's run files, the Examples artifact's
+files and properties, and TFX's own node and output names that the run readers use. Writers and
+readers (ImageExampleGen, Transform, Trainer, serving signatures, TFMA config, the run report, the
+prediction client, bench/) all import them from here.
+
+Plain constants, no TensorFlow: clients import this module without loading TensorFlow. It lives in
+trainer_module/ because TFX hashes this folder for the Transform and Trainer cache, so a renamed
+key re-runs them.
+"""
+
+# The default label space: the Intel Image Classification scenes.
+INTEL_CLASS_NAMES = ("buildings", "forest", "glacier", "mountain", "sea", "street")
+
+# ---------------------------------------------------------------- raw examples (ImageExampleGen)
+IMAGE_KEY = "image"  # the file's original encoded bytes
+LABEL_KEY = "label"  # int64 index into the class names
+CLASS_NAME_KEY = "class_name"
+PATH_KEY = "path"  # relative to the data root
+HEIGHT_KEY = "height"
+WIDTH_KEY = "width"
+FORMAT_KEY = "format"  # jpeg, png, gif, bmp (from the file's magic bytes)
+
+# ---------------------------------------------------------------- transformed features (preprocessing_fn)
+TRANSFORMED_IMAGE_KEY = "image_resized"
+TRANSFORMED_LABEL_KEY = "label"
+TRANSFORMED_ONE_HOT_KEY = "label_one_hot"
+
+# ---------------------------------------------------------------- component custom_config keys
+TRAIN_CONFIG_KEY = "train_config"  # Trainer: the TrainConfig as a dict
+TRANSFORM_CLASS_NAMES_KEY = "class_names"  # Transform: the label space
+TRANSFORM_RESIZE_SIZE_KEY = "resize_size"  # Transform: side of the resized square image
+
+# ---------------------------------------------------------------- serving signatures
+SERVING_BYTES_SIGNATURE = "serving_default"  # encoded image bytes in, class scores out
+SERVING_EXAMPLES_SIGNATURE = "serving_examples"  # serialized tf.Examples in (TFMA)
+SERVING_BYTES_INPUT = "image_bytes"
+SERVING_EXAMPLES_INPUT = "examples"
+PROBABILITIES_OUTPUT = "probabilities"  # [batch, classes] float32
+CLASS_NAMES_OUTPUT = "class_names"  # [batch, classes] string
+PREDICTED_CLASS_OUTPUT = "predicted_class"  # [batch] string
+PREDICTED_PROBABILITY_OUTPUT = "predicted_probability"  # [batch] float32
+SERVING_OUTPUTS = (PROBABILITIES_OUTPUT, CLASS_NAMES_OUTPUT, PREDICTED_CLASS_OUTPUT,
+                   PREDICTED_PROBABILITY_OUTPUT)
+# In a SavedModel's assets.extra/: the class names, for people and clients.
+CLASS_NAMES_ASSET = "class_names.json"
+# Inside a TFX Trainer's Model artifact: the exported SavedModel.
+TRAINER_SERVING_SUBDIR = "Format-Serving"
+SAVED_MODEL_FILE = "saved_model.pb"
+
+# ---------------------------------------------------------------- the Trainer's model_run files
+HISTORY_FILE = "history.json"
+LR_SCHEDULE_PLOT = "lr_schedule.png"  # the (last) training phase
+LR_SCHEDULE_PHASE_PLOT = "lr_schedule_{phase}.png"  # an earlier phase (frozen-backbone head)
+LR_SCHEDULE_GLOB = "lr_schedule*.png"
+TENSORBOARD_DIR = "tensorboard"
+BACKUP_DIR = "backup"  # BackupAndRestore state, one folder per phase
+
+# ---------------------------------------------------------------- the Examples artifact
+INGEST_REPORT_FILE = "ingest_report.json"  # beside the splits
+CLASS_NAMES_FILE = "class_names.json"  # beside the splits
+# Custom properties ImageExampleGen sets on it.
+PROP_CLASS_NAMES = "class_names"  # JSON list
+PROP_FILES_SEEN = "files_seen"
+PROP_INGESTED = "ingested"
+PROP_SKIPPED = "skipped"
+PROP_INGEST_REPORT = "ingest_report"  # path of INGEST_REPORT_FILE
+
+# ---------------------------------------------------------------- TFX's names, as the run readers use them
+# Node ids in create_pipeline.
+EXAMPLE_GEN_NODE = "ImageExampleGen"
+TRAINER_NODE = "Trainer"
+EVALUATOR_NODE = "Evaluator"
+PUSHER_NODE = "Pusher"
+RESOLVER_NODE = "latest_blessed_model_resolver"
+# Output keys.
+EXAMPLES_OUTPUT = "examples"
+MODEL_OUTPUT = "model"
+MODEL_RUN_OUTPUT = "model_run"
+EVALUATION_OUTPUT = "evaluation"
+BLESSING_OUTPUT = "blessing"
+PUSHED_MODEL_OUTPUT = "pushed_model"
+# Properties TFX's Evaluator and Pusher set.
+PROP_BLESSED = "blessed"
+PROP_BASELINE_MODEL = "baseline_model"
+PROP_BASELINE_MODEL_ID = "baseline_model_id"
+PROP_CURRENT_MODEL_ID = "current_model_id"
+PROP_PUSHED = "pushed"
+PROP_PUSHED_DESTINATION = "pushed_destination"
