@@ -4,7 +4,7 @@
     python local_runner.py --data-dir ../shared/data/intel-dev --epochs 2
 
 Every field of pipeline.configs.PipelineConfig and trainer_module.train_config.TrainConfig is a flag;
-`--help` lists them with their defaults.
+`--help` lists each with its meaning, allowed values and default.
 """
 import os
 
@@ -18,8 +18,9 @@ from typing import List, Optional  # noqa: E402
 
 from absl import logging as absl_logging  # noqa: E402
 
-from data_sources import demo_data, sources
+from data_sources import demo_data, sources  # noqa: E402
 from pipeline import configs, flags  # noqa: E402
+from trainer_module import names  # noqa: E402
 from trainer_module.train_config import TrainConfig  # noqa: E402
 
 log = logging.getLogger("local_runner")
@@ -32,7 +33,8 @@ def parse_args(argv: Optional[List[str]] = None):
     flags.add_dataclass_flags(parser, TrainConfig, skip=("class_names",))
     args = parser.parse_args(argv)
     pipeline_cfg = configs.PipelineConfig(**flags.dataclass_overrides(args, configs.PipelineConfig))
-    train_overrides = flags.dataclass_overrides(args, TrainConfig)
+    # The label space is the pipeline's (--class-names or the data's folders), set in build().
+    train_overrides = flags.dataclass_overrides(args, TrainConfig, skip=("class_names",))
     return pipeline_cfg, train_overrides
 
 
@@ -40,7 +42,7 @@ def resolve_data(cfg: configs.PipelineConfig) -> str:
     """The local (or remote) folder to ingest: the configured source, or the demo dataset."""
     if cfg.data_dir:
         return sources.resolve_data_source(cfg.data_dir, os.path.join(cfg.cache_dir, "data"),
-                                               cfg.data_checksum or None)
+                                           cfg.data_checksum or None)
     demo_dir = os.path.join(cfg.cache_dir, f"demo-{cfg.demo_train_per_class}-{cfg.demo_eval_per_class}")
     demo_data.make_demo_dataset(demo_dir, train_per_class=cfg.demo_train_per_class,
                                 eval_per_class=cfg.demo_eval_per_class)
@@ -76,33 +78,33 @@ def build(cfg: configs.PipelineConfig, train_overrides: dict):
 
 def summarize(cfg: configs.PipelineConfig) -> str:
     """The closing log: what ran, the verdict, and where the outputs are."""
-    from run_report import store as run_summary
+    from run_report import store
 
-    nodes = run_summary.read_run(cfg.metadata_path)
+    nodes = store.read_run(cfg.metadata_path)
     lines = ["", "=" * 100, f"Pipeline '{cfg.pipeline_name}' finished. Components:"]
     lines += [f"  {node_id:32s} {node.state}" for node_id, node in sorted(nodes.items())]
-    examples = nodes["ImageExampleGen"].outputs["examples"][0]
-    report = run_summary.custom_property(examples, "ingest_report")
-    lines.append(f"Ingested {run_summary.custom_property(examples, 'ingested')} images, skipped "
-                 f"{run_summary.custom_property(examples, 'skipped')}; skipped-files report: {report}")
-    trainer = nodes.get("Trainer")
+    examples = nodes[names.EXAMPLE_GEN_NODE].outputs[names.EXAMPLES_OUTPUT][0]
+    lines.append(f"Ingested {store.custom_property(examples, names.PROP_INGESTED)} images, skipped "
+                 f"{store.custom_property(examples, names.PROP_SKIPPED)}; skipped-files report: "
+                 f"{store.custom_property(examples, names.PROP_INGEST_REPORT)}")
+    trainer = nodes.get(names.TRAINER_NODE)
     if trainer:
-        lines.append(f"Trained model:      {trainer.uri('model')}")
-        run_dir = trainer.uri("model_run")
-        lines.append(f"TensorBoard logs:   {os.path.join(run_dir, 'tensorboard')}  "
-                     f"(tensorboard --logdir {os.path.join(run_dir, 'tensorboard')})")
-        lines.append(f"LR schedule plot:   {os.path.join(run_dir, 'lr_schedule.png')}")
-    evaluator = nodes.get("Evaluator")
+        lines.append(f"Trained model:      {trainer.uri(names.MODEL_OUTPUT)}")
+        run_dir = trainer.uri(names.MODEL_RUN_OUTPUT)
+        tensorboard = os.path.join(run_dir, names.TENSORBOARD_DIR)
+        lines.append(f"TensorBoard logs:   {tensorboard}  (tensorboard --logdir {tensorboard})")
+        lines.append(f"LR schedule plot:   {os.path.join(run_dir, names.LR_SCHEDULE_PLOT)}")
+    evaluator = nodes.get(names.EVALUATOR_NODE)
     if evaluator:
-        blessing = evaluator.outputs["blessing"][0]
-        blessed = run_summary.custom_property(blessing, "blessed") == 1
-        lines.append(f"Evaluator output:   {evaluator.uri('evaluation')} "
+        blessing = evaluator.outputs[names.BLESSING_OUTPUT][0]
+        blessed = store.custom_property(blessing, names.PROP_BLESSED) == 1
+        lines.append(f"Evaluator output:   {evaluator.uri(names.EVALUATION_OUTPUT)} "
                      f"({'BLESSED' if blessed else 'NOT blessed'}: {blessing.uri})")
-    pusher = nodes.get("Pusher")
+    pusher = nodes.get(names.PUSHER_NODE)
     if pusher:
-        pushed = pusher.outputs["pushed_model"][0]
-        if run_summary.custom_property(pushed, "pushed") == 1:
-            lines.append(f"Pushed model:       {run_summary.custom_property(pushed, 'pushed_destination')}")
+        pushed = pusher.outputs[names.PUSHED_MODEL_OUTPUT][0]
+        if store.custom_property(pushed, names.PROP_PUSHED) == 1:
+            lines.append(f"Pushed model:       {store.custom_property(pushed, names.PROP_PUSHED_DESTINATION)}")
         else:
             lines.append(f"Pushed model:       nothing pushed (model not blessed); serving dir "
                          f"{cfg.serving_model_dir} unchanged")

@@ -12,7 +12,8 @@ from typing import Dict, List, Optional
 from tfx import types
 from tfx import v1 as tfx
 
-RESOLVER_ID = "latest_blessed_model_resolver"
+from trainer_module import names
+
 MODEL_KEY = "model"
 BLESSING_KEY = "model_blessing"
 CANDIDATE_KEY = "candidate"
@@ -47,11 +48,11 @@ def latest_blessed_model_resolver(candidate, exclude_candidate: bool = True) -> 
             strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
             model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
             model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
-        ).with_id(RESOLVER_ID)
+        ).with_id(names.RESOLVER_NODE)
     return tfx.dsl.Resolver(
         strategy_class=LatestBlessedOtherModelStrategy,
         model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
         model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
         # In a synchronous run this channel holds the Trainer's model of the current run only.
         candidate=candidate,
-    ).with_id(RESOLVER_ID)
+    ).with_id(names.RESOLVER_NODE)

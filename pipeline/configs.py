@@ -93,3 +93,64 @@ class PipelineConfig:
 def _check(ok: bool, name: str, value, rule: str) -> None:
     if not ok:
         raise ConfigError(f"{name}={value!r}: {rule}")
+
+
+@dataclasses.dataclass(frozen=True)
+class VertexConfig:
+    """Cluster knobs of kubeflow_v2_runner.py (Vertex AI Pipelines, Kubeflow Pipelines v2)."""
+
+    # Where: everything a step reads or writes is on gs://, the cluster cannot see this disk.
+    project: str = knob("", "Google Cloud project of the pipeline job, the training job, Dataflow and the "
+                            "endpoint; required")
+    region: str = knob("us-central1", "Vertex AI and Dataflow region")
+    bucket: str = knob("", "gs:// root of every path below left empty")
+    pipeline_root: str = knob("", "gs:// folder of every run's artifacts")
+    data_dir: str = knob("", "gs:// labelled images <split>/<class>/<image> or <class>/<image>, passed "
+                             "unchanged to ImageExampleGen")
+    serving_model_dir: str = knob("", "gs:// folder the Pusher copies a blessed model to (without --endpoint)")
+    image: str = knob("", "pipeline image built from ./Dockerfile: every step, the training job and the "
+                          "Dataflow workers run it")
+    output_file: str = knob("", "the compiled PipelineJob JSON")
+    cache_ingestion: bool = knob(False, "serve ImageExampleGen from the backend's cache while --data-dir is "
+                                        "unchanged (version your data paths); off: ingestion re-lists the "
+                                        "data on every run, and every later step runs again as its input "
+                                        "artifacts are new")
+    # Dataflow: the Beam components ImageExampleGen, StatisticsGen, Transform and Evaluator.
+    dataflow: bool = knob(False, "run the Beam components on Dataflow; otherwise Beam's DirectRunner in "
+                                 "each step's container")
+    temp_location: str = knob("", "Dataflow: gs:// temp and staging folder")
+    dataflow_machine_type: str = knob("n1-standard-4", "Dataflow: worker machine type")
+    dataflow_max_workers: int = knob(4, "Dataflow: autoscaling cap on the number of workers")
+    # Vertex AI Training: the Trainer.
+    vertex_training: bool = knob(True, "train in a Vertex AI custom job; --no-vertex-training trains "
+                                       "inside the Trainer step's container")
+    training_machine_type: str = knob("n1-standard-8", "Vertex AI Training: worker machine type")
+    accelerator_type: str = knob("NVIDIA_TESLA_T4", "Vertex AI Training: GPU type of the worker")
+    accelerator_count: int = knob(1, "Vertex AI Training: GPUs on the worker (more than 1: "
+                                     "MirroredStrategy, --batch-size per GPU); 0 trains on CPU")
+    # Vertex AI endpoint: the Pusher.
+    endpoint: str = knob("", "deploy a blessed model to this Vertex AI endpoint (created if missing); "
+                             "empty copies it to --serving-model-dir")
+    serving_machine_type: str = knob("n1-standard-4", "endpoint: machine type of the deployed model")
+    serving_image: str = knob("us-docker.pkg.dev/vertex-ai/prediction/tf2-cpu.2-15:latest",
+                              "endpoint: serving container (Vertex's newest prebuilt TensorFlow image; "
+                              "there is none for 2.16)")
+    # Submission.
+    submit: bool = knob(False, "submit the compiled job to Vertex AI Pipelines (needs credentials); "
+                               "otherwise compile only (no credentials, no network)")
+    service_account: str = knob("", "service account that runs the pipeline job, the training job and the "
+                                    "Dataflow workers; empty: the project's Compute Engine default")
+    labels: Tuple[str, ...] = knob((), "labels of the pipeline job, each key=value")
+
+    def __post_init__(self):
+        object.__setattr__(self, "labels", tuple(self.labels))
+        _check(self.dataflow_max_workers >= 1, "dataflow_max_workers", self.dataflow_max_workers, "must be >= 1")
+        _check(self.accelerator_count >= 0, "accelerator_count", self.accelerator_count, "must be >= 0")
+        for label in self.labels:
+            key, sep, _ = label.partition("=")
+            _check(bool(sep and key), "labels", label, "each label must be key=value")
+
+    @property
+    def label_dict(self) -> dict:
+        """The labels as the PipelineJob takes them: {key: value}."""
+        return dict(label.split("=", 1) for label in self.labels)

@@ -1,11 +1,10 @@
 """The Evaluator's TFMA configuration: the metrics users read and the thresholds that gate a push.
 
-Metric keys (what pipeline/report.py reads back with tfma.load_metrics / load_plots):
+Metric keys (what run_report/ reads back with tfma.load_metrics / load_plots):
   overall, no sub key:   example_count, sparse_categorical_accuracy (gated),
                          multi_class_confusion_matrix_plot (a plot)
   sub key class_id=i, top_k=1:  precision, recall, f1_score of class i, where "predicted i" means
-                         i is the top-1 class (argmax), as a user reads a classifier; only when
-                         the class names are given (TFMA's binarization needs the class ids)
+                         i is the top-1 class (argmax), as a user reads a classifier
   sub key k=1:           calibration (mean top-1 probability / top-1 accuracy; 1.0 is calibrated)
                          and calibration_plot (reliability buckets of the top-1 probability, from
                          which the report derives the expected calibration error; TFMA has no
@@ -29,12 +28,15 @@ CALIBRATION_BUCKETS = 10
 
 
 def make_eval_config(accuracy_lower_bound: float, accuracy_max_drop: float,
-                     class_names: Sequence[str] = ()) -> tfma.EvalConfig:
-    """TFMA config: overall accuracy gated absolutely and against the baseline; sliced by class.
+                     class_names: Sequence[str]) -> tfma.EvalConfig:
+    """TFMA config: overall accuracy gated absolutely and against the baseline; per-class precision,
+    recall and F1; everything also sliced by true class.
 
     The change threshold only applies when the Evaluator gets a baseline model (TFX drops it on
-    the first run). class_names adds per-class precision, recall and F1.
+    the first run).
     """
+    if not class_names:
+        raise ValueError("make_eval_config needs the class names (per-class metrics use their ids)")
     accuracy_threshold = tfma.MetricThreshold(
         value_threshold=tfma.GenericValueThreshold(lower_bound={"value": accuracy_lower_bound}),
         change_threshold=tfma.GenericChangeThreshold(
@@ -56,15 +58,14 @@ def make_eval_config(accuracy_lower_bound: float, accuracy_max_drop: float,
             tfma.MetricConfig(class_name="CalibrationPlot",
                               config=f'{{"num_buckets": {CALIBRATION_BUCKETS}}}'),
         ]),
-    ]
-    if class_names:
         # top_k=1 with threshold 0: class i counts as predicted iff it is the argmax. (Binarizing
         # alone thresholds each probability at 0.5; top_k alone has a -inf threshold that, in
         # TFMA 0.47, counts every example as predicted for a class that is never the argmax.)
-        metrics_specs.append(tfma.MetricsSpec(
+        tfma.MetricsSpec(
             binarize=tfma.BinarizationOptions(class_ids={"values": list(range(len(class_names)))}),
             metrics=[tfma.MetricConfig(class_name=name, config='{"top_k": 1, "thresholds": [0.0]}')
-                     for name in ("Precision", "Recall", "F1Score")]))
+                     for name in ("Precision", "Recall", "F1Score")]),
+    ]
     return tfma.EvalConfig(
         model_specs=[tfma.ModelSpec(signature_name=names.SERVING_EXAMPLES_SIGNATURE,
                                     label_key=names.LABEL_KEY,

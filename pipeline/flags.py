@@ -56,8 +56,8 @@ def add_dataclass_flags(parser: argparse.ArgumentParser, cls, skip: Sequence[str
         group.add_argument(flag_name(field.name), **kwargs)
 
 
-def dataclass_overrides(args: argparse.Namespace, cls) -> Dict[str, Any]:
-    """The fields of `cls` that were set on the command line."""
+def dataclass_overrides(args: argparse.Namespace, cls, skip: Sequence[str] = ()) -> Dict[str, Any]:
+    """The fields of `cls` (but `skip`) that were set on the command line."""
     values = vars(args)
     return {f.name: values[f.name] for f in dataclasses.fields(cls)
-            if values.get(f.name) is not None}
+            if f.name not in skip and values.get(f.name) is not None}

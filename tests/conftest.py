@@ -1,4 +1,4 @@
-"""Test set-up: Keras 2 before TensorFlow loads, and tests/ importable (image_factory)."""
+"""Test set-up: Keras 2 before TensorFlow loads, tests/ importable, and the shared pipeline runs."""
 import os
 import sys
 
@@ -17,3 +17,12 @@ def _argv_without_pytest_options():
     sys.argv = saved[:1]
     yield
     sys.argv = saved
+
+
+@pytest.fixture(scope="session")
+def gate_runs(tmp_path_factory):
+    """Pipeline runs A (trains, blessed), B (unchanged: CACHED) and C (weak: not blessed), made once
+    per session and shared by the end-to-end, gate, report and predict tests (tests/pipeline_runs.py)."""
+    import pipeline_runs
+
+    return pipeline_runs.run_gate_pipelines(str(tmp_path_factory.mktemp("gate")))

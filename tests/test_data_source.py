@@ -19,19 +19,16 @@ import zipfile
 
 import pytest
 
-from data_sources import sources as ds
+from data_sources import archives, sources as ds
+from data_sources.archives import dataset_root, safe_extract
+from data_sources.errors import ChecksumMismatchError, DataSourceError, UnsafeArchiveError
 from data_sources.sources import (
-    ChecksumMismatchError,
-    DataSourceError,
-    UnsafeArchiveError,
-    dataset_root,
     download,
     file_digest,
     gdrive_file_id,
     is_url,
     parse_checksum,
     resolve_data_source,
-    safe_extract,
     verify_checksum,
 )
 
@@ -445,7 +442,7 @@ def test_local_archive_extracted_once(tmp_path, cache_dir, monkeypatch):
     assert downloads_files(cache_dir) == []
 
     # Second resolve reuses the extraction (safe_extract must not run again).
-    monkeypatch.setattr(ds, "safe_extract", lambda *a: pytest.fail("re-extracted"))
+    monkeypatch.setattr(archives, "safe_extract", lambda *a: pytest.fail("re-extracted"))
     assert resolve_data_source(archive, cache_dir, checksum=checksum) == root
 
     with pytest.raises(ChecksumMismatchError):

@@ -1,87 +1,28 @@
 """The evaluation gate: TFMA config semantics, the baseline resolver, and the gate in real runs.
 
-The slow tests share three pipeline runs in one output dir (`pipeline_runs`, also used by
-test_report.py and test_predict.py, made once per pytest process):
-  A  a model trained normally, gate bound 0.0: blessed and pushed;
-  B  the unchanged pipeline again: everything CACHED, nothing evaluated or pushed;
-  C  a weak candidate (learning rate 1e-6, default bound 0.5) against A as baseline: not blessed.
+The slow tests read the session's pipeline runs A (blessed, pushed), B (unchanged: CACHED) and C
+(weak candidate: not blessed); see tests/pipeline_runs.py.
 """
-import dataclasses
 import json
 import os
-from typing import Dict, List, Optional
 
 import pytest
 import tensorflow as tf
 import tensorflow_model_analysis as tfma
-from ml_metadata import metadata_store
-from ml_metadata.proto import metadata_store_pb2
 from tfx.dsl.compiler import compiler
 from tfx.types import standard_artifacts
 
-import image_factory
-import local_runner
-from components import baseline_resolver
 import pipeline.pipeline as pipeline_module
+from components import baseline_resolver
 from pipeline import configs, evaluation
-from run_report import store as run_summary
+from pipeline_runs import pushed_dir
+from run_report import store
+from trainer_module import names
 from trainer_module.train_config import TrainConfig
-
-BASE_FLAGS = ["--epochs", "2", "--image-size", "64", "--resize-size", "72", "--batch-size", "16",
-              "--demo-train-per-class", "24", "--demo-eval-per-class", "6"]
-GOOD_FLAGS = [*BASE_FLAGS, "--accuracy-lower-bound", "0.0"]
-# An essentially untrained model: about chance (1/6) accuracy, far below the default bound 0.5.
-WEAK_FLAGS = [*BASE_FLAGS, "--learning-rate", "1e-6"]
-
-
-# ---------------------------------------------------------------- shared pipeline runs
-
-@dataclasses.dataclass
-class GateRuns:
-    cfg: configs.PipelineConfig
-    run_ids: List[str]  # A, B, C
-    nodes: List[Dict[str, run_summary.NodeRun]]
-    serving: List[Dict[str, str]]  # tree_digest of the serving dir after each run
-    evaluator_executions: List[int]  # Evaluator executions in ML Metadata after each run
-
-
-_RUNS: Optional[GateRuns] = None
-
-
-def _evaluator_executions(cfg: configs.PipelineConfig) -> int:
-    config = metadata_store_pb2.ConnectionConfig()
-    config.sqlite.filename_uri = cfg.metadata_path
-    config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
-    store = metadata_store.MetadataStore(config)
-    node = store.get_context_by_type_and_name("node", f"{cfg.pipeline_name}.Evaluator")
-    return sum(1 for e in store.get_executions_by_context(node.id)
-               if e.last_known_state == metadata_store_pb2.Execution.COMPLETE)
-
-
-def pipeline_runs(tmp_path_factory) -> GateRuns:
-    """Runs A, B and C once per test process (see the module docstring)."""
-    global _RUNS
-    if _RUNS is None:
-        out = str(tmp_path_factory.mktemp("gate"))
-        runs = GateRuns(local_runner.parse_args(["--output-dir", out, *GOOD_FLAGS])[0], [], [], [], [])
-        for flags in (GOOD_FLAGS, GOOD_FLAGS, WEAK_FLAGS):
-            assert local_runner.main(["--output-dir", out, *flags]) == 0
-            runs.run_ids.append(run_summary.run_ids(runs.cfg.metadata_path)[-1])
-            runs.nodes.append(run_summary.read_run(runs.cfg.metadata_path))
-            runs.serving.append(image_factory.tree_digest(runs.cfg.serving_model_dir))
-            runs.evaluator_executions.append(_evaluator_executions(runs.cfg))
-        _RUNS = runs
-    return _RUNS
-
-
-def pushed_dir(runs: GateRuns) -> str:
-    """The version dir run A pushed."""
-    pushed = runs.nodes[0]["Pusher"].outputs["pushed_model"][0]
-    return run_summary.custom_property(pushed, "pushed_destination")
 
 
 def _blessing(nodes):
-    return nodes["Evaluator"].outputs["blessing"][0]
+    return nodes[names.EVALUATOR_NODE].outputs[names.BLESSING_OUTPUT][0]
 
 
 # ---------------------------------------------------------------- resolver strategy (fast)
@@ -95,8 +36,8 @@ def _model(model_id: int):
 def _blessing_for(model_id: int, blessed: bool):
     blessing = standard_artifacts.ModelBlessing()
     blessing.id = 1000 + model_id
-    blessing.set_int_custom_property("current_model_id", model_id)
-    blessing.set_int_custom_property("blessed", int(blessed))
+    blessing.set_int_custom_property(names.PROP_CURRENT_MODEL_ID, model_id)
+    blessing.set_int_custom_property(names.PROP_BLESSED, int(blessed))
     return blessing
 
 
@@ -122,27 +63,27 @@ def test_no_baseline_when_only_the_candidate_is_blessed():
 
 def _compiled_resolver(exclude_candidate: bool):
     """The resolver node of the compiled (IR) pipeline."""
-    names = ["a", "b"]
+    class_names = ["a", "b"]
     ir = compiler.Compiler().compile(pipeline_module.create_pipeline(
-        pipeline_name="p", pipeline_root="/tmp/p", data_root="/tmp/data", class_names=names,
+        pipeline_name="p", pipeline_root="/tmp/p", data_root="/tmp/data", class_names=class_names,
         eval_fraction=0.2, transform_module=configs.TRANSFORM_MODULE_FILE,
         trainer_module=configs.TRAINER_MODULE_FILE,
-        train_config=json.loads(TrainConfig(class_names=tuple(names)).to_json()),
+        train_config=json.loads(TrainConfig(class_names=tuple(class_names)).to_json()),
         accuracy_lower_bound=0.5, accuracy_max_drop=0.02, serving_model_dir="/tmp/serving",
         exclude_candidate_from_baseline=exclude_candidate))
     return next(n.pipeline_node for n in ir.nodes
-                if n.pipeline_node.node_info.id == baseline_resolver.RESOLVER_ID)
+                if n.pipeline_node.node_info.id == names.RESOLVER_NODE)
 
 
 def test_compiled_resolver_reads_this_runs_candidate():
     node = _compiled_resolver(exclude_candidate=True)
     assert "LatestBlessedOtherModelStrategy" in str(node.inputs.input_graphs)
     candidate = [spec for spec in node.inputs.inputs.values()
-                 if any(c.producer_node_query.id == "Trainer" for c in spec.channels)]
+                 if any(c.producer_node_query.id == names.TRAINER_NODE for c in spec.channels)]
     assert len(candidate) == 1
     # Scoped to the current pipeline run: the candidate is this run's Trainer output only.
     assert "pipeline_run" in {q.type.name for q in candidate[0].channels[0].context_queries}
-    assert "Trainer" in node.upstream_nodes
+    assert names.TRAINER_NODE in node.upstream_nodes
 
 
 def test_stock_strategy_when_candidate_not_excluded():
@@ -150,7 +91,7 @@ def test_stock_strategy_when_candidate_not_excluded():
     node = _compiled_resolver(exclude_candidate=False)
     assert "LatestBlessedModelStrategy" in str(node.inputs.input_graphs)
     assert "LatestBlessedOtherModelStrategy" not in str(node.inputs.input_graphs)
-    assert not any(c.producer_node_query.id == "Trainer"
+    assert not any(c.producer_node_query.id == names.TRAINER_NODE
                    for spec in node.inputs.inputs.values() for c in spec.channels)
 
 
@@ -222,18 +163,18 @@ def test_gate_applies_to_the_overall_slice_only(offline_eval):
 # ---------------------------------------------------------------- the gate in pipeline runs
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-    return pipeline_runs(tmp_path_factory)
+def runs(gate_runs):
+    return gate_runs
 
 
 @pytest.mark.slow
 def test_first_model_is_blessed_without_baseline_and_pushed(runs):
     nodes = runs.nodes[0]
     blessing = _blessing(nodes)
-    assert run_summary.custom_property(blessing, "blessed") == 1
-    assert run_summary.custom_property(blessing, "baseline_model_id") is None
-    assert nodes[baseline_resolver.RESOLVER_ID].outputs.get("model", []) == []
-    assert os.path.isfile(os.path.join(pushed_dir(runs), "saved_model.pb"))
+    assert store.custom_property(blessing, names.PROP_BLESSED) == 1
+    assert store.custom_property(blessing, names.PROP_BASELINE_MODEL_ID) is None
+    assert nodes[names.RESOLVER_NODE].outputs.get("model", []) == []
+    assert os.path.isfile(os.path.join(pushed_dir(runs), names.SAVED_MODEL_FILE))
     versions = {p.split(os.sep)[0] for p in runs.serving[0]}
     assert versions == {os.path.basename(pushed_dir(runs))}
 
@@ -241,10 +182,10 @@ def test_first_model_is_blessed_without_baseline_and_pushed(runs):
 @pytest.mark.slow
 def test_unchanged_rerun_evaluates_and_pushes_nothing(runs):
     nodes = runs.nodes[1]
-    for node in ("Trainer", "Evaluator", "Pusher"):
+    for node in (names.TRAINER_NODE, names.EVALUATOR_NODE, names.PUSHER_NODE):
         assert nodes[node].state == "CACHED", (node, nodes[node].state)
     # The resolver excluded the (blessed) candidate: no baseline, as in run A.
-    assert nodes[baseline_resolver.RESOLVER_ID].outputs.get("model", []) == []
+    assert nodes[names.RESOLVER_NODE].outputs.get("model", []) == []
     assert runs.evaluator_executions[1] == runs.evaluator_executions[0] == 1
     assert runs.serving[1] == runs.serving[0]
 
@@ -252,15 +193,15 @@ def test_unchanged_rerun_evaluates_and_pushes_nothing(runs):
 @pytest.mark.slow
 def test_weak_candidate_is_not_blessed_and_serving_dir_is_untouched(runs):
     nodes = runs.nodes[2]
-    assert nodes["Trainer"].state == "COMPLETE"  # a new candidate
+    assert nodes[names.TRAINER_NODE].state == "COMPLETE"  # a new candidate
     blessing = _blessing(nodes)
-    good_model = runs.nodes[0]["Trainer"].outputs["model"][0]
-    assert run_summary.custom_property(blessing, "blessed") == 0
-    assert run_summary.custom_property(blessing, "baseline_model_id") == good_model.id
-    validation = tfma.load_validation_result(nodes["Evaluator"].uri("evaluation"))
+    good_model = runs.nodes[0][names.TRAINER_NODE].outputs[names.MODEL_OUTPUT][0]
+    assert store.custom_property(blessing, names.PROP_BLESSED) == 0
+    assert store.custom_property(blessing, names.PROP_BASELINE_MODEL_ID) == good_model.id
+    validation = tfma.load_validation_result(nodes[names.EVALUATOR_NODE].uri(names.EVALUATION_OUTPUT))
     assert not validation.validation_ok
     failed = {f.metric_key.name for s in validation.metric_validations_per_slice for f in s.failures}
     assert evaluation.ACCURACY in failed
-    pushed = nodes["Pusher"].outputs["pushed_model"][0]
-    assert run_summary.custom_property(pushed, "pushed") == 0
+    pushed = nodes[names.PUSHER_NODE].outputs[names.PUSHED_MODEL_OUTPUT][0]
+    assert store.custom_property(pushed, names.PROP_PUSHED) == 0
     assert runs.serving[2] == runs.serving[1] and runs.serving[2]  # byte-identical, not empty

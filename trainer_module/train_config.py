@@ -60,7 +60,7 @@ class TrainConfig:
     epochs: int = knob(5, "passes over the training examples, frozen-backbone epochs included")
     learning_rate: float = knob(0.01, "peak learning rate")
     optimizer: str = knob("sgd", "optimizer (sgd has momentum)", OPTIMIZERS)
-    momentum: float = knob(0.9, "SGD momentum")
+    momentum: float = knob(0.9, "momentum of the SGD optimizer (sgd only)")
     weight_decay: float = knob(0.0, "decoupled weight decay of the optimizer; 0 turns it off, for AdamW too")
     schedule: str = knob("constant", "learning-rate schedule: constant, linear warmup then cosine decay "
                                      "(Keras CosineDecay), or step decay (Keras ExponentialDecay, staircase)",
