@@ -26,3 +26,14 @@ def gate_runs(tmp_path_factory):
     import pipeline_runs
 
     return pipeline_runs.run_gate_pipelines(str(tmp_path_factory.mktemp("gate")))
+
+
+# The tests that read the shared pipeline runs run on one xdist worker (scripts/test.sh runs two),
+# so the runs are made once while the other worker takes the rest of the suite.
+PIPELINE_RUNS_GROUP = "pipeline_runs"
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if "gate_runs" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group(PIPELINE_RUNS_GROUP))
