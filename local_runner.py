@@ -120,9 +120,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     from tfx import v1 as tfx
     tfx.orchestration.LocalDagRunner().run(pipeline)
     print(summarize(cfg), flush=True)
-    from run_report import report
+    from run_report.writer import write_report
     try:
-        print(f"Run report:         {report.write_report(cfg.metadata_path)}", flush=True)
+        print(f"Run report:         {write_report(cfg.metadata_path)}", flush=True)
     except Exception:  # the run itself finished; the report is only a view of it
         log.exception("could not write the run report")
     return 0

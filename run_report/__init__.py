@@ -1,2 +1,16 @@
 """The run report: what a pipeline run did and why its model was or was not blessed, read back from
-ML Metadata and the artifacts (`python -m run_report OUTPUT_DIR`)."""
+ML Metadata and the artifacts (`python -m run_report OUTPUT_DIR`; `writer.write_report` in code).
+
+    store.py         ML Metadata queries: runs, nodes, artifact properties, the configured eval config
+    tfma_results.py  what TFMA wrote: metrics, plots, the validation and each threshold's verdict
+    run_data.py      everything one report shows, gathered from the two above and the artifacts
+    tables.py        numbers derived for the tables (class rows, macro F1, overall rows)
+    plots.py         the figures, as PNG bytes
+    html_page.py     the page: sections, tables and embedded figures
+    writer.py        write_report: report.html and its PNGs on disk
+    __main__.py      the command line
+"""
+import os
+
+# TFMA needs Keras 2: set before any module of the package loads TensorFlow.
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")

@@ -1,11 +1,21 @@
-"""What a pipeline run produced, read back from ML Metadata (for the runner's closing log and tests)."""
+"""What a pipeline run recorded in ML Metadata: its runs, each node's state and output artifacts,
+their properties, the run's pipeline and the eval config its Evaluator was given.
+
+Every ML Metadata query of the run report lives here; the runner's closing log, bench/ and the
+tests read runs through it too. TensorFlow-free: opening a run does not load TensorFlow.
+"""
 import dataclasses
+import glob
 import os
 from typing import Dict, List, Optional
 
 from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2
+from tfx.dsl.compiler import constants as tfx_constants
 
+from trainer_module import names
+
+METADATA_FILE = "metadata.sqlite"  # PipelineConfig.metadata_path: <output>/metadata/<pipeline>/
 _OUTPUT_EVENTS = (metadata_store_pb2.Event.OUTPUT, metadata_store_pb2.Event.DECLARED_OUTPUT)
 _STATE_NAMES = {v: k for k, v in metadata_store_pb2.Execution.State.items()}
 
@@ -18,42 +28,77 @@ class NodeRun:
     outputs: Dict[str, List[metadata_store_pb2.Artifact]]
 
     def uri(self, key: str) -> Optional[str]:
+        """The URI of the first artifact of output `key` (None when there is none)."""
         artifacts = self.outputs.get(key) or []
         return artifacts[0].uri if artifacts else None
 
 
-def _store(metadata_path: str) -> metadata_store.MetadataStore:
+def open_readonly(metadata_path: str) -> metadata_store.MetadataStore:
+    """A read-only connection to a SQLite ML Metadata database."""
     config = metadata_store_pb2.ConnectionConfig()
     config.sqlite.filename_uri = metadata_path
     config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
     return metadata_store.MetadataStore(config)
 
 
+def find_metadata(path: str) -> str:
+    """The ML Metadata database for an output dir, a pipeline root or the database itself."""
+    if os.path.isfile(path):
+        return path
+    candidates = [os.path.join(path, METADATA_FILE)]
+    candidates += sorted(glob.glob(os.path.join(path, "metadata", "*", METADATA_FILE)))
+    # <output>/pipelines/<name> (the pipeline root) -> <output>/metadata/<name>/metadata.sqlite
+    parent, name = os.path.split(os.path.normpath(path))
+    if os.path.basename(parent) == "pipelines":
+        candidates.append(os.path.join(os.path.dirname(parent), "metadata", name, METADATA_FILE))
+    found = sorted({c for c in candidates if os.path.isfile(c)})
+    if not found:
+        raise FileNotFoundError(f"no ML Metadata database ({METADATA_FILE}) for {path}")
+    if len(found) > 1:
+        raise ValueError(f"{path} holds several pipelines; pass one database: {found}")
+    return found[0]
+
+
+def _runs(mlmd: metadata_store.MetadataStore) -> List[metadata_store_pb2.Context]:
+    return sorted(mlmd.get_contexts_by_type(tfx_constants.PIPELINE_RUN_CONTEXT_TYPE_NAME),
+                  key=lambda c: (c.create_time_since_epoch, c.id))
+
+
 def run_ids(metadata_path: str) -> List[str]:
     """Run ids (pipeline_run context names), oldest first."""
-    store = _store(metadata_path)
-    runs = sorted(store.get_contexts_by_type("pipeline_run"), key=lambda c: (c.create_time_since_epoch, c.id))
-    return [c.name for c in runs]
+    return [c.name for c in _runs(open_readonly(metadata_path))]
+
+
+def _run(mlmd: metadata_store.MetadataStore, metadata_path: str,
+         run_id: Optional[str]) -> metadata_store_pb2.Context:
+    """The pipeline_run context of run_id (default: the latest run)."""
+    runs = _runs(mlmd)
+    if not runs:
+        raise LookupError(f"no pipeline run recorded in {metadata_path}")
+    run = runs[-1] if run_id is None else next((c for c in runs if c.name == run_id), None)
+    if run is None:
+        raise LookupError(f"no run {run_id!r} in {metadata_path}; runs: {[c.name for c in runs]}")
+    return run
+
+
+def _node_id(node_context: metadata_store_pb2.Context) -> str:
+    """TFX names a node context "<pipeline>.<node id>"."""
+    return node_context.name.split(".", 1)[-1]
 
 
 def read_run(metadata_path: str, run_id: Optional[str] = None) -> Dict[str, NodeRun]:
     """{node id: NodeRun} for one run (default: the latest)."""
     if not os.path.exists(metadata_path):
         raise FileNotFoundError(f"no ML Metadata database at {metadata_path}")
-    store = _store(metadata_path)
-    runs = sorted(store.get_contexts_by_type("pipeline_run"), key=lambda c: (c.create_time_since_epoch, c.id))
-    if not runs:
-        raise LookupError(f"no pipeline run recorded in {metadata_path}")
-    run = runs[-1] if run_id is None else next((c for c in runs if c.name == run_id), None)
-    if run is None:
-        raise LookupError(f"no run {run_id!r} in {metadata_path}; runs: {[c.name for c in runs]}")
-    node_type = store.get_context_type("node").id
+    mlmd = open_readonly(metadata_path)
+    run = _run(mlmd, metadata_path, run_id)
+    node_type = mlmd.get_context_type(tfx_constants.NODE_CONTEXT_TYPE_NAME).id
     nodes = {}
-    for execution in store.get_executions_by_context(run.id):
-        node_ctx = [c for c in store.get_contexts_by_execution(execution.id) if c.type_id == node_type]
-        node_id = node_ctx[0].name.split(".", 1)[-1] if node_ctx else str(execution.id)
-        events = [e for e in store.get_events_by_execution_ids([execution.id]) if e.type in _OUTPUT_EVENTS]
-        artifacts = {a.id: a for a in store.get_artifacts_by_id([e.artifact_id for e in events])}
+    for execution in mlmd.get_executions_by_context(run.id):
+        node_ctx = [c for c in mlmd.get_contexts_by_execution(execution.id) if c.type_id == node_type]
+        node_id = _node_id(node_ctx[0]) if node_ctx else str(execution.id)
+        events = [e for e in mlmd.get_events_by_execution_ids([execution.id]) if e.type in _OUTPUT_EVENTS]
+        artifacts = {a.id: a for a in mlmd.get_artifacts_by_id([e.artifact_id for e in events])}
         outputs: Dict[str, List[metadata_store_pb2.Artifact]] = {}
         for event in events:
             key = event.path.steps[0].key if event.path.steps else ""
@@ -68,3 +113,48 @@ def custom_property(artifact: metadata_store_pb2.Artifact, name: str):
         return None
     value = artifact.custom_properties[name]
     return getattr(value, value.WhichOneof("value"))
+
+
+def output_property(node: Optional[NodeRun], key: str, name: str):
+    """Custom property `name` of a node's first `key` output (None without the node or output)."""
+    artifacts = node.outputs.get(key) if node else None
+    return custom_property(artifacts[0], name) if artifacts else None
+
+
+def pipeline_name(metadata_path: str, run_id: str) -> str:
+    """The name of the pipeline a run belongs to ("" when ML Metadata does not say)."""
+    mlmd = open_readonly(metadata_path)
+    pipeline_type = mlmd.get_context_type(tfx_constants.PIPELINE_CONTEXT_TYPE_NAME).id
+    for execution in mlmd.get_executions_by_context(_run(mlmd, metadata_path, run_id).id):
+        for context in mlmd.get_contexts_by_execution(execution.id):
+            if context.type_id == pipeline_type:
+                return context.name
+    return ""
+
+
+def configured_eval_config_json(metadata_path: str, run_id: str) -> Optional[str]:
+    """The eval config the run's Evaluator was given (its execution property), as JSON text.
+
+    It still holds the change thresholds that TFX drops when there is no baseline; the eval
+    config TFMA saves beside its results does not. None when the run has no Evaluator.
+    """
+    mlmd = open_readonly(metadata_path)
+    node_type = mlmd.get_context_type(tfx_constants.NODE_CONTEXT_TYPE_NAME).id
+    for execution in mlmd.get_executions_by_context(_run(mlmd, metadata_path, run_id).id):
+        if names.EVAL_CONFIG_EXEC_PROPERTY not in execution.custom_properties:
+            continue
+        if any(c.type_id == node_type and _node_id(c) == names.EVALUATOR_NODE
+               for c in mlmd.get_contexts_by_execution(execution.id)):
+            return execution.custom_properties[names.EVAL_CONFIG_EXEC_PROPERTY].string_value
+    return None
+
+
+def pipeline_root(nodes: Dict[str, NodeRun]) -> Optional[str]:
+    """The pipeline root, from any artifact a component wrote as <root>/<node>/<key>/<id>."""
+    for node_id, node in sorted(nodes.items()):
+        for key, artifacts in node.outputs.items():
+            for artifact in artifacts:
+                parts = artifact.uri.rstrip("/").split("/")
+                if len(parts) > 3 and parts[-3] == node_id and parts[-2] == key:
+                    return "/".join(parts[:-3])
+    return None

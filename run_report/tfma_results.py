@@ -5,17 +5,28 @@ eval config TFMA saved beside them), so the report shows exactly what the gate d
 """
 import dataclasses
 import math
+import os
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
+import tensorflow as tf
 import tensorflow_model_analysis as tfma
+from google.protobuf import json_format
 from tensorflow_model_analysis.slicer import slicer_lib
 from tensorflow_model_analysis.writers import eval_config_writer
 
+from trainer_module import names
 
 SliceKey = Tuple[Tuple[str, object], ...]  # () is the overall slice
 SubKey = Tuple[Tuple[str, int], ...]  # e.g. (("class_id", 2), ("top_k", 1)); () for none
 OVERALL: SliceKey = ()
+# The eval config TFMA saves beside its metrics, plots and validation (eval_config.json).
+_EVAL_CONFIG_FILE = f"{eval_config_writer.EVAL_CONFIG_FILE}.{eval_config_writer.EVAL_CONFIG_FILE_FORMAT}"
+
+
+def class_slice(class_name: str) -> SliceKey:
+    """The slice of the examples whose true class is class_name (the config slices by it)."""
+    return ((names.CLASS_NAME_KEY, class_name),)
 
 
 @dataclasses.dataclass
@@ -32,6 +43,7 @@ class ThresholdCheck:
 
 @dataclasses.dataclass
 class CalibrationBucket:
+    """One probability bucket of TFMA's calibration plot: its range, examples and sums."""
     lower: float
     upper: float
     count: float
@@ -210,6 +222,16 @@ def _unapplied_change_thresholds(configured: Optional[tfma.EvalConfig]) -> List[
             for kind, bound in [_bound_text(threshold)]]
 
 
+def has_results(output_uri: Optional[str]) -> bool:
+    """Whether TFMA wrote results in output_uri (not when the Evaluator failed before writing)."""
+    return bool(output_uri) and tf.io.gfile.exists(os.path.join(output_uri, _EVAL_CONFIG_FILE))
+
+
+def parse_eval_config(text: Optional[str]) -> Optional[tfma.EvalConfig]:
+    """An EvalConfig from its JSON text (as TFX records it in ML Metadata); None for None."""
+    return None if text is None else json_format.Parse(text, tfma.EvalConfig())
+
+
 def load(output_uri: str, num_classes: int,
          configured_eval_config: Optional[tfma.EvalConfig] = None) -> EvalResults:
     """Everything the report needs from one Evaluator output directory.
@@ -231,4 +253,5 @@ def load(output_uri: str, num_classes: int,
 
 
 def nan_to_none(value: Optional[float]) -> Optional[float]:
+    """None for a missing or NaN metric (TFMA reports 0/0 as NaN)."""
     return None if value is None or math.isnan(value) else value

@@ -1,6 +1,6 @@
-"""Classify image files with the pushed SavedModel, as a TF Serving client would see it.
+r"""Classify image files with the pushed SavedModel, as a TF Serving client would see it.
 
-    python -m pipeline.predict --model outputs/serving_model/intel-scenes photos/ extra.jpg \
+    python -m serving_client.predict --model outputs/serving_model/intel-scenes photos/ extra.jpg \
         [--out predictions.csv] [--top-k 3] [--batch-size 32]
 
 --model is a serving dir (the highest numeric version is used), one version dir, or a Trainer
@@ -15,25 +15,23 @@ import os
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")  # before TensorFlow loads
 
 import argparse  # noqa: E402
-import base64  # noqa: E402
 import csv  # noqa: E402
 import dataclasses  # noqa: E402
-import json  # noqa: E402
 import re  # noqa: E402
 import sys  # noqa: E402
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union  # noqa: E402
+from typing import Dict, List, Optional, Sequence, Tuple  # noqa: E402
 
 import tensorflow as tf  # noqa: E402
 
-SIGNATURE = "serving_default"
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".bmp")
-SAVED_MODEL_FILE = "saved_model.pb"
-TRAINER_SERVING_SUBDIR = "Format-Serving"  # inside a TFX Trainer's model artifact
+from trainer_module import names  # noqa: E402
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".bmp")  # what a folder is searched for
 CSV_FIELDS = ("path", "predicted_class", "probability", "top_k", "error")
 
 
 @dataclasses.dataclass
 class Prediction:
+    """One file's result: its top class and top-k (class, probability), or why it failed."""
     path: str
     predicted_class: str = ""
     probability: Optional[float] = None
@@ -48,113 +46,33 @@ def resolve_model_dir(path: str) -> str:
 
     The Pusher (and TF Serving) lay models out as <serving dir>/<version>/saved_model.pb.
     """
-    if tf.io.gfile.exists(os.path.join(path, SAVED_MODEL_FILE)):
+    if tf.io.gfile.exists(os.path.join(path, names.SAVED_MODEL_FILE)):
         return path
-    if tf.io.gfile.exists(os.path.join(path, TRAINER_SERVING_SUBDIR, SAVED_MODEL_FILE)):
-        return os.path.join(path, TRAINER_SERVING_SUBDIR)
+    if tf.io.gfile.exists(os.path.join(path, names.TRAINER_SERVING_SUBDIR, names.SAVED_MODEL_FILE)):
+        return os.path.join(path, names.TRAINER_SERVING_SUBDIR)
     if not tf.io.gfile.isdir(path):
         raise FileNotFoundError(f"no model at {path}")
     versions = [name.rstrip("/") for name in tf.io.gfile.listdir(path)]
     versions = sorted((int(v) for v in versions if v.isdigit()
-                       and tf.io.gfile.exists(os.path.join(path, v, SAVED_MODEL_FILE))), reverse=True)
+                       and tf.io.gfile.exists(os.path.join(path, v, names.SAVED_MODEL_FILE))), reverse=True)
     if not versions:
-        raise FileNotFoundError(f"no SavedModel in {path}: expected {SAVED_MODEL_FILE} or "
-                                f"<version>/{SAVED_MODEL_FILE} (nothing pushed yet?)")
+        raise FileNotFoundError(f"no SavedModel in {path}: expected {names.SAVED_MODEL_FILE} or "
+                                f"<version>/{names.SAVED_MODEL_FILE} (nothing pushed yet?)")
     return os.path.join(path, str(versions[0]))
 
 
 def load_signature(model_dir: str):
-    """(loaded SavedModel, its serving_default); keep the first alive while using the second."""
+    """(loaded SavedModel, its encoded-bytes signature); keep the first alive while using the second."""
     loaded = tf.saved_model.load(resolve_model_dir(model_dir))
-    if SIGNATURE not in loaded.signatures:
-        raise ValueError(f"{model_dir} has no {SIGNATURE!r} signature: {list(loaded.signatures)}")
-    return loaded, loaded.signatures[SIGNATURE]
-
-
-def input_specs(signature) -> Dict[str, tf.TensorSpec]:
-    return dict(signature.structured_input_signature[1])
-
-
-# ---------------------------------------------------------------- TF Serving REST requests
-
-def _decode_b64(value: Any) -> Any:
-    """{"b64": s} -> bytes, recursively (TF Serving's JSON encoding of binary strings)."""
-    if isinstance(value, dict):
-        if set(value) == {"b64"}:
-            try:
-                return base64.b64decode(value["b64"], validate=True)
-            except (TypeError, ValueError) as e:
-                raise ValueError(f'invalid base64 in a "b64" value: {e}') from e
-        return {k: _decode_b64(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_decode_b64(v) for v in value]
-    return value
-
-
-def _is_named(value: Any) -> bool:
-    """An object of named inputs, as opposed to a value (a {"b64": ...} object is a value)."""
-    return isinstance(value, dict) and set(value) != {"b64"}
-
-
-def _tensor(values: Any, spec: tf.TensorSpec, name: str) -> tf.Tensor:
-    if spec.dtype == tf.string:
-        # JSON strings are UTF-8 text; binary data must come as {"b64": ...}.
-        encode = lambda v: v.encode("utf-8") if isinstance(v, str) else v  # noqa: E731
-        values = tf.nest.map_structure(encode, values)
-    try:
-        tensor = tf.constant(values, dtype=spec.dtype)
-    except (TypeError, ValueError) as e:
-        raise ValueError(f"input {name!r}: cannot make a {spec.dtype.name} tensor: {e}") from e
-    if not spec.shape.is_compatible_with(tensor.shape):
-        raise ValueError(f"input {name!r}: shape {tensor.shape} does not match {spec.shape}")
-    return tensor
-
-
-def rest_request_to_inputs(body: Union[str, bytes, Dict[str, Any]], signature) -> Dict[str, tf.Tensor]:
-    """Maps a TF Serving REST `:predict` request body onto `signature`'s input tensors.
-
-    Follows TF Serving's REST API (tensorflow.org/tfx/serving/api_rest, "Predict API"):
-      * row format `{"instances": [...]}`: one element per example, stacked along a new batch
-        dimension. An element is an object `{input name: value}` naming every input or, when
-        the signature has exactly one input, may be the bare value, e.g.
-        `{"instances": [{"b64": "<base64 JPEG>"}, ...]}` for our `image_bytes`.
-      * columnar format `{"inputs": {input name: batched values}}`, or `{"inputs": values}` for
-        a single-input signature.
-      * `{"b64": "<standard base64>"}` is binary data for a DT_STRING tensor; plain JSON strings
-        are taken as UTF-8 text. (A lone {"b64": ...} is a value, never an input named "b64".)
-      * `signature_name` may be present; picking the signature is the caller's job.
-    Returns {input name: tensor} to call the signature with (`signature(**inputs)`); raises
-    ValueError where TF Serving would answer 400 Bad Request.
-    """
-    if isinstance(body, (str, bytes)):
-        body = json.loads(body)
-    if not isinstance(body, dict) or ("instances" in body) == ("inputs" in body):
-        raise ValueError('the request body must be a JSON object with "instances" or "inputs"')
-    specs = input_specs(signature)
-    single = next(iter(specs)) if len(specs) == 1 else None
-    if "instances" in body:
-        instances = body["instances"]
-        if not isinstance(instances, list) or not instances:
-            raise ValueError('"instances" must be a non-empty list')
-        if single is not None and not _is_named(instances[0]):
-            columns = {single: [_decode_b64(i) for i in instances]}
-        else:
-            if not all(_is_named(i) for i in instances):
-                raise ValueError(f"each instance must be an object with the inputs {sorted(specs)}")
-            names = sorted(instances[0])
-            for n, instance in enumerate(instances):
-                if sorted(instance) != names:
-                    raise ValueError(f"instances[{n}] has inputs {sorted(instance)}, instances[0] {names}")
-            columns = {name: [_decode_b64(i.get(name)) for i in instances] for name in names}
-    else:
-        inputs = body["inputs"]
-        columns = ({k: _decode_b64(v) for k, v in inputs.items()} if _is_named(inputs)
-                   else {single: _decode_b64(inputs)})
-    missing = sorted(set(specs) - set(columns))
-    unknown = sorted(str(k) for k in set(columns) - set(specs))
-    if missing or unknown:
-        raise ValueError(f"inputs missing {missing}, unknown {unknown}; the signature takes {sorted(specs)}")
-    return {name: _tensor(values, specs[name], name) for name, values in columns.items()}
+    signature = loaded.signatures.get(names.SERVING_BYTES_SIGNATURE)
+    if signature is None:
+        raise ValueError(f"{model_dir} has no {names.SERVING_BYTES_SIGNATURE!r} signature: "
+                         f"{list(loaded.signatures)}")
+    inputs = list(signature.structured_input_signature[1])
+    if inputs != [names.SERVING_BYTES_INPUT]:
+        raise ValueError(f"{model_dir}: {names.SERVING_BYTES_SIGNATURE!r} takes {inputs}, "
+                         f"not [{names.SERVING_BYTES_INPUT!r}]")
+    return loaded, signature
 
 
 # ---------------------------------------------------------------- files
@@ -196,20 +114,22 @@ def read_file(path: str) -> Tuple[Optional[bytes], str]:
 
 
 def _predictions(paths: Sequence[str], outputs: Dict[str, tf.Tensor], top_k: int) -> List[Prediction]:
-    probabilities = outputs["probabilities"].numpy()
-    names = [n.decode("utf-8") for n in outputs["class_names"].numpy()[0]]
+    probabilities = outputs[names.PROBABILITIES_OUTPUT].numpy()
+    class_names = [n.decode("utf-8") for n in outputs[names.CLASS_NAMES_OUTPUT].numpy()[0]]
     results = []
     for path, row in zip(paths, probabilities):
         order = row.argsort()[::-1][:top_k]
-        results.append(Prediction(path, names[order[0]], float(row[order[0]]),
-                                  tuple((names[i], float(row[i])) for i in order)))
+        results.append(Prediction(path, class_names[order[0]], float(row[order[0]]),
+                                  tuple((class_names[i], float(row[i])) for i in order)))
     return results
 
 
 def classify(signature, paths: Sequence[str], batch_size: int = 32, top_k: int = 3,
              progress=None) -> List[Prediction]:
-    """One Prediction per path, in order; failures carry an error instead of a class."""
-    input_name = next(iter(input_specs(signature)))
+    """One Prediction per path, in order; failures carry an error instead of a class.
+
+    signature: load_signature's; progress(done, total, failed) is called after each batch.
+    """
     results: Dict[str, Prediction] = {}
     for start in range(0, len(paths), batch_size):
         batch = []
@@ -219,7 +139,7 @@ def classify(signature, paths: Sequence[str], batch_size: int = 32, top_k: int =
                 results[path] = Prediction(path, error=error)
             else:
                 batch.append((path, data))
-        for prediction in _run_batch(signature, input_name, batch, top_k):
+        for prediction in _run_batch(signature, batch, top_k):
             results[prediction.path] = prediction
         if progress:
             progress(min(start + batch_size, len(paths)), len(paths),
@@ -227,20 +147,21 @@ def classify(signature, paths: Sequence[str], batch_size: int = 32, top_k: int =
     return [results[p] for p in paths]
 
 
-def _run_batch(signature, input_name: str, batch, top_k: int) -> List[Prediction]:
-    """Predicts a batch; if the model still rejects it, retries file by file to isolate the bad one."""
+def _run_batch(signature, batch, top_k: int) -> List[Prediction]:
+    """Predicts a batch; if the model rejects it, retries file by file to isolate the bad one."""
     if not batch:
         return []
     paths, data = zip(*batch)
     try:
-        return _predictions(paths, signature(**{input_name: tf.constant(data)}), top_k)
+        return _predictions(paths, signature(**{names.SERVING_BYTES_INPUT: tf.constant(data)}), top_k)
     except tf.errors.InvalidArgumentError as e:
         if len(batch) == 1:
             return [Prediction(paths[0], error=f"not a decodable image: {_op_message(e)}")]
-        return [p for item in batch for p in _run_batch(signature, input_name, [item], top_k)]
+        return [p for item in batch for p in _run_batch(signature, [item], top_k)]
 
 
 def write_csv(predictions: Sequence[Prediction], path: str) -> None:
+    """One row per prediction, with the CSV_FIELDS header."""
     with tf.io.gfile.GFile(path, "w") as f:
         writer = csv.writer(f)
         writer.writerow(CSV_FIELDS)
@@ -255,7 +176,9 @@ def _print_progress(done: int, total: int, failed: int) -> None:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    """The command line (see the module docstring); returns the exit status."""
+    parser = argparse.ArgumentParser(prog="python -m serving_client.predict", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True, help="serving dir, version dir or Trainer model artifact")
     parser.add_argument("paths", nargs="+", help="image files and/or folders")
     parser.add_argument("--out", default="predictions.csv", help="CSV to write (default: %(default)s)")

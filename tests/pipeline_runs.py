@@ -10,7 +10,6 @@ executes its compiled spec once more. No other test runs a pipeline that trains.
 import dataclasses
 from typing import Dict, List
 
-from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
 import image_factory
@@ -40,10 +39,7 @@ class GateRuns:
 
 def evaluator_executions(cfg: configs.PipelineConfig) -> int:
     """COMPLETE Evaluator executions recorded in ML Metadata."""
-    config = metadata_store_pb2.ConnectionConfig()
-    config.sqlite.filename_uri = cfg.metadata_path
-    config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
-    mlmd = metadata_store.MetadataStore(config)
+    mlmd = store.open_readonly(cfg.metadata_path)
     node = mlmd.get_context_by_type_and_name("node", f"{cfg.pipeline_name}.{names.EVALUATOR_NODE}")
     return sum(1 for e in mlmd.get_executions_by_context(node.id)
                if e.last_known_state == metadata_store_pb2.Execution.COMPLETE)

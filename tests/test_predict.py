@@ -1,8 +1,9 @@
-"""pipeline.predict: batch classification to CSV, bad files, TF Serving layout and REST bodies.
+"""serving_client: batch classification to CSV, bad files, TF Serving layout and REST bodies.
 
 Fast tests use a stand-in SavedModel with the pushed model's serving_default interface
-(image_bytes -> probabilities, class_names, predicted_class, predicted_probability) that
-classifies by mean colour; the slow ones use the model the pipeline pushed (test_evaluation_gate).
+(image_bytes -> probabilities, class_names, predicted_class, predicted_probability; the keys of
+trainer_module/names.py) that classifies by mean colour; the slow ones use the model the
+session's pipeline run A pushed (tests/pipeline_runs.py).
 """
 import base64
 import csv
@@ -15,8 +16,10 @@ import tensorflow as tf
 from PIL import Image
 
 import image_factory
-from serving_client import predict
-from test_evaluation_gate import pipeline_runs, pushed_dir
+from data_sources import demo_data
+from pipeline_runs import pushed_dir
+from serving_client import predict, rest
+from trainer_module import names
 
 COLOURS = ["red", "green", "blue"]
 
@@ -28,7 +31,7 @@ class _ColourModel(tf.Module):
         super().__init__()
         self.class_names = tf.constant(class_names)
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes")])
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=names.SERVING_BYTES_INPUT)])
     def serve(self, image_bytes):
         def mean_rgb(data):
             image = tf.io.decode_image(data, channels=3, expand_animations=False)
@@ -37,26 +40,30 @@ class _ColourModel(tf.Module):
         means = tf.map_fn(mean_rgb, image_bytes, fn_output_signature=tf.TensorSpec([3], tf.float32))
         probabilities = tf.nn.softmax(means / 20.0)
         top = tf.argmax(probabilities, axis=-1)
-        return {"probabilities": probabilities,
-                "class_names": tf.tile(self.class_names[tf.newaxis], [tf.shape(probabilities)[0], 1]),
-                "predicted_class": tf.gather(self.class_names, top),
-                "predicted_probability": tf.reduce_max(probabilities, axis=-1)}
+        outputs = {names.PROBABILITIES_OUTPUT: probabilities,
+                   names.CLASS_NAMES_OUTPUT: tf.tile(self.class_names[tf.newaxis],
+                                                     [tf.shape(probabilities)[0], 1]),
+                   names.PREDICTED_CLASS_OUTPUT: tf.gather(self.class_names, top),
+                   names.PREDICTED_PROBABILITY_OUTPUT: tf.reduce_max(probabilities, axis=-1)}
+        assert set(outputs) == set(names.SERVING_OUTPUTS)  # the pushed model's interface, all of it
+        return outputs
 
 
 @pytest.fixture(scope="module")
 def serving_dir(tmp_path_factory):
     """<serving>/9 (older, other class names) and <serving>/10: version 10 must win (numeric)."""
     root = tmp_path_factory.mktemp("serving")
-    for version, names in (("9", ["old-r", "old-g", "old-b"]), ("10", COLOURS)):
-        model = _ColourModel(names)
-        tf.saved_model.save(model, str(root / version), signatures={"serving_default": model.serve})
+    for version, class_names in (("9", ["old-r", "old-g", "old-b"]), ("10", COLOURS)):
+        model = _ColourModel(class_names)
+        tf.saved_model.save(model, str(root / version),
+                            signatures={names.SERVING_BYTES_SIGNATURE: model.serve})
     (root / "not-a-version").mkdir()
     return str(root)
 
 
 @pytest.fixture(scope="module")
 def loaded(serving_dir):
-    """(loaded SavedModel, serving_default); the module fixture keeps the model alive."""
+    """(loaded SavedModel, its serving signature); the module fixture keeps the model alive."""
     return predict.load_signature(serving_dir)
 
 
@@ -103,6 +110,21 @@ def test_no_model_is_a_clear_error(tmp_path):
         predict.resolve_model_dir(str(tmp_path))
 
 
+class _PixelsModel(tf.Module):
+    """The right signature name over the wrong input: numbers, not encoded images."""
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 2], tf.float32, name="pixels")])
+    def serve(self, pixels):
+        return {names.PROBABILITIES_OUTPUT: pixels}
+
+
+def test_a_signature_without_encoded_bytes_input_is_refused(tmp_path):
+    model = _PixelsModel()
+    tf.saved_model.save(model, str(tmp_path / "1"), signatures={names.SERVING_BYTES_SIGNATURE: model.serve})
+    with pytest.raises(ValueError, match=f"takes \\['pixels'\\], not \\['{names.SERVING_BYTES_INPUT}'\\]"):
+        predict.load_signature(str(tmp_path))
+
+
 def test_cli_writes_a_row_per_file_and_reports_bad_ones(serving_dir, images, tmp_path, capsys):
     out = tmp_path / "predictions.csv"
     missing = str(images / "missing.jpg")
@@ -146,9 +168,9 @@ def _rest_cases(images):
     jpeg, png = image_factory.jpeg_bytes(30, 30, color=(250, 10, 10)), image_factory.png_bytes(8, 8)
     bodies = [
         {"instances": [_b64(jpeg), _b64(png)]},  # row format, single input: bare values
-        {"signature_name": "serving_default", "instances": [{"image_bytes": _b64(jpeg)},
-                                                            {"image_bytes": _b64(png)}]},
-        {"inputs": {"image_bytes": [_b64(jpeg), _b64(png)]}},  # columnar, named
+        {"signature_name": names.SERVING_BYTES_SIGNATURE,
+         "instances": [{names.SERVING_BYTES_INPUT: _b64(jpeg)}, {names.SERVING_BYTES_INPUT: _b64(png)}]},
+        {"inputs": {names.SERVING_BYTES_INPUT: [_b64(jpeg), _b64(png)]}},  # columnar, named
         json.dumps({"inputs": [_b64(jpeg), _b64(png)]}),  # columnar, single input, as JSON text
     ]
     return [jpeg, png], bodies
@@ -156,12 +178,12 @@ def _rest_cases(images):
 
 def test_rest_bodies_map_onto_the_signature_inputs(signature, images):
     raw, bodies = _rest_cases(images)
-    expected = signature(image_bytes=tf.constant(raw))["probabilities"].numpy()
+    expected = signature(**{names.SERVING_BYTES_INPUT: tf.constant(raw)})[names.PROBABILITIES_OUTPUT].numpy()
     for body in bodies:
-        inputs = predict.rest_request_to_inputs(body, signature)
-        assert list(inputs) == ["image_bytes"]
-        assert inputs["image_bytes"].numpy().tolist() == raw
-        np.testing.assert_allclose(signature(**inputs)["probabilities"].numpy(), expected)
+        inputs = rest.rest_request_to_inputs(body, signature)
+        assert list(inputs) == [names.SERVING_BYTES_INPUT]
+        assert inputs[names.SERVING_BYTES_INPUT].numpy().tolist() == raw
+        np.testing.assert_allclose(signature(**inputs)[names.PROBABILITIES_OUTPUT].numpy(), expected)
 
 
 @pytest.mark.parametrize("body, message", [
@@ -170,20 +192,20 @@ def test_rest_bodies_map_onto_the_signature_inputs(signature, images):
     ({"instances": []}, "non-empty"),
     ({"instances": [{"pixels": [1]}]}, "unknown"),
     ({"instances": [{"b64": "***"}]}, "base64"),
-    ({"inputs": {"image_bytes": [[_b64(b"x")]]}}, "shape"),
+    ({"inputs": {names.SERVING_BYTES_INPUT: [[_b64(b"x")]]}}, "shape"),
 ])
 def test_malformed_rest_bodies_are_rejected(signature, body, message):
     """What TF Serving answers with 400 Bad Request."""
     with pytest.raises(ValueError, match=message):
-        predict.rest_request_to_inputs(body, signature)
+        rest.rest_request_to_inputs(body, signature)
 
 
 # ---------------------------------------------------------------- the pushed model (slow)
 
 @pytest.fixture(scope="module")
-def pushed(tmp_path_factory):
-    runs = pipeline_runs(tmp_path_factory)
-    return runs.cfg.serving_model_dir, pushed_dir(runs)
+def pushed(gate_runs):
+    """(serving dir, the version dir run A pushed)."""
+    return gate_runs.cfg.serving_model_dir, pushed_dir(gate_runs)
 
 
 @pytest.mark.slow
@@ -191,7 +213,7 @@ def test_pushed_layout_is_tf_serving_layout(pushed):
     serving, version_dir = pushed
     assert predict.resolve_model_dir(serving) == version_dir
     assert version_dir.rsplit("/", 1)[-1].isdigit()
-    assert tf.io.gfile.exists(f"{version_dir}/saved_model.pb")
+    assert tf.io.gfile.exists(f"{version_dir}/{names.SAVED_MODEL_FILE}")
 
 
 @pytest.mark.slow
@@ -199,11 +221,12 @@ def test_raw_bytes_signature_rejects_corrupt_bytes_and_keeps_serving(pushed):
     _, sig = predict.load_signature(pushed[0])
     good = tf.constant([image_factory.jpeg_bytes(64, 48, seed=3)])
     with pytest.raises(tf.errors.InvalidArgumentError, match=r"jpeg::Uncompress failed\. Invalid JPEG data"):
-        sig(image_bytes=tf.constant([image_factory.jpeg_bytes(), image_factory.corrupt_jpeg_bytes()]))
+        sig(**{names.SERVING_BYTES_INPUT: tf.constant([image_factory.jpeg_bytes(),
+                                                       image_factory.corrupt_jpeg_bytes()])})
     with pytest.raises(tf.errors.InvalidArgumentError, match="Unknown image file format"):
-        sig(image_bytes=tf.constant([b"definitely not an image"]))
-    out = sig(image_bytes=good)  # the same loaded model still answers
-    assert out["probabilities"].shape == (1, 6)
+        sig(**{names.SERVING_BYTES_INPUT: tf.constant([b"definitely not an image"])})
+    out = sig(**{names.SERVING_BYTES_INPUT: good})  # the same loaded model still answers
+    assert out[names.PROBABILITIES_OUTPUT].shape == (1, len(demo_data.CLASS_NAMES))
 
 
 @pytest.mark.slow
@@ -211,10 +234,12 @@ def test_rest_body_on_the_pushed_model(pushed):
     _, sig = predict.load_signature(pushed[0])
     raw = [image_factory.jpeg_bytes(120, 90, seed=5), image_factory.png_bytes(33, 70, mode="L")]
     body = json.dumps({"instances": [_b64(b) for b in raw]})
-    out = sig(**predict.rest_request_to_inputs(body, sig))
-    expected = sig(image_bytes=tf.constant(raw))
-    np.testing.assert_allclose(out["probabilities"].numpy(), expected["probabilities"].numpy(), rtol=1e-5)
-    assert out["predicted_class"].numpy().tolist() == expected["predicted_class"].numpy().tolist()
+    out = sig(**rest.rest_request_to_inputs(body, sig))
+    expected = sig(**{names.SERVING_BYTES_INPUT: tf.constant(raw)})
+    np.testing.assert_allclose(out[names.PROBABILITIES_OUTPUT].numpy(),
+                               expected[names.PROBABILITIES_OUTPUT].numpy(), rtol=1e-5)
+    assert out[names.PREDICTED_CLASS_OUTPUT].numpy().tolist() == \
+        expected[names.PREDICTED_CLASS_OUTPUT].numpy().tolist()
 
 
 @pytest.mark.slow
@@ -226,7 +251,6 @@ def test_cli_on_the_pushed_model(pushed, tmp_path):
     out = tmp_path / "p.csv"
     assert predict.main(["--model", pushed[0], str(folder), "--out", str(out)]) == 1
     rows = _read_csv(out)
-    names = {"buildings", "forest", "glacier", "mountain", "sea", "street"}
-    assert rows[str(folder / "a.jpg")]["predicted_class"] in names
+    assert rows[str(folder / "a.jpg")]["predicted_class"] in demo_data.CLASS_NAMES
     assert len(rows[str(folder / "b.png")]["top_k"].split(";")) == 3
     assert "Invalid JPEG data" in rows[str(folder / "broken.jpg")]["error"]

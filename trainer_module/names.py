@@ -88,3 +88,6 @@ PROP_BASELINE_MODEL_ID = "baseline_model_id"
 PROP_CURRENT_MODEL_ID = "current_model_id"
 PROP_PUSHED = "pushed"
 PROP_PUSHED_DESTINATION = "pushed_destination"
+# The Evaluator execution's property: the EvalConfig it was given, as JSON (TFX's
+# standard_component_specs.EVAL_CONFIG_KEY; importing that module loads TensorFlow).
+EVAL_CONFIG_EXEC_PROPERTY = "eval_config"

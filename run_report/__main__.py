@@ -1,0 +1,41 @@
+"""A self-contained HTML report of one pipeline run, with its figures as PNG files beside it.
+
+    python -m run_report outputs                       # the latest run
+    python -m run_report outputs --list                # the run ids
+    python -m run_report outputs/metadata/intel-scenes/metadata.sqlite --run-id ID --out DIR
+
+The path is the pipeline's output dir (--output-dir), its pipeline root, or the ML Metadata
+database. Sections: verdict (each threshold with its value and bound, from TFMA's validation
+result), overall and per-class metrics, confusion matrix, comparison with the baseline,
+calibration, training curves (history.json, lr_schedule.png) and data (ingest_report.json).
+Artifacts are found through ML Metadata, so any past run can be reported; a CACHED component
+shows the outputs it reused.
+"""
+import argparse
+import sys
+from typing import List, Optional
+
+from run_report import store
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """The command line: writes the report (or lists the runs) and prints the HTML path."""
+    parser = argparse.ArgumentParser(prog="python -m run_report", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("path", help="pipeline output dir, pipeline root, or metadata.sqlite")
+    parser.add_argument("--run-id", help="the run to report (default: the latest)")
+    parser.add_argument("--out", help="output folder (default: <pipeline root>/reports/<run id>)")
+    parser.add_argument("--list", action="store_true", help="list the run ids, oldest first, and exit")
+    args = parser.parse_args(argv)
+    metadata_path = store.find_metadata(args.path)
+    if args.list:
+        print("\n".join(store.run_ids(metadata_path)))
+        return 0
+    from run_report import writer  # loads TensorFlow and TFMA: not needed for --list or --help
+
+    print(writer.write_report(metadata_path, args.out, args.run_id))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

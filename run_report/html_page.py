@@ -1,0 +1,251 @@
+"""The run report as one self-contained HTML page: its sections, tables and embedded figures.
+
+Sections: verdict (each threshold with its value and bound, from TFMA's validation result),
+overall and per-class metrics, confusion matrix, comparison with the baseline, calibration,
+training (history.json, the learning-rate schedule plots) and data (ingest_report.json).
+(Named html_page, not html, so that it does not shadow the standard library's html module.)
+"""
+import base64
+import datetime
+import html
+from typing import Collection, Dict, List, Sequence, Tuple
+
+import numpy as np
+
+from run_report import plots, store, tables
+from run_report.run_data import RunData
+from trainer_module import names
+
+SECTION_IDS = ("verdict", "overall-metrics", "per-class-metrics", "confusion-matrix", "baseline",
+               "calibration", "training", "data", "components")
+# Figures the report draws (the Trainer's learning-rate plots keep their own file names).
+CONFUSION_MATRIX_PNG = "confusion_matrix.png"
+BASELINE_CONFUSION_MATRIX_PNG = "baseline_confusion_matrix.png"
+RELIABILITY_PNG = "reliability.png"
+TRAINING_CURVES_PNG = "training_curves.png"
+EXAMPLES_PER_CLASS_PNG = "examples_per_class.png"
+MAX_SKIPPED_ROWS = 200
+_TRAINING_SETTINGS = ("epochs", "batch_size", "learning_rate", "optimizer", "schedule", "image_size",
+                      "model_variant", "weights")
+
+_CSS = """
+body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:2em auto;max-width:1100px;
+ padding:0 1em;color:#1d2327;background:#fff}
+h1{margin-bottom:.2em} h2{border-bottom:2px solid #e3e6e8;padding-bottom:.2em;margin-top:1.8em}
+table{border-collapse:collapse;margin:.6em 0} th,td{border:1px solid #d5d9dc;padding:.3em .6em;text-align:left}
+th{background:#f3f5f6} td.num{text-align:right;font-variant-numeric:tabular-nums}
+.verdict{padding:1em 1.2em;border-radius:6px;font-size:1.25em;font-weight:600}
+.ok{background:#e3f5e6;border:1px solid #4caf50} .bad{background:#fdecea;border:1px solid #e53935}
+.neutral{background:#f3f5f6;border:1px solid #b0b7bc}
+.passed{color:#2e7d32;font-weight:600} .FAILED{color:#c62828;font-weight:600} .muted{color:#69737a}
+img{max-width:100%;height:auto;border:1px solid #eee} code{font-size:.9em}
+"""
+
+
+class Markup(str):
+    """Already-escaped HTML for a table cell."""
+
+
+def _e(value) -> str:
+    return html.escape(str(value))
+
+
+def format_number(value, digits: int = 3) -> str:
+    """A number for a table: "–" when absent, "n/a" for NaN, an integer (a count) as it is, any
+    other number with 3 decimals."""
+    if value is None:
+        return "–"
+    if isinstance(value, (int, np.integer)):
+        return str(value)
+    return "n/a" if np.isnan(value) else f"{value:.{digits}f}"
+
+
+def table(header: Sequence[str], rows: Sequence[Sequence], numeric_columns: Collection[int] = ()) -> str:
+    """An HTML table. Cells of numeric_columns (indices into header) hold numbers or None and are
+    formatted and right-aligned; other cells are text, escaped unless they are Markup."""
+    if any(not 0 <= i < len(header) for i in numeric_columns):
+        raise ValueError(f"numeric columns {sorted(numeric_columns)} outside the {len(header)} columns")
+
+    def cell(i: int, value) -> str:
+        if i in numeric_columns:
+            return f'<td class="num">{format_number(value)}</td>'
+        return f"<td>{value if isinstance(value, Markup) else _e(value)}</td>"
+
+    head = "".join(f"<th>{_e(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(cell(i, c) for i, c in enumerate(row)) + "</tr>" for row in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _img(png: bytes, alt: str) -> str:
+    return f'<img alt="{_e(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode("ascii")}">'
+
+
+def _section(section_id: str, title: str, body: str) -> str:
+    return f'<section id="{section_id}"><h2>{_e(title)}</h2>\n{body}\n</section>'
+
+
+def _verdict(data: RunData) -> str:
+    evaluator, pusher = data.nodes.get(names.EVALUATOR_NODE), data.nodes.get(names.PUSHER_NODE)
+    if evaluator is None or data.evaluation is None:
+        return _section("verdict", "Verdict", '<p class="verdict neutral">No evaluation in this run '
+                        "(the pipeline stopped before the Evaluator).</p>")
+    blessed = store.output_property(evaluator, names.BLESSING_OUTPUT, names.PROP_BLESSED) == 1
+    pushed = store.output_property(pusher, names.PUSHED_MODEL_OUTPUT, names.PROP_PUSHED) == 1
+    destination = store.output_property(pusher, names.PUSHED_MODEL_OUTPUT, names.PROP_PUSHED_DESTINATION)
+    if blessed:
+        where = (f"pushed to <code>{_e(destination)}</code>" if pushed else "not pushed")
+        if pusher is not None and pusher.state == "CACHED":
+            where += " (Pusher CACHED: pushed by an earlier run, nothing new pushed)"
+        banner = f'<p class="verdict ok">BLESSED: the candidate passed every threshold; {where}.</p>'
+    else:
+        banner = ('<p class="verdict bad">NOT BLESSED: the candidate failed the gate; nothing was '
+                  "pushed and the served model is unchanged.</p>")
+    if evaluator.state == "CACHED":
+        banner += ('<p class="muted">Evaluator CACHED: the same candidate and baseline were '
+                   "evaluated by an earlier run; these are that run's results.</p>")
+    rows = [(t.metric, t.kind, t.slice_desc, t.value, t.bound,
+             Markup(f'<span class="{_e(t.status.split()[0])}">{_e(t.status)}</span>'), t.message)
+            for t in data.evaluation.thresholds]
+    checks = table(["metric", "threshold", "slice", "value", "bound", "result", "details"], rows,
+                   numeric_columns={3})
+    tfma_note = (f'<p class="muted">TFMA validation_ok = {str(data.evaluation.validation_ok).lower()}; '
+                 f"change values are candidate minus baseline.</p>")
+    return _section("verdict", "Verdict", banner + checks + tfma_note)
+
+
+def _overall(data: RunData) -> str:
+    rows = tables.overall_rows(data.evaluation, data.class_names)
+    if data.evaluation.baseline is None:
+        body = table(["metric", "candidate"], [r[:2] for r in rows], numeric_columns={1})
+    else:
+        body = table(["metric", "candidate", "baseline", "change"], rows, numeric_columns={1, 2, 3})
+    return _section("overall-metrics", "Overall metrics (eval split)", body)
+
+
+def _per_class(data: RunData) -> str:
+    rows = tables.class_rows(data.evaluation, data.class_names)
+    body = table(["class", "examples", "precision", "recall", "F1"],
+                 [(r.name, r.support, r.precision, r.recall, r.f1) for r in rows],
+                 numeric_columns={1, 2, 3, 4})
+    return _section("per-class-metrics", "Per-class metrics",
+                    body + '<p class="muted">TFMA per-class metrics: a class is predicted when it is the '
+                    "top-1 (argmax) class. Precision n/a: no example was predicted as that class.</p>")
+
+
+def _confusion(data: RunData, figures: Dict[str, bytes]) -> str:
+    matrix = data.evaluation.confusion.get(data.evaluation.candidate)
+    if matrix is None:
+        return _section("confusion-matrix", "Confusion matrix", "<p>No confusion matrix in the results.</p>")
+    png = plots.confusion_matrix(matrix, data.class_names, "Candidate: eval split")
+    figures[CONFUSION_MATRIX_PNG] = png
+    return _section("confusion-matrix", "Confusion matrix",
+                    _img(png, "confusion matrix heat map") + '<p class="muted">Rows: true class; '
+                    "columns: predicted (argmax) class; colour: share of the row.</p>")
+
+
+def _baseline(data: RunData, figures: Dict[str, bytes]) -> str:
+    results = data.evaluation
+    if results.baseline is None:
+        return _section("baseline", "Comparison with the baseline",
+                        "<p>No baseline: no other model had been blessed, so only the absolute "
+                        "thresholds applied (first blessed model).</p>")
+    baseline_uri = store.output_property(data.nodes[names.EVALUATOR_NODE], names.BLESSING_OUTPUT,
+                                         names.PROP_BASELINE_MODEL)
+    body = (f"<p>Baseline: the latest blessed model other than the candidate, "
+            f"<code>{_e(baseline_uri)}</code>.</p>"
+            + table(["accuracy on", "candidate", "baseline", "change"],
+                    tables.accuracy_by_slice_rows(results), numeric_columns={1, 2, 3}))
+    matrix = results.confusion.get(results.baseline)
+    if matrix is not None:
+        png = plots.confusion_matrix(matrix, data.class_names, "Baseline: eval split")
+        figures[BASELINE_CONFUSION_MATRIX_PNG] = png
+        body += _img(png, "baseline confusion matrix heat map")
+    return _section("baseline", "Comparison with the baseline", body)
+
+
+def _calibration(data: RunData, figures: Dict[str, bytes]) -> str:
+    results = data.evaluation
+    curves = {name: results.calibration[model] for name, model in
+              (("candidate", results.candidate), ("baseline", results.baseline))
+              if model is not None and results.calibration.get(model)}
+    if not curves:
+        return _section("calibration", "Calibration", "<p>No calibration plot in the results.</p>")
+    png = plots.reliability(curves)
+    figures[RELIABILITY_PNG] = png
+    return _section("calibration", "Calibration", _img(png, "reliability diagram") +
+                    '<p class="muted">Expected calibration error = sum over probability buckets of '
+                    "|mean top-1 probability - top-1 accuracy| weighted by the bucket's share.</p>")
+
+
+def _training(data: RunData, figures: Dict[str, bytes]) -> str:
+    if data.history is None:
+        return _section("training", "Training", f"<p>No {names.HISTORY_FILE} in the Trainer's output.</p>")
+    config = data.history.get("config", {})
+    facts = [(k, config[k]) for k in _TRAINING_SETTINGS if k in config]
+    facts += [("train examples", data.history.get("train_examples")),
+              ("steps per epoch", data.history.get("steps_per_epoch")),
+              ("precision policy", data.history.get("precision")),
+              ("replicas", data.history.get("replicas"))]
+    # Settings as written (a learning rate of 1e-06 must not read 0.000): a text column.
+    body = table(["setting", "value"], [(k, v) for k, v in facts if v is not None])
+    series = {k: v for k, v in data.history.get("history", {}).items() if isinstance(v, list) and v}
+    if series:
+        png = plots.training_curves(series)
+        figures[TRAINING_CURVES_PNG] = png
+        body += _img(png, "training curves")
+    if data.lr_schedules:
+        body += "<h3>Learning-rate schedule</h3>"
+    for name, png in data.lr_schedules.items():
+        figures[name] = png
+        body += _img(png, f"learning-rate schedule ({name})")
+    return _section("training", "Training", body)
+
+
+def _data(data: RunData, figures: Dict[str, bytes]) -> str:
+    report = data.ingest
+    if report is None:
+        return _section("data", "Data", "<p>No ingest report in this run.</p>")
+    splits, rows = tables.ingest_rows(report)
+    body = (f"<p>Data root <code>{_e(report['data_root'])}</code> ({_e(report['split_mode'])} split): "
+            f"{report['files_seen']} files seen, {report['ingested']} ingested, "
+            f"{report['skipped']} skipped.</p>"
+            + table(["class", *splits, "total"], rows, numeric_columns=range(1, len(splits) + 2)))
+    png = plots.examples_per_class(report["ingested_by_split_and_class"])
+    figures[EXAMPLES_PER_CLASS_PNG] = png
+    body += _img(png, "examples per class and split")
+    body += "<h3>Skipped files by reason</h3>"
+    if not report["skipped_by_reason"]:
+        return _section("data", "Data", body + "<p>None.</p>")
+    body += table(["reason", "files"], sorted(report["skipped_by_reason"].items()), numeric_columns={1})
+    skipped = report["skipped_files"]
+    body += table(["file", "split", "class", "reason", "detail"],
+                  [(s["path"], s["split"], s["class_name"], s["reason"], s.get("detail", ""))
+                   for s in skipped[:MAX_SKIPPED_ROWS]])
+    if len(skipped) > MAX_SKIPPED_ROWS:
+        body += (f"<p class='muted'>... and {len(skipped) - MAX_SKIPPED_ROWS} more "
+                 f"({names.INGEST_REPORT_FILE}).</p>")
+    return _section("data", "Data", body)
+
+
+def _components(data: RunData) -> str:
+    rows = [(node_id, node.state, ", ".join(f"{k}: {a.uri}" for k, arts in sorted(node.outputs.items())
+                                            for a in arts))
+            for node_id, node in sorted(data.nodes.items())]
+    return _section("components", "Components of this run", table(["component", "state", "outputs"], rows))
+
+
+def render(data: RunData) -> Tuple[str, Dict[str, bytes]]:
+    """(HTML page, {PNG file name: bytes}); every figure is also embedded in the page."""
+    figures: Dict[str, bytes] = {}
+    sections: List[str] = [_verdict(data)]
+    if data.evaluation is not None:
+        sections += [_overall(data), _per_class(data), _confusion(data, figures),
+                     _baseline(data, figures), _calibration(data, figures)]
+    sections += [_training(data, figures), _data(data, figures), _components(data)]
+    title = f"{data.pipeline_name or 'pipeline'} run {data.run_id}"
+    generated = datetime.datetime.now().isoformat(timespec="seconds")
+    page = (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+            f"<title>{_e(title)}</title><style>{_CSS}</style></head><body>\n"
+            f"<h1>{_e(title)}</h1><p class=\"muted\">Report generated {generated} from "
+            f"<code>{_e(data.metadata_path)}</code>.</p>\n" + "\n".join(sections) + "\n</body></html>\n")
+    return page, figures

@@ -1,0 +1,75 @@
+"""Everything one run report shows, gathered from ML Metadata and the run's artifacts.
+
+Artifacts are found through ML Metadata, so any past run can be reported; a CACHED component
+shows the outputs it reused.
+"""
+import dataclasses
+import json
+import os
+from typing import Dict, List, Optional
+
+import tensorflow as tf
+
+from run_report import store, tfma_results
+from trainer_module import names
+
+
+@dataclasses.dataclass
+class RunData:
+    """One run: its nodes and what their artifacts hold."""
+    metadata_path: str
+    pipeline_name: str
+    run_id: str
+    nodes: Dict[str, store.NodeRun]
+    root: Optional[str]  # the pipeline root
+    class_names: List[str]
+    ingest: Optional[dict]  # ingest_report.json
+    history: Optional[dict]  # the Trainer's history.json
+    lr_schedules: Dict[str, bytes]  # file name -> PNG written by the Trainer
+    evaluation: Optional[tfma_results.EvalResults]
+
+
+def _read_json(path: Optional[str]) -> Optional[dict]:
+    if not path or not tf.io.gfile.exists(path):
+        return None
+    with tf.io.gfile.GFile(path) as f:
+        return json.load(f)
+
+
+def _read_pngs(folder: Optional[str], pattern: str) -> Dict[str, bytes]:
+    """{file name: bytes} of the files in folder matching pattern, sorted by name."""
+    pngs = {}
+    for path in sorted(tf.io.gfile.glob(os.path.join(folder, pattern)) if folder else []):
+        with tf.io.gfile.GFile(path, "rb") as f:
+            pngs[os.path.basename(path)] = f.read()
+    return pngs
+
+
+def _latest_run_id(metadata_path: str) -> str:
+    ids = store.run_ids(metadata_path)
+    if not ids:
+        raise LookupError(f"no pipeline run recorded in {metadata_path}")
+    return ids[-1]
+
+
+def collect(metadata_path: str, run_id: Optional[str] = None) -> RunData:
+    """Reads one run (default: the latest) from ML Metadata and its artifacts."""
+    run_id = run_id or _latest_run_id(metadata_path)
+    nodes = store.read_run(metadata_path, run_id)
+    examples = nodes.get(names.EXAMPLE_GEN_NODE)
+    ingest = _read_json(store.output_property(examples, names.EXAMPLES_OUTPUT, names.PROP_INGEST_REPORT))
+    class_names = json.loads(
+        store.output_property(examples, names.EXAMPLES_OUTPUT, names.PROP_CLASS_NAMES) or "[]")
+    trainer = nodes.get(names.TRAINER_NODE)
+    model_run = trainer.uri(names.MODEL_RUN_OUTPUT) if trainer else None
+    evaluator = nodes.get(names.EVALUATOR_NODE)
+    eval_uri = evaluator.uri(names.EVALUATION_OUTPUT) if evaluator else None
+    results = None
+    if tfma_results.has_results(eval_uri):
+        configured = tfma_results.parse_eval_config(store.configured_eval_config_json(metadata_path, run_id))
+        results = tfma_results.load(eval_uri, len(class_names), configured)
+    return RunData(
+        metadata_path=metadata_path, pipeline_name=store.pipeline_name(metadata_path, run_id),
+        run_id=run_id, nodes=nodes, root=store.pipeline_root(nodes), class_names=class_names,
+        ingest=ingest, history=_read_json(model_run and os.path.join(model_run, names.HISTORY_FILE)),
+        lr_schedules=_read_pngs(model_run, names.LR_SCHEDULE_GLOB), evaluation=results)

@@ -1,0 +1,105 @@
+"""The numbers in the run report's tables, derived from TFMA's results and the ingest report.
+
+Plain rows of values (None where a number is absent); html_page.py formats and lays them out.
+"""
+import dataclasses
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+from pipeline import evaluation
+from run_report import tfma_results
+from run_report.tfma_results import EvalResults
+
+# Sub keys of the metrics pipeline/evaluation.py configures: per-class metrics binarized by class
+# id with top_k=1 (class i is predicted when it is the argmax), calibration binarized with k=1.
+TOP1: tfma_results.SubKey = (("k", 1),)
+
+
+def argmax_class(class_id: int) -> tfma_results.SubKey:
+    """The sub key of class class_id's per-class precision, recall and F1."""
+    return (("class_id", class_id), ("top_k", 1))
+
+
+@dataclasses.dataclass
+class ClassRow:
+    """One class: eval examples of that true class, and TFMA's argmax precision, recall and F1."""
+    name: str
+    support: int
+    precision: Optional[float]
+    recall: Optional[float]
+    f1: Optional[float]
+
+
+def _count(value: Optional[float]) -> Optional[int]:
+    """A count as an int (TFMA reports example counts as floats)."""
+    return None if value is None else int(value)
+
+
+def class_rows(results: EvalResults, class_names: Sequence[str],
+               model: Optional[str] = None) -> List[ClassRow]:
+    """Per-class rows of one model (default: the candidate) from TFMA's per-class metrics."""
+    rows = []
+    for i, name in enumerate(class_names):
+        precision, recall, f1 = (results.metric(m, model, sub_key=argmax_class(i))
+                                 for m in evaluation.PER_CLASS_METRICS)
+        # TFMA writes no slice for a class without eval examples.
+        support = _count(results.metric(evaluation.EXAMPLE_COUNT, model,
+                                        slice_key=tfma_results.class_slice(name))) or 0
+        rows.append(ClassRow(name, support, precision, recall, f1))
+    return rows
+
+
+def macro_f1(rows: Sequence[ClassRow]) -> Optional[float]:
+    """Mean F1 over the classes whose F1 is defined (TFMA reports 0/0 as NaN); None if none is."""
+    values = [r.f1 for r in rows if tfma_results.nan_to_none(r.f1) is not None]
+    return sum(values) / len(values) if values else None
+
+
+Row = Tuple[str, Optional[float], Optional[float], Optional[float]]  # label, candidate, baseline, change
+
+
+def overall_rows(results: EvalResults, class_names: Sequence[str]) -> List[Row]:
+    """[(label, candidate, baseline, change)] of the headline metrics; baseline and change are
+    None without a baseline, and change is None where a difference means nothing (counts)."""
+    models = [results.candidate] + ([results.baseline] if results.baseline is not None else [])
+    ece = {m: tfma_results.expected_calibration_error(results.calibration.get(m, [])) for m in models}
+    f1 = {m: macro_f1(class_rows(results, class_names, m)) for m in models}
+    # (label, value of a model, TFMA's candidate-minus-baseline diff, whether a change is meaningful)
+    specs = [
+        ("Accuracy (gated)", lambda m: results.metric(evaluation.ACCURACY, m),
+         results.metric(evaluation.ACCURACY, diff=True), True),
+        ("Examples", lambda m: _count(results.metric(evaluation.EXAMPLE_COUNT, m)), None, False),
+        ("Macro-averaged F1", lambda m: f1[m], None, True),
+        ("Calibration (mean top-1 probability / accuracy; 1 is ideal)",
+         lambda m: results.metric(evaluation.CALIBRATION, m, sub_key=TOP1),
+         results.metric(evaluation.CALIBRATION, sub_key=TOP1, diff=True), True),
+        ("Expected calibration error (top-1, from TFMA's calibration plot)", lambda m: ece[m], None, True),
+    ]
+    rows = []
+    for label, value, change, has_change in specs:
+        candidate = value(results.candidate)
+        baseline = value(results.baseline) if results.baseline is not None else None
+        if change is None and has_change and candidate is not None and baseline is not None:
+            change = candidate - baseline
+        rows.append((label, candidate, baseline, change))
+    return rows
+
+
+def accuracy_by_slice_rows(results: EvalResults) -> List[Row]:
+    """[(slice, candidate, baseline, TFMA's change)] of accuracy, overall then per true class."""
+    rows = []
+    for slice_key in [tfma_results.OVERALL] + results.class_slices():
+        label = "overall" if not slice_key else ", ".join(f"{k}={v}" for k, v in slice_key)
+        rows.append((label, results.metric(evaluation.ACCURACY, slice_key=slice_key),
+                     results.metric(evaluation.ACCURACY, results.baseline, slice_key=slice_key),
+                     results.metric(evaluation.ACCURACY, slice_key=slice_key, diff=True)))
+    return rows
+
+
+def ingest_rows(report: Dict[str, Any]) -> Tuple[List[str], List[Tuple]]:
+    """(splits, [(class, count per split..., total)] plus a "total" row) from ingest_report.json."""
+    counts = report["ingested_by_split_and_class"]
+    splits = list(counts)
+    rows = [(c, *[counts[s].get(c, 0) for s in splits], sum(counts[s].get(c, 0) for s in splits))
+            for c in report["class_names"]]
+    rows.append(("total", *[sum(counts[s].values()) for s in splits], report["ingested"]))
+    return splits, rows
