@@ -27,6 +27,13 @@ TRAINER_MODULE_PATH = "trainer_module.trainer"
 # worker and is slower on a 2-core machine. The Kubeflow runner swaps in Dataflow when asked.
 LOCAL_BEAM_ARGS = ("--direct_running_mode=in_memory", "--direct_num_workers=1")
 
+# The output dir's layout (the run report finds a run's ML Metadata database through it).
+PIPELINES_DIR = "pipelines"  # <output>/pipelines/<pipeline name>: the pipeline root
+METADATA_DIR = "metadata"  # <output>/metadata/<pipeline name>/metadata.sqlite
+METADATA_FILE = "metadata.sqlite"
+SERVING_DIR = "serving_model"  # <output>/serving_model/<pipeline name>/<version>
+CACHE_DIR = "cache"  # downloads, extractions, the demo dataset
+
 
 @dataclasses.dataclass
 class PipelineConfig:
@@ -75,19 +82,19 @@ class PipelineConfig:
 
     @property
     def pipeline_root(self) -> str:
-        return os.path.join(self.output_dir, "pipelines", self.pipeline_name)
+        return os.path.join(self.output_dir, PIPELINES_DIR, self.pipeline_name)
 
     @property
     def metadata_path(self) -> str:
-        return os.path.join(self.output_dir, "metadata", self.pipeline_name, "metadata.sqlite")
+        return os.path.join(self.output_dir, METADATA_DIR, self.pipeline_name, METADATA_FILE)
 
     @property
     def serving_model_dir(self) -> str:
-        return os.path.join(self.output_dir, "serving_model", self.pipeline_name)
+        return os.path.join(self.output_dir, SERVING_DIR, self.pipeline_name)
 
     @property
     def cache_dir(self) -> str:
-        return os.path.join(self.output_dir, "cache")
+        return os.path.join(self.output_dir, CACHE_DIR)
 
 
 def _check(ok: bool, name: str, value, rule: str) -> None:

@@ -13,9 +13,9 @@ from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 from tfx.dsl.compiler import constants as tfx_constants
 
+from pipeline import configs
 from trainer_module import names
 
-METADATA_FILE = "metadata.sqlite"  # PipelineConfig.metadata_path: <output>/metadata/<pipeline>/
 _OUTPUT_EVENTS = (metadata_store_pb2.Event.OUTPUT, metadata_store_pb2.Event.DECLARED_OUTPUT)
 _STATE_NAMES = {v: k for k, v in metadata_store_pb2.Execution.State.items()}
 
@@ -45,15 +45,16 @@ def find_metadata(path: str) -> str:
     """The ML Metadata database for an output dir, a pipeline root or the database itself."""
     if os.path.isfile(path):
         return path
-    candidates = [os.path.join(path, METADATA_FILE)]
-    candidates += sorted(glob.glob(os.path.join(path, "metadata", "*", METADATA_FILE)))
+    candidates = [os.path.join(path, configs.METADATA_FILE)]
+    candidates += sorted(glob.glob(os.path.join(path, configs.METADATA_DIR, "*", configs.METADATA_FILE)))
     # <output>/pipelines/<name> (the pipeline root) -> <output>/metadata/<name>/metadata.sqlite
     parent, name = os.path.split(os.path.normpath(path))
-    if os.path.basename(parent) == "pipelines":
-        candidates.append(os.path.join(os.path.dirname(parent), "metadata", name, METADATA_FILE))
+    if os.path.basename(parent) == configs.PIPELINES_DIR:
+        output_dir = os.path.dirname(parent)
+        candidates.append(os.path.join(output_dir, configs.METADATA_DIR, name, configs.METADATA_FILE))
     found = sorted({c for c in candidates if os.path.isfile(c)})
     if not found:
-        raise FileNotFoundError(f"no ML Metadata database ({METADATA_FILE}) for {path}")
+        raise FileNotFoundError(f"no ML Metadata database ({configs.METADATA_FILE}) for {path}")
     if len(found) > 1:
         raise ValueError(f"{path} holds several pipelines; pass one database: {found}")
     return found[0]

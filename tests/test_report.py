@@ -23,7 +23,7 @@ from PIL import Image
 from tfx.dsl.compiler import constants as tfx_constants
 
 from data_sources import demo_data
-from pipeline import evaluation
+from pipeline import configs, evaluation
 from run_report import html_page, plots, run_data, store, tables, tfma_results, writer
 from run_report.__main__ import main as report_main
 from trainer_module import names
@@ -35,7 +35,7 @@ CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-back
 # ---------------------------------------------------------------- ML Metadata queries (fast)
 
 def test_find_metadata_from_output_dir_pipeline_root_or_file(tmp_path):
-    db = tmp_path / "metadata" / "p" / store.METADATA_FILE
+    db = tmp_path / "metadata" / "p" / configs.METADATA_FILE
     db.parent.mkdir(parents=True)
     db.write_bytes(b"")
     (tmp_path / "pipelines" / "p").mkdir(parents=True)
@@ -45,7 +45,7 @@ def test_find_metadata_from_output_dir_pipeline_root_or_file(tmp_path):
     with pytest.raises(FileNotFoundError):
         store.find_metadata(str(tmp_path / "pipelines"))
     (tmp_path / "metadata" / "q").mkdir()
-    (tmp_path / "metadata" / "q" / store.METADATA_FILE).write_bytes(b"")
+    (tmp_path / "metadata" / "q" / configs.METADATA_FILE).write_bytes(b"")
     with pytest.raises(ValueError, match="several pipelines"):
         store.find_metadata(str(tmp_path))
 
@@ -83,7 +83,7 @@ def _put_run(mlmd, pipeline: str, run_id: str, root: str, eval_config_json: str)
 @pytest.fixture()
 def metadata_path(tmp_path):
     """Two runs of pipeline "p"; only the second Evaluator's config slices by class."""
-    path = str(tmp_path / store.METADATA_FILE)
+    path = str(tmp_path / configs.METADATA_FILE)
     config = metadata_store_pb2.ConnectionConfig()
     config.sqlite.filename_uri = path
     mlmd = metadata_store.MetadataStore(config)
