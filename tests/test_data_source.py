@@ -495,19 +495,24 @@ def test_read_only_source_directory(tmp_path, cache_dir):
 # --------------------------------------------------------------------------- unsafe archives
 
 
+def _assert_refused_leaving_nothing(archive, dest, offending: str, root) -> None:
+    """safe_extract refuses the archive naming the offending member, and writes nothing at all
+    under root: no dest, nothing outside it, no temporary folder."""
+    before = snapshot(root)
+    with pytest.raises(UnsafeArchiveError) as exc:
+        safe_extract(archive, str(dest))
+    assert offending in str(exc.value)
+    assert not dest.exists()
+    assert snapshot(root) == before
+
+
 @pytest.mark.parametrize("bad_name", ["../evil.txt", "/abs.txt", "ok/../../evil.txt"])
 def test_zip_slip_rejected(tmp_path, bad_name):
     work = tmp_path / "work"
     work.mkdir()
     # No synthesized directory entries: the bad name must be the only offending member.
     archive = make_zip(tmp_path / "slip.zip", {"good/a.txt": b"a", bad_name: b"evil"}, dirs=False)
-    dest = work / "dest"
-    before = snapshot(tmp_path)
-    with pytest.raises(UnsafeArchiveError) as exc:
-        safe_extract(archive, str(dest))
-    assert bad_name in str(exc.value)
-    assert not dest.exists()
-    assert snapshot(tmp_path) == before  # Nothing inside or outside dest (no temp dir either).
+    _assert_refused_leaving_nothing(archive, work / "dest", bad_name, tmp_path)
 
 
 @pytest.mark.parametrize("make_members, offending", [
@@ -527,13 +532,7 @@ def test_tar_unsafe_members_rejected(tmp_path, make_members, offending):
     work = tmp_path / "work"
     work.mkdir()
     archive = make_tar(tmp_path / "bad.tar.gz", make_members(str(tmp_path)))
-    dest = work / "dest"
-    before = snapshot(tmp_path)
-    with pytest.raises(UnsafeArchiveError) as exc:
-        safe_extract(archive, str(dest))
-    assert offending in str(exc.value)
-    assert not dest.exists()
-    assert snapshot(tmp_path) == before
+    _assert_refused_leaving_nothing(archive, work / "dest", offending, tmp_path)
 
 
 def test_tar_device_file_rejected(tmp_path):
