@@ -1,49 +1,58 @@
-"""kubeflow_v2_runner.py: the compiled KFP v2 spec, its execution on this machine, and submission.
+"""kubeflow_v2_runner.py: its flags, the compiled KFP v2 spec, its execution on this machine, submission.
 
-Nothing here reaches GCP: the spec is compiled offline, its container steps run as local
-subprocesses with this test playing the KFP backend's part, and aiplatform is replaced at its
-boundary.
+Nothing here reaches GCP: the spec is compiled offline, its container steps run in this process
+through their image's entrypoint with this test playing the KFP backend's part, and aiplatform and
+the Vertex AI JobService are replaced at their boundaries.
 """
-import ast
+import dataclasses
+import importlib
 import json
 import os
 import re
-import subprocess
-import sys
 import tempfile
 import time
+import types
 
 import pytest
+import setuptools
+from absl import logging as absl_logging
 from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 import kubeflow_v2_runner as runner
+import setup
 from data_sources import demo_data
 from pipeline import configs
 from trainer_module import names
+from trainer_module.knobs import help_of
+from trainer_module.train_config import ConfigError, TrainConfig
 
 IMAGE = "europe-west4-docker.pkg.dev/test-proj/tfx/intel-scenes-tfx:1.0"
 PROD_FLAGS = ["--project", "test-proj", "--region", "europe-west4", "--bucket", "gs://test-bucket",
               "--image", IMAGE]
 RUN_EXECUTOR = ["python", "-m", "tfx.orchestration.kubeflow.v2.container.kubeflow_v2_run_executor"]
-BLESSING_RESOLVER = "latest_blessed_model_resolver-model-blessing-resolver"
-MODEL_RESOLVER = "latest_blessed_model_resolver-model-resolver"
+VERTEX_WORKER = ["python", "-m", "tfx.scripts.run_executor"]
+EXAMPLE_GEN, TRAINER, EVALUATOR, PUSHER = (names.EXAMPLE_GEN_NODE, names.TRAINER_NODE, names.EVALUATOR_NODE,
+                                           names.PUSHER_NODE)
+BLESSING_RESOLVER = f"{names.RESOLVER_NODE}-model-blessing-resolver"
+MODEL_RESOLVER = f"{names.RESOLVER_NODE}-model-resolver"
 CONTAINER_DEPENDENCIES = {
-    "ImageExampleGen": [],
-    "StatisticsGen": ["ImageExampleGen"],
+    EXAMPLE_GEN: [],
+    "StatisticsGen": [EXAMPLE_GEN],
     "SchemaGen": ["StatisticsGen"],
     "ExampleValidator": ["SchemaGen", "StatisticsGen"],
-    "Transform": ["ImageExampleGen", "SchemaGen"],
-    "Trainer": ["ImageExampleGen", "SchemaGen", "Transform"],
-    "Evaluator": ["ImageExampleGen", "SchemaGen", "Trainer", MODEL_RESOLVER],
-    "Pusher": ["Evaluator", "Trainer"],
+    "Transform": [EXAMPLE_GEN, "SchemaGen"],
+    TRAINER: [EXAMPLE_GEN, "SchemaGen", "Transform"],
+    EVALUATOR: [EXAMPLE_GEN, "SchemaGen", TRAINER, MODEL_RESOLVER],
+    PUSHER: [EVALUATOR, TRAINER],
 }
 
 
 def compile_job(out_dir, *flags, allow_local_paths=False):
     """Compiles with the runner's own flag parsing; returns the PipelineJob dict it wrote."""
-    args = runner.parse_args([*flags, "--output-file", os.path.join(str(out_dir), "pipeline.json")])
-    job = runner.compile_pipeline(args, allow_local_paths=allow_local_paths)
-    with open(args.output_file) as f:
+    cfg = runner.parse_args([*flags, "--output-file", os.path.join(str(out_dir), "pipeline.json")])
+    job = runner.compile_pipeline(cfg, allow_local_paths=allow_local_paths)
+    with open(cfg.vertex.output_file) as f:
         assert json.load(f) == job
     return job
 
@@ -83,7 +92,74 @@ def cloud_job(tmp_path_factory):
         "--data-dir", "gs://data-bucket/intel/v3")
 
 
-# --- 1. the compiled spec ------------------------------------------------------------------------
+# --- 1. the flags --------------------------------------------------------------------------------
+
+def _squeezed(text):
+    return "".join(text.split())  # argparse re-wraps help text (also at hyphens)
+
+
+def _has_flag(help_text, field_name):
+    return re.search(rf"^  --{field_name.replace('_', '-')}[ ,\n]", help_text, re.M) is not None
+
+
+def test_help_shows_every_knob_with_its_meaning():
+    help_text = runner.make_parser().format_help()
+    shared = [f for f in dataclasses.fields(configs.PipelineConfig) if f.name not in runner.LOCAL_ONLY_KNOBS]
+    assert {f.name for f in shared} == {"pipeline_name", "class_names", "eval_fraction", "accuracy_lower_bound",
+                                        "accuracy_max_drop", "enable_cache"}
+    training = [f for f in dataclasses.fields(TrainConfig) if f.name != "class_names"]
+    for field in [*dataclasses.fields(configs.VertexConfig), *shared, *training]:
+        assert _has_flag(help_text, field.name), field.name
+        assert _squeezed(help_of(field)) in _squeezed(help_text), field.name
+    # Derived defaults are shown as what they derive from.
+    for shown in ("[default: $GOOGLE_CLOUD_PROJECT]", "[default: gs://{project}-intel-scenes]",
+                  "[default: {bucket}/pipelines/{pipeline_name}]",
+                  "[default: {region}-docker.pkg.dev/{project}/tfx/intel-scenes-tfx:latest]",
+                  f"[default: {','.join(names.INTEL_CLASS_NAMES)}"):
+        assert _squeezed(shown) in _squeezed(help_text), shown
+    # The cluster's --data-dir is VertexConfig's (gs://, passed as it is); the others do not exist.
+    assert [k for k in runner.LOCAL_ONLY_KNOBS if _has_flag(help_text, k)] == ["data_dir"]
+    assert "gs:// labelled images" in help_text
+
+
+def test_derived_defaults(monkeypatch):
+    monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", "env-proj")
+    vertex = runner.parse_args(["--pipeline-name", "scenes-2"]).vertex
+    assert (vertex.project, vertex.region) == ("env-proj", "us-central1")
+    assert vertex.bucket == "gs://env-proj-intel-scenes"
+    assert vertex.pipeline_root == "gs://env-proj-intel-scenes/pipelines/scenes-2"
+    assert vertex.data_dir == "gs://env-proj-intel-scenes/data/v1"
+    assert vertex.serving_model_dir == "gs://env-proj-intel-scenes/serving_model/scenes-2"
+    assert vertex.temp_location == "gs://env-proj-intel-scenes/beam-tmp"
+    assert vertex.image == "us-central1-docker.pkg.dev/env-proj/tfx/intel-scenes-tfx:latest"
+    assert vertex.output_file == "scenes-2_pipeline.json"
+    # Set values win; a trailing slash of the bucket is dropped.
+    cfg = runner.parse_args([*PROD_FLAGS, "--bucket", "gs://b/", "--data-dir", "gs://d/v7", "--epochs", "3"])
+    assert (cfg.vertex.project, cfg.vertex.image, cfg.vertex.data_dir) == ("test-proj", IMAGE, "gs://d/v7")
+    assert cfg.vertex.pipeline_root == "gs://b/pipelines/intel-scenes"
+    assert cfg.train.epochs == 3 and cfg.train.class_names == names.INTEL_CLASS_NAMES
+    assert cfg.pipeline.class_names == names.INTEL_CLASS_NAMES
+    assert cfg.pipeline.data_dir == ""  # the local runner's knob: the cluster's --data-dir is VertexConfig's
+
+
+@pytest.mark.parametrize("flags,error,message", [
+    ([], runner.RunnerError, "--project is required"),
+    ([*PROD_FLAGS, "--class-names", ""], runner.RunnerError, "--class-names must name the classes"),
+    ([*PROD_FLAGS, "--labels", "team"], ConfigError, "labels='team': each label must be key=value"),
+    ([*PROD_FLAGS, "--accelerator-count", "-1"], ConfigError, "accelerator_count=-1: must be >= 0"),
+    ([*PROD_FLAGS, "--eval-fraction", "1.5"], ConfigError, r"eval_fraction=1.5: must be in \(0, 1\)"),
+    ([*PROD_FLAGS, "--class-names", "a"], ConfigError, "class_names needs at least 2 classes"),
+])
+def test_bad_flags_fail_with_the_knob_named(flags, error, message, monkeypatch, tmp_path, capsys):
+    monkeypatch.delenv("GOOGLE_CLOUD_PROJECT", raising=False)
+    with pytest.raises(error, match=message):
+        runner.parse_args(flags)
+    assert runner.main([*flags, "--output-file", str(tmp_path / "p.json")]) == 2
+    assert re.search("error: .*" + message, capsys.readouterr().err)
+    assert not (tmp_path / "p.json").exists()
+
+
+# --- 2. the compiled spec ------------------------------------------------------------------------
 
 def test_spec_header(default_job):
     spec = default_job["pipelineSpec"]
@@ -99,12 +175,27 @@ def test_every_component_is_a_task_with_its_dependencies(default_job):
     assert set(dag) == set(CONTAINER_DEPENDENCIES) | {BLESSING_RESOLVER, MODEL_RESOLVER}
     for name, upstream in CONTAINER_DEPENDENCIES.items():
         assert dag[name].get("dependentTasks", []) == upstream, name
-        assert dag[name]["cachingOptions"] == {"enableCache": True}, name
     # The resolver is two backend queries: the latest blessing, then the model it blessed.
     assert dag[MODEL_RESOLVER]["inputs"]["artifacts"]["input"]["taskOutputArtifact"] == {
         "producerTask": BLESSING_RESOLVER, "outputArtifactKey": "model_blessing"}
-    assert dag["Evaluator"]["inputs"]["artifacts"]["baseline_model"]["taskOutputArtifact"] == {
+    assert dag[EVALUATOR]["inputs"]["artifacts"]["baseline_model"]["taskOutputArtifact"] == {
         "producerTask": MODEL_RESOLVER, "outputArtifactKey": "model"}
+
+
+def caching(job):
+    """{task: whether the backend may serve it from its cache}."""
+    return {name: task.get("cachingOptions", {}).get("enableCache", False) for name, task in tasks(job).items()}
+
+
+def test_ingestion_is_never_cached_the_other_steps_are(default_job, tmp_path):
+    # ImageExampleGen has no input artifact: cached, it would be keyed on the --data-dir string alone.
+    expected = {name: name != EXAMPLE_GEN for name in CONTAINER_DEPENDENCIES}
+    expected.update({BLESSING_RESOLVER: False, MODEL_RESOLVER: False})  # backend queries, never cached
+    assert caching(default_job) == expected
+    assert caching(compile_job(tmp_path, *PROD_FLAGS, "--cache-ingestion")) == dict(
+        expected, **{EXAMPLE_GEN: True})
+    uncached = compile_job(tmp_path, *PROD_FLAGS, "--no-enable-cache", "--cache-ingestion")
+    assert not any(caching(uncached).values())
 
 
 def test_every_step_runs_the_pipeline_image(default_job):
@@ -113,19 +204,19 @@ def test_every_step_runs_the_pipeline_image(default_job):
         assert spec["image"] == IMAGE
         assert spec["command"] == RUN_EXECUTOR
         assert spec["args"][3] == "{{$}}"  # --json_serialized_invocation_args: the executor input
-    assert executor_class(default_job, "ImageExampleGen") == "components.image_example_gen.executor.Executor"
-    assert executor_class(default_job, "Pusher") == "tfx.components.pusher.executor.Executor"
+    assert executor_class(default_job, EXAMPLE_GEN) == "components.image_example_gen.executor.Executor"
+    assert executor_class(default_job, PUSHER) == "tfx.components.pusher.executor.Executor"
 
 
 def test_code_by_import_path_and_data_passed_through(default_job, cloud_job):
     assert param(default_job, "Transform", "preprocessing_fn") == \
         "trainer_module.preprocessing.preprocessing_fn"
-    assert param(default_job, "Trainer", "run_fn") == "trainer_module.trainer.run_fn"
-    assert "module_file" not in tasks(default_job)["Trainer"]["inputs"]["parameters"]
+    assert param(default_job, TRAINER, "run_fn") == "trainer_module.trainer.run_fn"
+    assert "module_file" not in tasks(default_job)[TRAINER]["inputs"]["parameters"]
     assert "module_path" not in tasks(default_job)["Transform"]["inputs"]["parameters"]
-    assert param(default_job, "ImageExampleGen", "input_base") == "gs://test-bucket/data/v1"
-    assert param(cloud_job, "ImageExampleGen", "input_base") == "gs://data-bucket/intel/v3"
-    assert json.loads(param(default_job, "ImageExampleGen", "class_names")) == list(names.INTEL_CLASS_NAMES)
+    assert param(default_job, EXAMPLE_GEN, "input_base") == "gs://test-bucket/data/v1"
+    assert param(cloud_job, EXAMPLE_GEN, "input_base") == "gs://data-bucket/intel/v3"
+    assert json.loads(param(default_job, EXAMPLE_GEN, "class_names")) == list(names.INTEL_CLASS_NAMES)
 
 
 def test_trainer_runs_on_a_vertex_gpu_worker_pool(default_job, cloud_job):
@@ -138,13 +229,13 @@ def test_trainer_runs_on_a_vertex_gpu_worker_pool(default_job, cloud_job):
             "replica_count": 1,
             "container_spec": {"image_uri": IMAGE}}]}},
     }
-    config = json.loads(param(default_job, "Trainer", "custom_config"))
+    config = json.loads(param(default_job, TRAINER, "custom_config"))
     assert {k: v for k, v in config.items() if k != "train_config"} == expected
     assert config["train_config"]["class_names"] == list(names.INTEL_CLASS_NAMES)
-    assert executor_class(default_job, "Trainer") == \
+    assert executor_class(default_job, TRAINER) == \
         "tfx.extensions.google_cloud_ai_platform.trainer.executor.GenericExecutor"
 
-    job_spec = json.loads(param(cloud_job, "Trainer", "custom_config"))["ai_platform_training_args"]["job_spec"]
+    job_spec = json.loads(param(cloud_job, TRAINER, "custom_config"))["ai_platform_training_args"]["job_spec"]
     assert job_spec["worker_pool_specs"][0]["machine_spec"] == {
         "machine_type": "a2-highgpu-1g", "accelerator_type": "NVIDIA_TESLA_A100", "accelerator_count": 2}
     assert job_spec["service_account"] == "runner@test-proj.iam.gserviceaccount.com"
@@ -152,12 +243,12 @@ def test_trainer_runs_on_a_vertex_gpu_worker_pool(default_job, cloud_job):
 
 def test_training_switches(tmp_path):
     cpu = compile_job(tmp_path, *PROD_FLAGS, "--accelerator-count", "0")
-    pools = json.loads(param(cpu, "Trainer", "custom_config"))["ai_platform_training_args"]["job_spec"]
+    pools = json.loads(param(cpu, TRAINER, "custom_config"))["ai_platform_training_args"]["job_spec"]
     assert pools["worker_pool_specs"][0]["machine_spec"] == {"machine_type": "n1-standard-8"}
     in_step = compile_job(tmp_path, *PROD_FLAGS, "--no-vertex-training", "--epochs", "2")
-    config = json.loads(param(in_step, "Trainer", "custom_config"))
+    config = json.loads(param(in_step, TRAINER, "custom_config"))
     assert list(config) == ["train_config"] and config["train_config"]["epochs"] == 2
-    assert executor_class(in_step, "Trainer") == "tfx.components.trainer.executor.GenericExecutor"
+    assert executor_class(in_step, TRAINER) == "tfx.components.trainer.executor.GenericExecutor"
 
 
 def test_dataflow_args_only_when_asked(default_job, cloud_job):
@@ -165,7 +256,7 @@ def test_dataflow_args_only_when_asked(default_job, cloud_job):
                 "--temp_location=gs://test-bucket/beam-tmp", "--machine_type=n2-standard-8",
                 "--max_num_workers=10", f"--sdk_container_image={IMAGE}", "--experiments=use_runner_v2",
                 "--service_account_email=runner@test-proj.iam.gserviceaccount.com"]
-    for name in ("ImageExampleGen", "StatisticsGen", "Transform", "Evaluator"):
+    for name in (EXAMPLE_GEN, "StatisticsGen", "Transform", EVALUATOR):
         assert container(cloud_job, name)["args"][-len(dataflow):] == dataflow, name
         assert container(default_job, name)["args"][-2:] == list(configs.LOCAL_BEAM_ARGS), name
     assert "Dataflow" not in json.dumps(default_job)
@@ -173,16 +264,16 @@ def test_dataflow_args_only_when_asked(default_job, cloud_job):
 
 
 def test_pusher_targets(default_job, cloud_job):
-    destination = json.loads(param(default_job, "Pusher", "push_destination"))
+    destination = json.loads(param(default_job, PUSHER, "push_destination"))
     assert destination == {"filesystem": {"base_directory": "gs://test-bucket/serving_model/intel-scenes"}}
-    assert json.loads(param(cloud_job, "Pusher", "custom_config")) == {
+    assert json.loads(param(cloud_job, PUSHER, "custom_config")) == {
         "ai_platform_enable_vertex": True,
         "ai_platform_vertex_region": "europe-west4",
-        "ai_platform_vertex_container_image_uri": runner.DEFAULT_SERVING_IMAGE,
+        "ai_platform_vertex_container_image_uri": configs.VertexConfig.serving_image,
         "ai_platform_serving_args": {"project_id": "test-proj", "endpoint_name": "intel-scenes-endpoint",
                                      "machine_type": "n1-standard-4"},
     }
-    assert executor_class(cloud_job, "Pusher") == \
+    assert executor_class(cloud_job, PUSHER) == \
         "tfx.extensions.google_cloud_ai_platform.pusher.executor.Executor"
 
 
@@ -222,28 +313,29 @@ def test_a_spec_naming_a_local_path_is_not_left_behind(tmp_path, monkeypatch):
     assert not (tmp_path / "pipeline.json").exists()
 
 
-def test_dockerfile_pins_match_setup_py():
-    with open(os.path.join(configs.REPO_ROOT, "setup.py")) as f:
-        tree = ast.parse(f.read())
-    install_requires = next(ast.literal_eval(node.value) for node in ast.walk(tree)
-                            if isinstance(node, ast.Assign) and node.targets[0].id == "INSTALL_REQUIRES")
-    requirements = {Requirement(r).name: Requirement(r) for r in install_requires}
+def test_dockerfile_pins_match_requirements():
+    requirements = {canonicalize_name(Requirement(r).name): Requirement(r)
+                    for section in setup.read_requirements().values() for r in section}
     with open(os.path.join(configs.REPO_ROOT, "Dockerfile")) as f:
         dockerfile = f.read()
     image, tag = re.search(r"^FROM\s+(\S+):(\S+)\s*$", dockerfile, re.M).groups()
-    assert image == "gcr.io/tfx-oss-public/tfx" and requirements["tfx"].specifier.contains(tag)
-    assert str(requirements["tfx"].specifier) == f"=={tag}"
+    assert image == "gcr.io/tfx-oss-public/tfx" and str(requirements["tfx"].specifier) == f"=={tag}"
     assert re.search(r"^ENV\s+TF_USE_LEGACY_KERAS=1\s*$", dockerfile, re.M)
-    assert re.search(r"^COPY\s+requirements\.lock\s+setup\.py\s", dockerfile, re.M)
+    # setup.py reads its pins from requirements.in: both go into the image, with the lock.
+    assert re.search(r"^COPY\s+requirements\.in\s+requirements\.lock\s+setup\.py\s", dockerfile, re.M)
     assert re.search(r"pip install .*--constraint requirements\.lock \.", dockerfile)
-    # The lock constrains the image's install, so each of its pins must satisfy setup.py.
+    # Every package of the repository but the benchmarks is installed in the image.
+    for package in setuptools.find_packages(configs.REPO_ROOT, exclude=["bench", "bench.*", "tests*"]):
+        top = package.split(".")[0]
+        assert re.search(rf"^COPY\s+{top}/\s+{top}/\s*$", dockerfile, re.M), top
+    # The lock constrains the image's install, so each of its pins must satisfy requirements.in.
     with open(os.path.join(configs.REPO_ROOT, "requirements.lock")) as f:
-        locked = dict(re.findall(r"^([A-Za-z0-9_.-]+)==(\S+)$", f.read(), re.M))
+        locked = {canonicalize_name(n): v for n, v in re.findall(r"^([A-Za-z0-9_.-]+)==(\S+)$", f.read(), re.M)}
     for name, requirement in requirements.items():
         assert requirement.specifier.contains(locked[name]), (name, locked[name], str(requirement))
 
 
-# --- 2. the compiled spec executes ---------------------------------------------------------------
+# --- 3. the compiled spec executes ---------------------------------------------------------------
 
 def upstream_tasks(task):
     producers = {a["taskOutputArtifact"]["producerTask"]
@@ -262,6 +354,20 @@ def dependency_levels(dag):
     return levels
 
 
+# absl's app.run(main, flags_parser=PARSER) of each container entrypoint: the parser gets the
+# whole argv (program first), main what it returns.
+ENTRYPOINT_FLAGS_PARSERS = {RUN_EXECUTOR[2]: "_parse_flags", VERTEX_WORKER[2]: "parse_flags"}
+
+
+def run_in_process(command):
+    """Runs a container's `python -m MODULE ARGS` in this process, through the module's own flag
+    parsing and main: a new process would spend ~20 s importing TensorFlow and TFX again."""
+    assert command[:2] == ["python", "-m"] and command[2] in ENTRYPOINT_FLAGS_PARSERS, command
+    module = importlib.import_module(command[2])
+    parse = getattr(module, ENTRYPOINT_FLAGS_PARSERS[command[2]])
+    module.main(parse([module.__file__, *command[3:]]))
+
+
 class LocalBackend:
     """The KFP backend's part in one run: what it puts into `{{$}}` and carries between steps.
 
@@ -271,53 +377,40 @@ class LocalBackend:
     downstream tasks receive (as the backend does through ML Metadata).
     """
 
-    def __init__(self, job, root, log_dir, task_env=None):
-        self.spec, self.root, self.log_dir = job["pipelineSpec"], root, log_dir
-        self.task_env = task_env or {}  # task -> extra environment variables
+    def __init__(self, job, root):
+        self.spec, self.root = job["pipelineSpec"], root
         self.outputs = {}  # task -> output key -> [RuntimeArtifact dict]
         self.seconds = {}
 
     def run(self):
         dag = self.spec["root"]["dag"]["tasks"]
         for level in dependency_levels(dag):
-            procs = {name: self.start(name, dag[name]) for name in level}
-            for name, proc in procs.items():
-                self.finish(name, proc)
+            for name in level:
+                self.run_task(name, dag[name])
 
     def executor(self, task):
         label = self.spec["components"][task["componentRef"]["name"]]["executorLabel"]
         return self.spec["deploymentSpec"]["executors"][label]
 
-    def start(self, name, task):
+    def run_task(self, name, task):
         executor = self.executor(task)
         if "resolver" in executor:
             # Resolver tasks are MLMD queries the backend answers itself (no container). This is
             # the first run: no ModelBlessing is blessed yet, so both queries return nothing.
             self.outputs[name] = {key: [] for key in executor["resolver"]["outputArtifactQueries"]}
-            return None
-        self.seconds[name] = time.monotonic()
-        executor_input = self.executor_input(name, task)
-        cmd = [sys.executable if a == "python" and i == 0 else a for i, a in enumerate(
-            executor["container"]["command"])]
-        cmd += [json.dumps(executor_input) if a == "{{$}}" else a for a in executor["container"]["args"]]
-        assert not [a for a in cmd if "{{$" in a], "a placeholder the backend would fill is left"
-        log = open(os.path.join(self.log_dir, f"{name}.log"), "w")
-        # The image's environment: its ENV (TF_USE_LEGACY_KERAS) and the installed package.
-        env = dict(os.environ, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="1",
-                   **self.task_env.get(name, {}))
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=self.log_dir)
-        proc.executor_input, proc.log = executor_input, log
-        return proc
-
-    def finish(self, name, proc):
-        if proc is None:
             return
-        rc = proc.wait()
-        self.seconds[name] = time.monotonic() - self.seconds[name]
-        proc.log.close()
-        with open(proc.log.name) as f:
-            assert rc == 0, f"{name} failed ({rc}):\n{f.read()[-6000:]}"
-        self.outputs[name] = self.collect_outputs(proc.executor_input)
+        executor_input = self.executor_input(name, task)
+        container = executor["container"]
+        command = container["command"] + [json.dumps(executor_input) if a == "{{$}}" else a
+                                          for a in container["args"]]
+        assert not [a for a in command if "{{$" in a], "a placeholder the backend would fill is left"
+        start = time.monotonic()
+        try:
+            run_in_process(command)
+        except Exception as e:
+            raise AssertionError(f"step {name} failed: {e!r}") from e
+        self.seconds[name] = time.monotonic() - start
+        self.outputs[name] = self.collect_outputs(executor_input)
 
     def executor_input(self, name, task):
         component = self.spec["components"][task["componentRef"]["name"]]
@@ -355,90 +448,97 @@ class LocalBackend:
         return result
 
 
-# Test-only sitecustomize for the Trainer step: the Vertex AI JobService replaced at its boundary.
-# The extension's executor builds the CustomJob as on Vertex; the fake records it and runs its
-# worker's command line (`python -m tfx.scripts.run_executor ARGS`: a separate container on
-# Vertex) through that module's own flag parsing and main, in the step's process: a second
-# process would only repeat the ~40 s TensorFlow import.
-VERTEX_JOB_SERVICE_FAKE = '''
-import json, os, types
-from tfx.extensions.google_cloud_ai_platform import training_clients
+@pytest.fixture
+def vertex_job_service(monkeypatch):
+    """The Vertex AI JobService replaced at its boundary; returns the CustomJobs launched.
 
-def create_client(self):
-    self._client = None  # the real client needs credentials and network
+    The extension's executor builds the CustomJob as on Vertex; the fake records it and runs its
+    worker's command line (`python -m tfx.scripts.run_executor ARGS`, a separate container on
+    Vertex) in this process.
+    """
+    from tfx.extensions.google_cloud_ai_platform import training_clients
 
-def launch_job(self, project, training_job):
-    with open(os.environ["VERTEX_JOB_RECORD"], "w") as f:
-        json.dump({"project": project, "region": self._region, "custom_job": training_job}, f)
-    command = training_job["job_spec"]["worker_pool_specs"][0]["container_spec"]["command"]
-    assert command[:3] == ["python", "-m", "tfx.scripts.run_executor"], command
-    from tfx.scripts import run_executor
-    run_executor.main(run_executor.parse_flags(command[3:]))
-    self._job_name = f"projects/{project}/locations/{self._region}/customJobs/local"
+    launched = []
 
-def get_job(self):
-    return types.SimpleNamespace(state=training_clients._VERTEX_JOB_STATE_SUCCEEDED)
+    def create_client(client):
+        client._client = None  # the real client needs credentials and network
 
-training_clients.VertexJobClient.create_client = create_client
-training_clients.VertexJobClient.launch_job = launch_job
-training_clients.VertexJobClient.get_job = get_job
-'''
+    def launch_job(client, project, training_job):
+        launched.append({"project": project, "region": client._region, "custom_job": training_job})
+        run_in_process(training_job["job_spec"]["worker_pool_specs"][0]["container_spec"]["command"])
+        client._job_name = f"projects/{project}/locations/{client._region}/customJobs/local"
+
+    def get_job(client):
+        return types.SimpleNamespace(state=training_clients._VERTEX_JOB_STATE_SUCCEEDED)
+
+    for name, fake in [("create_client", create_client), ("launch_job", launch_job), ("get_job", get_job)]:
+        monkeypatch.setattr(training_clients.VertexJobClient, name, fake)
+    return launched
+
+
+@pytest.fixture
+def container_state(tmp_path, monkeypatch):
+    """What the entrypoints change in a process of their own: the working directory (a container's
+    WORKDIR) and absl's verbosity (they set INFO). Restored for the tests that follow."""
+    verbosity = absl_logging.get_verbosity()
+    monkeypatch.chdir(tmp_path)
+    yield
+    absl_logging.set_verbosity(verbosity)
 
 
 @pytest.mark.slow
-def test_compiled_spec_executes_to_a_pushed_model(tmp_path):
+@pytest.mark.usefixtures("container_state")
+def test_compiled_spec_executes_to_a_pushed_model(tmp_path, vertex_job_service):
     data = demo_data.make_demo_dataset(str(tmp_path / "data"), train_per_class=8, eval_per_class=4, size=64)
-    serving, root, logs, fake = (str(tmp_path / d) for d in ("serving", "root", "logs", "fake"))
-    for d in (logs, fake):
-        os.makedirs(d)
-    with open(os.path.join(fake, "sitecustomize.py"), "w") as f:
-        f.write(VERTEX_JOB_SERVICE_FAKE)
-    record = os.path.join(logs, "vertex_custom_job.json")
+    serving, root = str(tmp_path / "serving"), str(tmp_path / "root")
     # The production configuration (Trainer on Vertex AI) with local paths: test only.
     job = compile_job(tmp_path, *PROD_FLAGS, "--pipeline-root", root, "--data-dir", data,
                       "--serving-model-dir", serving, "--image-size", "64", "--resize-size", "72",
                       "--batch-size", "8", "--epochs", "1", "--accuracy-lower-bound", "0.0",
                       allow_local_paths=True)
-    backend = LocalBackend(job, root, logs, task_env={
-        "Trainer": {"PYTHONPATH": fake, "VERTEX_JOB_RECORD": record}})
+    backend = LocalBackend(job, root)
     backend.run()
     print("step seconds:", {k: round(v) for k, v in backend.seconds.items()})
+    assert set(backend.seconds) == set(CONTAINER_DEPENDENCIES)  # every container step ran
 
-    examples = backend.outputs["ImageExampleGen"]["examples"][0]
+    examples = backend.outputs[EXAMPLE_GEN][names.EXAMPLES_OUTPUT][0]
     assert examples["metadata"]["ingested"] == 6 * (8 + 4)
-    with open(record) as f:
-        vertex = json.load(f)
+    [vertex] = vertex_job_service
     assert (vertex["project"], vertex["region"]) == ("test-proj", "europe-west4")
     [pool] = vertex["custom_job"]["job_spec"]["worker_pool_specs"]
     assert pool["machine_spec"] == {"machine_type": "n1-standard-8", "accelerator_type": "NVIDIA_TESLA_T4",
                                     "accelerator_count": 1}
     assert pool["container_spec"]["image_uri"] == IMAGE
     assert pool["container_spec"]["command"][:5] == [
-        "python", "-m", "tfx.scripts.run_executor", "--executor_class_path",
-        "tfx.components.trainer.executor.GenericExecutor"]
-    model = backend.outputs["Trainer"]["model"][0]
-    assert os.path.isfile(os.path.join(model["uri"], "Format-Serving", "saved_model.pb"))
+        *VERTEX_WORKER, "--executor_class_path", "tfx.components.trainer.executor.GenericExecutor"]
+    model = backend.outputs[TRAINER][names.MODEL_OUTPUT][0]
+    assert os.path.isfile(os.path.join(model["uri"], names.TRAINER_SERVING_SUBDIR, names.SAVED_MODEL_FILE))
 
-    blessing = backend.outputs["Evaluator"]["blessing"][0]
-    assert blessing["metadata"]["blessed"] == 1
+    blessing = backend.outputs[EVALUATOR][names.BLESSING_OUTPUT][0]
+    assert blessing["metadata"][names.PROP_BLESSED] == 1
     # The next run's resolver query finds the blessed model by this name.
-    assert blessing["metadata"]["current_model_id"] == model["name"]
-    assert os.listdir(backend.outputs["Evaluator"]["evaluation"][0]["uri"])  # TFMA results
-    pushed = backend.outputs["Pusher"]["pushed_model"][0]["metadata"]
-    assert pushed["pushed"] == 1 and pushed["pushed_destination"].startswith(serving + "/")
-    assert os.path.isfile(os.path.join(pushed["pushed_destination"], "saved_model.pb"))
-    assert os.listdir(serving) == [os.path.basename(pushed["pushed_destination"])]
+    assert blessing["metadata"][names.PROP_CURRENT_MODEL_ID] == model["name"]
+    assert os.listdir(backend.outputs[EVALUATOR][names.EVALUATION_OUTPUT][0]["uri"])  # TFMA results
+    pushed = backend.outputs[PUSHER][names.PUSHED_MODEL_OUTPUT][0]["metadata"]
+    assert pushed[names.PROP_PUSHED] == 1 and pushed[names.PROP_PUSHED_DESTINATION].startswith(serving + "/")
+    assert os.path.isfile(os.path.join(pushed[names.PROP_PUSHED_DESTINATION], names.SAVED_MODEL_FILE))
+    assert os.listdir(serving) == [os.path.basename(pushed[names.PROP_PUSHED_DESTINATION])]
 
 
-# --- 3. submission -------------------------------------------------------------------------------
+# --- 4. submission -------------------------------------------------------------------------------
 
 class FakePipelineJob:
-    """aiplatform.PipelineJob's surface the runner uses; records how it was called."""
+    """aiplatform.PipelineJob with submit() recorded; the job it would send is built by the real
+    class (anonymous credentials: no network), so what Vertex would receive can be checked."""
 
     instances = []
+    real_class = None
 
     def __init__(self, **kwargs):
+        from google.auth.credentials import AnonymousCredentials
+
         self.kwargs, self.submit_kwargs = kwargs, None
+        self.sent = FakePipelineJob.real_class(**kwargs, credentials=AnonymousCredentials()).to_dict()
         self.resource_name = "projects/1/locations/europe-west4/pipelineJobs/intel-scenes-1"
         FakePipelineJob.instances.append(self)
 
@@ -446,27 +546,44 @@ class FakePipelineJob:
         self.submit_kwargs = kwargs
 
 
-def test_submit_builds_the_pipeline_job(tmp_path, monkeypatch, capsys):
+@pytest.fixture
+def fake_aiplatform(monkeypatch):
+    """Records aiplatform.init calls; PipelineJob is FakePipelineJob."""
     from google.cloud import aiplatform
 
     inits = []
+    FakePipelineJob.instances, FakePipelineJob.real_class = [], aiplatform.PipelineJob
     monkeypatch.setattr(aiplatform, "init", lambda **kwargs: inits.append(kwargs))
     monkeypatch.setattr(aiplatform, "PipelineJob", FakePipelineJob)
-    FakePipelineJob.instances = []
+    return inits
+
+
+def test_submit_builds_the_pipeline_job(tmp_path, fake_aiplatform, capsys):
     out = str(tmp_path / "job.json")
     assert runner.main([*PROD_FLAGS, "--submit", "--output-file", out, "--labels", "team=vision,env=dev",
                         "--service-account", "runner@test-proj.iam.gserviceaccount.com"]) == 0
 
-    assert inits == [{"project": "test-proj", "location": "europe-west4"}]
+    assert fake_aiplatform == [{"project": "test-proj", "location": "europe-west4"}]
     [job] = FakePipelineJob.instances
     assert job.kwargs == {
         "display_name": "intel-scenes", "template_path": out,
-        "pipeline_root": "gs://test-bucket/pipelines/intel-scenes", "enable_caching": True,
+        "pipeline_root": "gs://test-bucket/pipelines/intel-scenes", "enable_caching": None,
         "labels": {"team": "vision", "env": "dev"}, "project": "test-proj", "location": "europe-west4"}
     assert job.submit_kwargs == {"service_account": "runner@test-proj.iam.gserviceaccount.com"}
     with open(out) as f:
         assert json.load(f)["pipelineSpec"]["pipelineInfo"]["name"] == "intel-scenes"
     assert f"Submitted {job.resource_name}" in capsys.readouterr().out
+    # Vertex receives the compiled per-task caching: ingestion off, the other steps on.
+    assert caching(job.sent) == caching(compile_job(tmp_path, *PROD_FLAGS))
+    assert caching(job.sent)[EXAMPLE_GEN] is False and caching(job.sent)[TRAINER] is True
+
+
+def test_submit_without_cache_sends_every_step_uncached(tmp_path, fake_aiplatform):
+    out = str(tmp_path / "job.json")
+    assert runner.main([*PROD_FLAGS, "--submit", "--no-enable-cache", "--output-file", out]) == 0
+    [job] = FakePipelineJob.instances
+    assert job.kwargs["enable_caching"] is False and job.kwargs["labels"] is None
+    assert set(caching(job.sent).values()) == {False}
 
 
 def test_compile_only_never_calls_aiplatform(tmp_path, monkeypatch):
