@@ -12,30 +12,26 @@ is float32, losses are finite, the run stays inside --budget-s.
 Needs only tensorflow (with CUDA), tf_keras, numpy and pillow: without TFX it writes the examples
 with a copy of ImageExampleGen's make_example, without TF Transform it applies preprocessing_fn
 directly (the same ops as the Transform graph); the table says which. Without the intel-dev
-folder it generates 150x150 JPEGs (tests/image_factory).
+folder it generates 150x150 demo JPEGs (data_sources.demo_data).
 
-    python bench/gpu_check.py                                  # on the GPU machine (~2-4 min)
-    python bench/gpu_check.py --allow-cpu --tiny               # CPU self-check of the script (~2 min)
-    python bench/gpu_check.py --precisions float32,mixed_float16,mixed_bfloat16
+    python -m bench.gpu_check                                  # on the GPU machine (~2-4 min)
+    python -m bench.gpu_check --allow-cpu --tiny               # CPU self-check of the script (~2 min)
+    python -m bench.gpu_check --precisions float32,mixed_float16,mixed_bfloat16
 """
+import argparse
+import math
 import os
 import sys
+import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import benchlib  # noqa: E402  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
-
-import argparse  # noqa: E402
-import math  # noqa: E402
-import shutil  # noqa: E402
-import time  # noqa: E402
-
-import trainer_input  # noqa: E402
+from bench import machine, raw_examples, tables, timers, trainer_input, workdir
 
 TINY = dict(n=48, batch_size=8, image_size=64, resize_size=72, steps=3, warmup_steps=2, input_batches=4)
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(prog=f"python -m {__spec__.name}", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     trainer_input.add_common_args(p, n=1024, batch=128, steps=30, warmup=10, rounds=1)
     p.add_argument("--precisions", default="float32,mixed_float16",
                    help="comma-separated Keras policies (default: %(default)s)")
@@ -57,9 +53,11 @@ def _model_dtypes(model):
 
 
 def main(argv=None) -> int:
+    """Runs the check with command-line arguments `argv` (default: sys.argv[1:]); returns the exit code."""
     start = time.perf_counter()
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = parse_args(argv)
-    benchlib.print_header("bench/gpu_check.py: Trainer throughput on GPU, float32 vs mixed precision")
+    machine.print_header(__spec__.name, "Trainer throughput on GPU, float32 vs mixed precision", argv)
     import tensorflow as tf
     import tf_keras as keras
 
@@ -76,26 +74,25 @@ def main(argv=None) -> int:
             tf.config.experimental.set_memory_growth(gpu, True)
         except RuntimeError:
             pass
-    if args.data_dir == benchlib.DEFAULT_DATA_DIR and not os.path.isdir(args.data_dir) and not args.synthetic:
+    if args.data_dir == raw_examples.DEFAULT_DATA_DIR and not os.path.isdir(args.data_dir) and not args.synthetic:
         print(f"{args.data_dir} not found: generating images instead (--synthetic)")
         args.synthetic = True
 
-    out = benchlib.make_out_dir(args.out, "bench_gpu_check_")
+    out = workdir.make_out_dir(args.out, "bench_gpu_check_")
     files, classes, layer = trainer_input.prepare_inputs(args, out)
     from trainer_module import input_pipeline as data_lib, model as model_lib
 
     strategy = tf.distribute.MirroredStrategy() if gpus else tf.distribute.get_strategy()
     replicas = strategy.num_replicas_in_sync
-    cfg = benchlib.train_config(classes, args.batch_size, args.image_size, args.resize_size,
-                                model_variant=args.model_variant, cutmix_probability=args.cutmix_probability)
+    cfg = trainer_input.train_config(args, classes)
     global_batch = cfg.batch_size * replicas
-    spec = benchlib.raw_feature_spec()
+    spec = layer[2]
     keras.utils.set_random_seed(cfg.seed)
     n_records = data_lib.count_examples(files)
     cached = n_records if data_lib.cache_fits(n_records, cfg) else None  # as the Trainer decides
     datasets = {"real": data_lib.make_dataset(files, layer[0], spec, cfg, True, global_batch, cached_examples=cached),
                 "no-cache": data_lib.make_dataset(files, layer[0], spec, cfg, True, global_batch)}
-    mem_ds = benchlib.in_memory_dataset(datasets["real"], batches=1)
+    mem_ds = timers.in_memory_dataset(datasets["real"], batches=1)
     print(f"config: MobileNetV3 {cfg.model_variant}, {replicas} replica(s), batch {cfg.batch_size}/replica "
           f"(global {global_batch}), crop {cfg.image_size} of {cfg.resize_size}, CutMix p={cfg.cutmix_probability}; "
           f"{args.warmup_steps} warm-up + {args.steps} timed steps; transform: {layer[1]}", flush=True)
@@ -103,7 +100,7 @@ def main(argv=None) -> int:
     input_batches = args.input_batches or args.steps
     rows = []
     for mode, ds in datasets.items():
-        alone = benchlib.time_iterate(ds, warmup_batches=min(3, args.warmup_steps), batches=input_batches)
+        alone = timers.time_iterate(ds, warmup_batches=min(3, args.warmup_steps), batches=input_batches)
         rows.append(["-", f"input pipeline alone ({mode}, no model)", alone["images_per_s"], "-",
                      alone["cpu_ms_per_image"], "-", "-"])
         print(f"  input alone ({mode}): {alone['images_per_s']:,.0f} images/s", flush=True)
@@ -120,7 +117,7 @@ def main(argv=None) -> int:
         checks.append([f"{precision}: policy in force (conv compute dtype)", compute, compute == want, ""])
         checks.append([f"{precision}: softmax output is float32", output, output == "float32", ""])
         for mode, ds in [("in-memory", mem_ds), *datasets.items()]:
-            res = benchlib.time_fit(model, ds, args.warmup_steps, args.steps, global_batch)
+            res = timers.time_fit(model, ds, args.warmup_steps, args.steps, global_batch)
             results[(precision, mode)] = res
             checks.append([f"{precision} {mode}: loss finite", f"{res['last_loss']:.3f}",
                            math.isfinite(res["last_loss"]), ""])
@@ -144,15 +141,14 @@ def main(argv=None) -> int:
     print(f"GPU check: MobileNetV3 {cfg.model_variant}, global batch {global_batch} on {replicas} replica(s), "
           f"{cfg.image_size} px, {args.steps} timed steps after {args.warmup_steps} warm-up; device: "
           f"{[g.name for g in gpus] or 'CPU (--allow-cpu)'}; transform: {layer[1]}")
-    print(benchlib.format_table(["precision", "input", "images/s", "ms/step", "host CPU ms/image",
-                                 "x in-memory", "x float32"], rows))
+    print(tables.format_table(["precision", "input", "images/s", "ms/step", "host CPU ms/image",
+                               "x in-memory", "x float32"], rows))
     print()
     print("Self-checks")
-    print(benchlib.format_table(["check", "value", "result"],
-                                [[c[0], c[1], ("PASS" if c[2] else "FAIL") + (f" {c[3]}" if c[3] else "")]
-                                 for c in checks]))
-    if not args.out and not args.keep:
-        shutil.rmtree(out, ignore_errors=True)
+    print(tables.format_table(["check", "value", "result"],
+                              [[c[0], c[1], ("PASS" if c[2] else "FAIL") + (f" {c[3]}" if c[3] else "")]
+                               for c in checks]))
+    workdir.remove_out_dir_unless_kept(out, keep=bool(args.out or args.keep))
     failed = [c[0] for c in checks if not c[2]]
     print(f"\n{'ALL CHECKS PASSED' if not failed else 'FAILED: ' + '; '.join(failed)}")
     return 1 if failed else 0

@@ -12,30 +12,29 @@ wait4, and the process tree's RSS sampled every 0.5 s), and the bytes of each ou
 Growth per component is (cost at xK / cost at x1) / K: <= 1 means no faster than linear.
 
     # small check (one size, one epoch; several minutes on 2 cores):
-    .venv/bin/python bench/pipeline_scale.py --repeat 1 --epochs 1
+    .venv/bin/python -m bench.pipeline_scale --repeat 1 --epochs 1
     # the scale run of the issue (3,600 -> 18,000 intel-dev images; ~11 min on a quiet 2-core machine):
-    .venv/bin/python bench/pipeline_scale.py --repeat 5 --epochs 1 --out /tmp/bench_scale
+    .venv/bin/python -m bench.pipeline_scale --repeat 5 --epochs 1 --out /tmp/bench_scale
     # any local_runner flag after `--`:
-    .venv/bin/python bench/pipeline_scale.py --repeat 1 --epochs 1 -- --batch-size 32
+    .venv/bin/python -m bench.pipeline_scale --repeat 1 --epochs 1 -- --batch-size 32
 
 The data folder is only read. Outputs go under --out (default: a temporary folder, kept: the
 artifacts are the evidence).
 """
+import argparse
+import json
+import logging
 import os
+import re
+import subprocess
 import sys
+import threading
+import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import benchlib  # noqa: E402
+from bench import machine, raw_examples, tables, workdir
+from pipeline.configs import REPO_ROOT
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import logging  # noqa: E402
-import re  # noqa: E402
-import subprocess  # noqa: E402
-import threading  # noqa: E402
-import time  # noqa: E402
-
-DEFAULT_DATA_ROOT = os.path.dirname(benchlib.DEFAULT_DATA_DIR)  # ../shared/data/intel-dev
+DEFAULT_DATA_ROOT = os.path.dirname(raw_examples.DEFAULT_DATA_DIR)  # ../shared/data/intel-dev
 TARGET_PEAK_RSS_GB = 12.0
 LINEAR_TOLERANCE = 1.10  # growth/K above this is reported as faster than linear ...
 LINEAR_SLACK_S = 5.0  # ... when it also costs this many seconds more than K times the x1 time
@@ -43,7 +42,8 @@ _MARKER = re.compile(r"Component (\S+) is (running|finished)\.")
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(prog=f"python -m {__spec__.name}", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data-dir", default=DEFAULT_DATA_ROOT, help="the data folder (default: %(default)s)")
     p.add_argument("--repeat", type=int, default=5, help="K: the bigger set repeats every file K times; "
                                                           "1 runs the given folder only")
@@ -55,6 +55,11 @@ def parse_args(argv=None):
     p.add_argument("--child", default="", help=argparse.SUPPRESS)
     p.add_argument("runner_args", nargs="*", help="extra local_runner flags, after `--`")
     return p.parse_args(argv)
+
+
+def _dump_json(obj, path: str) -> None:
+    with open(path, "w") as f:
+        json.dump(obj, f, indent=1, default=str)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -76,7 +81,8 @@ class _MarkerHandler(logging.Handler):
 
 
 def child_main(events_path: str, runner_argv) -> int:
-    os.chdir(benchlib.REPO_ROOT)
+    """Runs local_runner.main in this process and records the component log markers to events_path."""
+    os.chdir(REPO_ROOT)
     import local_runner
     handler = _MarkerHandler()
     logging.getLogger("absl").addHandler(handler)  # LocalDagRunner logs through absl
@@ -84,7 +90,7 @@ def child_main(events_path: str, runner_argv) -> int:
     try:
         return local_runner.main(runner_argv)
     finally:
-        benchlib.dump_json({"start": start, "end": time.time(), "events": handler.events}, events_path)
+        _dump_json({"start": start, "end": time.time(), "events": handler.events}, events_path)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -146,13 +152,12 @@ def run_pipeline(data_dir: str, out_dir: str, args):
     events_path = os.path.join(out_dir, "bench_events.json")
     log_path = os.path.join(out_dir, "pipeline.log")
     timeout_s = args.timeout_s
-    cmd = [sys.executable, os.path.abspath(__file__), "--child", events_path, "--",
-           *runner_argv(data_dir, out_dir, args)]
-    print(f"  running: {' '.join(cmd[2:])}\n  log: {log_path}", flush=True)
+    cmd = [sys.executable, "-m", __spec__.name, "--child", events_path, "--", *runner_argv(data_dir, out_dir, args)]
+    print(f"  running: {' '.join(cmd[3:])}\n  log: {log_path}", flush=True)
     env = dict(os.environ, TF_USE_LEGACY_KERAS="1", PYTHONUNBUFFERED="1")
     start = time.perf_counter()
     with open(log_path, "w") as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=benchlib.REPO_ROOT, env=env)
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT, env=env)
         samples = []  # (epoch seconds, tree RSS bytes)
         done = threading.Event()
 
@@ -226,16 +231,19 @@ def artifact_sizes(metadata_path: str):
         for key, artifacts in node.outputs.items():
             for a in artifacts:
                 if a.uri and os.path.exists(a.uri):
-                    sizes[f"{node_id}.{key}"] = sizes.get(f"{node_id}.{key}", 0) + benchlib.dir_bytes(a.uri)
+                    sizes[f"{node_id}.{key}"] = sizes.get(f"{node_id}.{key}", 0) + workdir.dir_bytes(a.uri)
     return sizes
 
 
 def count_images(root: str) -> int:
-    return sum(1 for d, _, fs in os.walk(root, followlinks=True) for f in fs
-               if f.lower().endswith(benchlib.IMAGE_SUFFIXES) and "unlabeled" not in d.split(os.sep))
+    """Files in class folders under `root`, by ImageExampleGen's layout rules (what it will read)."""
+    from components.image_example_gen import image_files
+    return len(image_files.list_image_files(root).files)
 
 
 def main(argv=None) -> int:
+    """Runs the bench with command-line arguments `argv` (default: sys.argv[1:]); returns the exit code."""
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = parse_args(argv)
     if args.child:
         return child_main(args.child, args.runner_args)
@@ -244,12 +252,12 @@ def main(argv=None) -> int:
             saved = json.load(f)
         return report({int(k): v for k, v in saved["results"].items()}, saved["epochs"], saved["runner_args"],
                       args.report)
-    benchlib.print_header("bench/pipeline_scale.py: the whole pipeline at two sizes")
+    machine.print_header(__spec__.name, "the whole pipeline at two sizes", argv)
     data_dir = os.path.abspath(args.data_dir)
     if not os.path.isdir(data_dir):
         raise SystemExit(f"data folder not found: {data_dir}")
-    out = benchlib.make_out_dir(args.out, "bench_scale_")
-    benchlib.check_not_inside(out, data_dir)
+    out = workdir.make_out_dir(args.out, "bench_scale_")
+    workdir.check_not_inside(out, data_dir)
     print(f"data: {data_dir}; sizes x1{'' if args.repeat == 1 else f' and x{args.repeat}'}; "
           f"epochs {args.epochs}; out: {out}", flush=True)
 
@@ -275,7 +283,7 @@ def main(argv=None) -> int:
               f"{tree_peak / 1e9:.2f} GB (sampled tree)", flush=True)
         if rc != 0:
             print(f"x{k}: the pipeline FAILED (rc {rc}); see {results[k]['log']}")
-    benchlib.dump_json({"epochs": args.epochs, "runner_args": args.runner_args, "results": results},
+    _dump_json({"epochs": args.epochs, "runner_args": args.runner_args, "results": results},
                        os.path.join(out, "bench_results.json"))
     return report(results, args.epochs, args.runner_args, os.path.join(out, "bench_results.json"))
 
@@ -287,14 +295,12 @@ def report(results, epochs, runner_args, results_path) -> int:
     print()
     print(f"Runs (epochs {epochs}; Beam DirectRunner in memory, 1 worker; extra flags: "
           f"{' '.join(runner_args) or '(none)'})")
-    print(benchlib.format_table(
+    print(tables.format_table(
         ["size", "labelled images", "rc", "wall s", "peak RSS GB (ru_maxrss)", "peak RSS GB (sampled tree)"],
         [[f"x{k}", r["images"], r["rc"], r["wall"], r["maxrss"] / 1e9, r["tree_peak"] / 1e9]
          for k, r in results.items()]))
 
-    order = ["ImageExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator", "Transform", "Trainer",
-             "latest_blessed_model_resolver", "Evaluator", "Pusher"]
-    nodes = order + sorted(set().union(*(r["times"] for r in results.values())) - set(order))
+    nodes = list(dict.fromkeys(node for r in results.values() for node in r["times"]))  # in the order they ran
     rows, superlinear = [], []
     for node in nodes:
         row = [node] + [results[k]["times"].get(node, float("nan")) for k in sizes]
@@ -312,20 +318,20 @@ def report(results, epochs, runner_args, results_path) -> int:
     print()
     print("Wall time per component (LocalDagRunner 'is running' -> 'is finished' log records) and the "
           "peak RSS sampled while it ran")
-    print(benchlib.format_table(headers, rows))
+    print(tables.format_table(headers, rows))
 
     keys = sorted(set().union(*(r["bytes"] for r in results.values())))
     drows = []
     for key in keys:
-        row = [key] + [benchlib.human_bytes(results[k]["bytes"].get(key, 0)) for k in sizes]
+        row = [key] + [tables.human_bytes(results[k]["bytes"].get(key, 0)) for k in sizes]
         if big > 1:
             b1, bk = results[1]["bytes"].get(key, 0), results[big]["bytes"].get(key, 0)
             row += [bk / b1 if b1 else float("nan")]
         drows.append(row)
     print()
     print("Disk per output artifact")
-    print(benchlib.format_table(["artifact"] + [f"x{k}" for k in sizes] + ([f"x{big}/x1"] if big > 1 else []),
-                                drows))
+    print(tables.format_table(["artifact"] + [f"x{k}" for k in sizes] + ([f"x{big}/x1"] if big > 1 else []),
+                              drows))
 
     peak = max(max(r["maxrss"], r["tree_peak"]) for r in results.values()) / 1e9
     print()
@@ -333,15 +339,15 @@ def report(results, epochs, runner_args, results_path) -> int:
     trows = [[f"peak RSS of the x{big} run <= {TARGET_PEAK_RSS_GB:.0f} GB",
               f"{max(results[big]['maxrss'], results[big]['tree_peak']) / 1e9:.2f} GB "
               f"({results[big]['images']:,} images)",
-              benchlib.verdict(max(results[big]["maxrss"], results[big]["tree_peak"]) / 1e9 <= TARGET_PEAK_RSS_GB)
+              tables.verdict(max(results[big]["maxrss"], results[big]["tree_peak"]) / 1e9 <= TARGET_PEAK_RSS_GB)
               + ("" if results[big]["images"] >= 17000 else " (at this size; the target is for ~17,000 images)")]]
     if big > 1:
         trows.append([f"every component grows no faster than linearly (growth <= {LINEAR_TOLERANCE} "
                       f"or < {LINEAR_SLACK_S:.0f} s over linear)",
-                      "faster than linear: " + (", ".join(superlinear) or "none"), benchlib.verdict(not superlinear)])
+                      "faster than linear: " + (", ".join(superlinear) or "none"), tables.verdict(not superlinear)])
     trows.append(["every run finished", ", ".join(f"x{k}: rc {r['rc']}" for k, r in results.items()),
-                  benchlib.verdict(all(r["rc"] == 0 for r in results.values()))])
-    print(benchlib.format_table(["target", "measured", "verdict"], trows))
+                  tables.verdict(all(r["rc"] == 0 for r in results.values()))])
+    print(tables.format_table(["target", "measured", "verdict"], trows))
     print(f"\nresults: {results_path}; peak over all runs {peak:.2f} GB")
     return 0 if all(r["rc"] == 0 for r in results.values()) else 1
 

@@ -19,28 +19,27 @@ shared with other jobs the wall ratio is distorted (the input threads win schedu
 the other jobs), while the CPU cost is what the ratio becomes when the model alone keeps every
 core busy, as MobileNetV3 training does on 2 cores.
 
-    .venv/bin/python bench/trainer_input.py                          # 512 intel-dev images, batch 64, 224 px
-    .venv/bin/python bench/trainer_input.py --rounds 3               # steadier
-    .venv/bin/python bench/trainer_input.py --synthetic --n 64 --batch-size 8 --image-size 64 \\
+    .venv/bin/python -m bench.trainer_input                          # 512 intel-dev images, batch 64, 224 px
+    .venv/bin/python -m bench.trainer_input --rounds 3               # steadier
+    .venv/bin/python -m bench.trainer_input --synthetic --n 64 --batch-size 8 --image-size 64 \\
         --resize-size 72 --steps 3 --warmup-steps 2 --rounds 1       # a minute or two, for a smoke test
 """
+import argparse
 import os
+import statistics
 import sys
+import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import benchlib  # noqa: E402  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
-
-import argparse  # noqa: E402
-import time  # noqa: E402
+from bench import machine, raw_examples, tables, timers, transform_runs, workdir
 
 TARGET_RATIO = 0.95
 
 
 def add_common_args(p, n=512, batch=64, steps=20, warmup=5, rounds=2):
-    p.add_argument("--data-dir", default=benchlib.DEFAULT_DATA_DIR,
+    p.add_argument("--data-dir", default=raw_examples.DEFAULT_DATA_DIR,
                    help="a folder of class folders (default: %(default)s)")
     p.add_argument("--synthetic", action="store_true",
-                   help="generate 150x150 JPEGs (tests/image_factory) under --out instead of --data-dir")
+                   help="generate 150x150 demo JPEGs (data_sources.demo_data) under --out instead of --data-dir")
     p.add_argument("--n", type=int, default=n, help="raw examples written (default %(default)s)")
     p.add_argument("--shards", type=int, default=1, help="TFRecord files")
     p.add_argument("--batch-size", type=int, default=batch)
@@ -60,23 +59,24 @@ def add_common_args(p, n=512, batch=64, steps=20, warmup=5, rounds=2):
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(prog=f"python -m {__spec__.name}", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     add_common_args(p)
     return p.parse_args(argv)
 
 
 def prepare_inputs(args, out):
-    """Raw examples + the Transform graph; returns (files, classes, (tft_layer, how it was made))."""
+    """Raw examples + the Transform graph; returns (files, classes, (tft_layer, how it was made, raw spec))."""
     if args.synthetic:
-        args.data_dir = benchlib.make_synthetic_images(os.path.join(out, "images"),
-                                                       per_class=max(2, (args.n + 5) // 6))
-    benchlib.check_not_inside(out, args.data_dir)
+        args.data_dir = raw_examples.make_synthetic_images(os.path.join(out, "images"),
+                                                           per_class=max(2, (args.n + 5) // 6))
+    workdir.check_not_inside(out, args.data_dir)
     start = time.perf_counter()
     os.makedirs(os.path.join(out, "raw"), exist_ok=True)
-    raw = benchlib.write_raw_examples(args.data_dir, args.n, os.path.join(out, "raw", "data_tfrecord"),
-                                      shards=args.shards)
-    from trainer_module import train_config as config_lib, preprocessing
-    custom_config = config_lib.transform_config(raw["classes"], args.resize_size)
+    raw = raw_examples.write_raw_examples(args.data_dir, args.n, os.path.join(out, "raw", "data_tfrecord"),
+                                          shards=args.shards)
+    from trainer_module import preprocessing, train_config
+    custom_config = train_config.transform_config(raw["classes"], args.resize_size)
     use_tft = not args.no_tft
     if use_tft:
         try:
@@ -86,11 +86,11 @@ def prepare_inputs(args, out):
             use_tft = False
     graph_dir = None
     if use_tft:
-        graph_dir = benchlib.run_transform(os.path.join(out, "raw", "data_tfrecord-*"),
+        graph_dir = transform_runs.run_transform(os.path.join(out, "raw", "data_tfrecord-*"),
                                            preprocessing.preprocessing_fn, custom_config,
                                            os.path.join(out, "transform"), materialize=False)["transform_graph"]
-    layer = benchlib.transform_layer(graph_dir, custom_config)
-    print(f"inputs: {raw['n']} raw examples ({benchlib.human_bytes(raw['file_bytes'] / raw['n'])}/example gz) "
+    layer = transform_runs.transform_layer(graph_dir, custom_config)
+    print(f"inputs: {raw['n']} raw examples ({tables.human_bytes(raw['file_bytes'] / raw['n'])}/example gz) "
           f"from {args.data_dir} via {raw['make_example']} ({raw['repeated']} repeats); "
           f"transform: {layer[1]}; prepared in {time.perf_counter() - start:.1f} s", flush=True)
     return raw["files"], raw["classes"], layer
@@ -104,8 +104,9 @@ MODE_LABELS = {
 
 
 def contention_note(mem_runs) -> str:
-    cores = benchlib.usable_cores()
-    used = benchlib.median([r["cores_used"] for r in mem_runs])
+    """Whether in-memory training had every core (else wall-clock ratios are distorted by other jobs)."""
+    cores = machine.usable_cores()
+    used = statistics.median([r["cores_used"] for r in mem_runs])
     if used < 0.85 * cores:
         return (f"NOTE: in-memory training used {used:.2f} of {cores} cores: the machine was shared during "
                 "the run, so wall-clock ratios are distorted (the input pipeline's threads also win CPU "
@@ -113,36 +114,47 @@ def contention_note(mem_runs) -> str:
     return f"in-memory training used {used:.2f} of {cores} cores (machine not contended)."
 
 
+def train_config(args, classes):
+    """The TrainConfig of the bench's flags (the Trainer's defaults for everything else)."""
+    from trainer_module.train_config import TrainConfig
+    return TrainConfig(class_names=tuple(classes), batch_size=args.batch_size, image_size=args.image_size,
+                       resize_size=args.resize_size, model_variant=args.model_variant,
+                       cutmix_probability=args.cutmix_probability)
+
+
 def main(argv=None) -> int:
+    """Runs the bench with command-line arguments `argv` (default: sys.argv[1:]); returns the exit code."""
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = parse_args(argv)
-    benchlib.print_header("bench/trainer_input.py: Trainer input pipeline vs the model-bound limit")
-    out = benchlib.make_out_dir(args.out, "bench_trainer_input_")
+    machine.print_header(__spec__.name, "Trainer input pipeline vs the model-bound limit", argv)
+    out = workdir.make_out_dir(args.out, "bench_trainer_input_")
     files, classes, layer = prepare_inputs(args, out)
 
     import tf_keras as keras
     from trainer_module import input_pipeline as data_lib, model as model_lib
 
-    cfg = benchlib.train_config(classes, args.batch_size, args.image_size, args.resize_size,
-                                model_variant=args.model_variant, cutmix_probability=args.cutmix_probability)
+    cfg = train_config(args, classes)
     keras.mixed_precision.set_global_policy("float32")  # what the Trainer uses on CPU ("auto")
     keras.utils.set_random_seed(cfg.seed)
-    spec = benchlib.raw_feature_spec()
+    spec = layer[2]
     n_records = data_lib.count_examples(files)
     cached = n_records if data_lib.cache_fits(n_records, cfg) else None
     datasets = {"real": data_lib.make_dataset(files, layer[0], spec, cfg, training=True, cached_examples=cached),
                 "no-cache": data_lib.make_dataset(files, layer[0], spec, cfg, training=True)}
-    datasets["in-memory"] = benchlib.in_memory_dataset(datasets["real"], batches=1)
+    datasets["in-memory"] = timers.in_memory_dataset(datasets["real"], batches=1)
+    cache_note = (f"cached ({tables.human_bytes(data_lib.decoded_cache_bytes(n_records, cfg))})" if cached
+                  else "NOT cached (over budget)")
     print(f"config: MobileNetV3 {cfg.model_variant}, batch {cfg.batch_size}, crop {cfg.image_size} of "
           f"{cfg.resize_size}, flip {cfg.random_flip}, CutMix p={cfg.cutmix_probability}, decoded images "
-          f"{'cached (' + benchlib.human_bytes(data_lib.decoded_cache_bytes(n_records, cfg)) + ')' if cached else 'NOT cached (over budget)'}, "
-          f"no-cache shuffle buffer {cfg.shuffle_buffer} records, {cfg.optimizer} lr {cfg.learning_rate}, weights {cfg.weights}; "
-          f"{args.warmup_steps} warm-up + {args.steps} timed steps, {args.rounds} round(s)", flush=True)
+          f"{cache_note}, no-cache shuffle buffer {cfg.shuffle_buffer} records, {cfg.optimizer} lr "
+          f"{cfg.learning_rate}, weights {cfg.weights}; {args.warmup_steps} warm-up + {args.steps} timed steps, "
+          f"{args.rounds} round(s)", flush=True)
 
     input_batches = args.input_batches or args.steps
     alone = {}
     for mode in [m for m in datasets if m != "in-memory"]:
-        alone[mode] = benchlib.time_iterate(datasets[mode], warmup_batches=args.warmup_steps,
-                                            batches=input_batches)
+        alone[mode] = timers.time_iterate(datasets[mode], warmup_batches=args.warmup_steps,
+                                          batches=input_batches)
         print(f"  input pipeline alone, {mode}: {alone[mode]['images_per_s']:,.0f} images/s, "
               f"{alone[mode]['cpu_ms_per_image']:.2f} CPU ms/image", flush=True)
 
@@ -153,13 +165,15 @@ def main(argv=None) -> int:
     for r in range(args.rounds):
         order = modes[r % len(modes):] + modes[:r % len(modes)]  # rotate: drift hits every mode
         for mode in order:
-            res = benchlib.time_fit(model, datasets[mode], args.warmup_steps, args.steps, cfg.batch_size)
+            res = timers.time_fit(model, datasets[mode], args.warmup_steps, args.steps, cfg.batch_size)
             runs[mode].append(res)
             print(f"  round {r} {mode:9s}: {res['images_per_s']:6.1f} images/s ({res['step_ms']:.0f} ms/step, "
                   f"{res['cpu_ms_per_image']:.1f} CPU ms/image, {res['cores_used']:.2f} cores, "
                   f"loss {res['last_loss']:.3f})", flush=True)
 
-    med = lambda mode, key: benchlib.median([x[key] for x in runs[mode]])  # noqa: E731
+    def med(mode, key):
+        return statistics.median([x[key] for x in runs[mode]])
+
     mem, mem_cpu = med("in-memory", "images_per_s"), med("in-memory", "cpu_ms_per_image")
     rows = []
     for mode in modes:
@@ -174,9 +188,9 @@ def main(argv=None) -> int:
     print()
     print(f"Training throughput, MobileNetV3 {cfg.model_variant}, batch {cfg.batch_size}, {cfg.image_size} px, "
           f"{args.steps} timed steps after {args.warmup_steps} warm-up, median of {args.rounds} round(s); "
-          f"transform: {layer[1]}; peak RSS {benchlib.peak_rss_mib():,.0f} MiB")
-    print(benchlib.format_table(["input", "images/s (median)", "per round", "ms/step", "CPU ms/image",
-                                 "cores used", "x in-memory (wall)", "x in-memory (CPU cost)"], rows))
+          f"transform: {layer[1]}; peak RSS {machine.peak_rss_mib():,.0f} MiB")
+    print(tables.format_table(["input", "images/s (median)", "per round", "ms/step", "CPU ms/image",
+                               "cores used", "x in-memory (wall)", "x in-memory (CPU cost)"], rows))
     print(contention_note(runs["in-memory"]))
     print("CPU-cost ratio = CPU ms/image in-memory / CPU ms/image of the row: the throughput ratio when "
           "the model alone keeps every core busy (a lower bound when it does not).")
@@ -188,10 +202,10 @@ def main(argv=None) -> int:
         cost = mem_cpu / med(mode, "cpu_ms_per_image")
         trows.append([f"{mode}: Trainer throughput >= {TARGET_RATIO}x the in-memory limit (CPU)",
                       f"{wall:.3f}x wall, {cost:.3f}x CPU cost",
-                      f"wall {benchlib.verdict(wall >= TARGET_RATIO)}, CPU cost {benchlib.verdict(cost >= TARGET_RATIO)}"])
-    print(benchlib.format_table(["target", "measured", "verdict"], trows))
+                      f"wall {tables.verdict(wall >= TARGET_RATIO)}, CPU cost {tables.verdict(cost >= TARGET_RATIO)}"])
+    print(tables.format_table(["target", "measured", "verdict"], trows))
     sys.stdout.flush()
-    benchlib.remove_out_dir_unless_kept(out, keep=bool(args.out or args.keep))
+    workdir.remove_out_dir_unless_kept(out, keep=bool(args.out or args.keep))
     return 0
 
 

@@ -1,58 +1,143 @@
-"""Smoke tests of bench/: the helpers run quickly; whole scripts are `slow`.
+"""Tests of bench/: its helpers do what the benches rely on, and the benches run end to end.
 
-The benches measure, they do not assert performance: these tests only check that they run on
-generated images (tests/image_factory) at tiny sizes and print their tables.
+The benches measure, they assert nothing about speed: the `slow` end-to-end tests call a script's
+main(argv) in this process (no second TensorFlow and TFX start-up: about half the time of running
+it as a subprocess) at tiny sizes on generated images and check that it finishes and prints its
+tables.
 """
+import json
 import os
-import subprocess
-import sys
+import re
 
 import pytest
 import tensorflow as tf
 
 import image_factory
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BENCH = os.path.join(REPO, "bench")
-sys.path.insert(0, BENCH)
-
-import benchlib  # noqa: E402
+from bench import gpu_check, machine, pipeline_scale, raw_examples, tables, transform_throughput
+from components.image_example_gen.executor import make_example
+from trainer_module import names
 
 
-def _run(script, *args, timeout=600):
-    env = dict(os.environ, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="2")
-    proc = subprocess.run([sys.executable, os.path.join(BENCH, script), *args], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=timeout)
-    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
-    return proc.stdout
+def _table_rows(out):
+    """The cells of every markdown table row printed in `out`."""
+    return [[c.strip() for c in line.strip().strip("|").split("|")] for line in out.splitlines()
+            if line.startswith("| ")]
+
+
+def _meminfo_total_gib():
+    with open("/proc/meminfo") as f:
+        kib = next(int(line.split()[1]) for line in f if line.startswith("MemTotal:"))
+    return kib / 2**20
+
+
+def test_machine_line_reports_this_machine():
+    line = machine.machine_line()
+    cores = re.search(r"(\d+) usable cores \((\d+) online\)", line)
+    memory = re.search(r", ([\d.]+) GiB RAM,", line)
+    assert cores and memory, line
+    assert int(cores.group(1)) == len(os.sched_getaffinity(0))
+    assert int(cores.group(2)) == os.cpu_count()
+    assert abs(float(memory.group(1)) - _meminfo_total_gib()) <= 0.05
+
+
+def test_command_line_reruns_the_module():
+    line = machine.command_line("bench.transform_throughput", ["--n", "8", "--out", "a b"])
+    assert line.endswith(" -m bench.transform_throughput --n 8 --out 'a b'")
+
+
+def test_table_and_number_formats():
+    assert tables.format_table(["a", "b"], [["x", 1234.5], ["y", 0.123], ["z", float("nan")]]) == (
+        "| a | b     |\n"
+        "|---|-------|\n"
+        "| x | 1,234 |\n"
+        "| y | 0.12  |\n"
+        "| z | n/a   |")
+    assert [tables.human_bytes(n) for n in (664, 14_200, 51.6e6, 4.39e9)] == ["664 B", "14.2 KB", "51.6 MB", "4.4 GB"]
+    assert [tables.format_number(v) for v in (42.25, 3178.4, 12_345)] == ["42.2", "3,178", "12,345"]
 
 
 def test_raw_examples_are_image_example_gen_records(tmp_path):
     image_factory.make_image_tree(tmp_path / "data", {"train": {"a": 3, "b": 2}}, size=(40, 30))
     image_factory.write_file(tmp_path / "data" / "train" / "a" / "broken.jpg", b"not an image")
-    info = benchlib.write_raw_examples(str(tmp_path / "data" / "train"), 7, str(tmp_path / "raw"), shards=2)
-    assert info["n"] == 7 and info["classes"] == ["a", "b"] and info["skipped"] >= 1
-    assert info["make_example"] == "components.image_example_gen.make_example"
-    records = list(tf.data.TFRecordDataset(info["files"], compression_type="GZIP"))
-    assert len(records) == 7
-    parsed = tf.io.parse_example(tf.stack(records), benchlib.raw_feature_spec())
-    assert set(parsed["label"].numpy().tolist()) == {0, 1}
-    assert tf.io.decode_jpeg(parsed["image"][0]).shape == (30, 40, 3)
+    info = raw_examples.write_raw_examples(str(tmp_path / "data" / "train"), 7, str(tmp_path / "raw"), shards=2)
+    # Round-robin a, b, a, b, a, (broken: skipped), then repeats from the start; shards alternate.
+    assert (info["n"], info["classes"], info["skipped"], info["repeated"]) == (7, ["a", "b"], 1, 2)
+    assert info["make_example"] == "components.image_example_gen.executor.make_example"
+    spec = dict(raw_examples.raw_feature_spec(), **{
+        key: tf.io.FixedLenFeature([], tf.string) for key in (names.PATH_KEY, names.FORMAT_KEY)},
+        **{key: tf.io.FixedLenFeature([], tf.int64) for key in (names.HEIGHT_KEY, names.WIDTH_KEY)})
+    shards = [tf.io.parse_example(tf.stack(list(tf.data.TFRecordDataset(f, compression_type="GZIP"))), spec)
+              for f in info["files"]]
+    assert [p.decode() for p in shards[0][names.PATH_KEY].numpy()] == [
+        "a/a_000.jpg", "a/a_001.jpg", "a/a_002.jpg", "b/b_000.jpg"]
+    assert [p.decode() for p in shards[1][names.PATH_KEY].numpy()] == ["b/b_000.jpg", "b/b_001.jpg", "a/a_000.jpg"]
+    assert shards[0][names.LABEL_KEY].numpy().tolist() == [0, 0, 0, 1]
+    assert shards[1][names.LABEL_KEY].numpy().tolist() == [1, 1, 0]
+    assert shards[0][names.HEIGHT_KEY].numpy()[0] == 30 and shards[0][names.WIDTH_KEY].numpy()[0] == 40
+    assert tf.io.decode_jpeg(shards[1][names.IMAGE_KEY][0]).shape == (30, 40, 3)
 
 
-def test_table_and_machine_line():
-    table = benchlib.format_table(["a", "b"], [["x", 1234.5], ["y", 0.123]])
-    assert table.splitlines()[0].startswith("| a") and "1,234" in table and "0.12" in table
-    assert "cores" in benchlib.machine_line()
+def test_local_make_example_serializes_like_image_example_gen():
+    """The copy the GPU check uses where TFX is missing must write exactly ImageExampleGen's records."""
+    args = (image_factory.jpeg_bytes(12, 9), 3, "sea", "val/sea/x.jpg", 9, 12, "jpeg")
+    assert (raw_examples._local_make_example(*args).SerializeToString(deterministic=True)
+            == make_example(*args).SerializeToString(deterministic=True))
+
+
+def test_synthetic_images_are_the_demo_classes(tmp_path):
+    folder = raw_examples.make_synthetic_images(str(tmp_path / "images"), per_class=2)
+    classes, files = raw_examples.list_class_images(folder)
+    assert classes == list(names.INTEL_CLASS_NAMES)
+    assert [len(f) for f in files] == [2] * 6
+
+
+def test_pipeline_scale_repeats_files_as_distinct_links(tmp_path):
+    image_factory.make_image_tree(tmp_path / "src", {"train": {"a": 2}, "val": {"a": 1}})
+    assert pipeline_scale.make_repeated(str(tmp_path / "src"), str(tmp_path / "x3"), 3, copy=False) == 9
+    linked = sorted(os.listdir(tmp_path / "x3" / "train" / "a"))
+    assert linked == ["r0_a_000.jpg", "r0_a_001.jpg", "r1_a_000.jpg", "r1_a_001.jpg", "r2_a_000.jpg", "r2_a_001.jpg"]
+    assert (os.path.realpath(tmp_path / "x3" / "train" / "a" / "r2_a_001.jpg")
+            == os.path.realpath(tmp_path / "src" / "train" / "a" / "a_001.jpg"))
+    assert pipeline_scale.count_images(str(tmp_path / "x3")) == 9
+
+
+def test_pipeline_scale_report_flags_superlinear_growth_and_peak(tmp_path, capsys):
+    run = dict(rc=0, bytes={"ImageExampleGen.examples": 1000}, rss={})
+    results = {1: dict(run, wall=100.0, maxrss=2e9, tree_peak=2.1e9, images=3600,
+                       times={"ImageExampleGen": 10.0, "Trainer": 20.0}),
+               5: dict(run, wall=300.0, maxrss=3e9, tree_peak=13e9, images=18000,
+                       times={"ImageExampleGen": 40.0, "Trainer": 200.0})}
+    saved = tmp_path / "bench_results.json"
+    saved.write_text(json.dumps({"epochs": 1, "runner_args": [], "results": results}))
+    assert pipeline_scale.main(["--report", str(saved)]) == 0
+    rows = {row[0]: row[1:] for row in _table_rows(capsys.readouterr().out)}
+    assert rows["Trainer"][-2:] == ["10.0", "2.00"]  # 10x the time at 5x the data: growth 2
+    assert rows["ImageExampleGen"][-2:] == ["4.00", "0.80"]
+    assert rows["every component grows no faster than linearly (growth <= 1.1 or < 5 s over linear)"] == [
+        "faster than linear: Trainer", "MISSED"]
+    assert rows["peak RSS of the x5 run <= 12 GB"] == ["13.00 GB (18,000 images)", "MISSED"]
+    assert rows["every run finished"] == ["x1: rc 0, x5: rc 0", "MET"]
 
 
 @pytest.mark.slow
-def test_gpu_check_runs_on_cpu_without_tft():
-    out = _run("gpu_check.py", "--allow-cpu", "--tiny", "--synthetic", "--no-tft", "--precisions", "float32")
-    assert "ALL CHECKS PASSED" in out and "in-memory tensors (model-bound limit)" in out
+def test_transform_throughput_runs_end_to_end(tmp_path, capsys):
+    argv = ["--synthetic", "--n", "8", "--no-warmup", "--out", str(tmp_path)]
+    assert transform_throughput.main(argv) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"^command: \S+ -m bench.transform_throughput --synthetic --n 8 ", out, re.M)
+    assert "via components.image_example_gen.executor.make_example" in out
+    variants = [row[0] for row in _table_rows(out) if row[0] in ("ours", "anchor")]
+    assert variants == ["ours", "anchor", "ours", "anchor"]  # the Transform table and the Trainer-side table
+    assert "bytes per example the Trainer reads <= 0.3x the anchor's" in [row[0] for row in _table_rows(out)]
 
 
 @pytest.mark.slow
-def test_transform_throughput_tiny():
-    out = _run("transform_throughput.py", "--synthetic", "--n", "8")
-    assert "| ours" in out and "| anchor" in out and "bytes per example the Trainer reads" in out
+def test_gpu_check_runs_on_cpu_without_tft(tmp_path, capsys):
+    argv = ["--allow-cpu", "--tiny", "--synthetic", "--no-tft", "--precisions", "float32", "--out", str(tmp_path)]
+    assert gpu_check.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "ALL CHECKS PASSED" in out and "transform: preprocessing_fn applied directly (no TFT)" in out
+    float32_rows = [row[1] for row in _table_rows(out) if row[0] == "float32"]
+    assert float32_rows == ["in-memory tensors (model-bound limit)",
+                            "make_dataset as the Trainer runs it (decoded images cached)",
+                            "make_dataset, decoded_cache_gb=0 (decode every epoch)"]
