@@ -9,9 +9,10 @@ input pipeline alone (no model) is timed once. Self-checks (exit 1 when one fail
 visible (unless --allow-cpu), the policy is in force (layer compute dtype), the softmax output
 is float32, losses are finite, the run stays inside --budget-s.
 
-Needs only tensorflow (with CUDA), tf_keras, numpy and pillow: without TFX it writes the examples
-with a copy of ImageExampleGen's make_example, without TF Transform it applies preprocessing_fn
-directly (the same ops as the Transform graph); the table says which. Without the intel-dev
+Needs only tensorflow (with CUDA), tf_keras, numpy and pillow: the examples are written by
+ImageExampleGen's make_example (components/image_example_gen/records.py, TensorFlow only), and
+without TF Transform it applies preprocessing_fn directly (the same ops as the Transform graph);
+the table says which. Without the intel-dev
 folder it generates 150x150 demo JPEGs (data_sources.demo_data).
 
     python -m bench.gpu_check                                  # on the GPU machine (~2-4 min)

@@ -8,6 +8,7 @@ import time
 from typing import Callable, Dict, Optional
 
 from bench import raw_examples, workdir
+from components.image_example_gen import records
 
 
 class _RecordBatchEncoder:
@@ -44,7 +45,7 @@ def run_transform(file_pattern: str, preprocessing_fn: Callable, custom_config: 
 
     from pipeline.configs import LOCAL_BEAM_ARGS
 
-    raw_schema = schema_utils.schema_from_feature_spec(raw_examples.raw_feature_spec())
+    raw_schema = schema_utils.schema_from_feature_spec(records.raw_feature_spec())
     source = tfxio.TFExampleRecord(file_pattern=file_pattern, schema=raw_schema, telemetry_descriptors=["bench"])
     transform_fn_dir = os.path.join(work_dir, "transform_graph")
     transformed_prefix = os.path.join(work_dir, "transformed_examples", "transformed_examples")
@@ -83,7 +84,7 @@ def transform_layer(transform_graph_dir: Optional[str], custom_config: Dict):
 
     With a written graph: TFTransformOutput's transform_features_layer() and raw_feature_spec().
     With transform_graph_dir=None (TF Transform not installed, e.g. a GPU box): preprocessing_fn
-    applied directly (the same ops without the SavedModel wrapper) and raw_examples.raw_feature_spec().
+    applied directly (the same ops without the SavedModel wrapper) and records.raw_feature_spec().
     """
     if transform_graph_dir:
         import tensorflow_transform as tft
@@ -91,4 +92,4 @@ def transform_layer(transform_graph_dir: Optional[str], custom_config: Dict):
         return output.transform_features_layer(), "tft_layer", output.raw_feature_spec()
     from trainer_module import preprocessing
     return (lambda inputs: preprocessing.preprocessing_fn(inputs, custom_config),
-            "preprocessing_fn applied directly (no TFT)", raw_examples.raw_feature_spec())
+            "preprocessing_fn applied directly (no TFT)", records.raw_feature_spec())

@@ -14,7 +14,7 @@ import tensorflow as tf
 
 import image_factory
 from bench import gpu_check, machine, pipeline_scale, raw_examples, tables, transform_throughput
-from components.image_example_gen.executor import make_example
+from components.image_example_gen import records
 from trainer_module import names
 
 
@@ -62,8 +62,8 @@ def test_raw_examples_are_image_example_gen_records(tmp_path):
     info = raw_examples.write_raw_examples(str(tmp_path / "data" / "train"), 7, str(tmp_path / "raw"), shards=2)
     # Round-robin a, b, a, b, a, (broken: skipped), then repeats from the start; shards alternate.
     assert (info["n"], info["classes"], info["skipped"], info["repeated"]) == (7, ["a", "b"], 1, 2)
-    assert info["make_example"] == "components.image_example_gen.executor.make_example"
-    spec = dict(raw_examples.raw_feature_spec(), **{
+    assert info["make_example"] == "components.image_example_gen.records.make_example"
+    spec = dict(records.raw_feature_spec(), **{
         key: tf.io.FixedLenFeature([], tf.string) for key in (names.PATH_KEY, names.FORMAT_KEY)},
         **{key: tf.io.FixedLenFeature([], tf.int64) for key in (names.HEIGHT_KEY, names.WIDTH_KEY)})
     shards = [tf.io.parse_example(tf.stack(list(tf.data.TFRecordDataset(f, compression_type="GZIP"))), spec)
@@ -75,13 +75,6 @@ def test_raw_examples_are_image_example_gen_records(tmp_path):
     assert shards[1][names.LABEL_KEY].numpy().tolist() == [1, 1, 0]
     assert shards[0][names.HEIGHT_KEY].numpy()[0] == 30 and shards[0][names.WIDTH_KEY].numpy()[0] == 40
     assert tf.io.decode_jpeg(shards[1][names.IMAGE_KEY][0]).shape == (30, 40, 3)
-
-
-def test_local_make_example_serializes_like_image_example_gen():
-    """The copy the GPU check uses where TFX is missing must write exactly ImageExampleGen's records."""
-    args = (image_factory.jpeg_bytes(12, 9), 3, "sea", "val/sea/x.jpg", 9, 12, "jpeg")
-    assert (raw_examples._local_make_example(*args).SerializeToString(deterministic=True)
-            == make_example(*args).SerializeToString(deterministic=True))
 
 
 def test_synthetic_images_are_the_demo_classes(tmp_path):
@@ -125,7 +118,7 @@ def test_transform_throughput_runs_end_to_end(tmp_path, capsys):
     assert transform_throughput.main(argv) == 0
     out = capsys.readouterr().out
     assert re.search(r"^command: \S+ -m bench.transform_throughput --synthetic --n 8 ", out, re.M)
-    assert "via components.image_example_gen.executor.make_example" in out
+    assert "via components.image_example_gen.records.make_example" in out
     variants = [row[0] for row in _table_rows(out) if row[0] in ("ours", "anchor")]
     assert variants == ["ours", "anchor", "ours", "anchor"]  # the Transform table and the Trainer-side table
     assert "bytes per example the Trainer reads <= 0.3x the anchor's" in [row[0] for row in _table_rows(out)]

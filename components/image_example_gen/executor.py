@@ -1,6 +1,6 @@
 """ImageExampleGen's executor: lists the files, then reads, checks and writes them with Beam.
 
-Each ingested file becomes one tf.Example (names.py has the keys):
+Each ingested file becomes one tf.Example (records.make_example; names.py has the keys):
   image       the file's original encoded bytes (no re-encoding),
   label       int64 index into the class names,
   class_name  the class folder's name,
@@ -30,6 +30,7 @@ from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils
 
 from components.image_example_gen import image_files, ingest_report
+from components.image_example_gen.records import make_example
 from trainer_module import names
 
 # Records per output shard: a shard is sorted in one worker's memory (~15 KB a record on Intel).
@@ -40,28 +41,6 @@ SHARD_PREFIX = "data_tfrecord"
 def order_key(relpath: str) -> str:
     """The sort key of a record: a stable pseudo-random function of its relative path."""
     return hashlib.sha256(("order:" + relpath).encode("utf-8")).hexdigest()
-
-
-def _bytes_feature(value: bytes) -> tf.train.Feature:
-    return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value]))
-
-
-def _int_feature(value: int) -> tf.train.Feature:
-    return tf.train.Feature(int64_list=tf.train.Int64List(value=[value]))
-
-
-def make_example(data: bytes, label: int, class_name: str, relpath: str,
-                 height: int, width: int, fmt: str) -> tf.train.Example:
-    """The tf.Example for one image file (bytes kept exactly as read)."""
-    return tf.train.Example(features=tf.train.Features(feature={
-        names.IMAGE_KEY: _bytes_feature(data),
-        names.LABEL_KEY: _int_feature(label),
-        names.CLASS_NAME_KEY: _bytes_feature(class_name.encode("utf-8")),
-        names.PATH_KEY: _bytes_feature(relpath.encode("utf-8")),
-        names.HEIGHT_KEY: _int_feature(height),
-        names.WIDTH_KEY: _int_feature(width),
-        names.FORMAT_KEY: _bytes_feature(fmt.encode("utf-8")),
-    }))
 
 
 class _ReadAndEncode(beam.DoFn):
