@@ -69,6 +69,11 @@ class RunnerConfig:
 # Flags
 
 
+# PipelineConfig knobs that mean more on the cluster than in a local run.
+CLUSTER_HELP = {"class_names": "label space in label order; required on the cluster, where a bucket cannot be "
+                               "listed at compile time"}
+
+
 def make_parser() -> argparse.ArgumentParser:
     """Flags generated from VertexConfig, PipelineConfig (the knobs shared with local runs) and TrainConfig."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -78,8 +83,7 @@ def make_parser() -> argparse.ArgumentParser:
     flags.add_dataclass_flags(
         parser, configs.PipelineConfig, skip=LOCAL_ONLY_KNOBS,
         title="pipeline (pipeline.configs.PipelineConfig)",
-        defaults={"class_names": f"{','.join(names.INTEL_CLASS_NAMES)} (the cluster's: a bucket cannot be "
-                                 "listed at compile time, so empty is an error)"})
+        defaults={"class_names": ",".join(names.INTEL_CLASS_NAMES)}, helps=CLUSTER_HELP)
     flags.add_dataclass_flags(parser, TrainConfig, skip=("class_names",),
                               title="training (trainer_module.train_config.TrainConfig)")
     return parser

@@ -28,17 +28,19 @@ def _default_text(default: Any) -> str:
 
 
 def add_dataclass_flags(parser: argparse.ArgumentParser, cls, skip: Sequence[str] = (),
-                        title: Optional[str] = None, defaults: Optional[Dict[str, Any]] = None) -> None:
+                        title: Optional[str] = None, defaults: Optional[Dict[str, Any]] = None,
+                        helps: Optional[Dict[str, str]] = None) -> None:
     """Adds `--field-name` for each field of `cls`; an unset flag parses as None (= the default).
 
     defaults: shown instead of a field's declared default (a runner that derives it otherwise).
+    helps: shown instead of a field's help text (a runner where the knob means less or more).
     """
     group = parser.add_argument_group(title or cls.__name__, (cls.__doc__ or "").strip().splitlines()[0])
     for field in dataclasses.fields(cls):
         if field.name in skip:
             continue
         default = (defaults or {}).get(field.name, field.default)
-        text = help_of(field)
+        text = (helps or {}).get(field.name, help_of(field))
         choices = choices_of(field)
         kwargs: Dict[str, Any] = {"default": None}
         if isinstance(field.default, bool):

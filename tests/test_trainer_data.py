@@ -4,12 +4,13 @@ import pytest
 import tensorflow as tf
 
 import image_factory
-from components.image_example_gen.executor import make_example
-from trainer_module import augmentation, input_pipeline, preprocessing
-from trainer_module.train_config import TrainConfig
+from components.image_example_gen import records
+from components.image_example_gen.records import make_example
+from trainer_module import input_pipeline, model_input, names, preprocessing
+from trainer_module.train_config import TrainConfig, transform_config
 
 CLASSES = ("a", "b", "c")
-RAW_SPEC = {"image": tf.io.FixedLenFeature([], tf.string), "label": tf.io.FixedLenFeature([], tf.int64)}
+RAW_SPEC = records.raw_feature_spec()
 
 
 def _write_records(path, n):
@@ -23,7 +24,7 @@ def _write_records(path, n):
 
 def _tft_layer(cfg):
     # The Transform graph's ops without the SavedModel wrapper (tft_layer takes the parsed features).
-    config = {"class_names": list(CLASSES), "resize_size": cfg.resize_size}
+    config = transform_config(CLASSES, cfg.resize_size)
     return lambda inputs: preprocessing.preprocessing_fn(inputs, config)
 
 
@@ -33,14 +34,15 @@ def records(tmp_path):
     return str(path), _write_records(path, 10)
 
 
-def test_eval_batches_are_the_graph_output_centre_cropped(records):
+def test_eval_batches_are_the_serving_input_of_the_graph_output(records):
     path, images = records
     cfg = TrainConfig(class_names=CLASSES, batch_size=4, image_size=32, resize_size=40)
     batches = list(input_pipeline.make_dataset([path], _tft_layer(cfg), RAW_SPEC, cfg, training=False))
     assert [b[0].shape[0] for b in batches] == [4, 4, 2]  # one pass, the last batch kept
     got = np.concatenate([b[0].numpy() for b in batches])
     assert got.dtype == np.float32
-    want = augmentation.center_crop(preprocessing.decode_and_resize(tf.constant(images), 40), 32).numpy()
+    # What the serving signatures compute from the Transform graph's float32 output.
+    want = model_input.inference_input(preprocessing.decode_and_resize(tf.constant(images), 40), 32).numpy()
     np.testing.assert_array_equal(got, want)  # uint8 transport loses nothing
     labels = np.concatenate([b[1].numpy() for b in batches])
     np.testing.assert_array_equal(labels.argmax(1), [i % 3 for i in range(10)])
@@ -65,7 +67,8 @@ def test_training_batches_are_whole_augmented_and_mixed(records):
 def test_cached_eval_batches_equal_uncached_on_every_pass(records):
     path, _ = records
     cfg = TrainConfig(class_names=CLASSES, batch_size=4, image_size=32, resize_size=40)
-    plain = np.concatenate([x.numpy() for x, _ in input_pipeline.make_dataset([path], _tft_layer(cfg), RAW_SPEC, cfg, False)])
+    uncached = input_pipeline.make_dataset([path], _tft_layer(cfg), RAW_SPEC, cfg, False)
+    plain = np.concatenate([x.numpy() for x, _ in uncached])
     cached = input_pipeline.make_dataset([path], _tft_layer(cfg), RAW_SPEC, cfg, False, cached_examples=10)
     for _ in range(2):  # the first pass fills the cache, the second reads it
         np.testing.assert_array_equal(np.concatenate([x.numpy() for x, _ in cached]), plain)
@@ -88,7 +91,8 @@ def test_cached_training_shuffles_every_example_each_epoch(records):
 def test_cache_budget():
     cfg = TrainConfig(class_names=CLASSES, resize_size=256, decoded_cache_gb=1.0)
     assert input_pipeline.decoded_cache_bytes(1000, cfg) == 1000 * 256 * 256 * 3
-    assert input_pipeline.cache_fits(5000, cfg) and not input_pipeline.cache_fits(6000, cfg)  # 0.98 GB vs 1.18 GB
+    # 0.98 GB vs 1.18 GB
+    assert input_pipeline.cache_fits(5000, cfg) and not input_pipeline.cache_fits(6000, cfg)
     assert not input_pipeline.cache_fits(1, TrainConfig(class_names=CLASSES, decoded_cache_gb=0.0))
 
 

@@ -1,4 +1,5 @@
-"""Unit tests of the Trainer module: config, augmentation, CutMix, schedules, model, preprocessing."""
+"""Unit tests of the Trainer module: config, model input, augmentation, CutMix, schedules, model,
+optimizer, preprocessing."""
 import hashlib
 import math
 
@@ -8,8 +9,8 @@ import tensorflow as tf
 import tf_keras as keras
 
 import image_factory
-from trainer_module import augmentation, model as model_lib, preprocessing, schedules
-from trainer_module.train_config import ConfigError, TrainConfig
+from trainer_module import augmentation, model as model_lib, model_input, names, preprocessing, schedules
+from trainer_module.train_config import ConfigError, TrainConfig, transform_config
 
 CLASSES = ("a", "b", "c")
 
@@ -61,7 +62,7 @@ def test_defaults_are_the_notebook_recipe():
     assert (c.optimizer, c.cutmix_probability, c.step_every_epochs) == ("sgd", 0.5, 3)
 
 
-# --- crops -------------------------------------------------------------------------------------
+# --- model input and crops ---------------------------------------------------------------------
 
 def test_random_crop_is_a_window_of_the_image_and_varies():
     tf.random.set_seed(1)
@@ -79,9 +80,25 @@ def test_random_crop_is_a_window_of_the_image_and_varies():
 
 def test_center_crop_takes_the_middle():
     images = tf.reshape(tf.range(2 * 9 * 9, dtype=tf.float32), [2, 9, 9, 1])
-    out = augmentation.center_crop(images, 5)
+    out = model_input.center_crop(images, 5)
     assert out.shape == (2, 5, 5, 1)
     np.testing.assert_array_equal(out.numpy(), images.numpy()[:, 2:7, 2:7])
+    single = model_input.center_crop(tf.reshape(tf.range(6 * 8 * 3), [6, 8, 3]), 4)  # one image, H != W
+    np.testing.assert_array_equal(single.numpy(), np.arange(6 * 8 * 3).reshape(6, 8, 3)[1:5, 2:6])
+
+
+@pytest.mark.parametrize("dtype", [tf.uint8, tf.float32])
+def test_inference_input_is_the_float32_centre_crop(dtype):
+    # The eval pipeline carries uint8, the serving signatures the Transform graph's float32.
+    pixels = np.random.default_rng(0).integers(0, 256, [3, 10, 12, 3])
+    out = model_input.inference_input(tf.constant(pixels, dtype), 6)
+    assert out.dtype == tf.float32 and out.shape == (3, 6, 6, 3)
+    np.testing.assert_array_equal(out.numpy(), pixels[:, 2:8, 3:9].astype(np.float32))
+
+
+def test_serving_does_not_depend_on_the_training_augmentations():
+    from trainer_module import signatures
+    assert "augmentation" not in vars(signatures)
 
 
 # --- CutMix ------------------------------------------------------------------------------------
@@ -164,12 +181,15 @@ def test_constant_schedule_and_phase_override():
     assert schedules.learning_rate_at(s, 10) == pytest.approx(0.001)
 
 
-def test_schedule_plot_is_a_png(tmp_path):
+def test_schedule_plot_is_a_700_by_350_png_and_leaves_pyplot_alone(tmp_path):
+    import matplotlib
+    backend = matplotlib.get_backend()
     s = schedules.make_schedule(cfg(schedule="warmup_cosine", epochs=3), 7)
     path = schedules.plot_schedule(s, 21, 7, str(tmp_path / "lr.png"))
     image = tf.io.decode_png(tf.io.read_file(path))
-    assert image.shape[0] > 100 and image.shape[1] > 100
+    assert image.shape == (350, 700, 4)  # figsize 7 x 3.5 inches at 100 dpi
     assert len(np.unique(image.numpy())) > 5  # something was drawn
+    assert matplotlib.get_backend() == backend  # no global backend switched
 
 
 # --- model -------------------------------------------------------------------------------------
@@ -206,7 +226,39 @@ def test_published_md5_lookup():
         model_lib.published_weights_md5(cfg(alpha=0.5))
 
 
+# --- optimizer ---------------------------------------------------------------------------------
+
+def _one_zero_gradient_step(optimizer):
+    """A variable at 1.0 after one step with a zero gradient: below 1 only by weight decay."""
+    variable = tf.Variable([1.0])
+    optimizer.apply_gradients([(tf.zeros([1]), variable)])
+    return float(variable.numpy()[0])
+
+
+@pytest.mark.parametrize("optimizer,name", [("sgd", "SGD"), ("adam", "Adam"), ("adamw", "AdamW")])
+def test_weight_decay_zero_means_no_decay_for_every_optimizer(optimizer, name):
+    plain = model_lib.make_optimizer(cfg(optimizer=optimizer, weight_decay=0.0), 0.1)
+    assert type(plain).__name__ == name
+    assert not plain.weight_decay  # None, or AdamW's 0.0 (it requires a number)
+    assert _one_zero_gradient_step(plain) == 1.0
+    decayed = model_lib.make_optimizer(cfg(optimizer=optimizer, weight_decay=0.01), 0.1)
+    assert decayed.weight_decay == pytest.approx(0.01)
+    assert _one_zero_gradient_step(decayed) == pytest.approx(1.0 - 0.1 * 0.01)  # decoupled: lr * wd * w
+
+
 # --- preprocessing -----------------------------------------------------------------------------
+
+def test_decode_image_gives_rgb_uint8_for_every_format():
+    for data, shape in ((image_factory.jpeg_bytes(5, 7, mode="L"), (7, 5, 3)),
+                        (image_factory.png_bytes(6, 4, mode="RGBA"), (4, 6, 3)),
+                        (image_factory.bmp_bytes(3, 2), (2, 3, 3))):
+        image = preprocessing.decode_image(tf.constant(data))
+        assert image.dtype == tf.uint8 and tuple(image.shape) == shape
+
+
+def test_ingestion_checks_files_with_the_transform_decoder():
+    from components.image_example_gen import image_files
+    assert image_files.decode_image is preprocessing.decode_image
 
 def test_decode_and_resize_normalises_formats_and_sizes():
     images = tf.constant([image_factory.jpeg_bytes(150, 150), image_factory.jpeg_bytes(7, 301, mode="L"),
@@ -239,14 +291,15 @@ def test_resize_antialiases_only_when_shrinking(height, width):
 
 
 def test_preprocessing_fn_one_hot_and_label_check():
-    config = {"class_names": list(CLASSES), "resize_size": 16}
-    inputs = {"image": tf.constant([[image_factory.jpeg_bytes(20, 20)]] * 2),
-              "label": tf.constant([[2], [0]], tf.int64)}
+    config = transform_config(CLASSES, 16)
+    inputs = {names.IMAGE_KEY: tf.constant([[image_factory.jpeg_bytes(20, 20)]] * 2),
+              names.LABEL_KEY: tf.constant([[2], [0]], tf.int64)}
     out = preprocessing.preprocessing_fn(inputs, config)
-    np.testing.assert_array_equal(out["label_one_hot"].numpy(), [[0, 0, 1], [1, 0, 0]])
-    assert out["image_resized"].shape == (2, 16, 16, 3)
+    np.testing.assert_array_equal(out[names.TRANSFORMED_ONE_HOT_KEY].numpy(), [[0, 0, 1], [1, 0, 0]])
+    np.testing.assert_array_equal(out[names.TRANSFORMED_LABEL_KEY].numpy(), [2, 0])
+    assert out[names.TRANSFORMED_IMAGE_KEY].shape == (2, 16, 16, 3)
     with pytest.raises(tf.errors.InvalidArgumentError, match="label outside the configured class names"):
-        preprocessing.preprocessing_fn({**inputs, "label": tf.constant([[3], [0]], tf.int64)}, config)
+        preprocessing.preprocessing_fn({**inputs, names.LABEL_KEY: tf.constant([[3], [0]], tf.int64)}, config)
 
 
 def test_batchnorm_recalibration_is_the_average_over_batches():
@@ -292,7 +345,8 @@ def test_recalibration_is_rolled_back_when_it_raises_the_train_loss():
     bn.moving_mean.assign(np.full(4, 50.0, np.float32))  # already the right threshold
     bn.moving_variance.assign(np.full(4, 100.0, np.float32))
     # Mean 61.25: re-estimated statistics would call the images at 55 negative.
-    result = model_lib.recalibrate_batchnorm_if_better(model, _data([40.0] * 16 + [55.0] * 16 + [75.0] * 32), 2)
+    data = _data([40.0] * 16 + [55.0] * 16 + [75.0] * 32)
+    result = model_lib.recalibrate_batchnorm_if_better(model, data, 2)
     assert not result["kept"] and result["train_loss_after"] > result["train_loss_before"]
     np.testing.assert_allclose(bn.moving_mean.numpy(), 50.0)
     np.testing.assert_allclose(bn.moving_variance.numpy(), 100.0)

@@ -1,7 +1,8 @@
 """Image augmentations of the training input, one small parameterised unit each.
 
 Training takes a random `size` crop of the resized image (the notebook: resize 256, crop 224)
-and optionally flips it; evaluation and serving take the centre crop, so both see the same scale.
+and optionally flips it; evaluation and serving take the centre crop (model_input.py), so both
+see the same scale. Only the Trainer's input pipeline uses this module, never serving.
 """
 import tensorflow as tf
 
@@ -9,15 +10,6 @@ import tensorflow as tf
 def random_crop(image: tf.Tensor, size: int) -> tf.Tensor:
     """A random size x size window of one [H, W, C] image (H, W >= size)."""
     return tf.image.random_crop(image, [size, size, tf.shape(image)[-1]])
-
-
-def center_crop(images: tf.Tensor, size: int) -> tf.Tensor:
-    """The central size x size window of [H, W, C] or [batch, H, W, C] images."""
-    height, width = tf.shape(images)[-3], tf.shape(images)[-2]
-    top, left = (height - size) // 2, (width - size) // 2
-    cropped = images[..., top:top + size, left:left + size, :]
-    cropped.set_shape(images.shape[:-3].concatenate([size, size, images.shape[-1]]))
-    return cropped
 
 
 def random_flip(image: tf.Tensor) -> tf.Tensor:
@@ -54,7 +46,8 @@ def cutmix_boxes(batch_size, height: int, width: int, probability: float, alpha:
 
 def paste_box(own: tf.Tensor, other: tf.Tensor, top, bottom, left, right) -> tf.Tensor:
     """own [H, W, C] with other's pixels in rows [top, bottom) x columns [left, right)."""
-    middle = tf.concat([own[top:bottom, :left], other[top:bottom, left:right], own[top:bottom, right:]], axis=1)
+    middle = tf.concat([own[top:bottom, :left], other[top:bottom, left:right], own[top:bottom, right:]],
+                       axis=1)
     return tf.concat([own[:top], middle, own[bottom:]], axis=0)
 
 

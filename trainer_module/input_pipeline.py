@@ -4,6 +4,8 @@ Decoding runs in parallel batches through the Transform graph, augmentation per 
 unbatching so each image gets its own crop.
 Pixels travel as uint8 between the Transform graph and the model (the graph outputs whole numbers
 in [0, 255], so the cast is lossless): crops, flips and CutMix move 4x fewer bytes than float32.
+Evaluation batches go through model_input.inference_input, the function both serving signatures
+call; training batches end with the same cast to the model's dtype.
 When the decoded images fit the memory budget (TrainConfig.decoded_cache_gb), they are decoded
 once and kept in memory, and every epoch shuffles all of them; later epochs only crop, flip and
 mix. Otherwise every epoch decodes again and shuffling happens on serialized records (a few KB
@@ -13,7 +15,7 @@ from typing import List, Optional, Sequence
 
 import tensorflow as tf
 
-from trainer_module import augmentation, names
+from trainer_module import augmentation, model_input, names
 from trainer_module.train_config import TrainConfig
 
 # Records decoded per Transform-graph call: amortises the call overhead without holding many
@@ -82,9 +84,9 @@ def make_dataset(file_patterns: Sequence[str], tft_layer, raw_feature_spec, cfg:
             image = augmentation.random_flip(image)
         return image, example[names.TRANSFORMED_ONE_HOT_KEY]
 
-    def eval_view(example):
-        return (augmentation.center_crop(example[names.TRANSFORMED_IMAGE_KEY], cfg.image_size),
-                example[names.TRANSFORMED_ONE_HOT_KEY])
+    def eval_view(batch):
+        return (model_input.inference_input(batch[names.TRANSFORMED_IMAGE_KEY], cfg.image_size),
+                batch[names.TRANSFORMED_ONE_HOT_KEY])
 
     files = list_files(file_patterns)
     if cached_examples:
@@ -97,10 +99,13 @@ def make_dataset(file_patterns: Sequence[str], tft_layer, raw_feature_spec, cfg:
         ds = _records(files, training, cfg)
         ds = ds.batch(_DECODE_BATCH).map(transform, num_parallel_calls=tf.data.AUTOTUNE,
                                          deterministic=not training).unbatch()
-    ds = ds.map(train_view if training else eval_view, num_parallel_calls=tf.data.AUTOTUNE)
-    ds = ds.batch(batch_size or cfg.batch_size, drop_remainder=training)
-    if training and cfg.cutmix_probability > 0:
+    batch_size = batch_size or cfg.batch_size
+    if not training:
+        ds = ds.batch(batch_size).map(eval_view, num_parallel_calls=tf.data.AUTOTUNE)
+        return ds.prefetch(tf.data.AUTOTUNE)
+    ds = ds.map(train_view, num_parallel_calls=tf.data.AUTOTUNE).batch(batch_size, drop_remainder=True)
+    if cfg.cutmix_probability > 0:
         ds = ds.map(lambda x, y: augmentation.cutmix(x, y, cfg.cutmix_probability, cfg.cutmix_alpha),
                     num_parallel_calls=tf.data.AUTOTUNE)
-    ds = ds.map(lambda x, y: (tf.cast(x, tf.float32), y), num_parallel_calls=tf.data.AUTOTUNE)
+    ds = ds.map(lambda x, y: (model_input.to_model_dtype(x), y), num_parallel_calls=tf.data.AUTOTUNE)
     return ds.prefetch(tf.data.AUTOTUNE)

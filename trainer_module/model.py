@@ -110,9 +110,10 @@ def recalibrate_batchnorm_if_better(model: keras.Model, dataset, batches: int) -
     model's loss on those same (un-augmented) training images improves.
 
     Why the check: after a short run the moving averages still describe the initial network and
-    the re-estimate rescues the model (demo data: 16.7% -> 95% eval accuracy); after a long run
-    with a decayed learning rate they already fit, and the re-estimate measured worse (intel-dev,
-    24 epochs: 82.7% -> 72.5%). The decision uses training images only, never the eval split.
+    the re-estimate rescues a model that predicts one class; after a long run with a decayed
+    learning rate they already fit, and the re-estimate can make the model clearly worse
+    (bench/RESULTS.md has the measurements). The decision uses training images only, never the
+    eval split.
     """
     layers = [l for l in model.submodules if isinstance(l, keras.layers.BatchNormalization)]
     saved = [(l.moving_mean.numpy(), l.moving_variance.numpy()) for l in layers]
@@ -130,13 +131,18 @@ def recalibrate_batchnorm_if_better(model: keras.Model, dataset, batches: int) -
 
 
 def make_optimizer(cfg: TrainConfig, learning_rate) -> keras.optimizers.Optimizer:
-    """SGD (with momentum), Adam or AdamW at the given learning rate or schedule."""
-    decay = cfg.weight_decay or None
+    """SGD (with momentum), Adam or AdamW at the given learning rate or schedule.
+
+    cfg.weight_decay is the decoupled decay of every optimizer; 0 means none, AdamW included
+    (not Keras' AdamW default of 0.004).
+    """
     if cfg.optimizer == "sgd":
-        return keras.optimizers.SGD(learning_rate, momentum=cfg.momentum, weight_decay=decay)
+        return keras.optimizers.SGD(learning_rate, momentum=cfg.momentum,
+                                    weight_decay=cfg.weight_decay or None)
     if cfg.optimizer == "adam":
-        return keras.optimizers.Adam(learning_rate, weight_decay=decay)
-    return keras.optimizers.AdamW(learning_rate, weight_decay=cfg.weight_decay or 0.004)
+        return keras.optimizers.Adam(learning_rate, weight_decay=cfg.weight_decay or None)
+    # AdamW requires a number (None is an error); 0.0 decays nothing.
+    return keras.optimizers.AdamW(learning_rate, weight_decay=cfg.weight_decay)
 
 
 def compile_model(model: keras.Model, cfg: TrainConfig, learning_rate) -> None:

@@ -10,6 +10,18 @@ import tensorflow as tf
 from trainer_module import names
 
 
+def decode_image(data: tf.Tensor) -> tf.Tensor:
+    """One encoded JPEG/PNG/GIF/BMP image -> [H, W, 3] uint8 (grayscale and RGBA become RGB).
+
+    The one decoder of the project: Transform and serving run it here, and ImageExampleGen checks
+    every file with it at ingestion, so a file accepted there decodes here. A GIF gives its first
+    frame (an animation is not a scene).
+    """
+    image = tf.io.decode_image(data, channels=3, expand_animations=False)
+    image.set_shape([None, None, 3])
+    return image
+
+
 def decode_and_resize(image_bytes: tf.Tensor, size: int) -> tf.Tensor:
     """[batch] encoded JPEG/PNG/GIF/BMP bytes -> [batch, size, size, 3] float32 8-bit values.
 
@@ -18,9 +30,7 @@ def decode_and_resize(image_bytes: tf.Tensor, size: int) -> tf.Tensor:
     uint8 without loss and serving sees exactly the pixels training saw.
     """
     def one(data):
-        image = tf.io.decode_image(data, channels=3, expand_animations=False)
-        image.set_shape([None, None, 3])
-        return resize(tf.cast(image, tf.float32), size)
+        return resize(tf.cast(decode_image(data), tf.float32), size)
 
     images = tf.map_fn(one, image_bytes, fn_output_signature=tf.TensorSpec([size, size, 3], tf.float32))
     return tf.round(tf.clip_by_value(images, 0.0, 255.0))
@@ -41,10 +51,10 @@ def resize(image: tf.Tensor, size: int) -> tf.Tensor:
 
 def preprocessing_fn(inputs, custom_config):
     """TFX Transform entry point; custom_config = trainer_module.train_config.transform_config(...)."""
-    num_classes = len(custom_config["class_names"])
+    num_classes = len(custom_config[names.TRANSFORM_CLASS_NAMES_KEY])
     outputs = {
         names.TRANSFORMED_IMAGE_KEY: decode_and_resize(
-            tf.reshape(inputs[names.IMAGE_KEY], [-1]), custom_config["resize_size"]),
+            tf.reshape(inputs[names.IMAGE_KEY], [-1]), custom_config[names.TRANSFORM_RESIZE_SIZE_KEY]),
     }
     if names.LABEL_KEY in inputs:
         label = tf.reshape(inputs[names.LABEL_KEY], [-1])

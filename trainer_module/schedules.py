@@ -1,6 +1,7 @@
 """Learning-rate schedules, all from Keras: constant, linear warmup + cosine decay, step decay."""
 from typing import Optional
 
+import tensorflow as tf
 import tf_keras as keras
 
 from trainer_module.train_config import TrainConfig
@@ -37,15 +38,19 @@ def learning_rate_at(schedule, step: int) -> float:
 
 
 def plot_schedule(schedule, total_steps: int, steps_per_epoch: int, path: str, title: str = "") -> str:
-    """Saves the learning rate over training steps as a PNG (the notebook's sanity check)."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import tensorflow as tf
+    """Saves the learning rate over training steps as a 700 x 350 PNG (the notebook's sanity check).
+
+    matplotlib's object API (Figure + Agg canvas), not pyplot: the Trainer switches no global
+    backend and keeps no figure state in the process that runs the other components.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
     steps = list(range(total_steps + 1))
     rates = [learning_rate_at(schedule, s) for s in steps]
-    fig, ax = plt.subplots(figsize=(7, 3.5), dpi=100)
+    fig = Figure(figsize=(7, 3.5), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
     ax.plot(steps, rates)
     for epoch in range(1, total_steps // max(1, steps_per_epoch) + 1):
         ax.axvline(epoch * steps_per_epoch, color="0.85", lw=0.8, zorder=0)
@@ -54,5 +59,4 @@ def plot_schedule(schedule, total_steps: int, steps_per_epoch: int, path: str, t
     fig.tight_layout()
     with tf.io.gfile.GFile(path, "wb") as f:
         fig.savefig(f, format="png")
-    plt.close(fig)
     return path

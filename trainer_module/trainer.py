@@ -1,18 +1,39 @@
-"""The Trainer module: TFX calls run_fn to train, evaluate per epoch, and export the model."""
+"""The Trainer module: TFX calls run_fn to train, evaluate per epoch, and export the model.
+
+Besides the model, run_fn writes to the model_run folder: the history (names.HISTORY_FILE: the
+config, the data sizes, each phase's trainable parameters and optimizer, the per-epoch metrics
+and learning rate, the BatchNorm re-estimate), one learning-rate plot per phase, TensorBoard logs
+and, while training, BackupAndRestore state.
+"""
 import json
 import os
+from typing import List, NamedTuple
 
 import tensorflow as tf
 import tensorflow_transform as tft
 import tf_keras as keras
 from absl import logging
 
-from trainer_module import input_pipeline, model as model_lib, schedules, signatures
-from trainer_module.names import TRAIN_CONFIG_KEY
+from trainer_module import input_pipeline, model as model_lib, names, schedules, signatures
 from trainer_module.train_config import ConfigError, TrainConfig
 
-SCHEDULE_PLOT = "lr_schedule.png"
-HISTORY_FILE = "history.json"
+
+class Phase(NamedTuple):
+    """One model.fit: the head alone on a frozen backbone, or the whole model."""
+    name: str
+    epochs: int
+    peak_learning_rate: float
+    backbone_trainable: bool
+
+
+class RecordLearningRate(keras.callbacks.Callback):
+    """Adds the learning rate the optimizer used for the epoch's last step to the epoch's logs,
+    so it lands in the history (as Keras' own LearningRateScheduler callback does)."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            # With a schedule, Keras' optimizer reports the rate of its last apply_gradients.
+            logs["learning_rate"] = float(keras.backend.get_value(self.model.optimizer.learning_rate))
 
 
 def distribution_strategy() -> tf.distribute.Strategy:
@@ -30,86 +51,115 @@ def set_precision(cfg: TrainConfig) -> str:
     return policy
 
 
-def _callbacks(model_run_dir: str, phase: str):
+def phases_of(cfg: TrainConfig) -> List[Phase]:
+    """The training phases: one, or the frozen-backbone head phase then fine-tuning at a lower rate."""
+    if cfg.frozen_backbone_epochs == 0:
+        return [Phase("train", cfg.epochs, cfg.learning_rate, True)]
+    return [Phase("head", cfg.frozen_backbone_epochs, cfg.learning_rate, False),
+            Phase("fine_tune", cfg.epochs - cfg.frozen_backbone_epochs,
+                  cfg.learning_rate * cfg.fine_tune_lr_factor, True)]
+
+
+def schedule_plot_name(phase: Phase, last: bool) -> str:
+    """The last phase's plot is the run's LR_SCHEDULE_PLOT; an earlier one is named after its phase."""
+    return names.LR_SCHEDULE_PLOT if last else names.LR_SCHEDULE_PHASE_PLOT.format(phase=phase.name)
+
+
+def _callbacks(model_run_dir: str, phase: Phase):
     return [
-        keras.callbacks.TensorBoard(log_dir=os.path.join(model_run_dir, "tensorboard")),
+        RecordLearningRate(),
+        keras.callbacks.TensorBoard(log_dir=os.path.join(model_run_dir, names.TENSORBOARD_DIR)),
         # A killed Trainer resumes from the last finished epoch of this phase on its next run.
-        keras.callbacks.BackupAndRestore(backup_dir=os.path.join(model_run_dir, "backup", phase)),
+        keras.callbacks.BackupAndRestore(
+            backup_dir=os.path.join(model_run_dir, names.BACKUP_DIR, phase.name)),
     ]
 
 
-def _phases(cfg: TrainConfig):
-    """(name, epochs, peak learning rate, backbone trainable) of each training phase."""
-    if cfg.frozen_backbone_epochs == 0:
-        return [("train", cfg.epochs, cfg.learning_rate, True)]
-    return [("head", cfg.frozen_backbone_epochs, cfg.learning_rate, False),
-            ("fine_tune", cfg.epochs - cfg.frozen_backbone_epochs,
-             cfg.learning_rate * cfg.fine_tune_lr_factor, True)]
+def _training_facts(model: keras.Model) -> dict:
+    """What a phase really trained, read from the compiled model: trainable parameters, the
+    optimizer's class and weight decay, the loss's label smoothing."""
+    optimizer = getattr(model.optimizer, "inner_optimizer", model.optimizer)  # under loss scaling
+    return {"trainable_parameters": sum(w.shape.num_elements() for w in model.trainable_weights),
+            "optimizer": type(optimizer).__name__,
+            "weight_decay": float(optimizer.weight_decay or 0.0),
+            "label_smoothing": float(model.loss.get_config()["label_smoothing"])}
+
+
+def train(model: keras.Model, cfg: TrainConfig, strategy, train_ds, eval_ds, steps_per_epoch: int,
+          model_run_dir: str):
+    """Runs every phase; returns (per-epoch history, one dict of facts per phase)."""
+    history, facts, epoch = {}, [], 0
+    phases = phases_of(cfg)
+    for i, phase in enumerate(phases):
+        schedule = schedules.make_schedule(cfg, steps_per_epoch, phase.epochs, phase.peak_learning_rate)
+        schedules.plot_schedule(schedule, phase.epochs * steps_per_epoch, steps_per_epoch,
+                                os.path.join(model_run_dir, schedule_plot_name(phase, i == len(phases) - 1)),
+                                f"{cfg.schedule} learning rate ({phase.name}), {cfg.optimizer}")
+        model_lib.backbone_of(model).trainable = phase.backbone_trainable
+        with strategy.scope():
+            model_lib.compile_model(model, cfg, schedule)
+        result = model.fit(train_ds, epochs=epoch + phase.epochs, initial_epoch=epoch,
+                           steps_per_epoch=steps_per_epoch, validation_data=eval_ds, verbose=2,
+                           callbacks=_callbacks(model_run_dir, phase))
+        for key, values in result.history.items():
+            history.setdefault(key, []).extend(float(v) for v in values)
+        facts.append({**phase._asdict(), "first_epoch": epoch, **_training_facts(model)})
+        epoch += phase.epochs
+    return history, facts
 
 
 def run_fn(fn_args) -> None:
     """TFX Trainer entry point (fn_args: tfx.components.FnArgs)."""
-    cfg = TrainConfig.from_dict(fn_args.custom_config[TRAIN_CONFIG_KEY])
+    cfg = TrainConfig.from_dict(fn_args.custom_config[names.TRAIN_CONFIG_KEY])
     keras.utils.set_random_seed(cfg.seed)
     strategy = distribution_strategy()
-    policy = set_precision(cfg)
     global_batch = cfg.batch_size * strategy.num_replicas_in_sync
-    tft_output = tft.TFTransformOutput(fn_args.transform_graph_path)
-    tft_layer = tft_output.transform_features_layer()
-    raw_spec = tft_output.raw_feature_spec()
-
     n_train = input_pipeline.count_examples(fn_args.train_files)
     steps_per_epoch = n_train // global_batch
     if steps_per_epoch == 0:
         raise ConfigError(f"the global batch ({global_batch}) is larger than the {n_train} train examples")
+    n_eval = input_pipeline.count_examples(fn_args.eval_files)
+    policy = set_precision(cfg)
+    try:
+        _train_and_export(fn_args, cfg, strategy, policy, global_batch, steps_per_epoch, n_train, n_eval)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")  # the process may run other components next
+
+
+def _train_and_export(fn_args, cfg: TrainConfig, strategy, policy: str, global_batch: int,
+                      steps_per_epoch: int, n_train: int, n_eval: int) -> None:
     logging.info("Trainer: %d train examples, %d replicas, global batch %d, %d steps/epoch x %d epochs, "
                  "precision %s, config %s", n_train, strategy.num_replicas_in_sync, global_batch,
                  steps_per_epoch, cfg.epochs, policy, cfg.to_json())
-
-    n_eval = input_pipeline.count_examples(fn_args.eval_files)
+    tft_output = tft.TFTransformOutput(fn_args.transform_graph_path)
+    tft_layer = tft_output.transform_features_layer()
+    raw_spec = tft_output.raw_feature_spec()
     cache = input_pipeline.cache_fits(n_train + n_eval, cfg)
     logging.info("Trainer: decoded images %s in memory (%.2f GB for %d train + %d eval; budget %.2f GB)",
                  "kept" if cache else "NOT kept, decoded every epoch",
-                 input_pipeline.decoded_cache_bytes(n_train + n_eval, cfg) / 1e9, n_train, n_eval, cfg.decoded_cache_gb)
+                 input_pipeline.decoded_cache_bytes(n_train + n_eval, cfg) / 1e9, n_train, n_eval,
+                 cfg.decoded_cache_gb)
     train_ds = input_pipeline.make_dataset(fn_args.train_files, tft_layer, raw_spec, cfg, True, global_batch,
-                                 cached_examples=n_train if cache else None)
+                                           cached_examples=n_train if cache else None)
     eval_ds = input_pipeline.make_dataset(fn_args.eval_files, tft_layer, raw_spec, cfg, False, global_batch,
-                                cached_examples=n_eval if cache else None)
+                                          cached_examples=n_eval if cache else None)
     tf.io.gfile.makedirs(fn_args.model_run_dir)
     with strategy.scope():
         model = model_lib.build_model(cfg)
-    history, epoch = {}, 0
-    for phase, epochs, peak, backbone_trainable in _phases(cfg):
-        schedule = schedules.make_schedule(cfg, steps_per_epoch, epochs, peak)
-        schedules.plot_schedule(schedule, epochs * steps_per_epoch, steps_per_epoch,
-                                os.path.join(fn_args.model_run_dir, _plot_name(phase)),
-                                f"{cfg.schedule} learning rate ({phase}), {cfg.optimizer}")
-        model_lib.backbone_of(model).trainable = backbone_trainable
-        with strategy.scope():
-            model_lib.compile_model(model, cfg, schedule)
-        result = model.fit(train_ds, epochs=epoch + epochs, initial_epoch=epoch,
-                           steps_per_epoch=steps_per_epoch, validation_data=eval_ds, verbose=2,
-                           callbacks=_callbacks(fn_args.model_run_dir, phase))
-        for key, values in result.history.items():
-            history.setdefault(key, []).extend(float(v) for v in values)
-        epoch += epochs
+    history, phases = train(model, cfg, strategy, train_ds, eval_ds, steps_per_epoch, fn_args.model_run_dir)
 
     recalibrated = {}
     if cfg.bn_recalibration_batches:
-        views = input_pipeline.make_dataset(fn_args.train_files, tft_layer, raw_spec, cfg, False, global_batch)
+        views = input_pipeline.make_dataset(fn_args.train_files, tft_layer, raw_spec, cfg, False,
+                                            global_batch)
         recalibrated = model_lib.recalibrate_batchnorm_if_better(model, views, cfg.bn_recalibration_batches)
         recalibrated["eval"] = model.evaluate(eval_ds, verbose=0, return_dict=True)
         logging.info("Trainer: BatchNorm statistics re-estimated: %s", recalibrated)
 
-    with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, HISTORY_FILE), "w") as f:
+    with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, names.HISTORY_FILE), "w") as f:
         json.dump({"config": json.loads(cfg.to_json()), "train_examples": n_train, "eval_examples": n_eval,
                    "decoded_images_cached": cache, "precision": policy,
                    "replicas": strategy.num_replicas_in_sync, "steps_per_epoch": steps_per_epoch,
-                   "history": history, "after_bn_recalibration": recalibrated}, f, indent=1)
+                   "phases": phases, "history": history, "after_bn_recalibration": recalibrated}, f, indent=1)
     signatures.export_serving_model(model, tft_layer, raw_spec, cfg, fn_args.serving_model_dir)
-    keras.mixed_precision.set_global_policy("float32")  # the process may run other components next
     logging.info("Trainer: exported %s", fn_args.serving_model_dir)
-
-
-def _plot_name(phase: str) -> str:
-    return SCHEDULE_PLOT if phase in ("train", "fine_tune") else f"lr_schedule_{phase}.png"

@@ -17,6 +17,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import tensorflow as tf
 
+from trainer_module.preprocessing import decode_image
+
 TRAIN = "train"
 EVAL = "eval"
 SPLITS = (TRAIN, EVAL)
@@ -254,7 +256,7 @@ def inspect_image(data: bytes) -> Tuple[Optional[str], Optional[Tuple[int, int, 
     if fmt is None:
         return SKIP_NOT_IMAGE, None
     try:
-        image = tf.io.decode_image(data, channels=3, expand_animations=False)
+        image = decode_image(data)
     except (tf.errors.InvalidArgumentError, tf.errors.UnknownError):
         return (SKIP_TRUNCATED if _looks_truncated(data, fmt) else SKIP_UNDECODABLE), None
     # libjpeg can return a partial image for a cut-off file; the model must not learn grey bands.
