@@ -33,6 +33,7 @@ def gate_runs(tmp_path_factory):
 PIPELINE_RUNS_GROUP = "pipeline_runs"
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
 def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gate_runs" in getattr(item, "fixturenames", ()):

@@ -16,7 +16,6 @@ import tensorflow as tf
 from PIL import Image
 
 import image_factory
-from data_sources import demo_data
 from pipeline_runs import pushed_dir
 from serving_client import predict, rest
 from trainer_module import names
@@ -226,7 +225,7 @@ def test_raw_bytes_signature_rejects_corrupt_bytes_and_keeps_serving(pushed):
     with pytest.raises(tf.errors.InvalidArgumentError, match="Unknown image file format"):
         sig(**{names.SERVING_BYTES_INPUT: tf.constant([b"definitely not an image"])})
     out = sig(**{names.SERVING_BYTES_INPUT: good})  # the same loaded model still answers
-    assert out[names.PROBABILITIES_OUTPUT].shape == (1, len(demo_data.CLASS_NAMES))
+    assert out[names.PROBABILITIES_OUTPUT].shape == (1, len(names.INTEL_CLASS_NAMES))
 
 
 @pytest.mark.slow
@@ -251,6 +250,6 @@ def test_cli_on_the_pushed_model(pushed, tmp_path):
     out = tmp_path / "p.csv"
     assert predict.main(["--model", pushed[0], str(folder), "--out", str(out)]) == 1
     rows = _read_csv(out)
-    assert rows[str(folder / "a.jpg")]["predicted_class"] in demo_data.CLASS_NAMES
+    assert rows[str(folder / "a.jpg")]["predicted_class"] in names.INTEL_CLASS_NAMES
     assert len(rows[str(folder / "b.png")]["top_k"].split(";")) == 3
     assert "Invalid JPEG data" in rows[str(folder / "broken.jpg")]["error"]

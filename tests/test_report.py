@@ -22,7 +22,6 @@ from ml_metadata.proto import metadata_store_pb2
 from PIL import Image
 from tfx.dsl.compiler import constants as tfx_constants
 
-from data_sources import demo_data
 from pipeline import configs, evaluation
 from run_report import html_page, plots, run_data, store, tables, tfma_results, writer
 from run_report.__main__ import main as report_main
@@ -315,7 +314,7 @@ def test_report_of_a_rejected_candidate(runs, weak_report):
                      r"candidate - baseline >= -0\.02", page.text)
     baseline_uri = runs.nodes[0][names.TRAINER_NODE].uri(names.MODEL_OUTPUT)
     assert f"Baseline: the latest blessed model other than the candidate, {baseline_uri}" in page.text
-    for class_name in demo_data.CLASS_NAMES:
+    for class_name in names.INTEL_CLASS_NAMES:
         assert f"{names.CLASS_NAME_KEY}={class_name}" in page.text
     assert "Expected calibration error" in page.text
     assert "learning_rate 1e-06" in page.text

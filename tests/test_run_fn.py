@@ -22,8 +22,9 @@ from tfx.components.trainer.fn_args_utils import FnArgs
 
 import image_factory
 
-# It trains (tracing MobileNetV3's train steps and exporting a SavedModel costs about a minute).
-pytestmark = pytest.mark.slow
+# It trains (tracing MobileNetV3's train steps and exporting a SavedModel costs about a minute);
+# one xdist worker runs the whole module, so its module-scoped run_fn call is made once.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("run_fn")]
 from components.image_example_gen.records import make_example
 from trainer_module import model as model_lib, names, preprocessing, trainer
 from trainer_module.train_config import ConfigError, TrainConfig, transform_config

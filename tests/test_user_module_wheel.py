@@ -10,7 +10,7 @@ top-level copies are only TFX's entry points).
 """
 import ast
 import glob
-import importlib.util
+import importlib.machinery
 import os
 import sys
 import zipfile
@@ -37,15 +37,14 @@ def test_the_wheel_holds_trainer_module_as_top_level_modules(tmp_path):
 
 def test_no_other_module_in_the_environment_has_a_wheel_modules_name(tmp_path):
     modules, _ = _wheel_modules(tmp_path)
-    saved = sys.path
-    # The environment as TFX's executor sees it, minus anything that is ours.
-    sys.path = [p for p in saved if os.path.abspath(p or ".") != configs.TRAINER_MODULE_DIR]
-    try:
-        clashes = {m: importlib.util.find_spec(m).origin for m in modules
-                   if m not in sys.modules and importlib.util.find_spec(m) is not None}
-        clashes.update({m: getattr(sys.modules[m], "__file__", "builtin") for m in modules if m in sys.modules})
-    finally:
-        sys.path = saved
+    # The environment's import path, minus anything that is ours (sys.modules is not consulted: a
+    # test process that ran a pipeline holds TFX's own imports of the wheel's copies).
+    search_path = [p for p in sys.path if os.path.abspath(p or ".") != configs.TRAINER_MODULE_DIR]
+    clashes = {m: "builtin" for m in modules if m in sys.builtin_module_names}
+    for module in modules:
+        spec = importlib.machinery.PathFinder.find_spec(module, search_path)
+        if spec is not None:
+            clashes[module] = spec.origin
     assert clashes == {}, f"rename these trainer_module files: {clashes}"
 
 
