@@ -180,15 +180,15 @@ def _calibration(data: RunData, figures: Dict[str, bytes]) -> str:
 def _training(data: RunData, figures: Dict[str, bytes]) -> str:
     if data.history is None:
         return _section("training", "Training", f"<p>No {names.HISTORY_FILE} in the Trainer's output.</p>")
-    config = data.history.get("config", {})
+    config = data.history.get(names.HISTORY_CONFIG, {})
     facts = [(k, config[k]) for k in _TRAINING_SETTINGS if k in config]
-    facts += [("train examples", data.history.get("train_examples")),
-              ("steps per epoch", data.history.get("steps_per_epoch")),
-              ("precision policy", data.history.get("precision")),
-              ("replicas", data.history.get("replicas"))]
+    facts += [("train examples", data.history.get(names.HISTORY_TRAIN_EXAMPLES)),
+              ("steps per epoch", data.history.get(names.HISTORY_STEPS_PER_EPOCH)),
+              ("precision policy", data.history.get(names.HISTORY_PRECISION)),
+              ("replicas", data.history.get(names.HISTORY_REPLICAS))]
     # Settings as written (a learning rate of 1e-06 must not read 0.000): a text column.
     body = table(["setting", "value"], [(k, v) for k, v in facts if v is not None])
-    series = {k: v for k, v in data.history.get("history", {}).items() if isinstance(v, list) and v}
+    series = {k: v for k, v in data.history.get(names.HISTORY_SERIES, {}).items() if isinstance(v, list) and v}
     if series:
         png = plots.training_curves(series)
         figures[TRAINING_CURVES_PNG] = png

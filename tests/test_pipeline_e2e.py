@@ -67,8 +67,8 @@ def test_trainer_writes_schedule_plot_history_and_tensorboard(gate_runs):
     assert tf.io.gfile.glob(f"{run_dir}/{names.TENSORBOARD_DIR}/train/events.out.tfevents.*")
     with open(os.path.join(run_dir, names.HISTORY_FILE)) as f:
         history = json.load(f)
-    assert history["config"]["schedule"] == "warmup_cosine" and history["config"]["cutmix_probability"] == 0.5
-    assert len(history["history"]["loss"]) == 2
+    assert history[names.HISTORY_CONFIG]["schedule"] == "warmup_cosine" and history[names.HISTORY_CONFIG]["cutmix_probability"] == 0.5
+    assert len(history[names.HISTORY_SERIES]["loss"]) == 2
     png = tf.io.read_file(os.path.join(run_dir, names.LR_SCHEDULE_PLOT))
     assert tf.io.decode_png(png).shape[-1] in (3, 4)
 

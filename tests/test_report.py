@@ -233,8 +233,8 @@ def test_page_of_a_rejected_candidate(tmp_path):
                                  "reason": "corrupt"}],
               "ingested_by_split_and_class": {"train": {"a": 3, "b": 2, "c": 1},
                                               "eval": {"a": 1, "b": 1, "c": 1}}}
-    history = {"config": {"epochs": 2, "learning_rate": 1e-06}, "train_examples": 6,
-               "history": {"loss": [1.0, 0.5], "val_loss": [1.1, 0.7]}}
+    history = {names.HISTORY_CONFIG: {"epochs": 2, "learning_rate": 1e-06}, names.HISTORY_TRAIN_EXAMPLES: 6,
+               names.HISTORY_SERIES: {"loss": [1.0, 0.5], "val_loss": [1.1, 0.7]}}
     lr_png = plots.training_curves({"lr": [0.1, 0.2]})  # any PNG stands in for the Trainer's
     data = run_data.RunData("/m.sqlite", "p", "run-3", nodes, "/root", ["a", "b", "c"], ingest, history,
                             {names.LR_SCHEDULE_PLOT: lr_png}, results)

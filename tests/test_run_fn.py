@@ -111,13 +111,13 @@ def trained(data, tmp_path_factory):
 
 def test_history_records_the_data_and_every_epoch(trained):
     _, history = trained
-    assert history["config"] == json.loads(TrainConfig(**RECIPE).to_json())
-    assert (history["train_examples"], history["eval_examples"]) == (len(TRAIN_LABELS), len(EVAL_LABELS))
-    assert history["steps_per_epoch"] == 1  # 12 examples, batches of 8, whole batches only
-    assert history["precision"] == "float32" and history["replicas"] == 1
-    assert history["decoded_images_cached"]  # 18 images of 40 x 40 fit the default budget
-    assert history["after_bn_recalibration"] == {}  # bn_recalibration_batches=0
-    series = history["history"]
+    assert history[names.HISTORY_CONFIG] == json.loads(TrainConfig(**RECIPE).to_json())
+    assert (history[names.HISTORY_TRAIN_EXAMPLES], history[names.HISTORY_EVAL_EXAMPLES]) == (len(TRAIN_LABELS), len(EVAL_LABELS))
+    assert history[names.HISTORY_STEPS_PER_EPOCH] == 1  # 12 examples, batches of 8, whole batches only
+    assert history[names.HISTORY_PRECISION] == "float32" and history[names.HISTORY_REPLICAS] == 1
+    assert history[names.HISTORY_DECODED_CACHED]  # 18 images of 40 x 40 fit the default budget
+    assert history[names.HISTORY_BN_RECALIBRATION] == {}  # bn_recalibration_batches=0
+    series = history[names.HISTORY_SERIES]
     assert set(series) == {"loss", "accuracy", "val_loss", "val_accuracy", "learning_rate"}
     assert all(len(values) == RECIPE["epochs"] and np.isfinite(values).all() for values in series.values())
     # Accuracy is a share of whole images: multiples of 1/8 (one train batch) and 1/6 (eval).
@@ -127,7 +127,7 @@ def test_history_records_the_data_and_every_epoch(trained):
 
 def test_head_phase_then_fine_tuning_at_the_reduced_stepped_rate(trained):
     fn_args, history = trained
-    head, fine_tune = history["phases"]
+    head, fine_tune = history[names.HISTORY_PHASES]
     classifier = model_lib.build_model(TrainConfig(**RECIPE)).get_layer("probabilities").count_params()
     assert (head["name"], head["first_epoch"], head["epochs"]) == ("head", 0, 1)
     assert not head["backbone_trainable"] and head["trainable_parameters"] == classifier
@@ -139,7 +139,7 @@ def test_head_phase_then_fine_tuning_at_the_reduced_stepped_rate(trained):
             "AdamW", pytest.approx(0.01), pytest.approx(0.2))
     # The rate the optimizer used in each epoch: the head's 0.01, then fine-tuning's 0.001, halved
     # after one epoch (each phase's step schedule starts at its own first step).
-    assert history["history"]["learning_rate"] == pytest.approx([0.01, 0.001, 0.0005])
+    assert history[names.HISTORY_SERIES][names.HISTORY_LEARNING_RATE] == pytest.approx([0.01, 0.001, 0.0005])
 
 
 def test_run_files(trained):
@@ -177,7 +177,7 @@ def test_served_model_scores_jpeg_bytes_as_the_last_evaluation_did(trained, serv
     np.testing.assert_allclose(outputs[names.PREDICTED_PROBABILITY_OUTPUT], probabilities.max(1))
     assert outputs[names.CLASS_NAMES_OUTPUT].astype(str).tolist() == [list(CLASSES)] * len(EVAL_LABELS)
     # The exported model is the one the last epoch evaluated, preprocessing included.
-    series = history["history"]
+    series = history[names.HISTORY_SERIES]
     assert series["val_accuracy"][-1] == pytest.approx((top == np.array(EVAL_LABELS)).mean())
     one_hot = np.eye(len(CLASSES))[list(EVAL_LABELS)]
     smoothed = one_hot * (1 - RECIPE["label_smoothing"]) + RECIPE["label_smoothing"] / len(CLASSES)
@@ -195,7 +195,7 @@ def test_examples_signature_agrees_with_the_bytes_signature(trained, served, dat
         **{names.SERVING_EXAMPLES_INPUT: tf.constant(records)})
     np.testing.assert_allclose(by_examples[names.PROBABILITIES_OUTPUT].numpy(),
                                outputs[names.PROBABILITIES_OUTPUT], atol=1e-6)
-    with open(os.path.join(fn_args.serving_model_dir, "assets.extra", names.CLASS_NAMES_ASSET)) as f:
+    with open(os.path.join(fn_args.serving_model_dir, names.EXTRA_ASSETS_DIR, names.CLASS_NAMES_ASSET)) as f:
         assert json.load(f) == list(CLASSES)
 
 

@@ -43,7 +43,8 @@ PREDICTED_CLASS_OUTPUT = "predicted_class"  # [batch] string
 PREDICTED_PROBABILITY_OUTPUT = "predicted_probability"  # [batch] float32
 SERVING_OUTPUTS = (PROBABILITIES_OUTPUT, CLASS_NAMES_OUTPUT, PREDICTED_CLASS_OUTPUT,
                    PREDICTED_PROBABILITY_OUTPUT)
-# In a SavedModel's assets.extra/: the class names, for people and clients.
+# In a SavedModel: TensorFlow's folder for files beside the model, and the class names in it.
+EXTRA_ASSETS_DIR = "assets.extra"
 CLASS_NAMES_ASSET = "class_names.json"
 # Inside a TFX Trainer's Model artifact: the exported SavedModel.
 TRAINER_SERVING_SUBDIR = "Format-Serving"
@@ -56,6 +57,19 @@ LR_SCHEDULE_PHASE_PLOT = "lr_schedule_{phase}.png"  # an earlier phase (frozen-b
 LR_SCHEDULE_GLOB = "lr_schedule*.png"
 TENSORBOARD_DIR = "tensorboard"
 BACKUP_DIR = "backup"  # BackupAndRestore state, one folder per phase
+
+# Keys of HISTORY_FILE (written by trainer.run_fn, read by the run report).
+HISTORY_CONFIG = "config"  # the TrainConfig
+HISTORY_TRAIN_EXAMPLES = "train_examples"
+HISTORY_EVAL_EXAMPLES = "eval_examples"
+HISTORY_DECODED_CACHED = "decoded_images_cached"
+HISTORY_PRECISION = "precision"  # the Keras precision policy in force
+HISTORY_REPLICAS = "replicas"
+HISTORY_STEPS_PER_EPOCH = "steps_per_epoch"
+HISTORY_PHASES = "phases"  # one dict per model.fit (head, fine_tune or train)
+HISTORY_SERIES = "history"  # per-epoch lists: loss, accuracy, val_*, learning_rate
+HISTORY_LEARNING_RATE = "learning_rate"  # in HISTORY_SERIES: the rate of each epoch's last step
+HISTORY_BN_RECALIBRATION = "after_bn_recalibration"
 
 # ---------------------------------------------------------------- the Examples artifact
 INGEST_REPORT_FILE = "ingest_report.json"  # beside the splits

@@ -56,7 +56,7 @@ def export_serving_model(model: keras.Model, tft_layer, raw_feature_spec, cfg: T
     model.tft_layer = tft_layer  # tracked, so the Transform graph and its assets are saved too
     tf.saved_model.save(model, export_dir,
                         signatures=make_signatures(model, tft_layer, raw_feature_spec, cfg))
-    extra = os.path.join(export_dir, "assets.extra")
+    extra = os.path.join(export_dir, names.EXTRA_ASSETS_DIR)
     tf.io.gfile.makedirs(extra)
     with tf.io.gfile.GFile(os.path.join(extra, names.CLASS_NAMES_ASSET), "w") as f:
         json.dump(list(cfg.class_names), f)

@@ -33,7 +33,7 @@ class RecordLearningRate(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if logs is not None:
             # With a schedule, Keras' optimizer reports the rate of its last apply_gradients.
-            logs["learning_rate"] = float(keras.backend.get_value(self.model.optimizer.learning_rate))
+            logs[names.HISTORY_LEARNING_RATE] = float(keras.backend.get_value(self.model.optimizer.learning_rate))
 
 
 def distribution_strategy() -> tf.distribute.Strategy:
@@ -157,9 +157,10 @@ def _train_and_export(fn_args, cfg: TrainConfig, strategy, policy: str, global_b
         logging.info("Trainer: BatchNorm statistics re-estimated: %s", recalibrated)
 
     with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, names.HISTORY_FILE), "w") as f:
-        json.dump({"config": json.loads(cfg.to_json()), "train_examples": n_train, "eval_examples": n_eval,
-                   "decoded_images_cached": cache, "precision": policy,
-                   "replicas": strategy.num_replicas_in_sync, "steps_per_epoch": steps_per_epoch,
-                   "phases": phases, "history": history, "after_bn_recalibration": recalibrated}, f, indent=1)
+        json.dump({names.HISTORY_CONFIG: json.loads(cfg.to_json()), names.HISTORY_TRAIN_EXAMPLES: n_train,
+                   names.HISTORY_EVAL_EXAMPLES: n_eval, names.HISTORY_DECODED_CACHED: cache,
+                   names.HISTORY_PRECISION: policy, names.HISTORY_REPLICAS: strategy.num_replicas_in_sync,
+                   names.HISTORY_STEPS_PER_EPOCH: steps_per_epoch, names.HISTORY_PHASES: phases,
+                   names.HISTORY_SERIES: history, names.HISTORY_BN_RECALIBRATION: recalibrated}, f, indent=1)
     signatures.export_serving_model(model, tft_layer, raw_spec, cfg, fn_args.serving_model_dir)
     logging.info("Trainer: exported %s", fn_args.serving_model_dir)
