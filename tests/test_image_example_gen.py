@@ -155,3 +155,68 @@ def test_each_shard_is_written_sorted_by_path_hash_with_classes_mixed(tmp_path, 
     assert sum(a != b for a, b in zip(labels, labels[1:])) > 12
     # A second run writes the same files.
     assert _shard_paths(_run(tmp_path / "data", tmp_path / "out2"), "train") == shards
+
+
+def _report(examples):
+    with open(os.path.join(examples.uri, names.INGEST_REPORT_FILE)) as f:
+        return json.load(f)
+
+
+def _labels_by_path(examples):
+    return {r[names.PATH_KEY].decode(): r[names.CLASS_NAME_KEY].decode()
+            for split in image_files.SPLITS for r in _read_split(examples, split)}
+
+
+def test_hidden_and_tool_folders_are_never_classes(tmp_path):
+    root = tmp_path / "data"
+    image_factory.make_image_tree(root, {"train": {"a": 2, "b": 2}, "val": {"a": 1, "b": 1}}, size=(16, 16))
+    for junk in ("train/.git/objects", "train/.ipynb_checkpoints", "train/__MACOSX/a", ".git", "val/.cache"):
+        image_factory.write_file(root / junk / "x.jpg", image_factory.jpeg_bytes(8, 8))
+    listing = image_files.list_image_files(str(root))
+    assert listing.class_names == ["a", "b"]
+    ignored = {os.path.relpath(p, root) for p, _ in listing.ignored_dirs}
+    assert {"train/.git", "train/.ipynb_checkpoints", "train/__MACOSX", ".git", "val/.cache"} <= ignored
+    assert all("x.jpg" not in f.path for f in listing.files)
+
+
+@pytest.mark.timeout(120)  # before, ingestion blocked forever opening the FIFO
+def test_a_fifo_in_a_class_folder_is_skipped_without_being_opened(tmp_path):
+    root = tmp_path / "data"
+    image_factory.make_image_tree(root, {"train": {"a": 2, "b": 2}, "val": {"a": 1, "b": 1}}, size=(16, 16))
+    os.mkfifo(root / "train" / "a" / "pipe.jpg")
+    report = _report(_run(root, tmp_path / "out"))
+    [skip] = report["skipped_files"]
+    assert (skip["path"], skip["reason"], skip["split"], skip["class_name"]) == (
+        "train/a/pipe.jpg", image_files.SKIP_NOT_REGULAR, "train", "a")
+    assert "FIFO" in skip["detail"]
+    assert report["ingested"] + report["skipped"] == report["files_seen"] == 7
+
+
+def test_a_link_loop_neither_duplicates_nor_mislabels(tmp_path):
+    root = tmp_path / "data"
+    image_factory.make_image_tree(root, {"train": {"cat": 2, "dog": 3}, "val": {"cat": 1, "dog": 1}},
+                                  size=(16, 16))
+    os.symlink("..", root / "train" / "dog" / "loop")  # train/dog/loop/cat/... would be "dog"
+    examples = _run(root, tmp_path / "out")
+    report = _report(examples)
+    assert report["ingested_by_split_and_class"]["train"] == {"cat": 2, "dog": 3}
+    assert report["ingested"] == report["files_seen"] == 7 and report["skipped"] == 0
+    assert all(not p.startswith("train/dog/loop") for p in _labels_by_path(examples))
+    [loop] = [d for d in report["ignored_dirs"] if d["path"].endswith("train/dog/loop")]
+    assert "link loop" in loop["why"]
+
+
+def test_linked_class_folders_outside_the_root_are_read_and_a_file_linked_twice_once(tmp_path):
+    outside = tmp_path / "elsewhere" / "more-dogs"
+    image_factory.make_image_tree(outside.parent, {"more-dogs": {"x": 2}}, size=(16, 16))
+    root = tmp_path / "data"
+    image_factory.make_image_tree(root, {"train": {"cat": 2}, "val": {"cat": 1, "dog": 1}}, size=(16, 16))
+    os.symlink(outside / "x", root / "train" / "dog")  # a class folder kept elsewhere: valid input
+    os.symlink(root / "train" / "cat" / "cat_000.jpg", root / "train" / "cat" / "again.jpg")
+    examples = _run(root, tmp_path / "out")
+    report = _report(examples)
+    assert report["ingested_by_split_and_class"]["train"] == {"cat": 2, "dog": 2}
+    [dup] = report["skipped_files"]
+    assert (dup["path"], dup["reason"]) == ("train/cat/cat_000.jpg", image_files.SKIP_DUPLICATE)
+    assert dup["detail"].endswith("train/cat/again.jpg")
+    assert report["ingested"] + report["skipped"] == report["files_seen"]

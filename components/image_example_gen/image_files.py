@@ -12,7 +12,9 @@ Paths go through `tf.io.gfile`, so the same code lists `gs://` buckets on Datafl
 import dataclasses
 import hashlib
 import json
+import os
 import posixpath
+import stat
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import tensorflow as tf
@@ -28,6 +30,8 @@ TRAIN_DIR_NAMES = ("train", "seg_train")
 EVAL_DIR_NAMES = ("val", "validation", "eval", "test", "seg_test")
 # Folders that hold unlabelled images: never read as a class or a split.
 UNLABELLED_DIR_NAMES = ("unlabeled", "unlabelled", "pred", "seg_pred", "predict")
+# Folders that tools leave in datasets: never a class, never read (hidden folders neither).
+JUNK_DIR_NAMES = ("__MACOSX", "__pycache__", "Thumbs.db")
 
 # Why a file was not ingested. Every file under a class folder ends up ingested or in one of these.
 SKIP_EMPTY = "empty_file"
@@ -35,7 +39,10 @@ SKIP_NOT_IMAGE = "not_an_image"
 SKIP_TRUNCATED = "truncated_image"
 SKIP_UNDECODABLE = "undecodable_image"
 SKIP_UNREADABLE = "unreadable_file"
-SKIP_REASONS = (SKIP_EMPTY, SKIP_NOT_IMAGE, SKIP_TRUNCATED, SKIP_UNDECODABLE, SKIP_UNREADABLE)
+SKIP_NOT_REGULAR = "not_a_regular_file"  # FIFO, socket, device: never opened (a FIFO would block)
+SKIP_DUPLICATE = "duplicate_file"  # the same file reached again through a link: read once
+SKIP_REASONS = (SKIP_EMPTY, SKIP_NOT_IMAGE, SKIP_TRUNCATED, SKIP_UNDECODABLE, SKIP_UNREADABLE,
+                SKIP_NOT_REGULAR, SKIP_DUPLICATE)
 
 
 class DatasetLayoutError(ValueError):
@@ -62,15 +69,31 @@ class DatasetListing:
     ignored_dirs: List[Tuple[str, str]]  # (path, why) for folders deliberately not read
     stray_files: List[str]  # files in a split folder but outside any class folder (skipped, counted)
     other_files: List[str]  # files beside the split folders (READMEs, manifests): listed, not read
+    # Entries under class folders that are not read (skipped, counted): (path, split, class, reason, detail).
+    unread_files: List[Tuple[str, str, str, str, str]] = dataclasses.field(default_factory=list)
 
 
 def _join(*parts: str) -> str:
     return posixpath.join(*parts) if parts[0].startswith(("gs://", "s3://")) else tf.io.gfile.join(*parts)
 
 
-def _subdirs(path: str) -> List[str]:
+def is_hidden_or_junk(name: str) -> bool:
+    """Hidden entries (.git, .ipynb_checkpoints, .DS_Store) and tools' folders (__MACOSX)."""
+    return name.startswith(".") or name in JUNK_DIR_NAMES
+
+
+def _all_subdirs(path: str) -> List[str]:
     return sorted(n.rstrip("/") for n in tf.io.gfile.listdir(path)
                   if tf.io.gfile.isdir(_join(path, n.rstrip("/"))))
+
+
+def _subdirs(path: str, ignored: Optional[List[Tuple[str, str]]] = None) -> List[str]:
+    """The sub-folders that can be splits or classes; hidden and junk ones go to `ignored`."""
+    names = _all_subdirs(path)
+    if ignored is not None:
+        ignored.extend((_join(path, n), "hidden or tool folder: never a class, not read")
+                       for n in names if is_hidden_or_junk(n))
+    return [n for n in names if not is_hidden_or_junk(n)]
 
 
 def _files(path: str) -> List[str]:
@@ -96,7 +119,7 @@ def hash_split(relpath: str, eval_fraction: float) -> str:
 
 
 def _find_split_dirs(root: str, ignored: List[Tuple[str, str]]) -> Dict[str, str]:
-    by_lower = {d.lower(): d for d in _subdirs(root)}
+    by_lower = {d.lower(): d for d in _subdirs(root, ignored)}
     found = {}
     for split, names in ((TRAIN, TRAIN_DIR_NAMES), (EVAL, EVAL_DIR_NAMES)):
         present = [by_lower[n] for n in names if n in by_lower]
@@ -107,11 +130,83 @@ def _find_split_dirs(root: str, ignored: List[Tuple[str, str]]) -> Dict[str, str
     return found
 
 
-def _walk_files(path: str) -> List[str]:
-    out = []
-    for dirpath, _, filenames in tf.io.gfile.walk(path):
-        out.extend(_join(dirpath, f) for f in filenames)
-    return sorted(out)
+def _local_path(path: str) -> Optional[str]:
+    """The OS path of a local folder or file:// URI; None for remote file systems (gs://)."""
+    if path.startswith("file://"):
+        return path[len("file://"):]
+    return None if "://" in path else path
+
+
+@dataclasses.dataclass
+class _Walk:
+    """What a bounded walk found: regular files, and entries not read with why."""
+    files: List[str] = dataclasses.field(default_factory=list)
+    unread: List[Tuple[str, str, str]] = dataclasses.field(default_factory=list)  # (path, reason, detail)
+    loops: List[Tuple[str, str]] = dataclasses.field(default_factory=list)  # (folder, why)
+    seen_files: Dict[Tuple[int, int], str] = dataclasses.field(default_factory=dict)  # (dev, ino) -> path
+
+
+def _walk_files(path: str, walk: Optional[_Walk] = None, root: Optional[str] = None) -> _Walk:
+    """Every regular file under `path`, each real file once, following links, never looping.
+
+    Local folders are walked with os.scandir and stat: FIFOs, sockets and devices are reported
+    without being opened; a link to a folder that holds the one being walked (a loop) or into
+    another part of the dataset under `root` (another class) is not entered; a file reached
+    again is reported as a duplicate. Links that point outside the root are followed (users link
+    their class folders). Remote file systems have no links: tf.io.gfile lists them.
+    """
+    walk = walk if walk is not None else _Walk()
+    local = _local_path(path)
+    if local is None:
+        for dirpath, _, filenames in tf.io.gfile.walk(path):
+            walk.files.extend(sorted(_join(dirpath, f) for f in filenames))
+        return walk
+    top = os.path.realpath(local)
+    root_local = _local_path(root) if root else None
+    _walk_local(path, local, walk, top, os.path.realpath(root_local) if root_local else top)
+    return walk
+
+
+def _inside(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
+def _walk_local(path: str, local: str, walk: _Walk, top: str, root: str) -> None:
+    for entry in sorted(os.scandir(local), key=lambda e: e.name):
+        entry_path = _join(path, entry.name)
+        try:
+            entry_info = entry.stat(follow_symlinks=True)
+        except OSError as e:
+            walk.unread.append((entry_path, SKIP_UNREADABLE, f"cannot stat: {e.strerror or e}"))
+            continue
+        if stat.S_ISDIR(entry_info.st_mode):
+            real = os.path.realpath(entry.path)
+            if is_hidden_or_junk(entry.name):
+                walk.loops.append((entry_path, "hidden or tool folder: not read"))
+            elif entry.is_symlink() and _inside(top, real):
+                walk.loops.append((entry_path, f"link loop: points to {real}, which holds this folder"))
+            elif entry.is_symlink() and _inside(real, root) and not _inside(real, top):
+                walk.loops.append((entry_path, f"link into another part of the dataset ({real}): not read, "
+                                               "its files keep their own folder's label"))
+            else:
+                _walk_local(entry_path, entry.path, walk, top, root)
+        elif stat.S_ISREG(entry_info.st_mode):
+            file_key = (entry_info.st_dev, entry_info.st_ino)
+            if file_key in walk.seen_files:
+                walk.unread.append((entry_path, SKIP_DUPLICATE, f"same file as {walk.seen_files[file_key]}"))
+            else:
+                walk.seen_files[file_key] = entry_path
+                walk.files.append(entry_path)
+        else:
+            walk.unread.append((entry_path, SKIP_NOT_REGULAR, _file_kind(entry_info.st_mode)))
+
+
+def _file_kind(mode: int) -> str:
+    for test, kind in ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISSOCK, "a socket"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device")):
+        if test(mode):
+            return f"{kind}: not opened"
+    return "not a regular file: not opened"
 
 
 def relative_path(path: str, root: str) -> str:
@@ -159,7 +254,7 @@ def list_image_files(root: str, class_names: Optional[Sequence[str]] = None,
                 f"{root} has an eval folder ({split_dirs[EVAL]}) but no train folder "
                 f"(expected one of {', '.join(TRAIN_DIR_NAMES)})")
         split_mode = "folders"
-        class_dirs = {s: {c: _join(d, c) for c in _subdirs(d)} for s, d in split_dirs.items()}
+        class_dirs = {s: {c: _join(d, c) for c in _subdirs(d, ignored)} for s, d in split_dirs.items()}
     else:
         split_mode = "hash"
         split_dirs = {TRAIN: root, EVAL: root}
@@ -190,22 +285,31 @@ def list_image_files(root: str, class_names: Optional[Sequence[str]] = None,
     files: List[ImageFile] = []
     stray: List[str] = []
     other: List[str] = []
+    unread: List[Tuple[str, str, str, str, str]] = []
     if list_files:
+        walk = _Walk()  # one walk state: a file linked into two classes is read once
         for split, classes in class_dirs.items():
             for class_name, class_dir in sorted(classes.items()):
-                for path in _walk_files(class_dir):
+                found = len(walk.files), len(walk.unread)
+                _walk_files(class_dir, walk, root)
+                for path in walk.files[found[0]:]:
                     rel = relative_path(path, root)
                     file_split = hash_split(rel, eval_fraction) if split_mode == "hash" else split
                     files.append(ImageFile(path, rel, file_split, class_name))
+                for path, reason, detail in walk.unread[found[1]:]:
+                    rel = relative_path(path, root)
+                    file_split = hash_split(rel, eval_fraction) if split_mode == "hash" else split
+                    unread.append((path, file_split, class_name, reason, detail))
             split_root = split_dirs[split]
             stray.extend(_join(split_root, f) for f in _files(split_root))
         if split_mode == "folders":
             other = [_join(root, f) for f in _files(root)]
         if not files:
             raise DatasetLayoutError(f"no files found in the class folders under {root}")
+        ignored.extend(walk.loops)
     return DatasetListing(root=root, class_names=list(class_names), files=files, split_mode=split_mode,
                           split_dirs=dict(split_dirs), ignored_dirs=ignored, stray_files=sorted(set(stray)),
-                          other_files=other)
+                          other_files=other, unread_files=unread)
 
 
 def fingerprint_tree(root: str) -> str:
@@ -215,9 +319,12 @@ def fingerprint_tree(root: str) -> str:
     data changes (a component without inputs is otherwise cached on its parameters alone).
     """
     digest = hashlib.sha256()
-    for path in _walk_files(root):
-        stat = tf.io.gfile.stat(path)
-        digest.update(json.dumps([relative_path(path, root), stat.length, stat.mtime_nsec]).encode())
+    walk = _walk_files(root)
+    for path in walk.files:
+        info = tf.io.gfile.stat(path)
+        digest.update(json.dumps([relative_path(path, root), info.length, info.mtime_nsec]).encode())
+    for path, reason, _ in walk.unread:
+        digest.update(json.dumps([relative_path(path, root), reason]).encode())
     return digest.hexdigest()
 
 

@@ -30,7 +30,7 @@ def build_report(listing: image_files.DatasetListing, stray: List[Dict[str, str]
         "split_mode": listing.split_mode,
         "split_dirs": listing.split_dirs,
         "class_names": listing.class_names,
-        "files_seen": len(listing.files) + len(listing.stray_files),
+        "files_seen": len(listing.files) + len(listing.stray_files) + len(listing.unread_files),
         "ingested": n_ingested,
         "skipped": len(skipped),
         "ingested_by_split_and_class": ingested,
@@ -42,9 +42,13 @@ def build_report(listing: image_files.DatasetListing, stray: List[Dict[str, str]
 
 
 def stray_entries(listing: image_files.DatasetListing) -> List[Dict[str, str]]:
-    """Skip entries of the files found outside any class folder."""
-    return [dict(path=image_files.relative_path(p, listing.root), split="", class_name="",
-                 reason=SKIP_OUTSIDE_CLASS_FOLDER, detail="") for p in listing.stray_files]
+    """Skip entries of the files the listing did not hand to the readers: files outside any class
+    folder, and entries under class folders that are not read (FIFOs, duplicates through links)."""
+    stray = [dict(path=image_files.relative_path(p, listing.root), split="", class_name="",
+                  reason=SKIP_OUTSIDE_CLASS_FOLDER, detail="") for p in listing.stray_files]
+    unread = [dict(path=image_files.relative_path(p, listing.root), split=split, class_name=class_name,
+                   reason=reason, detail=detail) for p, split, class_name, reason, detail in listing.unread_files]
+    return stray + unread
 
 
 def check_report(report: Dict[str, Any], report_path: str) -> None:
