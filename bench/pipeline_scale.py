@@ -3,8 +3,8 @@
 Runs `local_runner.main` (LocalDagRunner, Beam DirectRunner in memory, SQLite ML Metadata) in a
 child process on
   x1   the given data folder (read in place), and
-  xK   a K-times bigger copy made of symlinks under --out (every file K times, as r<k>_<name>,
-       so each is a distinct path; --copy copies the bytes instead),
+  xK   a K-times bigger copy under --out (every file copied K times, as r<k>_<name>: copies,
+       not links, since ImageExampleGen reads a file reached twice through links only once),
 each into its own output folder (fresh ML Metadata, no cache). Per component it reports the
 wall time between LocalDagRunner's "Component X is running." and "... is finished." log records
 (ML Metadata execution times as a fallback), the peak RSS of the run (the child's ru_maxrss from
@@ -48,7 +48,6 @@ def parse_args(argv=None):
     p.add_argument("--repeat", type=int, default=5, help="K: the bigger set repeats every file K times; "
                                                           "1 runs the given folder only")
     p.add_argument("--epochs", type=int, default=1)
-    p.add_argument("--copy", action="store_true", help="copy files for the bigger set instead of symlinking")
     p.add_argument("--out", default="", help="output folder (default: a new temporary folder)")
     p.add_argument("--timeout-s", type=float, default=4 * 3600, help="per pipeline run")
     p.add_argument("--report", default="", help="only print the tables of a saved bench_results.json")
@@ -97,7 +96,7 @@ def child_main(events_path: str, runner_argv) -> int:
 # Parent.
 # ---------------------------------------------------------------------------------------------
 
-def make_repeated(src: str, dst: str, k: int, copy: bool) -> int:
+def make_repeated(src: str, dst: str, k: int) -> int:
     """Every file of `src` k times under `dst` (same folders, names r<i>_<name>); returns the count."""
     import shutil
     n = 0
@@ -109,10 +108,7 @@ def make_repeated(src: str, dst: str, k: int, copy: bool) -> int:
                 target = os.path.join(dst, rel, f"r{i}_{f}")
                 if os.path.lexists(target):
                     os.remove(target)
-                if copy:
-                    shutil.copyfile(os.path.join(d, f), target)
-                else:
-                    os.symlink(os.path.abspath(os.path.join(d, f)), target)
+                shutil.copyfile(os.path.join(d, f), target)
                 n += 1
     return n
 
@@ -268,8 +264,8 @@ def main(argv=None) -> int:
             src = data_dir
         else:
             src = os.path.join(out, f"data_x{k}")
-            n = make_repeated(data_dir, src, k, args.copy)
-            print(f"x{k}: {n} {'copies' if args.copy else 'symlinks'} under {src}", flush=True)
+            n = make_repeated(data_dir, src, k)
+            print(f"x{k}: {n} copies under {src}", flush=True)
         run_out = os.path.join(out, f"run_x{k}")
         print(f"x{k}: {count_images(src):,} labelled images", flush=True)
         rc, wall, maxrss, tree_peak, events = run_pipeline(src, run_out, args)

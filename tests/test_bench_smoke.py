@@ -84,13 +84,14 @@ def test_synthetic_images_are_the_demo_classes(tmp_path):
     assert [len(f) for f in files] == [2] * 6
 
 
-def test_pipeline_scale_repeats_files_as_distinct_links(tmp_path):
+def test_pipeline_scale_repeats_files_as_distinct_copies(tmp_path):
     image_factory.make_image_tree(tmp_path / "src", {"train": {"a": 2}, "val": {"a": 1}})
-    assert pipeline_scale.make_repeated(str(tmp_path / "src"), str(tmp_path / "x3"), 3, copy=False) == 9
-    linked = sorted(os.listdir(tmp_path / "x3" / "train" / "a"))
-    assert linked == ["r0_a_000.jpg", "r0_a_001.jpg", "r1_a_000.jpg", "r1_a_001.jpg", "r2_a_000.jpg", "r2_a_001.jpg"]
-    assert (os.path.realpath(tmp_path / "x3" / "train" / "a" / "r2_a_001.jpg")
-            == os.path.realpath(tmp_path / "src" / "train" / "a" / "a_001.jpg"))
+    assert pipeline_scale.make_repeated(str(tmp_path / "src"), str(tmp_path / "x3"), 3) == 9
+    copied = sorted(os.listdir(tmp_path / "x3" / "train" / "a"))
+    assert copied == ["r0_a_000.jpg", "r0_a_001.jpg", "r1_a_000.jpg", "r1_a_001.jpg", "r2_a_000.jpg", "r2_a_001.jpg"]
+    copy, original = tmp_path / "x3" / "train" / "a" / "r2_a_001.jpg", tmp_path / "src" / "train" / "a" / "a_001.jpg"
+    assert copy.read_bytes() == original.read_bytes() and not os.path.samefile(copy, original)
+    # ImageExampleGen reads each real file once: copies count, links to one file would not.
     assert pipeline_scale.count_images(str(tmp_path / "x3")) == 9
 
 
