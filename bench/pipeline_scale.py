@@ -202,15 +202,11 @@ def component_times(events, metadata_path: str):
         elif node in started:
             times[node] = t - started.pop(node)
     try:
-        from ml_metadata import metadata_store
-        from ml_metadata.proto import metadata_store_pb2
-        config = metadata_store_pb2.ConnectionConfig()
-        config.sqlite.filename_uri = metadata_path
-        config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
-        store = metadata_store.MetadataStore(config)
-        node_type = store.get_context_type("node").id
-        for execution in store.get_executions():
-            ctx = [c for c in store.get_contexts_by_execution(execution.id) if c.type_id == node_type]
+        from run_report import store as run_store
+        mlmd = run_store.open_readonly(metadata_path)
+        node_type = mlmd.get_context_type("node").id
+        for execution in mlmd.get_executions():
+            ctx = [c for c in mlmd.get_contexts_by_execution(execution.id) if c.type_id == node_type]
             node = ctx[0].name.split(".", 1)[-1] if ctx else str(execution.id)
             if node not in times:
                 times[node] = (execution.last_update_time_since_epoch - execution.create_time_since_epoch) / 1000
@@ -221,9 +217,9 @@ def component_times(events, metadata_path: str):
 
 def artifact_sizes(metadata_path: str):
     """{'Component.output': bytes} of every output artifact of the run."""
-    from run_report import store as run_summary
+    from run_report import store as run_store
     sizes = {}
-    for node_id, node in run_summary.read_run(metadata_path).items():
+    for node_id, node in run_store.read_run(metadata_path).items():
         for key, artifacts in node.outputs.items():
             for a in artifacts:
                 if a.uri and os.path.exists(a.uri):

@@ -32,6 +32,7 @@ EVAL_DIR_NAMES = ("val", "validation", "eval", "test", "seg_test")
 UNLABELLED_DIR_NAMES = ("unlabeled", "unlabelled", "pred", "seg_pred", "predict")
 # Folders that tools leave in datasets: never a class, never read (hidden folders neither).
 JUNK_DIR_NAMES = ("__MACOSX", "__pycache__", "Thumbs.db")
+HIDDEN_DIR_WHY = "hidden or tool folder: never a class, not read"
 
 # Why a file was not ingested. Every file under a class folder ends up ingested or in one of these.
 SKIP_EMPTY = "empty_file"
@@ -91,7 +92,7 @@ def _subdirs(path: str, ignored: Optional[List[Tuple[str, str]]] = None) -> List
     """The sub-folders that can be splits or classes; hidden and junk ones go to `ignored`."""
     names = _all_subdirs(path)
     if ignored is not None:
-        ignored.extend((_join(path, n), "hidden or tool folder: never a class, not read")
+        ignored.extend((_join(path, n), HIDDEN_DIR_WHY)
                        for n in names if is_hidden_or_junk(n))
     return [n for n in names if not is_hidden_or_junk(n)]
 
@@ -142,7 +143,7 @@ class _Walk:
     """What a bounded walk found: regular files, and entries not read with why."""
     files: List[str] = dataclasses.field(default_factory=list)
     unread: List[Tuple[str, str, str]] = dataclasses.field(default_factory=list)  # (path, reason, detail)
-    loops: List[Tuple[str, str]] = dataclasses.field(default_factory=list)  # (folder, why)
+    not_entered: List[Tuple[str, str]] = dataclasses.field(default_factory=list)  # (folder, why)
     seen_files: Dict[Tuple[int, int], str] = dataclasses.field(default_factory=dict)  # (dev, ino) -> path
 
 
@@ -182,11 +183,11 @@ def _walk_local(path: str, local: str, walk: _Walk, top: str, root: str) -> None
         if stat.S_ISDIR(entry_info.st_mode):
             real = os.path.realpath(entry.path)
             if is_hidden_or_junk(entry.name):
-                walk.loops.append((entry_path, "hidden or tool folder: not read"))
+                walk.not_entered.append((entry_path, HIDDEN_DIR_WHY))
             elif entry.is_symlink() and _inside(top, real):
-                walk.loops.append((entry_path, f"link loop: points to {real}, which holds this folder"))
+                walk.not_entered.append((entry_path, f"link loop: points to {real}, which holds this folder"))
             elif entry.is_symlink() and _inside(real, root) and not _inside(real, top):
-                walk.loops.append((entry_path, f"link into another part of the dataset ({real}): not read, "
+                walk.not_entered.append((entry_path, f"link into another part of the dataset ({real}): not read, "
                                                "its files keep their own folder's label"))
             else:
                 _walk_local(entry_path, entry.path, walk, top, root)
@@ -306,7 +307,7 @@ def list_image_files(root: str, class_names: Optional[Sequence[str]] = None,
             other = [_join(root, f) for f in _files(root)]
         if not files:
             raise DatasetLayoutError(f"no files found in the class folders under {root}")
-        ignored.extend(walk.loops)
+        ignored.extend(walk.not_entered)
     return DatasetListing(root=root, class_names=list(class_names), files=files, split_mode=split_mode,
                           split_dirs=dict(split_dirs), ignored_dirs=ignored, stray_files=sorted(set(stray)),
                           other_files=other, unread_files=unread)
