@@ -21,7 +21,7 @@ from absl import logging as absl_logging  # noqa: E402
 from data_sources import demo_data, sources  # noqa: E402
 from pipeline import configs, flags  # noqa: E402
 from trainer_module import names  # noqa: E402
-from trainer_module.train_config import TrainConfig  # noqa: E402
+from trainer_module.train_config import ConfigError, TrainConfig  # noqa: E402
 
 log = logging.getLogger("local_runner")
 
@@ -33,8 +33,10 @@ def parse_args(argv: Optional[List[str]] = None):
     flags.add_dataclass_flags(parser, TrainConfig, skip=("class_names",))
     args = parser.parse_args(argv)
     pipeline_cfg = configs.PipelineConfig(**flags.dataclass_overrides(args, configs.PipelineConfig))
-    # The label space is the pipeline's (--class-names or the data's folders), set in build().
+    # The label space is the pipeline's (--class-names or the data's folders), set in build(); every
+    # other training knob is checked now, before any data is fetched or generated.
     train_overrides = flags.dataclass_overrides(args, TrainConfig, skip=("class_names",))
+    TrainConfig.from_dict({**train_overrides, "class_names": pipeline_cfg.class_names or names.INTEL_CLASS_NAMES})
     return pipeline_cfg, train_overrides
 
 
@@ -113,9 +115,14 @@ def summarize(cfg: configs.PipelineConfig) -> str:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+    """Runs the pipeline; 2 with a one-line error for a knob value it cannot use (as the Kubeflow runner)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     absl_logging.set_verbosity(absl_logging.INFO)
-    cfg, train_overrides = parse_args(argv)
+    try:
+        cfg, train_overrides = parse_args(argv)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr, flush=True)
+        return 2
     pipeline, _ = build(cfg, train_overrides)
     from tfx import v1 as tfx
     tfx.orchestration.LocalDagRunner().run(pipeline)

@@ -71,3 +71,15 @@ def test_pipeline_config_refuses_bad_values(overrides, message):
 def test_choices_are_checked_for_configs_not_built_from_flags():
     with pytest.raises(ConfigError, match=r"^schedule='cosine': must be one of"):
         TrainConfig(class_names=CLASSES, schedule="cosine")
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--epochs", "0"], "error: epochs=0: must be >= 1"),
+    (["--learning-rate", "inf"], "error: learning_rate=inf: must be a finite number"),
+    (["--eval-fraction", "1.5"], r"error: eval_fraction=1.5: must be in (0, 1)"),
+])
+def test_local_runner_refuses_a_bad_knob_in_one_line_before_any_work(argv, message, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert local_runner.main(["--output-dir", str(out), *argv]) == 2
+    assert capsys.readouterr().err.strip() == message
+    assert not out.exists()  # no demo data generated, nothing written
