@@ -37,7 +37,8 @@ PIPELINE_NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9-]{0,127}")
 # checked or generated here (the cluster reads --data-dir on gs:// as it is), and the Beam
 # options (derived from --dataflow and its knobs).
 LOCAL_ONLY_KNOBS = ("output_dir", "data_dir", "data_checksum", "demo_train_per_class",
-                    "demo_eval_per_class", "beam_pipeline_args")
+                    "demo_eval_per_class", "beam_pipeline_args", "download_max_gb",
+                    "download_deadline_minutes", "extract_max_gb", "extract_max_ratio", "wait_for_lock")
 # VertexConfig knobs that are derived when left empty, in this order ({...}: other knobs). The
 # bucket is laid out as a local output dir.
 DERIVED_DEFAULTS = {

@@ -9,6 +9,7 @@ import math
 import os
 from typing import Tuple
 
+from data_sources.limits import GB, SourceLimits
 from trainer_module.knobs import knob
 from trainer_module.train_config import ConfigError
 
@@ -47,6 +48,13 @@ class PipelineConfig:
     data_checksum: str = knob("", "sha256:<hex> or md5:<hex> that an archive or download must match")
     class_names: Tuple[str, ...] = knob((), "label space in label order; empty takes the sorted class "
                                             "folder names of the train split")
+    download_max_gb: float = knob(20.0, "largest download accepted (GB, announced or streamed); also "
+                                        "checked against the free space of the cache before fetching")
+    download_deadline_minutes: float = knob(120.0, "a whole download must finish within this many minutes")
+    extract_max_gb: float = knob(50.0, "largest total uncompressed size of an archive's members (GB); also "
+                                       "checked against the free space of the cache before extracting")
+    extract_max_ratio: float = knob(100.0, "largest uncompressed / compressed size of an archive (and of "
+                                           "each member): photos barely compress, bombs do")
     eval_fraction: float = knob(0.2, "share of files sent to eval (by a stable hash of the path) when "
                                      "the data has no split folders")
     demo_train_per_class: int = knob(60, "demo dataset: train images per class")
@@ -59,6 +67,8 @@ class PipelineConfig:
                                     "and code are unchanged (TFX caching)")
     beam_pipeline_args: Tuple[str, ...] = knob(LOCAL_BEAM_ARGS, "Apache Beam options of the Beam "
                                                                 "components")
+    wait_for_lock: bool = knob(False, "when another run holds this pipeline's output dir, wait for it to "
+                                      "finish instead of exiting with code 3")
 
     def __post_init__(self):
         self.class_names = tuple(self.class_names)
@@ -67,7 +77,8 @@ class PipelineConfig:
 
     def validate(self) -> None:
         """Raises ConfigError naming the first bad knob."""
-        for name in ("eval_fraction", "accuracy_lower_bound", "accuracy_max_drop"):
+        for name in ("eval_fraction", "accuracy_lower_bound", "accuracy_max_drop", "download_max_gb",
+                     "download_deadline_minutes", "extract_max_gb", "extract_max_ratio"):
             value = getattr(self, name)
             if not math.isfinite(value):
                 raise ConfigError(f"{name}={value!r}: must be a finite number")
@@ -79,6 +90,17 @@ class PipelineConfig:
         _check(self.demo_train_per_class >= 1, "demo_train_per_class", self.demo_train_per_class, "must be >= 1")
         _check(self.demo_eval_per_class >= 1, "demo_eval_per_class", self.demo_eval_per_class, "must be >= 1")
         _check(bool(self.pipeline_name), "pipeline_name", self.pipeline_name, "must not be empty")
+        for name in ("download_max_gb", "download_deadline_minutes", "extract_max_gb"):
+            _check(getattr(self, name) > 0, name, getattr(self, name), "must be > 0")
+        _check(self.extract_max_ratio >= 1, "extract_max_ratio", self.extract_max_ratio, "must be >= 1")
+
+    @property
+    def source_limits(self) -> SourceLimits:
+        """The download and extraction bounds as data_sources takes them."""
+        return SourceLimits(max_download_bytes=int(self.download_max_gb * GB),
+                            deadline_s=self.download_deadline_minutes * 60.0,
+                            max_extract_bytes=int(self.extract_max_gb * GB),
+                            max_extract_ratio=self.extract_max_ratio)
 
     @property
     def pipeline_root(self) -> str:

@@ -31,6 +31,10 @@ class TrainConfig:
     resize_size: int = knob(256, "Transform resizes every image to this square side (pixels)")
     image_size: int = knob(224, "model input side: training takes random crops of the resized image, "
                                 "evaluation and serving the centre crop (>= 32, <= resize size)")
+    max_image_pixels: int = knob(100_000_000, "pixel budget (width x height, read from the file header "
+                                              "before decoding): larger images are skipped at ingestion "
+                                              "(too_many_pixels) and refused by the serving signature; "
+                                              "fits a 100-megapixel photo, stops decompression bombs")
     random_flip: bool = knob(True, "mirror training crops left-right with probability 1/2")
     # CutMix.
     cutmix_probability: float = knob(0.5, "share of training images that get a CutMix box pasted from "
@@ -99,6 +103,7 @@ class TrainConfig:
                 _check(value in choices, field.name, value, f"must be one of {choices}")
         # Knobs others depend on come first, so a message names the knob the user set.
         _check(self.epochs >= 1, "epochs", self.epochs, "must be >= 1")
+        _check(self.max_image_pixels >= 1, "max_image_pixels", self.max_image_pixels, "must be >= 1")
         _check(self.image_size >= 32, "image_size", self.image_size, "must be >= 32")
         _check(self.resize_size >= self.image_size, "resize_size", self.resize_size,
                f"must be >= image_size ({self.image_size}): the crop cannot be larger than the image")
