@@ -11,19 +11,23 @@ import os
 os.environ["TF_USE_LEGACY_KERAS"] = "1"  # before TensorFlow loads: TFT and TFMA need Keras 2
 
 import argparse  # noqa: E402
+import datetime  # noqa: E402
 import json  # noqa: E402
 import logging  # noqa: E402
 import sys  # noqa: E402
+import traceback  # noqa: E402
 from typing import List, Optional  # noqa: E402
 
 from absl import logging as absl_logging  # noqa: E402
 
 from data_sources import demo_data, sources  # noqa: E402
 from pipeline import configs, flags  # noqa: E402
+from run_control import exit_codes  # noqa: E402
 from trainer_module import names  # noqa: E402
-from trainer_module.train_config import ConfigError, TrainConfig  # noqa: E402
+from trainer_module.train_config import TrainConfig  # noqa: E402
 
 log = logging.getLogger("local_runner")
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 def parse_args(argv: Optional[List[str]] = None):
@@ -31,6 +35,8 @@ def parse_args(argv: Optional[List[str]] = None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     flags.add_dataclass_flags(parser, configs.PipelineConfig)
     flags.add_dataclass_flags(parser, TrainConfig, skip=("class_names",))
+    parser.add_argument("--debug", action="store_true",
+                        help="print the traceback of an error on the console too (it is always in the log file)")
     args = parser.parse_args(argv)
     pipeline_cfg = configs.PipelineConfig(**flags.dataclass_overrides(args, configs.PipelineConfig))
     # The label space is the pipeline's (--class-names or the data's folders), set in build(); every
@@ -44,7 +50,7 @@ def resolve_data(cfg: configs.PipelineConfig) -> str:
     """The local (or remote) folder to ingest: the configured source, or the demo dataset."""
     if cfg.data_dir:
         return sources.resolve_data_source(cfg.data_dir, os.path.join(cfg.cache_dir, "data"),
-                                           cfg.data_checksum or None)
+                                           cfg.data_checksum or None, cfg.source_limits)
     demo_dir = os.path.join(cfg.cache_dir, f"demo-{cfg.demo_train_per_class}-{cfg.demo_eval_per_class}")
     demo_data.make_demo_dataset(demo_dir, train_per_class=cfg.demo_train_per_class,
                                 eval_per_class=cfg.demo_eval_per_class)
@@ -55,14 +61,11 @@ def resolve_data(cfg: configs.PipelineConfig) -> str:
     return demo_dir
 
 
-def build(cfg: configs.PipelineConfig, train_overrides: dict):
-    """Resolves the data and returns (tfx Pipeline, TrainConfig)."""
-    from components.image_example_gen import image_files
+def build(cfg: configs.PipelineConfig, train_overrides: dict, data_root: str, class_names: List[str]):
+    """Returns (tfx Pipeline, TrainConfig) for the resolved data and its label space."""
     from pipeline.pipeline import create_pipeline
     from tfx import v1 as tfx
 
-    data_root = resolve_data(cfg)
-    class_names = list(cfg.class_names) or image_files.discover_class_names(data_root)
     train_cfg = TrainConfig.from_dict({**train_overrides, "class_names": class_names})
     log.info("data %s, classes %s", data_root, class_names)
     pipeline = create_pipeline(
@@ -78,12 +81,12 @@ def build(cfg: configs.PipelineConfig, train_overrides: dict):
     return pipeline, train_cfg
 
 
-def summarize(cfg: configs.PipelineConfig) -> str:
-    """The closing log: what ran, the verdict, and where the outputs are."""
+def summarize(cfg: configs.PipelineConfig, run_id: str) -> str:
+    """The closing log of run `run_id`: what ran, the verdict, and where the outputs are."""
     from run_report import store
 
-    nodes = store.read_run(cfg.metadata_path)
-    lines = ["", "=" * 100, f"Pipeline '{cfg.pipeline_name}' finished. Components:"]
+    nodes = store.read_run(cfg.metadata_path, run_id)
+    lines = ["", "=" * 100, f"Pipeline '{cfg.pipeline_name}' run {run_id} finished. Components:"]
     lines += [f"  {node_id:32s} {node.state}" for node_id, node in sorted(nodes.items())]
     examples = nodes[names.EXAMPLE_GEN_NODE].outputs[names.EXAMPLES_OUTPUT][0]
     lines.append(f"Ingested {store.custom_property(examples, names.PROP_INGESTED)} images, skipped "
@@ -105,7 +108,10 @@ def summarize(cfg: configs.PipelineConfig) -> str:
     pusher = nodes.get(names.PUSHER_NODE)
     if pusher:
         pushed = pusher.outputs[names.PUSHED_MODEL_OUTPUT][0]
-        if store.custom_property(pushed, names.PROP_PUSHED) == 1:
+        if pusher.state == "CACHED":
+            lines.append(f"Pushed model:       nothing new (the Pusher was cached); serving dir "
+                         f"{cfg.serving_model_dir} unchanged by this run")
+        elif store.custom_property(pushed, names.PROP_PUSHED) == 1:
             lines.append(f"Pushed model:       {store.custom_property(pushed, names.PROP_PUSHED_DESTINATION)}")
         else:
             lines.append(f"Pushed model:       nothing pushed (model not blessed); serving dir "
@@ -114,25 +120,122 @@ def summarize(cfg: configs.PipelineConfig) -> str:
     return "\n".join(lines)
 
 
-def main(argv: Optional[List[str]] = None) -> int:
-    """Runs the pipeline; 2 with a one-line error for a knob value it cannot use (as the Kubeflow runner)."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    absl_logging.set_verbosity(absl_logging.INFO)
+class _RunIdLocalDagRunner:
+    """LocalDagRunner with a run id chosen by the caller (TFX picks the start time as the id, which
+    the caller could only guess): the closing summary and report then read this run, not the
+    newest one in the database."""
+
+    def __init__(self, run_id: str):
+        self.run_id = run_id
+
+    def run(self, pipeline) -> None:
+        from tfx import v1 as tfx
+        from tfx.dsl.compiler import constants
+        from tfx.orchestration.portable import runtime_parameter_utils
+
+        run_id = self.run_id
+
+        class Runner(tfx.orchestration.LocalDagRunner):
+            def run_with_ir(self, pipeline_ir, run_options=None):
+                # Substituted first, LocalDagRunner's own substitution finds nothing left to set.
+                runtime_parameter_utils.substitute_runtime_parameter(
+                    pipeline_ir, {constants.PIPELINE_RUN_ID_PARAMETER_NAME: run_id})
+                return super().run_with_ir(pipeline_ir, run_options)
+
+        Runner().run(pipeline)
+
+
+def new_run_id() -> str:
+    """A run id as TFX makes them (the start time, ISO 8601)."""
+    return datetime.datetime.now().isoformat()
+
+
+def check_output_dir(cfg: configs.PipelineConfig) -> None:
+    """The output dir is a folder this process can write (created if missing), or a UsageError."""
+    if os.path.exists(cfg.output_dir) and not os.path.isdir(cfg.output_dir):
+        raise exit_codes.UsageError(f"--output-dir {cfg.output_dir} is a file, not a folder; pass a folder")
     try:
-        cfg, train_overrides = parse_args(argv)
-    except ConfigError as e:
-        print(f"error: {e}", file=sys.stderr, flush=True)
-        return 2
-    pipeline, _ = build(cfg, train_overrides)
-    from tfx import v1 as tfx
-    tfx.orchestration.LocalDagRunner().run(pipeline)
-    print(summarize(cfg), flush=True)
+        os.makedirs(os.path.dirname(cfg.log_path("x")), exist_ok=True)
+    except OSError as e:
+        raise exit_codes.UsageError(f"--output-dir {cfg.output_dir}: cannot create {cfg.pipeline_root} "
+                                    f"({e.strerror}); pass a folder you can write") from None
+    if not os.access(cfg.pipeline_root, os.W_OK | os.X_OK):
+        raise exit_codes.UsageError(f"--output-dir {cfg.output_dir}: {cfg.pipeline_root} is not writable; "
+                                    "pass a folder you can write")
+
+
+def check_data(cfg: configs.PipelineConfig, data_root: str) -> List[str]:
+    """The label space, checked against the data's folders before the pipeline starts (the layout
+    rules are ImageExampleGen's own, listing folders only)."""
+    from components.image_example_gen import image_files
+
+    listing = image_files.list_image_files(data_root, class_names=list(cfg.class_names) or None,
+                                           eval_fraction=cfg.eval_fraction, list_files=False)
+    return listing.class_names
+
+
+def _log_to_file(path: str) -> logging.Handler:
+    """Everything at INFO and above, TFX's absl logs included, goes to `path` as well."""
+    handler = logging.FileHandler(path)
+    handler.setLevel(logging.INFO)
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    logging.getLogger().addHandler(handler)
+    return handler
+
+
+def run(cfg: configs.PipelineConfig, train_overrides: dict, run_id: str) -> None:
+    """Holding the pipeline's run lock: recovers a killed run, resolves and checks the data, runs the
+    pipeline as run `run_id`, then prints the summary and writes the report of that run."""
+    from run_control import recovery
+    from run_control.lock import RunLock
+
+    with RunLock(cfg.lock_path, run_id).acquire(wait=cfg.wait_for_lock):
+        for line in recovery.recover_killed_runs(cfg.metadata_path, cfg.pipeline_root, run_id):
+            log.warning("recovery: %s", line)
+        data_root = resolve_data(cfg)
+        class_names = check_data(cfg, data_root)
+        pipeline, _ = build(cfg, train_overrides, data_root, class_names)
+        _RunIdLocalDagRunner(run_id).run(pipeline)
+    print(summarize(cfg, run_id), flush=True)
     from run_report.writer import write_report
     try:
-        print(f"Run report:         {write_report(cfg.metadata_path)}", flush=True)
+        print(f"Run report:         {write_report(cfg.metadata_path, run_id=run_id)}", flush=True)
     except Exception:  # the run itself finished; the report is only a view of it
         log.exception("could not write the run report")
-    return 0
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """Runs the pipeline; returns an exit code of run_control.exit_codes. A user or data error is one
+    line on stderr (`error: ...`); its traceback goes to the run's log file (and the console with
+    --debug)."""
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
+    absl_logging.set_verbosity(absl_logging.INFO)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    run_id, log_path, handler = new_run_id(), None, None
+    try:
+        cfg, train_overrides = parse_args(argv)
+        check_output_dir(cfg)
+        log_path = cfg.log_path(run_id)
+        handler = _log_to_file(log_path)
+        log.info("run %s: %s; full log %s", run_id, " ".join(argv), log_path)
+        run(cfg, train_overrides, run_id)
+        return exit_codes.OK
+    except Exception as e:  # noqa: BLE001 - every failure ends as one line and a documented code
+        code, message = exit_codes.classify(e)
+        log.debug("run %s failed", run_id, exc_info=True)
+        if handler is not None:
+            handler.handle(log.makeRecord(log.name, logging.ERROR, __file__, 0, "run %s failed (exit %d)",
+                                          (run_id, code), sys.exc_info()))
+        if debug:
+            traceback.print_exc()
+        where = f"; full log: {log_path}" if log_path else ""
+        print(f"error: {message} (exit {code}{where})", file=sys.stderr, flush=True)
+        return code
+    finally:
+        if handler is not None:
+            logging.getLogger().removeHandler(handler)
+            handler.close()
 
 
 if __name__ == "__main__":

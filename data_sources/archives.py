@@ -2,7 +2,9 @@
 
 Every member is checked before anything is written: absolute paths, '..' components, links that
 resolve outside the destination (also through chains of links) and device/special files are
-refused. Extraction goes to a temporary sibling folder renamed into place only on success.
+refused. The members' declared sizes are held to the SourceLimits (total, compression ratio) and to
+the free disk space before anything is written, and zip members are counted as they are written (a
+header may lie). Extraction goes to a temporary sibling folder renamed into place only on success.
 """
 from __future__ import annotations
 
@@ -16,10 +18,17 @@ import tempfile
 import zipfile
 
 from data_sources.errors import DataSourceError, UnsafeArchiveError
+from data_sources.limits import SourceLimits, format_bytes, limit_error, require_free_space
 
 logger = logging.getLogger(__name__)
 
+# Below this many bytes a high compression ratio is harmless (text, padding, blank images), so the
+# ratio is only judged for members and archives that decompress to more.
+RATIO_MIN_BYTES = 1024 * 1024
+
+_CHUNK = 1024 * 1024
 _MAX_LINK_DEPTH = 40
+_MAX_LINK_TARGET_BYTES = 4096  # PATH_MAX: a zip "symlink" is read whole to check its target.
 _SPECIAL_FILE_TYPES = {stat.S_IFCHR, stat.S_IFBLK, stat.S_IFIFO, stat.S_IFSOCK}
 
 
@@ -121,12 +130,99 @@ def _scan_zip(zf: zipfile.ZipFile, archive_path: str) -> None:
             if stat.S_ISLNK(mode):
                 # zipfile writes links as small regular files holding the target; only reject
                 # targets that would be unsafe if some other tool honoured the link.
+                if info.file_size > _MAX_LINK_TARGET_BYTES:
+                    raise UnsafeArchiveError(
+                        f"Unsafe archive {archive_path}: symlink {info.filename!r} declares a "
+                        f"{info.file_size:,}-byte target")
                 target = zf.read(info).decode("utf-8", "replace")
                 _check_link(info.filename, parts, target, True, {}, archive_path)
             elif stat.S_IFMT(mode) in _SPECIAL_FILE_TYPES:  # Type bits 0 (common) = regular.
                 raise UnsafeArchiveError(
                     f"Unsafe archive {archive_path}: member {info.filename!r} is a device/special "
                     f"file")
+
+
+def _check_total(total: int, archive_path: str, limits: SourceLimits) -> None:
+    if total > limits.max_extract_bytes:
+        raise limit_error(
+            f"Extraction of {archive_path} refused: its members hold at least "
+            f"{format_bytes(total)}, over the limit of {format_bytes(limits.max_extract_bytes)}",
+            "extract_max_gb")
+
+
+def _check_ratio(size: int, packed: int, what: str, limits: SourceLimits) -> None:
+    if size > RATIO_MIN_BYTES and size > limits.max_extract_ratio * packed:
+        ratio = f"{size / packed:,.0f}" if packed else "infinite"
+        raise limit_error(
+            f"Extraction refused: {what} expands {format_bytes(packed)} to at least "
+            f"{format_bytes(size)}, a ratio of {ratio}, over the limit of "
+            f"{limits.max_extract_ratio:g} (a zip bomb?)", "extract_max_ratio")
+
+
+def _check_zip_sizes(zf: zipfile.ZipFile, archive_path: str, limits: SourceLimits) -> int:
+    """Refuse a zip whose declared sizes break ``limits``; return their total (from the central
+    directory alone: nothing is decompressed)."""
+    total = 0
+    for info in zf.infolist():
+        _check_ratio(info.file_size, info.compress_size,
+                     f"member {info.filename!r} of {archive_path}", limits)
+        total += info.file_size
+    _check_total(total, archive_path, limits)
+    _check_ratio(total, os.path.getsize(archive_path), archive_path, limits)
+    return total
+
+
+def _check_tar_sizes(tar: tarfile.TarFile, archive_path: str, limits: SourceLimits) -> int:
+    """Refuse a tar whose declared sizes break ``limits``; return their total.
+
+    Headers are read lazily and checked one by one, so a compressed bomb is refused after
+    decompressing at most about max_extract_ratio times the archive's size.
+    """
+    packed = os.path.getsize(archive_path)
+    total = 0
+    for member in tar:
+        total += member.size
+        _check_total(total, archive_path, limits)
+        # The stream position counts headers too: a flood of empty members is a bomb as well.
+        _check_ratio(member.offset_data + member.size, packed, archive_path, limits)
+    return total
+
+
+def _copy_member(src, dst, declared: int, name: str, archive_path: str) -> None:
+    """Copy one member's bytes, refusing any beyond its declared size (a lying header).
+
+    CPython's zipfile itself stops at the declared size (and then fails the CRC); counting here
+    keeps the bound whatever the library does.
+    """
+    written = 0
+    while True:
+        chunk = src.read(min(_CHUNK, declared - written + 1))
+        if not chunk:
+            return
+        written += len(chunk)
+        if written > declared:
+            raise UnsafeArchiveError(
+                f"Unsafe archive {archive_path}: member {name!r} holds more than the "
+                f"{declared:,} bytes its header declares")
+        dst.write(chunk)
+
+
+def _extract_zip(zf: zipfile.ZipFile, tmp_dir: str, archive_path: str) -> None:
+    for info in zf.infolist():
+        # The names zipfile.extractall would write on POSIX; unsafe names were refused by _scan_zip.
+        target = os.path.join(tmp_dir, *[p for p in info.filename.split("/") if p not in ("", ".")])
+        if info.is_dir():
+            os.makedirs(target, exist_ok=True)
+            continue
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        with zf.open(info) as src, open(target, "wb") as dst:
+            _copy_member(src, dst, info.file_size, info.filename, archive_path)
+
+
+def _make_tmp_dir(dest_dir: str) -> str:
+    os.makedirs(os.path.dirname(dest_dir), exist_ok=True)
+    return tempfile.mkdtemp(prefix=f".{os.path.basename(dest_dir)}.tmp-",
+                            dir=os.path.dirname(dest_dir))
 
 
 def _rmtree(path: str) -> None:
@@ -144,14 +240,16 @@ def _rmtree(path: str) -> None:
     shutil.rmtree(path, onerror=onerror)
 
 
-def safe_extract(archive_path: str, dest_dir: str) -> str:
+def safe_extract(archive_path: str, dest_dir: str, limits: SourceLimits | None = None) -> str:
     """Safely extract a .zip/.tar/.tar.gz/.tgz archive into ``dest_dir`` and return it.
 
     The format is sniffed from content. Every member is checked before anything is written;
     absolute paths, '..' components, links resolving outside ``dest_dir`` and device/special
-    files raise UnsafeArchiveError. Extraction goes to a temporary sibling directory that is
-    renamed to ``dest_dir`` only on success, so a failure leaves no ``dest_dir``.
+    files raise UnsafeArchiveError. Declared sizes over ``limits`` (default SourceLimits()) or
+    over the free space raise SourceLimitError. Extraction goes to a temporary sibling directory
+    that is renamed to ``dest_dir`` only on success, so a failure leaves no ``dest_dir``.
     """
+    limits = SourceLimits() if limits is None else limits
     if not os.path.isfile(archive_path):
         raise DataSourceError(f"Archive {archive_path} does not exist or is not a file")
     dest_dir = os.path.abspath(dest_dir)
@@ -167,10 +265,13 @@ def safe_extract(archive_path: str, dest_dir: str) -> str:
     try:
         if kind == "tar":
             with tarfile.open(archive_path, "r:*") as tar:
+                total = _check_tar_sizes(tar, archive_path, limits)
                 _scan_tar(tar, archive_path)
-                os.makedirs(os.path.dirname(dest_dir), exist_ok=True)
-                tmp_dir = tempfile.mkdtemp(prefix=f".{os.path.basename(dest_dir)}.tmp-",
-                                           dir=os.path.dirname(dest_dir))
+                require_free_space(os.path.dirname(dest_dir), total,
+                                   f"Extraction of {archive_path}")
+                tmp_dir = _make_tmp_dir(dest_dir)
+                # tarfile writes exactly each header's size (the header defines the data), so the
+                # declared total checked above bounds what lands on disk.
                 if hasattr(tarfile, "data_filter"):
                     # The stdlib filter re-checks at write time against the real filesystem
                     # (belt and braces on top of the pre-scan) and drops unsafe permission bits.
@@ -179,11 +280,12 @@ def safe_extract(archive_path: str, dest_dir: str) -> str:
                     tar.extractall(tmp_dir)
         else:
             with zipfile.ZipFile(archive_path) as zf:
+                total = _check_zip_sizes(zf, archive_path, limits)
                 _scan_zip(zf, archive_path)
-                os.makedirs(os.path.dirname(dest_dir), exist_ok=True)
-                tmp_dir = tempfile.mkdtemp(prefix=f".{os.path.basename(dest_dir)}.tmp-",
-                                           dir=os.path.dirname(dest_dir))
-                zf.extractall(tmp_dir)
+                require_free_space(os.path.dirname(dest_dir), total,
+                                   f"Extraction of {archive_path}")
+                tmp_dir = _make_tmp_dir(dest_dir)
+                _extract_zip(zf, tmp_dir, archive_path)
         os.replace(tmp_dir, dest_dir)
         tmp_dir = None
     except UnsafeArchiveError:

@@ -21,3 +21,11 @@ class ChecksumMismatchError(DataSourceError):
 
 class UnsafeArchiveError(DataSourceError):
     """An archive member would be written outside the destination, or is a special file."""
+
+
+class SourceLimitError(DataSourceError):
+    """A download or extraction would exceed a SourceLimits bound or the free disk space."""
+
+
+class UnsafeRedirectError(DataSourceError):
+    """A download redirects to a URL that is not http(s) (ftp://, file://, data:, ...)."""

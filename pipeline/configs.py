@@ -7,6 +7,7 @@ defaults and meanings below are the documented ones (`python local_runner.py --h
 import dataclasses
 import math
 import os
+import re
 from typing import Tuple
 
 from data_sources.limits import GB, SourceLimits
@@ -34,6 +35,8 @@ METADATA_DIR = "metadata"  # <output>/metadata/<pipeline name>/metadata.sqlite
 METADATA_FILE = "metadata.sqlite"
 SERVING_DIR = "serving_model"  # <output>/serving_model/<pipeline name>/<version>
 CACHE_DIR = "cache"  # downloads, extractions, the demo dataset
+RUN_LOCK_FILE = ".run.lock"  # <pipeline root>/.run.lock: one run at a time (run_control.lock)
+LOGS_DIR = "logs"  # <pipeline root>/logs/<run id>.log: the full log of each local run
 
 
 @dataclasses.dataclass
@@ -117,6 +120,14 @@ class PipelineConfig:
     @property
     def cache_dir(self) -> str:
         return os.path.join(self.output_dir, CACHE_DIR)
+
+    @property
+    def lock_path(self) -> str:
+        return os.path.join(self.pipeline_root, RUN_LOCK_FILE)
+
+    def log_path(self, run_id: str) -> str:
+        """<pipeline root>/logs/<run id, with characters unsafe in a file name replaced>.log"""
+        return os.path.join(self.pipeline_root, LOGS_DIR, re.sub(r"[^A-Za-z0-9._-]", "-", run_id) + ".log")
 
 
 def _check(ok: bool, name: str, value, rule: str) -> None:

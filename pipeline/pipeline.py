@@ -4,6 +4,7 @@ from typing import Any, Dict, List, Optional, Sequence
 import tensorflow_data_validation as tfdv
 from tfx import v1 as tfx
 
+from components.atomic_pusher.component import AtomicPusher
 from components.baseline_resolver import latest_blessed_model_resolver
 from components.image_example_gen.component import ImageExampleGen
 from pipeline.evaluation import make_eval_config
@@ -45,7 +46,8 @@ def create_pipeline(
 
     # Ingest the image files as tf.Examples, counting and reporting every skipped file.
     example_gen = ImageExampleGen(input_base=data_root, class_names=list(class_names),
-                                  eval_fraction=eval_fraction)
+                                  eval_fraction=eval_fraction,
+                                  max_image_pixels=train_config["max_image_pixels"])
     components.append(example_gen)
 
     # Compute statistics (with image-domain statistics for the encoded bytes).
@@ -68,7 +70,8 @@ def create_pipeline(
     transform = tfx.components.Transform(
         examples=example_gen.outputs["examples"], schema=schema_gen.outputs["schema"],
         materialize=False, disable_statistics=True,
-        custom_config=transform_config(class_names, train_config["resize_size"]),
+        custom_config=transform_config(class_names, train_config["resize_size"],
+                                       train_config["max_image_pixels"]),
         **_module_arg(transform_module, "preprocessing_fn"))
     components.append(transform)
 
@@ -94,13 +97,14 @@ def create_pipeline(
         eval_config=make_eval_config(accuracy_lower_bound, accuracy_max_drop, class_names=class_names))
     components.append(evaluator)
 
-    # Push a blessed model to the serving directory (<dir>/<version>/saved_model.pb) or endpoint.
+    # Push a blessed model to the serving directory (<dir>/<version>/saved_model.pb, written aside and
+    # renamed: complete or absent) or endpoint.
     if vertex_serving_config:
         pusher = tfx.extensions.google_cloud_ai_platform.Pusher(
             model=trainer.outputs["model"], model_blessing=evaluator.outputs["blessing"],
             custom_config=vertex_serving_config)
     else:
-        pusher = tfx.components.Pusher(
+        pusher = AtomicPusher(
             model=trainer.outputs["model"], model_blessing=evaluator.outputs["blessing"],
             push_destination=tfx.proto.PushDestination(
                 filesystem=tfx.proto.PushDestination.Filesystem(base_directory=serving_model_dir)))

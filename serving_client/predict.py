@@ -1,14 +1,28 @@
 r"""Classify image files with the pushed SavedModel, as a TF Serving client would see it.
 
     python -m serving_client.predict --model outputs/serving_model/intel-scenes photos/ extra.jpg \
-        [--out predictions.csv] [--top-k 3] [--batch-size 32]
+        [--out predictions.csv] [--top-k 3] [--batch-size 32] [--max-image-pixels N] [--debug]
 
 --model is a serving dir (the highest numeric version is used), one version dir, or a Trainer
-model artifact. Folders are searched recursively for .jpg/.jpeg/.png/.gif/.bmp; files named on the
-command line are read whatever their extension. The CSV has one row per file:
+model artifact. Folders are searched recursively for .jpg/.jpeg/.png/.gif/.bmp, following links
+but never into a folder already searched (a link loop such as photos/loop -> ..), and each real
+file is listed once; files named on the command line are read whatever their extension. The CSV
+has one row per file:
   path, predicted_class, probability, top_k ("class:probability" joined by ";"), error
 A file that cannot be read or decoded gets an error and no prediction; the others are still
-classified. Exit status: 0 when every file was classified, 1 when some failed, 2 on bad usage.
+classified. A file whose header declares more than --max-image-pixels (width x height; default:
+the pipeline's max_image_pixels) gets `too_many_pixels: WxH = N pixels > max_image_pixels = B`
+and is never sent to the model (a decompression bomb would exhaust its memory).
+
+--out is checked first (its folder exists and is writable; it is not a folder), then the inputs,
+then --model, so a mistake costs no model loading. Such a mistake is one line on stderr,
+`error: ...`; --debug raises it with its traceback instead.
+
+Exit status (run_control.exit_codes):
+  0  every file was classified
+  1  data: at least one file could not be classified (its row says why), or none could
+  2  usage: a bad flag, an --out that cannot be written, a --model that is not a SavedModel with
+     the serving signature, or no input found
 """
 import os
 
@@ -19,11 +33,14 @@ import csv  # noqa: E402
 import dataclasses  # noqa: E402
 import re  # noqa: E402
 import sys  # noqa: E402
-from typing import Dict, List, Optional, Sequence, Tuple  # noqa: E402
+from typing import Dict, Iterator, List, Optional, Sequence, Set, Tuple  # noqa: E402
 
 import tensorflow as tf  # noqa: E402
 
-from trainer_module import names  # noqa: E402
+from run_control import exit_codes  # noqa: E402
+from run_control.exit_codes import UsageError  # noqa: E402
+from trainer_module import image_header, names  # noqa: E402
+from trainer_module.train_config import TrainConfig  # noqa: E402
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".bmp")  # what a folder is searched for
 CSV_FIELDS = ("path", "predicted_class", "probability", "top_k", "error")
@@ -45,19 +62,22 @@ def resolve_model_dir(path: str) -> str:
     """The SavedModel dir: `path` itself, its Format-Serving, or its highest numeric version.
 
     The Pusher (and TF Serving) lay models out as <serving dir>/<version>/saved_model.pb.
+    Raises FileNotFoundError naming the path and what is expected there.
     """
     if tf.io.gfile.exists(os.path.join(path, names.SAVED_MODEL_FILE)):
         return path
     if tf.io.gfile.exists(os.path.join(path, names.TRAINER_SERVING_SUBDIR, names.SAVED_MODEL_FILE)):
         return os.path.join(path, names.TRAINER_SERVING_SUBDIR)
+    expected = (f"expected {names.SAVED_MODEL_FILE}, <version>/{names.SAVED_MODEL_FILE} or "
+                f"{names.TRAINER_SERVING_SUBDIR}/{names.SAVED_MODEL_FILE} in it")
     if not tf.io.gfile.isdir(path):
-        raise FileNotFoundError(f"no model at {path}")
+        kind = "is a file, not a folder" if tf.io.gfile.exists(path) else "does not exist"
+        raise FileNotFoundError(f"no model at {path}: it {kind}; {expected}")
     versions = [name.rstrip("/") for name in tf.io.gfile.listdir(path)]
     versions = sorted((int(v) for v in versions if v.isdigit()
                        and tf.io.gfile.exists(os.path.join(path, v, names.SAVED_MODEL_FILE))), reverse=True)
     if not versions:
-        raise FileNotFoundError(f"no SavedModel in {path}: expected {names.SAVED_MODEL_FILE} or "
-                                f"<version>/{names.SAVED_MODEL_FILE} (nothing pushed yet?)")
+        raise FileNotFoundError(f"no SavedModel in {path}: {expected} (nothing pushed yet?)")
     return os.path.join(path, str(versions[0]))
 
 
@@ -75,18 +95,92 @@ def load_signature(model_dir: str):
     return loaded, signature
 
 
+def _load_model(path: str):
+    """load_signature, with what is wrong with the --model path as a one-line UsageError."""
+    try:
+        model_dir = resolve_model_dir(path)
+    except FileNotFoundError as e:
+        raise UsageError(f"--model: {e}") from e
+    print(f"[predict] model {model_dir}", file=sys.stderr, flush=True)
+    try:
+        return load_signature(model_dir)
+    except ValueError as e:  # a SavedModel without the encoded-bytes signature
+        raise UsageError(f"--model: {e}") from e
+    except (OSError, tf.errors.OpError) as e:  # a broken SavedModel
+        reason = " ".join(str(e).split())
+        raise UsageError(f"--model: cannot load the SavedModel in {model_dir}: {reason}") from e
+
+
 # ---------------------------------------------------------------- files
 
+def check_out_path(path: str) -> None:
+    """Raises UsageError unless `path` can be written as the CSV: not a folder, in a writable
+    folder (local paths; a remote URI is checked when written)."""
+    if "://" in path:
+        return
+    if os.path.isdir(path):
+        raise UsageError(f"--out {path} is a folder; pass the CSV file to write")
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise UsageError(f"--out {path}: folder {folder} does not exist; create it or pass another path")
+    if not os.access(folder, os.W_OK | os.X_OK) or (os.path.exists(path) and not os.access(path, os.W_OK)):
+        raise UsageError(f"--out {path} is not writable; pass a path you can write")
+
+
 def list_images(paths: Sequence[str]) -> List[str]:
-    """Named files as they are, folders searched recursively for image extensions (sorted)."""
-    found = []
+    """Named files as they are, folders searched recursively for image extensions (sorted).
+
+    Each real file is listed once (by device and inode: a file linked twice, or named and also in
+    a named folder, keeps its first path); a missing file is kept and gets its error row later.
+    """
+    found, seen = [], set()
     for path in paths:
-        if tf.io.gfile.isdir(path):
-            found += sorted(os.path.join(d, f) for d, _, files in tf.io.gfile.walk(path) for f in files
-                            if f.lower().endswith(IMAGE_EXTENSIONS))
-        else:
-            found.append(path)  # a missing file gets its error row later
+        for candidate in sorted(_folder_images(path)) if tf.io.gfile.isdir(path) else [path]:
+            key = _file_key(candidate)
+            if key not in seen:
+                found.append(candidate)
+            if key is not None:
+                seen.add(key)
     return found
+
+
+def _folder_images(folder: str) -> Iterator[str]:
+    """Image files under `folder`, following links, but not a link to a folder that holds the one
+    it is in (a loop such as photos/loop -> ..) nor into a folder already walked."""
+    if "://" in folder:  # remote file systems have no links
+        yield from (os.path.join(d, f) for d, _, files in tf.io.gfile.walk(folder) for f in files
+                    if f.lower().endswith(IMAGE_EXTENSIONS))
+        return
+    walked: Set[Tuple[int, int]] = {_file_key(folder)}
+    for folder_path, subfolders, files in os.walk(folder, followlinks=True):
+        here = os.path.realpath(folder_path)
+        # Real folders before links: a folder reachable both ways is listed under its own path.
+        subfolders.sort(key=lambda d: (os.path.islink(os.path.join(folder_path, d)), d))
+        subfolders[:] = [d for d in subfolders if _enter(os.path.join(folder_path, d), here, walked)]
+        yield from (os.path.join(folder_path, f) for f in files if f.lower().endswith(IMAGE_EXTENSIONS))
+
+
+def _enter(path: str, here: str, walked: Set[Tuple[int, int]]) -> bool:
+    """Whether to walk the sub-folder `path` of the folder whose real path is `here`."""
+    target = os.path.realpath(path)
+    if os.path.islink(path) and (here == target or here.startswith(target.rstrip(os.sep) + os.sep)):
+        return False  # a link to `here` or a folder holding it: a loop
+    key = _file_key(path)
+    if key is None or key in walked:
+        return False
+    walked.add(key)
+    return True
+
+
+def _file_key(path: str) -> Optional[Tuple[int, int]]:
+    """(st_dev, st_ino) of what `path` points to; None for a missing or remote path."""
+    if "://" in path:
+        return None
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return info.st_dev, info.st_ino
 
 
 _TF_NOISE = re.compile(r"^(Graph execution error|Detected at node|<stack traces|\[\[)")
@@ -113,6 +207,15 @@ def read_file(path: str) -> Tuple[Optional[bytes], str]:
         return None, f"unreadable: {getattr(e, 'message', None) or e}"
 
 
+def read_checked(path: str, max_pixels: int) -> Tuple[Optional[bytes], str]:
+    """read_file, then the pixel budget from the header: (None, "too_many_pixels: ...") over it."""
+    data, error = read_file(path)
+    over = image_header.over_budget(data, max_pixels) if data is not None else None
+    if over:
+        return None, f"{image_header.TOO_MANY_PIXELS}: {over}"
+    return data, error
+
+
 def _predictions(paths: Sequence[str], outputs: Dict[str, tf.Tensor], top_k: int) -> List[Prediction]:
     probabilities = outputs[names.PROBABILITIES_OUTPUT].numpy()
     class_names = [n.decode("utf-8") for n in outputs[names.CLASS_NAMES_OUTPUT].numpy()[0]]
@@ -125,16 +228,17 @@ def _predictions(paths: Sequence[str], outputs: Dict[str, tf.Tensor], top_k: int
 
 
 def classify(signature, paths: Sequence[str], batch_size: int = 32, top_k: int = 3,
-             progress=None) -> List[Prediction]:
+             progress=None, max_pixels: int = TrainConfig.max_image_pixels) -> List[Prediction]:
     """One Prediction per path, in order; failures carry an error instead of a class.
 
-    signature: load_signature's; progress(done, total, failed) is called after each batch.
+    signature: load_signature's; progress(done, total, failed) is called after each batch. A file
+    over `max_pixels` is refused from its header and never sent to the model.
     """
     results: Dict[str, Prediction] = {}
     for start in range(0, len(paths), batch_size):
         batch = []
         for path in paths[start:start + batch_size]:
-            data, error = read_file(path)
+            data, error = read_checked(path, max_pixels)
             if error:
                 results[path] = Prediction(path, error=error)
             else:
@@ -155,9 +259,12 @@ def _run_batch(signature, batch, top_k: int) -> List[Prediction]:
     try:
         return _predictions(paths, signature(**{names.SERVING_BYTES_INPUT: tf.constant(data)}), top_k)
     except tf.errors.InvalidArgumentError as e:
-        if len(batch) == 1:
-            return [Prediction(paths[0], error=f"not a decodable image: {_op_message(e)}")]
-        return [p for item in batch for p in _run_batch(signature, [item], top_k)]
+        if len(batch) > 1:
+            return [p for item in batch for p in _run_batch(signature, [item], top_k)]
+        over = image_header.over_budget_in_error(e.message)  # the model's own, smaller budget
+        if over:
+            return [Prediction(paths[0], error=f"{image_header.TOO_MANY_PIXELS}: {over}")]
+        return [Prediction(paths[0], error=f"not a decodable image: {_op_message(e)}")]
 
 
 def write_csv(predictions: Sequence[Prediction], path: str) -> None:
@@ -175,32 +282,71 @@ def _print_progress(done: int, total: int, failed: int) -> None:
     print(f"[predict] {done}/{total} files ({failed} failed)", file=sys.stderr, flush=True)
 
 
-def main(argv: Optional[List[str]] = None) -> int:
-    """The command line (see the module docstring); returns the exit status."""
+# ---------------------------------------------------------------- command line
+
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+    """The flags; argparse's own errors (an unknown flag, a missing --model) exit 2."""
     parser = argparse.ArgumentParser(prog="python -m serving_client.predict", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True, help="serving dir, version dir or Trainer model artifact")
     parser.add_argument("paths", nargs="+", help="image files and/or folders")
     parser.add_argument("--out", default="predictions.csv", help="CSV to write (default: %(default)s)")
     parser.add_argument("--top-k", type=int, default=3, help="classes listed per file (default: %(default)s)")
-    parser.add_argument("--batch-size", type=int, default=32, help="files per model call (default: %(default)s)")
-    args = parser.parse_args(argv)
-    if args.top_k < 1 or args.batch_size < 1:
-        parser.error("--top-k and --batch-size must be >= 1")
-    paths = list_images(args.paths)
-    if not paths:
-        parser.error(f"no image files in {args.paths}")
-    model_dir = resolve_model_dir(args.model)
-    print(f"[predict] model {model_dir}; {len(paths)} files", file=sys.stderr, flush=True)
-    _loaded, signature = load_signature(model_dir)
-    predictions = classify(signature, paths, args.batch_size, args.top_k, _print_progress)
+    parser.add_argument("--batch-size", type=int, default=32,
+                        help="files per model call (default: %(default)s)")
+    parser.add_argument("--max-image-pixels", type=int, default=TrainConfig.max_image_pixels,
+                        help="refuse a file whose header declares more pixels, width x height "
+                             "(default: the pipeline's max_image_pixels, %(default)s)")
+    parser.add_argument("--debug", action="store_true", help="raise a usage error with its traceback")
+    return parser.parse_args(argv)
+
+
+def _check_numbers(args: argparse.Namespace) -> None:
+    for flag, value in (("--top-k", args.top_k), ("--batch-size", args.batch_size),
+                        ("--max-image-pixels", args.max_image_pixels)):
+        if value < 1:
+            raise UsageError(f"{flag}={value}: must be >= 1")
+
+
+def _inputs(paths: Sequence[str]) -> List[str]:
+    """list_images, or a UsageError when no named path exists or no image file was found."""
+    missing = [p for p in paths if not tf.io.gfile.exists(p)]
+    if len(missing) == len(paths):
+        raise UsageError(f"no such file or folder: {', '.join(missing)}")
+    found = list_images(paths)
+    if not found:
+        raise UsageError(f"no image files ({', '.join(IMAGE_EXTENSIONS)}) in {', '.join(paths)}")
+    return found
+
+
+def run(args: argparse.Namespace) -> int:
+    """Checks --out, the inputs and --model, in that order, then classifies; returns the exit status."""
+    _check_numbers(args)
+    check_out_path(args.out)
+    paths = _inputs(args.paths)
+    _loaded, signature = _load_model(args.model)
+    print(f"[predict] {len(paths)} files", file=sys.stderr, flush=True)
+    predictions = classify(signature, paths, args.batch_size, args.top_k, _print_progress,
+                           args.max_image_pixels)
     write_csv(predictions, args.out)
     failed = [p for p in predictions if p.error]
     print(f"[predict] classified {len(predictions) - len(failed)} of {len(predictions)} files; "
           f"{len(failed)} failed; wrote {args.out}", file=sys.stderr)
     for p in failed:
         print(f"[predict]   FAILED {p.path}: {p.error}", file=sys.stderr)
-    return 1 if failed else 0
+    return exit_codes.DATA_ERROR if failed else exit_codes.OK
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """The command line (see the module docstring); returns the exit status."""
+    args = parse_args(argv)
+    try:
+        return run(args)
+    except UsageError as e:
+        if args.debug:
+            raise
+        print(f"error: {e}", file=sys.stderr, flush=True)
+        return exit_codes.USAGE_ERROR
 
 
 if __name__ == "__main__":

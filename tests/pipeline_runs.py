@@ -52,7 +52,7 @@ def run_gate_pipelines(out_dir: str) -> GateRuns:
         assert local_runner.main(["--output-dir", out_dir, *flags]) == 0
         runs.run_ids.append(store.run_ids(runs.cfg.metadata_path)[-1])
         runs.nodes.append(store.read_run(runs.cfg.metadata_path))
-        runs.summaries.append(local_runner.summarize(runs.cfg))
+        runs.summaries.append(local_runner.summarize(runs.cfg, runs.run_ids[-1]))
         runs.serving.append(image_factory.tree_digest(runs.cfg.serving_model_dir))
         runs.evaluator_executions.append(evaluator_executions(runs.cfg))
     return runs

@@ -74,9 +74,9 @@ def test_choices_are_checked_for_configs_not_built_from_flags():
 
 
 @pytest.mark.parametrize("argv,message", [
-    (["--epochs", "0"], "error: epochs=0: must be >= 1"),
-    (["--learning-rate", "inf"], "error: learning_rate=inf: must be a finite number"),
-    (["--eval-fraction", "1.5"], r"error: eval_fraction=1.5: must be in (0, 1)"),
+    (["--epochs", "0"], "error: epochs=0: must be >= 1 (exit 2)"),
+    (["--learning-rate", "inf"], "error: learning_rate=inf: must be a finite number (exit 2)"),
+    (["--eval-fraction", "1.5"], r"error: eval_fraction=1.5: must be in (0, 1) (exit 2)"),
 ])
 def test_local_runner_refuses_a_bad_knob_in_one_line_before_any_work(argv, message, tmp_path, capsys):
     out = tmp_path / "out"

@@ -1,5 +1,6 @@
 """Dataset layout detection, split assignment and per-file checks (components/image_files.py)."""
 import os
+import struct
 
 import pytest
 
@@ -140,6 +141,9 @@ def test_valid_images_pass_with_their_size(data, expected):
     (image_factory.truncated_jpeg_bytes(), image_files.SKIP_TRUNCATED),
     (image_factory.corrupt_jpeg_bytes(), image_files.SKIP_UNDECODABLE),
     (image_factory.png_bytes(40, 40)[:60], image_files.SKIP_TRUNCATED),
+    # A real PNG whose IHDR declares 20000x20000: refused from the header, never decoded.
+    (image_factory.png_bytes(16, 16)[:16] + struct.pack(">II", 20000, 20000)
+     + image_factory.png_bytes(16, 16)[24:], image_files.SKIP_TOO_MANY_PIXELS),
 ])
 def test_bad_bytes_get_a_reason(data, reason):
     assert image_files.inspect_image(data) == (reason, None)

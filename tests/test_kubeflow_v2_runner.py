@@ -205,7 +205,7 @@ def test_every_step_runs_the_pipeline_image(default_job):
         assert spec["command"] == RUN_EXECUTOR
         assert spec["args"][3] == "{{$}}"  # --json_serialized_invocation_args: the executor input
     assert executor_class(default_job, EXAMPLE_GEN) == "components.image_example_gen.executor.Executor"
-    assert executor_class(default_job, PUSHER) == "tfx.components.pusher.executor.Executor"
+    assert executor_class(default_job, PUSHER) == "components.atomic_pusher.executor.AtomicPusherExecutor"
 
 
 def test_code_by_import_path_and_data_passed_through(default_job, cloud_job):

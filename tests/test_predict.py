@@ -9,6 +9,7 @@ import base64
 import csv
 import io
 import json
+import os
 
 import numpy as np
 import pytest
@@ -17,6 +18,7 @@ from PIL import Image
 
 import image_factory
 from pipeline_runs import pushed_dir
+from run_control import exit_codes
 from serving_client import predict, rest
 from trainer_module import names
 
@@ -253,3 +255,101 @@ def test_cli_on_the_pushed_model(pushed, tmp_path):
     assert rows[str(folder / "a.jpg")]["predicted_class"] in names.INTEL_CLASS_NAMES
     assert len(rows[str(folder / "b.png")]["top_k"].split(";")) == 3
     assert "Invalid JPEG data" in rows[str(folder / "broken.jpg")]["error"]
+
+
+# ---------------------------------------------------------------- user errors: one line, exit 2
+
+def _main(argv, capsys):
+    """(exit status, stderr lines) of the command line."""
+    code = predict.main(argv)
+    return code, capsys.readouterr().err.strip().splitlines()
+
+
+def test_out_in_a_missing_folder_is_refused_before_the_model_is_looked_at(images, tmp_path, capsys):
+    out = tmp_path / "no-such-folder" / "p.csv"
+    # The model does not exist either: the --out line coming alone shows --out is checked first.
+    code, err = _main(["--model", str(tmp_path / "no-model"), str(images), "--out", str(out)], capsys)
+    assert code == 2
+    assert err == [f"error: --out {out}: folder {out.parent} does not exist; create it or pass another path"]
+
+
+def test_out_that_is_a_folder_is_refused(serving_dir, images, tmp_path, capsys):
+    code, err = _main(["--model", serving_dir, str(images), "--out", str(tmp_path)], capsys)
+    assert (code, err) == (2, [f"error: --out {tmp_path} is a folder; pass the CSV file to write"])
+
+
+def test_a_model_path_without_a_saved_model_is_one_line(images, tmp_path, capsys):
+    expected = "expected saved_model.pb, <version>/saved_model.pb or Format-Serving/saved_model.pb in it"
+    (tmp_path / "empty" / "not-a-version").mkdir(parents=True)
+    out = str(tmp_path / "p.csv")
+    code, err = _main(["--model", str(tmp_path / "empty"), str(images), "--out", out], capsys)
+    assert (code, err) == (2, [f"error: --model: no SavedModel in {tmp_path / 'empty'}: {expected} "
+                               "(nothing pushed yet?)"])
+    code, err = _main(["--model", str(tmp_path / "nowhere"), str(images), "--out", out], capsys)
+    assert (code, err) == (
+        2, [f"error: --model: no model at {tmp_path / 'nowhere'}: it does not exist; {expected}"])
+    image_factory.write_file(tmp_path / "broken" / "3" / names.SAVED_MODEL_FILE, b"not a protobuf")
+    code, err = _main(["--model", str(tmp_path / "broken"), str(images), "--out", out], capsys)
+    assert code == 2 and err[0] == f"[predict] model {tmp_path / 'broken' / '3'}" and len(err) == 2
+    assert err[1].startswith(f"error: --model: cannot load the SavedModel in {tmp_path / 'broken' / '3'}: ")
+    assert not os.path.exists(out)
+
+
+def test_a_model_without_the_image_bytes_signature_is_one_line(images, tmp_path, capsys):
+    model = _PixelsModel()
+    tf.saved_model.save(model, str(tmp_path / "m" / "1"),
+                        signatures={names.SERVING_BYTES_SIGNATURE: model.serve})
+    code, err = _main(["--model", str(tmp_path / "m"), str(images), "--out", str(tmp_path / "p.csv")], capsys)
+    assert code == 2
+    assert err[-1] == (f"error: --model: {tmp_path / 'm' / '1'}: 'serving_default' takes ['pixels'], "
+                       "not ['image_bytes']")
+
+
+def test_missing_inputs_and_bad_numbers_are_one_line(serving_dir, images, tmp_path, capsys):
+    out = str(tmp_path / "p.csv")
+    gone = [str(tmp_path / "gone.jpg"), str(tmp_path / "gone")]
+    assert _main(["--model", serving_dir, *gone, "--out", out], capsys) == (
+        2, [f"error: no such file or folder: {gone[0]}, {gone[1]}"])
+    (tmp_path / "no-images").mkdir()
+    (tmp_path / "no-images" / "notes.txt").write_text("x")
+    assert _main(["--model", serving_dir, str(tmp_path / "no-images"), "--out", out], capsys) == (
+        2, [f"error: no image files (.jpg, .jpeg, .png, .gif, .bmp) in {tmp_path / 'no-images'}"])
+    for flag in ("--top-k", "--batch-size", "--max-image-pixels"):
+        assert _main(["--model", serving_dir, str(images), "--out", out, flag, "0"], capsys) == (
+            2, [f"error: {flag}=0: must be >= 1"])
+    assert not os.path.exists(out)
+
+
+def test_debug_raises_the_error_with_its_traceback(images, tmp_path):
+    with pytest.raises(exit_codes.UsageError, match="does not exist") as error:
+        predict.main(["--model", str(tmp_path / "nowhere"), str(images), "--out", str(tmp_path / "p.csv"),
+                      "--debug"])
+    assert isinstance(error.value.__cause__, FileNotFoundError)  # the original error, chained
+
+
+def test_an_unknown_flag_exits_2():
+    with pytest.raises(SystemExit) as error:
+        predict.main(["--model", "m", "x.jpg", "--no-such-flag"])
+    assert error.value.code == 2
+
+
+# ---------------------------------------------------------------- folders with links
+
+def test_a_folder_with_link_loops_lists_each_real_file_once(serving_dir, tmp_path, capsys):
+    photos = tmp_path / "photos"
+    w = image_factory.write_file
+    real = [w(photos / "a.jpg", image_factory.jpeg_bytes(20, 20, color=(250, 10, 10))),
+            w(photos / "sub" / "b.png", image_factory.png_bytes(9, 9, color=(10, 250, 10))),
+            w(photos / "sub" / "deeper" / "c.bmp", _solid_bmp((10, 10, 250)))]
+    image_factory.write_file(tmp_path / "outside.jpg", image_factory.jpeg_bytes(8, 8))  # not under photos
+    os.symlink("..", photos / "loop")  # the folder holding photos
+    os.symlink("..", photos / "sub" / "up")  # photos itself, from below
+    os.symlink("sub", photos / "again")  # a second way into sub
+    os.symlink("a.jpg", photos / "same.jpg")  # a link to a file
+    os.link(photos / "a.jpg", photos / "sub" / "hard.jpg")  # a hard link
+    assert predict.list_images([str(photos)]) == real
+    assert predict.list_images([str(photos), real[1], str(photos / "sub")]) == real  # named again: once
+    out = tmp_path / "p.csv"
+    assert predict.main(["--model", serving_dir, str(photos), "--out", str(out)]) == 0
+    assert [(path, row["predicted_class"]) for path, row in _read_csv(out).items()] == list(
+        zip(real, COLOURS))

@@ -151,8 +151,9 @@ def test_run_files(trained):
     for plot in plots:
         assert tf.io.decode_png(tf.io.read_file(plot)).shape == (350, 700, 4)
     assert tf.io.gfile.glob(os.path.join(run_dir, names.TENSORBOARD_DIR, "train", "events.out.tfevents.*"))
-    # BackupAndRestore deletes its state once a phase has finished.
-    assert not tf.io.gfile.glob(os.path.join(run_dir, names.BACKUP_DIR, "*", "*"))
+    # A finished Trainer leaves no backup to resume from (it was there while it trained).
+    backup_root = os.path.join(os.path.dirname(run_dir), names.TRAINING_BACKUP_DIR)
+    assert tf.io.gfile.isdir(backup_root) and tf.io.gfile.listdir(backup_root) == []
 
 
 @pytest.fixture(scope="module")

@@ -31,6 +31,9 @@ TRANSFORMED_ONE_HOT_KEY = "label_one_hot"
 TRAIN_CONFIG_KEY = "train_config"  # Trainer: the TrainConfig as a dict
 TRANSFORM_CLASS_NAMES_KEY = "class_names"  # Transform: the label space
 TRANSFORM_RESIZE_SIZE_KEY = "resize_size"  # Transform: side of the resized square image
+# The pixel budget (TrainConfig.max_image_pixels): a key of Transform's custom_config and an
+# ImageExampleGen execution property; the serving error and skip details name the knob by it.
+MAX_IMAGE_PIXELS_KEY = "max_image_pixels"
 
 # ---------------------------------------------------------------- serving signatures
 SERVING_BYTES_SIGNATURE = "serving_default"  # encoded image bytes in, class scores out
@@ -46,6 +49,12 @@ SERVING_OUTPUTS = (PROBABILITIES_OUTPUT, CLASS_NAMES_OUTPUT, PREDICTED_CLASS_OUT
 # In a SavedModel: TensorFlow's folder for files beside the model, and the class names in it.
 EXTRA_ASSETS_DIR = "assets.extra"
 CLASS_NAMES_ASSET = "class_names.json"
+# In a pushed version (<serving dir>/<version>/assets.extra/): which model the AtomicPusher copied
+# there, so a rerun finds a version an unrecorded push already wrote. Its JSON keys follow.
+PUSH_SOURCE_FILE = "push_source.json"
+PUSH_SOURCE_FINGERPRINT = "fingerprint"  # sha256 of the SavedModel's relative paths and bytes
+PUSH_SOURCE_MODEL_URI = "model_uri"  # the pushed Model artifact's URI
+PUSH_SOURCE_PUSHED_AT = "pushed_at"  # ISO 8601 UTC
 # Inside a TFX Trainer's Model artifact: the exported SavedModel.
 TRAINER_SERVING_SUBDIR = "Format-Serving"
 SAVED_MODEL_FILE = "saved_model.pb"
@@ -56,7 +65,10 @@ LR_SCHEDULE_PLOT = "lr_schedule.png"  # the (last) training phase
 LR_SCHEDULE_PHASE_PLOT = "lr_schedule_{phase}.png"  # an earlier phase (frozen-backbone head)
 LR_SCHEDULE_GLOB = "lr_schedule*.png"
 TENSORBOARD_DIR = "tensorboard"
-BACKUP_DIR = "backup"  # BackupAndRestore state, one folder per phase
+# Beside the model_run folders of every Trainer execution: <model_run>/../TRAINING_BACKUP_DIR/<key>,
+# keyed by what identifies the training, so a rerun after a crash finds the killed one's state.
+TRAINING_BACKUP_DIR = "training_backup"
+BACKUP_EPOCHS_FILE = "epochs.json"  # in a backup: the logs of every finished epoch
 
 # Keys of HISTORY_FILE (written by trainer.run_fn, read by the run report).
 HISTORY_CONFIG = "config"  # the TrainConfig
@@ -102,6 +114,7 @@ PROP_BASELINE_MODEL_ID = "baseline_model_id"
 PROP_CURRENT_MODEL_ID = "current_model_id"
 PROP_PUSHED = "pushed"
 PROP_PUSHED_DESTINATION = "pushed_destination"
+PROP_PUSHED_VERSION = "pushed_version"
 # The Evaluator execution's property: the EvalConfig it was given, as JSON (TFX's
 # standard_component_specs.EVAL_CONFIG_KEY; importing that module loads TensorFlow).
 EVAL_CONFIG_EXEC_PROPERTY = "eval_config"

@@ -159,7 +159,10 @@ def _check(ok: bool, name: str, value: Any, rule: str) -> None:
         raise ConfigError(f"{name}={value!r}: {rule}")
 
 
-def transform_config(class_names: Sequence[str], resize_size: int) -> Dict[str, Any]:
-    """The Transform component's custom_config: all preprocessing_fn depends on."""
+def transform_config(class_names: Sequence[str], resize_size: int,
+                     max_image_pixels: int = TrainConfig.max_image_pixels) -> Dict[str, Any]:
+    """The Transform component's custom_config: all preprocessing_fn depends on (the pixel
+    budget too: the Transform graph, so serving, refuses an image over it before decoding)."""
     return {names.TRANSFORM_CLASS_NAMES_KEY: list(class_names),
-            names.TRANSFORM_RESIZE_SIZE_KEY: int(resize_size)}
+            names.TRANSFORM_RESIZE_SIZE_KEY: int(resize_size),
+            names.MAX_IMAGE_PIXELS_KEY: int(max_image_pixels)}

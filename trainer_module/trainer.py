@@ -2,9 +2,15 @@
 
 Besides the model, run_fn writes to the model_run folder: the history (names.HISTORY_FILE: the
 config, the data sizes, each phase's trainable parameters and optimizer, the per-epoch metrics
-and learning rate, the BatchNorm re-estimate), one learning-rate plot per phase, TensorBoard logs
-and, while training, BackupAndRestore state.
+and learning rate, the BatchNorm re-estimate), one learning-rate plot per phase and TensorBoard logs.
+
+Resume: while training, the state of every finished epoch (weights, optimizer, epoch, and each
+epoch's logs) is kept in a backup folder keyed by what identifies the training (config, examples,
+Transform graph), beside the executions' model_run folders. TFX gives a rerun a new execution and
+new folders, but the same key, so a Trainer killed in epoch k reruns from epoch k and ends with the
+full history. A Trainer that finishes deletes its backup.
 """
+import hashlib
 import json
 import os
 from typing import List, NamedTuple
@@ -65,13 +71,71 @@ def schedule_plot_name(phase: Phase, last: bool) -> str:
     return names.LR_SCHEDULE_PLOT if last else names.LR_SCHEDULE_PHASE_PLOT.format(phase=phase.name)
 
 
-def _callbacks(model_run_dir: str, phase: Phase):
+class EpochLog(keras.callbacks.Callback):
+    """Keeps every finished epoch's logs in one JSON file (rewritten atomically, keyed by epoch),
+    so a resumed training still reports the epochs its killed predecessor ran. It must run before
+    BackupAndRestore: an epoch whose state was not saved is run again and its logs overwritten."""
+
+    def __init__(self, path: str):
+        super().__init__()
+        self.path = path
+
+    def on_epoch_end(self, epoch, logs=None):
+        epochs = read_epoch_logs(self.path)
+        epochs[str(epoch)] = {key: float(value) for key, value in (logs or {}).items()}
+        _write_json_atomically(self.path, epochs)
+
+
+def read_epoch_logs(path: str) -> dict:
+    """{epoch index as str: {metric: value}} from an EpochLog file ({} when there is none)."""
+    if not tf.io.gfile.exists(path):
+        return {}
+    with tf.io.gfile.GFile(path) as f:
+        return json.load(f)
+
+
+# BackupAndRestore's record of the last epoch it saved (tf_keras WorkerTrainingState).
+_SAVED_EPOCH_VARIABLE = "ckpt_saved_epoch/.ATTRIBUTES/VARIABLE_VALUE"
+
+
+def _write_json_atomically(path: str, value) -> None:
+    tmp = f"{path}.tmp"
+    with tf.io.gfile.GFile(tmp, "w") as f:
+        json.dump(value, f)
+    tf.io.gfile.rename(tmp, path, overwrite=True)
+
+
+def saved_epochs(backup_dir: str) -> int:
+    """How many epochs the backup holds the state after (0: none), read from BackupAndRestore's
+    checkpoints (one folder per phase; it records the last saved epoch, counted over all phases)."""
+    last = -1
+    for index in tf.io.gfile.glob(os.path.join(backup_dir, "*", "*", "checkpoint")):
+        checkpoint = tf.train.latest_checkpoint(os.path.dirname(index))
+        if checkpoint:
+            last = max(last, int(tf.train.load_variable(checkpoint, _SAVED_EPOCH_VARIABLE)))
+    return last + 1
+
+
+def backup_dir_of(fn_args, cfg: TrainConfig) -> str:
+    """The backup folder of this training: beside the executions' model_run folders, named by a
+    hash of the config, the example files and the Transform graph (not by the execution id)."""
+    identity = json.dumps({"config": json.loads(cfg.to_json()), "train": sorted(fn_args.train_files),
+                           "eval": sorted(fn_args.eval_files), "transform": fn_args.transform_graph_path},
+                          sort_keys=True)
+    key = hashlib.sha256(identity.encode()).hexdigest()[:16]
+    return os.path.join(os.path.dirname(os.path.normpath(fn_args.model_run_dir)), names.TRAINING_BACKUP_DIR, key)
+
+
+def _callbacks(model_run_dir: str, backup_dir: str, phase: Phase):
     return [
         RecordLearningRate(),
         keras.callbacks.TensorBoard(log_dir=os.path.join(model_run_dir, names.TENSORBOARD_DIR)),
-        # A killed Trainer resumes from the last finished epoch of this phase on its next run.
-        keras.callbacks.BackupAndRestore(
-            backup_dir=os.path.join(model_run_dir, names.BACKUP_DIR, phase.name)),
+        EpochLog(os.path.join(backup_dir, names.BACKUP_EPOCHS_FILE)),
+        # Kept when the phase ends (deleted with the whole backup once the Trainer is done), so a
+        # crash in a later phase does not rerun this one: its fit restores the final state and
+        # runs no epoch.
+        keras.callbacks.BackupAndRestore(backup_dir=os.path.join(backup_dir, phase.name),
+                                         delete_checkpoint=False),
     ]
 
 
@@ -86,9 +150,15 @@ def _training_facts(model: keras.Model) -> dict:
 
 
 def train(model: keras.Model, cfg: TrainConfig, strategy, train_ds, eval_ds, steps_per_epoch: int,
-          model_run_dir: str):
-    """Runs every phase; returns (per-epoch history, one dict of facts per phase)."""
-    history, facts, epoch = {}, [], 0
+          model_run_dir: str, backup_dir: str):
+    """Runs every phase, resuming from backup_dir; returns (per-epoch history, one dict of facts
+    per phase)."""
+    facts, epoch = [], 0
+    epochs_file = os.path.join(backup_dir, names.BACKUP_EPOCHS_FILE)
+    done = saved_epochs(backup_dir)
+    if done:
+        logging.info("Trainer: resuming from %s: %d of %d epochs finished by an earlier, interrupted run",
+                     backup_dir, done, cfg.epochs)
     phases = phases_of(cfg)
     for i, phase in enumerate(phases):
         schedule = schedules.make_schedule(cfg, steps_per_epoch, phase.epochs, phase.peak_learning_rate)
@@ -98,14 +168,24 @@ def train(model: keras.Model, cfg: TrainConfig, strategy, train_ds, eval_ds, ste
         model_lib.backbone_of(model).trainable = phase.backbone_trainable
         with strategy.scope():
             model_lib.compile_model(model, cfg, schedule)
-        result = model.fit(train_ds, epochs=epoch + phase.epochs, initial_epoch=epoch,
-                           steps_per_epoch=steps_per_epoch, validation_data=eval_ds, verbose=2,
-                           callbacks=_callbacks(model_run_dir, phase))
-        for key, values in result.history.items():
-            history.setdefault(key, []).extend(float(v) for v in values)
+        model.fit(train_ds, epochs=epoch + phase.epochs, initial_epoch=epoch,
+                  steps_per_epoch=steps_per_epoch, validation_data=eval_ds, verbose=2,
+                  callbacks=_callbacks(model_run_dir, backup_dir, phase))
         facts.append({**phase._asdict(), "first_epoch": epoch, **_training_facts(model)})
         epoch += phase.epochs
-    return history, facts
+    return _history_of(read_epoch_logs(epochs_file), cfg.epochs), facts
+
+
+def _history_of(epoch_logs: dict, epochs: int) -> dict:
+    """{metric: [value per epoch]} from EpochLog's file, which must hold every epoch."""
+    missing = [e for e in range(epochs) if str(e) not in epoch_logs]
+    if missing:
+        raise RuntimeError(f"the training backup has no logs for epochs {missing}")
+    history = {}
+    for e in range(epochs):
+        for key, value in epoch_logs[str(e)].items():
+            history.setdefault(key, []).append(value)
+    return history
 
 
 def run_fn(fn_args) -> None:
@@ -144,9 +224,12 @@ def _train_and_export(fn_args, cfg: TrainConfig, strategy, policy: str, global_b
     eval_ds = input_pipeline.make_dataset(fn_args.eval_files, tft_layer, raw_spec, cfg, False, global_batch,
                                           cached_examples=n_eval if cache else None)
     tf.io.gfile.makedirs(fn_args.model_run_dir)
+    backup_dir = backup_dir_of(fn_args, cfg)
+    tf.io.gfile.makedirs(backup_dir)
     with strategy.scope():
         model = model_lib.build_model(cfg)
-    history, phases = train(model, cfg, strategy, train_ds, eval_ds, steps_per_epoch, fn_args.model_run_dir)
+    history, phases = train(model, cfg, strategy, train_ds, eval_ds, steps_per_epoch, fn_args.model_run_dir,
+                            backup_dir)
 
     recalibrated = {}
     if cfg.bn_recalibration_batches:
@@ -164,3 +247,4 @@ def _train_and_export(fn_args, cfg: TrainConfig, strategy, policy: str, global_b
                    names.HISTORY_SERIES: history, names.HISTORY_BN_RECALIBRATION: recalibrated}, f, indent=1)
     signatures.export_serving_model(model, tft_layer, raw_spec, cfg, fn_args.serving_model_dir)
     logging.info("Trainer: exported %s", fn_args.serving_model_dir)
+    tf.io.gfile.rmtree(backup_dir)  # finished: nothing left to resume

@@ -9,6 +9,7 @@ from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionP
 
 from components.image_example_gen import driver, executor
 from trainer_module import names
+from trainer_module.train_config import TrainConfig
 
 
 class ImageExampleGenSpec(ComponentSpec):
@@ -18,6 +19,8 @@ class ImageExampleGenSpec(ComponentSpec):
         # JSON list; "[]" derives the classes from the train folders.
         "class_names": ExecutionParameter(type=str),
         "eval_fraction": ExecutionParameter(type=float),
+        # The pixel budget: a file whose header declares more pixels is skipped (too_many_pixels).
+        names.MAX_IMAGE_PIXELS_KEY: ExecutionParameter(type=int),
         # Set by the driver before the cache lookup (never by the caller).
         driver.INPUT_FINGERPRINT_KEY: ExecutionParameter(type=str, optional=True),
     }
@@ -37,8 +40,9 @@ class ImageExampleGen(base_beam_component.BaseBeamComponent):
     EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(executor.Executor)
     DRIVER_CLASS = driver.Driver
 
-    def __init__(self, input_base: str, class_names: List[str] = (), eval_fraction: float = 0.2):
+    def __init__(self, input_base: str, class_names: List[str] = (), eval_fraction: float = 0.2,
+                 max_image_pixels: int = TrainConfig.max_image_pixels):
         super().__init__(spec=ImageExampleGenSpec(
             input_base=input_base, class_names=json.dumps(list(class_names)),
-            eval_fraction=float(eval_fraction),
+            eval_fraction=float(eval_fraction), max_image_pixels=int(max_image_pixels),
             examples=types.Channel(type=standard_artifacts.Examples)))

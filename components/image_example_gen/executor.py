@@ -7,7 +7,9 @@ Each ingested file becomes one tf.Example (records.make_example; names.py has th
   path        the path relative to the data root,
   height, width, format  from the decoder (for data validation).
 Files that cannot be used are counted by reason and listed in `ingest_report.json` beside the
-splits. The class names travel with the artifact (custom property and `class_names.json`).
+splits; a file whose header declares more pixels than `max_image_pixels` is one of them, refused
+before it is decoded (a decompression bomb must not exhaust a worker's memory). The class names
+travel with the artifact (custom property and `class_names.json`).
 
 Record order is a property of the files written, not of the runner: each split is written in
 shards, and each shard holds its records sorted by a hash of their relative path, so classes are
@@ -32,6 +34,7 @@ from tfx.types import artifact_utils
 from components.image_example_gen import image_files, ingest_report
 from components.image_example_gen.records import make_example
 from trainer_module import names
+from trainer_module.train_config import TrainConfig
 
 # Records per output shard: a shard is sorted in one worker's memory (~15 KB a record on Intel).
 EXAMPLES_PER_SHARD = 4096
@@ -49,8 +52,9 @@ class _ReadAndEncode(beam.DoFn):
 
     SKIPPED = "skipped"
 
-    def __init__(self, class_names: List[str]):
+    def __init__(self, class_names: List[str], max_image_pixels: int):
         self._label_of = {name: i for i, name in enumerate(class_names)}
+        self._max_image_pixels = max_image_pixels
 
     def process(self, entry: Dict[str, str]):
         try:
@@ -59,8 +63,7 @@ class _ReadAndEncode(beam.DoFn):
         except (OSError, tf.errors.OpError) as e:
             reason, detail = image_files.SKIP_UNREADABLE, str(e)
         else:
-            reason, info = image_files.inspect_image(data)
-            detail = ""
+            reason, detail, info = image_files.check_image(data, self._max_image_pixels)
         if reason is not None:
             beam.metrics.Metrics.counter("ImageExampleGen", f"skipped_{reason}").inc()
             yield beam.pvalue.TaggedOutput(self.SKIPPED, dict(
@@ -103,6 +106,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
            output_dict: Dict[str, List[types.Artifact]], exec_properties: Dict[str, Any]) -> None:
         examples = artifact_utils.get_single_instance(output_dict[names.EXAMPLES_OUTPUT])
         class_names = json.loads(exec_properties["class_names"]) or None
+        max_image_pixels = exec_properties.get(names.MAX_IMAGE_PIXELS_KEY, TrainConfig.max_image_pixels)
         listing = image_files.list_image_files(
             exec_properties["input_base"], class_names, exec_properties["eval_fraction"])
         logging.info("ImageExampleGen: %d files under %s (%s split), classes %s",
@@ -117,8 +121,9 @@ class Executor(base_beam_executor.BaseBeamExecutor):
             results = (p
                        | "ListFiles" >> beam.Create([f.__dict__ for f in listing.files])
                        | "Spread" >> beam.Reshuffle()
-                       | "ReadAndCheck" >> beam.ParDo(_ReadAndEncode(listing.class_names)).with_outputs(
-                           _ReadAndEncode.SKIPPED, main="examples"))
+                       | "ReadAndCheck" >> beam.ParDo(
+                           _ReadAndEncode(listing.class_names, max_image_pixels)).with_outputs(
+                               _ReadAndEncode.SKIPPED, main="examples"))
             for split in image_files.SPLITS:
                 n_shards = num_shards_for(sum(f.split == split for f in listing.files))
                 split_uri = artifact_utils.get_split_uri([examples], split)

@@ -19,7 +19,9 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import tensorflow as tf
 
+from trainer_module import image_header
 from trainer_module.preprocessing import decode_image
+from trainer_module.train_config import TrainConfig
 
 TRAIN = "train"
 EVAL = "eval"
@@ -42,8 +44,10 @@ SKIP_UNDECODABLE = "undecodable_image"
 SKIP_UNREADABLE = "unreadable_file"
 SKIP_NOT_REGULAR = "not_a_regular_file"  # FIFO, socket, device: never opened (a FIFO would block)
 SKIP_DUPLICATE = "duplicate_file"  # the same file reached again through a link: read once
+# The header declares more than max_image_pixels (a decompression bomb?): never decoded.
+SKIP_TOO_MANY_PIXELS = image_header.TOO_MANY_PIXELS
 SKIP_REASONS = (SKIP_EMPTY, SKIP_NOT_IMAGE, SKIP_TRUNCATED, SKIP_UNDECODABLE, SKIP_UNREADABLE,
-                SKIP_NOT_REGULAR, SKIP_DUPLICATE)
+                SKIP_NOT_REGULAR, SKIP_DUPLICATE, SKIP_TOO_MANY_PIXELS)
 
 
 class DatasetLayoutError(ValueError):
@@ -352,25 +356,41 @@ def _looks_truncated(data: bytes, fmt: str) -> bool:
     return False
 
 
-def inspect_image(data: bytes) -> Tuple[Optional[str], Optional[Tuple[int, int, str]]]:
-    """Checks one file's bytes with the decoder Transform uses.
+def check_image(data: bytes, max_pixels: int = TrainConfig.max_image_pixels
+                ) -> Tuple[Optional[str], str, Optional[Tuple[int, int, str]]]:
+    """Checks one file's bytes: the pixel budget from the header, then the decoder Transform uses.
 
-    Returns (skip_reason, None) for bad input, or (None, (height, width, format)) when the bytes
-    decode. A file that decodes here decodes in Transform and in the serving signature.
+    Returns (skip_reason, detail, None) for bad input, or (None, "", (height, width, format)) when
+    the bytes decode. A file that decodes here decodes in Transform and in the serving signature.
+    An image over `max_pixels` is refused from its header (detail: "WxH = N pixels >
+    max_image_pixels = B") and never decoded.
     """
     if not data:
-        return SKIP_EMPTY, None
+        return SKIP_EMPTY, "", None
     fmt = sniff_format(data)
     if fmt is None:
-        return SKIP_NOT_IMAGE, None
+        return SKIP_NOT_IMAGE, "", None
+    over = image_header.over_budget(data, max_pixels)
+    if over:
+        return SKIP_TOO_MANY_PIXELS, over, None
     try:
-        image = decode_image(data)
-    except (tf.errors.InvalidArgumentError, tf.errors.UnknownError):
-        return (SKIP_TRUNCATED if _looks_truncated(data, fmt) else SKIP_UNDECODABLE), None
+        image = decode_image(data, max_pixels)
+    except (tf.errors.InvalidArgumentError, tf.errors.UnknownError) as e:
+        over = image_header.over_budget_in_error(e.message)
+        if over:  # TensorFlow's header reading refused what the Python reader could not size
+            return SKIP_TOO_MANY_PIXELS, over, None
+        return (SKIP_TRUNCATED if _looks_truncated(data, fmt) else SKIP_UNDECODABLE), "", None
     # libjpeg can return a partial image for a cut-off file; the model must not learn grey bands.
     if _looks_truncated(data, fmt):
-        return SKIP_TRUNCATED, None
+        return SKIP_TRUNCATED, "", None
     height, width = int(image.shape[0]), int(image.shape[1])
     if height == 0 or width == 0:
-        return SKIP_UNDECODABLE, None
-    return None, (height, width, fmt)
+        return SKIP_UNDECODABLE, "", None
+    return None, "", (height, width, fmt)
+
+
+def inspect_image(data: bytes, max_pixels: int = TrainConfig.max_image_pixels
+                  ) -> Tuple[Optional[str], Optional[Tuple[int, int, str]]]:
+    """check_image without the detail: (skip_reason, None) or (None, (height, width, format))."""
+    reason, _, info = check_image(data, max_pixels)
+    return reason, info

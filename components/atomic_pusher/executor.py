@@ -1,0 +1,248 @@
+"""AtomicPusher's executor: TFX's Pusher executor with atomic, recorded filesystem pushes.
+
+A push to a local serving directory:
+  1. removes `.partial-*` folders a killed push left behind;
+  2. fingerprints the SavedModel (sha256 over its relative paths and bytes);
+  3. if the newest version holds a marker with that fingerprint (a push that wrote the version
+     but was never recorded), records that version instead of copying again;
+  4. otherwise copies the model into `<base>/.partial-<version>-<random>` (TF Serving only loads
+     numeric folders), writes the marker `assets.extra/push_source.json`, fsyncs, then renames the
+     folder to `<base>/<version>`: Serving sees a complete version or none. On failure the partial
+     folder is removed and PushError names the serving directory and the cause.
+The version is the unix time, or the newest existing version + 1 when that is not above it, so
+the latest push is always the version TF Serving's default policy serves.
+
+Not blessed, the archive copy to the PushedModel's URI and its properties are TFX's. Destinations
+other than a local folder (gs://, other URL schemes, non-filesystem) go to TFX's executor
+unchanged: an object store has no atomic rename.
+"""
+import datetime
+import hashlib
+import json
+import os
+import shutil
+import time
+import uuid
+from typing import Any, Dict, List, Optional, Tuple
+
+from absl import logging
+from tfx import types
+from tfx.components.pusher import executor as pusher_executor
+from tfx.dsl.io import fileio
+from tfx.proto import pusher_pb2
+from tfx.types import artifact_utils, standard_component_specs
+from tfx.utils import io_utils, proto_utils
+
+from trainer_module import names
+
+PARTIAL_PREFIX = ".partial-"
+_CHUNK_BYTES = 1 << 20
+_SUPPORTED_VERSIONING = (pusher_pb2.Versioning.AUTO, pusher_pb2.Versioning.UNIX_TIMESTAMP)
+
+
+class PushError(RuntimeError):
+    """A push to a serving directory failed; no version and no partial folder was left there."""
+
+
+def local_base_directory(exec_properties: Dict[str, Any]) -> Optional[str]:
+    """The serving directory of a filesystem push to a local path; None for anything else."""
+    destination = pusher_pb2.PushDestination()
+    proto_utils.json_to_proto(exec_properties[standard_component_specs.PUSH_DESTINATION_KEY],
+                              destination)
+    if destination.WhichOneof("destination") != "filesystem":
+        return None
+    filesystem = destination.filesystem
+    if "://" in filesystem.base_directory:
+        return None
+    if filesystem.versioning not in _SUPPORTED_VERSIONING:
+        raise NotImplementedError(f"Invalid Versioning {filesystem.versioning}")
+    return filesystem.base_directory
+
+
+def model_files(model_path: str) -> Tuple[List[str], List[str]]:
+    """(sub-folders, files) of the model, relative with `/`, sorted."""
+    folders, files = [], []
+    for dirpath, dirnames, filenames in fileio.walk(model_path):
+        rel = os.path.relpath(dirpath, model_path)
+        prefix = "" if rel == "." else rel.replace(os.sep, "/") + "/"
+        folders += [prefix + d.rstrip("/") for d in dirnames]
+        files += [prefix + f for f in filenames]
+    return sorted(folders), sorted(files)
+
+
+def _file_sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with fileio.open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(_CHUNK_BYTES), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def fingerprint(model_path: str, files: List[str]) -> str:
+    """sha256 over every file's relative path and content hash, read in chunks."""
+    digest = hashlib.sha256()
+    for rel in files:
+        digest.update(f"{rel}\0{_file_sha256(os.path.join(model_path, rel))}\n".encode("utf-8"))
+    return digest.hexdigest()
+
+
+def numeric_versions(base: str) -> Dict[int, str]:
+    """{version: folder name} of the folders TF Serving would load (numeric names)."""
+    return {int(name): name for name in os.listdir(base)
+            if name.isdigit() and os.path.isdir(os.path.join(base, name))}
+
+
+def next_version(existing: List[int], now: float) -> int:
+    """The unix time, or one above the newest existing version when that is not below it."""
+    return max([int(now)] + [v + 1 for v in existing])
+
+
+def marker_path(version_dir: str) -> str:
+    return os.path.join(version_dir, names.EXTRA_ASSETS_DIR, names.PUSH_SOURCE_FILE)
+
+
+def read_marker(version_dir: str) -> Optional[Dict[str, Any]]:
+    """The version's push record, or None (pushed by another tool, or unreadable)."""
+    try:
+        with open(marker_path(version_dir)) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def reusable_version(base: str, model_fingerprint: str) -> Optional[str]:
+    """The newest version if it holds this model (a push that was never recorded), else None.
+
+    An older version with the same model is not reused: recording it would report a push that
+    TF Serving does not serve (a newer version wins), so the model is pushed again (a rollback).
+    """
+    versions = numeric_versions(base)
+    matching = [v for v, name in versions.items()
+                if (read_marker(os.path.join(base, name)) or {}).get(names.PUSH_SOURCE_FINGERPRINT)
+                == model_fingerprint]
+    if not matching:
+        return None
+    newest = max(versions)
+    if newest in matching:
+        return versions[newest]
+    logging.info("AtomicPusher: versions %s of %s hold this model but %s is newer; pushing again.",
+                 sorted(matching), base, versions[newest])
+    return None
+
+
+def remove_stale_partials(base: str) -> None:
+    """Removes the partial folders a killed push left behind."""
+    for name in sorted(os.listdir(base)):
+        if name.startswith(PARTIAL_PREFIX):
+            logging.warning("AtomicPusher: removing %s, left by an interrupted push.",
+                            os.path.join(base, name))
+            shutil.rmtree(os.path.join(base, name), ignore_errors=True)
+
+
+def _fsync_path(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def copy_file(src: str, dst: str) -> None:
+    """Copies one file (any filesystem TFX reads) to a local path and fsyncs it."""
+    with fileio.open(src, "rb") as fin, open(dst, "wb") as fout:
+        shutil.copyfileobj(fin, fout, _CHUNK_BYTES)
+        fout.flush()
+        os.fsync(fout.fileno())
+
+
+def write_marker(version_dir: str, record: Dict[str, Any]) -> None:
+    os.makedirs(os.path.dirname(marker_path(version_dir)), exist_ok=True)
+    with open(marker_path(version_dir), "w") as f:
+        json.dump(record, f, indent=2, sort_keys=True)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def write_version(model_path: str, folders: List[str], files: List[str], target: str,
+                  record: Dict[str, Any]) -> None:
+    """Copies the model into `target` (saved_model.pb last, then the marker) and fsyncs it all."""
+    os.makedirs(target)
+    for rel in folders:
+        os.makedirs(os.path.join(target, rel), exist_ok=True)
+    # saved_model.pb last, as TFX's Pusher: readers of a non-atomic copy wait for it.
+    for rel in sorted(files, key=lambda r: r == names.SAVED_MODEL_FILE):
+        copy_file(os.path.join(model_path, rel), os.path.join(target, rel))
+    write_marker(target, record)
+    for rel in [""] + folders + [names.EXTRA_ASSETS_DIR]:
+        _fsync_path(os.path.join(target, rel))
+
+
+def push_new_version(model_path: str, base: str, folders: List[str], files: List[str],
+                     record: Dict[str, Any]) -> str:
+    """Writes the model as a new version through a partial folder; returns the version name."""
+    version = str(next_version(list(numeric_versions(base)), time.time()))
+    partial = os.path.join(base, f"{PARTIAL_PREFIX}{version}-{uuid.uuid4().hex[:8]}")
+    try:
+        write_version(model_path, folders, files, partial, record)
+        # Atomic on one filesystem; fails (ENOTEMPTY) if another writer took the version meanwhile.
+        os.rename(partial, os.path.join(base, version))
+        _fsync_path(base)
+    except Exception as e:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise PushError(f"Push of {model_path} to serving dir {base} failed, nothing was left "
+                        f"there: {type(e).__name__}: {e}") from e
+    return version
+
+
+def push_to_directory(model_path: str, base: str, model_uri: str) -> str:
+    """Pushes the model to `base` once: reuses an unrecorded version holding it, else writes one."""
+    os.makedirs(base, exist_ok=True)
+    remove_stale_partials(base)
+    folders, files = model_files(model_path)
+    model_fingerprint = fingerprint(model_path, files)
+    version = reusable_version(base, model_fingerprint)
+    if version is not None:
+        logging.info("AtomicPusher: %s already holds this model (fingerprint %s); reusing it.",
+                     os.path.join(base, version), model_fingerprint[:16])
+        return version
+    record = {names.PUSH_SOURCE_FINGERPRINT: model_fingerprint,
+              names.PUSH_SOURCE_MODEL_URI: model_uri,
+              names.PUSH_SOURCE_PUSHED_AT: datetime.datetime.now(datetime.timezone.utc).isoformat()}
+    version = push_new_version(model_path, base, folders, files, record)
+    logging.info("AtomicPusher: model written to %s.", os.path.join(base, version))
+    return version
+
+
+def archive_model(model_path: str, pushed_model_uri: str) -> None:
+    """TFX's archive copy of the pushed model into the PushedModel artifact."""
+    io_utils.copy_dir(model_path, pushed_model_uri)
+
+
+def _model_uri(input_dict: Dict[str, List[types.Artifact]]) -> str:
+    models = (input_dict.get(standard_component_specs.MODEL_KEY)
+              or input_dict[standard_component_specs.INFRA_BLESSING_KEY])
+    return artifact_utils.get_single_instance(models).uri
+
+
+class AtomicPusherExecutor(pusher_executor.Executor):
+    """TFX's Pusher executor; pushes to a local folder are atomic and found again on a rerun."""
+
+    def Do(self, input_dict: Dict[str, List[types.Artifact]],
+           output_dict: Dict[str, List[types.Artifact]], exec_properties: Dict[str, Any]) -> None:
+        """Pushes the model if blessed; sets pushed, pushed_destination and pushed_version."""
+        base = local_base_directory(exec_properties)
+        if base is None:
+            super().Do(input_dict, output_dict, exec_properties)
+            return
+        self._log_startup(input_dict, output_dict, exec_properties)
+        pushed_model = artifact_utils.get_single_instance(
+            output_dict[standard_component_specs.PUSHED_MODEL_KEY])
+        if not self.CheckBlessing(input_dict):
+            self._MarkNotPushed(pushed_model)
+            return
+        model_path = self.GetModelPath(input_dict)
+        version = push_to_directory(model_path, base, _model_uri(input_dict))
+        archive_model(model_path, pushed_model.uri)
+        self._MarkPushed(pushed_model, pushed_destination=os.path.join(base, version),
+                         pushed_version=version)
+        logging.info("Model pushed to %s.", pushed_model.uri)

@@ -1,0 +1,255 @@
+"""AtomicPusher's executor on real artifacts and real SavedModels: atomic versions, no duplicates."""
+import errno
+import itertools
+import json
+import logging
+import os
+import re
+import subprocess
+import time
+
+import pytest
+import tensorflow as tf
+from tfx import types
+from tfx.components.pusher import executor as pusher_executor
+from tfx.proto import pusher_pb2
+from tfx.types import standard_artifacts, standard_component_specs
+from tfx.utils import proto_utils
+
+from components.atomic_pusher import executor
+from components.atomic_pusher.component import AtomicPusher
+from trainer_module import names
+
+_uris = itertools.count()
+
+
+class _Scale(tf.Module):
+    """x * value, with `size` floats of weights (the SavedModel's size)."""
+
+    def __init__(self, value: float, size: int):
+        super().__init__()
+        self.weights = tf.Variable(tf.fill([size], value))
+
+    @tf.function(input_signature=[tf.TensorSpec([], tf.float32)])
+    def __call__(self, x):
+        return x * self.weights[0]
+
+
+def _model(tmp_path, value=2.0, size=4):
+    """A Model artifact holding a real SavedModel where TFX's Trainer puts it."""
+    model = standard_artifacts.Model()
+    model.uri = str(tmp_path / f"model-{next(_uris)}")
+    tf.saved_model.save(_Scale(value, size), os.path.join(model.uri, names.TRAINER_SERVING_SUBDIR))
+    return model
+
+
+def _serving_path(model):
+    return os.path.join(model.uri, names.TRAINER_SERVING_SUBDIR)
+
+
+def _pushed_model(tmp_path):
+    pushed = standard_artifacts.PushedModel()
+    pushed.uri = str(tmp_path / f"pushed-{next(_uris)}")
+    return pushed
+
+
+def _do(model, base, pushed, blessed=1):
+    """Runs the executor as TFX's launcher would: one model, one blessing, one PushedModel."""
+    blessing = standard_artifacts.ModelBlessing()
+    blessing.uri = str(base) + f"-blessing-{next(_uris)}"
+    blessing.set_int_custom_property(names.PROP_BLESSED, blessed)
+    destination = pusher_pb2.PushDestination(
+        filesystem=pusher_pb2.PushDestination.Filesystem(base_directory=str(base)))
+    executor.AtomicPusherExecutor().Do(
+        {standard_component_specs.MODEL_KEY: [model],
+         standard_component_specs.MODEL_BLESSING_KEY: [blessing]},
+        {standard_component_specs.PUSHED_MODEL_KEY: [pushed]},
+        {standard_component_specs.PUSH_DESTINATION_KEY: proto_utils.proto_to_json(destination),
+         standard_component_specs.CUSTOM_CONFIG_KEY: "null"})
+    return pushed
+
+
+def _push(model, base, tmp_path, blessed=1):
+    return _do(model, base, _pushed_model(tmp_path), blessed)
+
+
+def _files(root):
+    return sorted(os.path.relpath(os.path.join(d, f), root) for d, _, fs in os.walk(root) for f in fs)
+
+
+def _marker(version_dir):
+    with open(os.path.join(version_dir, names.EXTRA_ASSETS_DIR, names.PUSH_SOURCE_FILE)) as f:
+        return json.load(f)
+
+
+def _push_failed(base):
+    return re.escape(f"serving dir {base} failed") + ".*No space left on device"
+
+
+def _fingerprint(model):
+    return executor.fingerprint(_serving_path(model), executor.model_files(_serving_path(model))[1])
+
+
+def test_push_writes_one_complete_loadable_version_with_marker(tmp_path):
+    model, base = _model(tmp_path, value=3.0), tmp_path / "serving"
+    start = int(time.time())
+    pushed = _push(model, base, tmp_path)
+    [version] = os.listdir(base)
+    assert start <= int(version) <= time.time()
+    assert pushed.get_int_custom_property(names.PROP_PUSHED) == 1
+    assert pushed.get_string_custom_property(names.PROP_PUSHED_DESTINATION) == os.path.join(base, version)
+    assert pushed.get_string_custom_property(names.PROP_PUSHED_VERSION) == version
+    marker_rel = os.path.join(names.EXTRA_ASSETS_DIR, names.PUSH_SOURCE_FILE)
+    assert _files(base / version) == sorted(_files(_serving_path(model)) + [marker_rel])
+    assert float(tf.saved_model.load(str(base / version))(tf.constant(2.0))) == 6.0
+    marker = _marker(base / version)
+    assert marker[names.PUSH_SOURCE_FINGERPRINT] == _fingerprint(model)
+    assert marker[names.PUSH_SOURCE_MODEL_URI] == model.uri
+    assert _files(pushed.uri) == _files(_serving_path(model))  # TFX's archive copy
+
+
+def test_not_blessed_writes_nothing(tmp_path):
+    model, base = _model(tmp_path), tmp_path / "serving"
+    pushed = _push(model, base, tmp_path, blessed=0)
+    assert pushed.get_int_custom_property(names.PROP_PUSHED) == 0
+    assert not pushed.has_custom_property(names.PROP_PUSHED_VERSION)
+    assert not os.path.exists(base) and not os.path.exists(pushed.uri)
+
+
+def test_failed_copy_leaves_nothing_and_rerun_pushes_once(tmp_path, monkeypatch):
+    model, base = _model(tmp_path), tmp_path / "serving"
+    real_copy, calls = executor.copy_file, []
+
+    def copy_then_fill_disk(src, dst):
+        calls.append(dst)
+        if len(calls) > 1:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), dst)
+        real_copy(src, dst)
+
+    monkeypatch.setattr(executor, "copy_file", copy_then_fill_disk)
+    pushed = _pushed_model(tmp_path)
+    with pytest.raises(executor.PushError, match=_push_failed(base)) as e:
+        _do(model, base, pushed)
+    assert len(calls) == 2 and e.value.__cause__.errno == errno.ENOSPC
+    assert os.listdir(base) == [] and not pushed.has_custom_property(names.PROP_PUSHED)
+
+    monkeypatch.setattr(executor, "copy_file", real_copy)
+    rerun = _push(model, base, tmp_path)
+    assert os.listdir(base) == [rerun.get_string_custom_property(names.PROP_PUSHED_VERSION)]
+
+
+@pytest.fixture()
+def small_tmpfs(tmp_path):
+    """mount(size_bytes) -> a fresh tmpfs of that size (root only); unmounted after the test."""
+    mounted = []
+
+    def mount(size_bytes):
+        if os.geteuid() != 0:
+            pytest.skip("mounting a tmpfs needs root")
+        point = tmp_path / "tmpfs"
+        point.mkdir()
+        result = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_bytes // 1024}k", "tmpfs",
+                                 str(point)], capture_output=True, text=True)
+        if result.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here: {result.stderr.strip()}")
+        mounted.append(point)
+        return point
+
+    yield mount
+    for point in mounted:
+        subprocess.run(["umount", str(point)], check=True)
+
+
+def test_full_disk_fails_clearly_and_leaves_nothing(tmp_path, small_tmpfs):
+    model = _model(tmp_path, size=1 << 20)  # 4 MiB of weights
+    model_bytes = sum(os.path.getsize(os.path.join(_serving_path(model), f))
+                      for f in _files(_serving_path(model)))
+    base = small_tmpfs(model_bytes - (512 << 10))
+    pushed = _pushed_model(tmp_path)
+    with pytest.raises(executor.PushError, match=_push_failed(base)) as e:
+        _do(model, base, pushed)
+    assert e.value.__cause__.errno == errno.ENOSPC
+    assert os.listdir(base) == [] and not pushed.has_custom_property(names.PROP_PUSHED)
+
+
+def test_rerun_after_unrecorded_push_reuses_its_version(tmp_path, monkeypatch, caplog):
+    model, base = _model(tmp_path), tmp_path / "serving"
+
+    def archive_fails(model_path, uri):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), uri)
+
+    monkeypatch.setattr(executor, "archive_model", archive_fails)
+    first = _pushed_model(tmp_path)
+    with pytest.raises(OSError):  # the version is in place, its push never recorded
+        _do(model, base, first)
+    [version] = os.listdir(base)
+    marker_before = _marker(base / version)
+    assert not first.has_custom_property(names.PROP_PUSHED)
+
+    monkeypatch.undo()
+    caplog.set_level(logging.INFO, logger="absl")
+    rerun = _push(model, base, tmp_path)
+    assert os.listdir(base) == [version]
+    assert rerun.get_int_custom_property(names.PROP_PUSHED) == 1
+    assert rerun.get_string_custom_property(names.PROP_PUSHED_VERSION) == version
+    assert rerun.get_string_custom_property(names.PROP_PUSHED_DESTINATION) == os.path.join(base, version)
+    assert _marker(base / version) == marker_before  # not copied again
+    assert f"{os.path.join(base, version)} already holds this model" in caplog.text
+    assert _files(rerun.uri) == _files(_serving_path(model))
+
+
+def test_older_version_of_the_same_model_is_pushed_again(tmp_path):
+    model_a, model_b, base = _model(tmp_path, 1.0), _model(tmp_path, 5.0), tmp_path / "serving"
+    first_a = _push(model_a, base, tmp_path).get_string_custom_property(names.PROP_PUSHED_VERSION)
+    b = _push(model_b, base, tmp_path).get_string_custom_property(names.PROP_PUSHED_VERSION)
+    again_a = _push(model_a, base, tmp_path).get_string_custom_property(names.PROP_PUSHED_VERSION)
+    assert int(first_a) < int(b) < int(again_a)
+    assert sorted(os.listdir(base), key=int) == [first_a, b, again_a]
+    assert _marker(base / again_a)[names.PUSH_SOURCE_FINGERPRINT] == _fingerprint(model_a)
+
+
+def test_killed_push_leftover_is_removed(tmp_path):
+    model, base = _model(tmp_path), tmp_path / "serving"
+    leftover = base / f"{executor.PARTIAL_PREFIX}1700000000-deadbeef" / "variables"
+    leftover.mkdir(parents=True)
+    (leftover / "variables.data-00000-of-00001").write_bytes(b"half")
+    pushed = _push(model, base, tmp_path)
+    assert os.listdir(base) == [pushed.get_string_custom_property(names.PROP_PUSHED_VERSION)]
+
+
+def test_version_goes_above_a_future_version(tmp_path):
+    model, base = _model(tmp_path), tmp_path / "serving"
+    future = str(int(time.time()) + 100_000)
+    (base / future).mkdir(parents=True)  # e.g. pushed by TFX's Pusher from a fast clock
+    pushed = _push(model, base, tmp_path)
+    assert pushed.get_string_custom_property(names.PROP_PUSHED_VERSION) == str(int(future) + 1)
+    assert sorted(os.listdir(base)) == [future, str(int(future) + 1)]
+
+
+def test_next_version():
+    assert executor.next_version([], 100.9) == 100
+    assert executor.next_version([5, 99], 100.0) == 100
+    assert executor.next_version([100], 100.2) == 101  # same second as the newest
+    assert executor.next_version([7, 250], 100.0) == 251
+
+
+def test_remote_destination_goes_to_tfx_executor(tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(pusher_executor.Executor, "Do", lambda self, i, o, e: calls.append(e))
+    _push(_model(tmp_path), "gs://bucket/serving", tmp_path)
+    assert len(calls) == 1 and "gs://bucket/serving" in calls[0][standard_component_specs.PUSH_DESTINATION_KEY]
+
+
+def test_component_is_tfx_pusher_with_the_atomic_executor():
+    destination = pusher_pb2.PushDestination(
+        filesystem=pusher_pb2.PushDestination.Filesystem(base_directory="/serving"))
+    pusher = AtomicPusher(model=types.Channel(type=standard_artifacts.Model),
+                          model_blessing=types.Channel(type=standard_artifacts.ModelBlessing),
+                          push_destination=destination)
+    assert pusher.id == names.PUSHER_NODE
+    assert type(pusher.spec) is standard_component_specs.PusherSpec
+    assert pusher.executor_spec.executor_class is executor.AtomicPusherExecutor
+    assert list(pusher.outputs) == [names.PUSHED_MODEL_OUTPUT]
+    assert pusher.outputs[names.PUSHED_MODEL_OUTPUT].type is standard_artifacts.PushedModel
+    with pytest.raises(ValueError, match="push_destination"):
+        AtomicPusher(model=types.Channel(type=standard_artifacts.Model))

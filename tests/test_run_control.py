@@ -1,0 +1,130 @@
+"""run_control: the run lock with real processes, exit codes and one-line errors of local_runner."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+import image_factory
+import local_runner
+from pipeline import configs
+from run_control import exit_codes
+from run_control.lock import RunLock, RunLockBusy, describe_holder
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _hold_lock_in_child(path: str, run_id: str) -> subprocess.Popen:
+    """A child process that takes the lock, says so on stdout, and sleeps until killed."""
+    code = textwrap.dedent(f"""
+        import sys, time
+        sys.path.insert(0, {REPO!r})
+        from run_control.lock import RunLock
+        RunLock({path!r}, {run_id!r}).acquire()
+        print("locked", flush=True)
+        time.sleep(600)
+    """)
+    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert child.stdout.readline().strip() == "locked"
+    return child
+
+
+def test_a_second_run_is_refused_naming_the_holder_and_a_killed_holder_frees_the_lock(tmp_path):
+    path = str(tmp_path / "root" / ".run.lock")
+    child = _hold_lock_in_child(path, "run-one")
+    try:
+        with pytest.raises(RunLockBusy, match=rf"run run-one \(pid {child.pid} on .*--wait-for-lock"):
+            RunLock(path, "run-two").acquire()
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait(timeout=30)
+    # The kernel released the dead process's lock: nothing to clean up by hand.
+    with RunLock(path, "run-two").acquire() as lock:
+        assert json.load(open(path))["run_id"] == "run-two" and lock.run_id == "run-two"
+    assert describe_holder(path) == "a run that has not yet said who it is"  # released: no stale holder
+
+
+def test_waiting_for_the_lock_takes_it_when_the_holder_ends(tmp_path):
+    path = str(tmp_path / ".run.lock")
+    child = _hold_lock_in_child(path, "run-one")
+    started = time.monotonic()
+    subprocess.Popen(["sh", "-c", f"sleep 2; kill -9 {child.pid}"])
+    with RunLock(path, "run-two").acquire(wait=True, poll_s=0.1):
+        waited = time.monotonic() - started
+        assert json.load(open(path))["run_id"] == "run-two"
+    child.wait(timeout=30)
+    assert waited >= 1.5  # it did wait for the holder, and took the lock once it was gone
+
+
+def _main(argv, capsys):
+    code = local_runner.main(argv)
+    err = capsys.readouterr().err.strip().splitlines()
+    return code, err
+
+
+def test_missing_data_dir_is_one_line_and_exit_1(tmp_path, capsys):
+    code, err = _main(["--output-dir", str(tmp_path / "out"), "--data-dir", str(tmp_path / "nowhere")], capsys)
+    assert code == exit_codes.DATA_ERROR == 1
+    assert len(err) == 1 and err[0].startswith(f"error: Data source '{tmp_path / 'nowhere'}' not found")
+    log_path = err[0].rsplit("full log: ", 1)[1].rstrip(")")
+    with open(log_path) as f:
+        assert "Traceback (most recent call last)" in f.read()  # the trace is kept, in the log only
+
+
+def test_output_dir_that_is_a_file_is_a_usage_error(tmp_path, capsys):
+    out = image_factory.write_file(tmp_path / "out", b"not a folder")
+    code, err = _main(["--output-dir", out], capsys)
+    assert code == exit_codes.USAGE_ERROR == 2
+    assert err == [f"error: --output-dir {out} is a file, not a folder; pass a folder (exit 2)"]
+
+
+def test_class_names_that_do_not_match_the_folders_stop_before_the_pipeline(tmp_path, capsys):
+    data = tmp_path / "data"
+    image_factory.make_image_tree(data, {"train": {"cat": 2, "dog": 2}, "val": {"cat": 1, "dog": 1}})
+    out = tmp_path / "out"
+    code, err = _main(["--output-dir", str(out), "--data-dir", str(data), "--class-names", "cat,bird"], capsys)
+    assert code == exit_codes.DATA_ERROR
+    assert len(err) == 1 and "class folder(s) ['dog']" in err[0] and "are not among" in err[0]
+    cfg = configs.PipelineConfig(output_dir=str(out))
+    assert not os.path.exists(cfg.metadata_path)  # stopped before any component ran
+
+
+def test_a_busy_pipeline_exits_3_naming_the_running_one(tmp_path, capsys):
+    out = tmp_path / "out"
+    cfg = configs.PipelineConfig(output_dir=str(out))
+    child = _hold_lock_in_child(cfg.lock_path, "the-running-one")
+    try:
+        code, err = _main(["--output-dir", str(out)], capsys)
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait(timeout=30)
+    assert code == exit_codes.BUSY == 3
+    assert len(err) == 1 and f"run the-running-one (pid {child.pid}" in err[0]
+    assert not os.path.exists(os.path.join(cfg.cache_dir))  # no demo data made while waiting on nobody
+
+
+def test_debug_prints_the_traceback(tmp_path, capsys):
+    code, err = _main(["--output-dir", str(tmp_path / "o"), "--data-dir", str(tmp_path / "x"), "--debug"], capsys)
+    assert code == 1 and err[0] == "Traceback (most recent call last):" and err[-1].startswith("error: ")
+
+
+def _raised_from(exc: Exception, cause: Exception) -> Exception:
+    try:
+        raise exc from cause
+    except Exception as e:  # noqa: BLE001
+        return e
+
+
+@pytest.mark.parametrize("exc,code", [
+    (OSError(28, "No space left on device"), exit_codes.ENVIRONMENT_ERROR),
+    (_raised_from(RuntimeError("push failed"), OSError(28, "No space left on device")),
+     exit_codes.ENVIRONMENT_ERROR),
+    (KeyError("blessing"), exit_codes.INTERNAL_ERROR),
+    (OSError(2, "No such file"), exit_codes.INTERNAL_ERROR),
+])
+def test_classify_other_failures(exc, code):
+    assert exit_codes.classify(exc)[0] == code
