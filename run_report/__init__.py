@@ -9,6 +9,7 @@ ML Metadata and the artifacts (`python -m run_report OUTPUT_DIR`; `writer.write_
     html_page.py     the page: sections, tables and embedded figures
     writer.py        write_report: report.html and its PNGs on disk
     __main__.py      the command line
+    lineage.py       what produced a pushed model (python -m run_report.lineage OUTPUT_DIR)
 """
 import os
 

@@ -159,3 +159,74 @@ def pipeline_root(nodes: Dict[str, NodeRun]) -> Optional[str]:
                 if len(parts) > 3 and parts[-3] == node_id and parts[-2] == key:
                     return "/".join(parts[:-3])
     return None
+
+
+# ---------------------------------------------------------------- lineage (run_report.lineage)
+# Lineage follows events, not run contexts: a CACHED execution records OUTPUT events to the
+# artifacts an earlier execution wrote, so an artifact's producer may belong to an older run.
+_PUSHED_MODEL_TYPE = "PushedModel"  # TFX's standard_artifacts.PushedModel.TYPE_NAME (no TensorFlow)
+_INPUT_EVENTS = (metadata_store_pb2.Event.INPUT, metadata_store_pb2.Event.DECLARED_INPUT)
+
+
+@dataclasses.dataclass
+class Step:
+    """One execution in a lineage: its node, its run, and its artifacts by input or output key."""
+    execution: metadata_store_pb2.Execution
+    node_id: str
+    run_id: str
+    inputs: Dict[str, List[metadata_store_pb2.Artifact]]
+    outputs: Dict[str, List[metadata_store_pb2.Artifact]]
+
+    def input(self, key: str) -> Optional[metadata_store_pb2.Artifact]:
+        """The first artifact of input `key` (None when there is none)."""
+        return (self.inputs.get(key) or [None])[0]
+
+    def output(self, key: str) -> Optional[metadata_store_pb2.Artifact]:
+        """The first artifact of output `key` (None when there is none)."""
+        return (self.outputs.get(key) or [None])[0]
+
+
+def pushed_models(mlmd: metadata_store.MetadataStore) -> List[metadata_store_pb2.Artifact]:
+    """The PushedModel artifacts of pushes that happened (custom property pushed = 1), oldest first."""
+    artifacts = mlmd.get_artifacts_by_type(_PUSHED_MODEL_TYPE)
+    return sorted((a for a in artifacts if custom_property(a, names.PROP_PUSHED) == 1), key=lambda a: a.id)
+
+
+def producer(mlmd: metadata_store.MetadataStore, artifact_id: int) -> Optional[metadata_store_pb2.Execution]:
+    """The execution that wrote an artifact: the oldest one with an output event to it that is not
+    CACHED (a CACHED execution reuses it). None for an artifact no execution wrote."""
+    events = [e for e in mlmd.get_events_by_artifact_ids([artifact_id]) if e.type in _OUTPUT_EVENTS]
+    executions = sorted(mlmd.get_executions_by_id({e.execution_id for e in events}), key=lambda e: e.id)
+    written = [e for e in executions if e.last_known_state != metadata_store_pb2.Execution.CACHED]
+    return (written or executions or [None])[0]
+
+
+def _artifacts_by_key(mlmd: metadata_store.MetadataStore,
+                      events) -> Dict[str, List[metadata_store_pb2.Artifact]]:
+    artifacts = {a.id: a for a in mlmd.get_artifacts_by_id([e.artifact_id for e in events])}
+    by_key: Dict[str, List[metadata_store_pb2.Artifact]] = {}
+    for event in events:
+        key = event.path.steps[0].key if event.path.steps else ""
+        by_key.setdefault(key, []).append(artifacts[event.artifact_id])
+    return by_key
+
+
+def step(mlmd: metadata_store.MetadataStore, execution: metadata_store_pb2.Execution) -> Step:
+    """An execution with its node id, its run id (pipeline_run context name) and its artifacts."""
+    contexts = mlmd.get_contexts_by_execution(execution.id)
+    type_names = {t.id: t.name for t in mlmd.get_context_types_by_id(list({c.type_id for c in contexts}))}
+    named = {type_names[c.type_id]: c for c in contexts}
+    node = named.get(tfx_constants.NODE_CONTEXT_TYPE_NAME)
+    run = named.get(tfx_constants.PIPELINE_RUN_CONTEXT_TYPE_NAME)
+    events = mlmd.get_events_by_execution_ids([execution.id])
+    return Step(execution, _node_id(node) if node else str(execution.id), run.name if run else "",
+                _artifacts_by_key(mlmd, [e for e in events if e.type in _INPUT_EVENTS]),
+                _artifacts_by_key(mlmd, [e for e in events if e.type in _OUTPUT_EVENTS]))
+
+
+def producing_step(mlmd: metadata_store.MetadataStore, artifact: metadata_store_pb2.Artifact) -> Step:
+    """The Step of the execution that wrote an artifact; LookupError when none did."""
+    execution = producer(mlmd, artifact.id)
+    if execution is None:
+        raise LookupError(f"ML Metadata records no execution that wrote {artifact.uri}")
+    return step(mlmd, execution)
