@@ -48,6 +48,7 @@ DERIVED_DEFAULTS = {
     "serving_model_dir": "{bucket}/" + configs.SERVING_DIR + "/{pipeline_name}",
     "temp_location": "{bucket}/beam-tmp",
     "image": "{region}-docker.pkg.dev/{project}/tfx/intel-scenes-tfx:latest",
+    "serving_image": "{region}-docker.pkg.dev/{project}/tfx/intel-scenes-serving:2.16.1",
     "output_file": "{pipeline_name}_pipeline.json",
 }
 PROJECT_ENV = "GOOGLE_CLOUD_PROJECT"
@@ -87,12 +88,17 @@ def make_parser() -> argparse.ArgumentParser:
         defaults={"class_names": ",".join(names.INTEL_CLASS_NAMES)}, helps=CLUSTER_HELP)
     flags.add_dataclass_flags(parser, TrainConfig, skip=("class_names",),
                               title="training (trainer_module.train_config.TrainConfig)")
+    flags.add_config_flag(parser)
     return parser
 
 
 def parse_args(argv: Optional[List[str]] = None) -> RunnerConfig:
     """The three configs from the command line, with the derived defaults (paths, image) filled in."""
-    args = make_parser().parse_args(argv)
+    parser = make_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    for source in flags.apply_settings(parser, argv, configs.all_knob_names()):
+        log.info("settings from %s", source)
+    args = parser.parse_args(argv)
     pipeline_values = flags.dataclass_overrides(args, configs.PipelineConfig, skip=LOCAL_ONLY_KNOBS)
     pipeline_values.setdefault("class_names", names.INTEL_CLASS_NAMES)
     if not pipeline_values["class_names"]:
@@ -110,7 +116,7 @@ def derive_defaults(vertex: configs.VertexConfig, pipeline_name: str) -> configs
     """Fills the empty project from $GOOGLE_CLOUD_PROJECT, then the empty DERIVED_DEFAULTS."""
     project = vertex.project or os.environ.get(PROJECT_ENV, "")
     if not project:
-        raise RunnerError(f"--project is required (or set {PROJECT_ENV})")
+        raise RunnerError(f"--project is required (or set {PROJECT_ENV}, or project in the settings)")
     values = dict(dataclasses.asdict(vertex), project=project, pipeline_name=pipeline_name)
     values["bucket"] = values["bucket"].rstrip("/")
     for name, template in DERIVED_DEFAULTS.items():
@@ -218,12 +224,15 @@ def build_pipeline(cfg: RunnerConfig):
         transform_module=configs.TRANSFORM_MODULE_PATH, trainer_module=configs.TRAINER_MODULE_PATH,
         train_config=json.loads(cfg.train.to_json()),
         accuracy_lower_bound=pipeline.accuracy_lower_bound, accuracy_max_drop=pipeline.accuracy_max_drop,
+        class_drift_max_linf=pipeline.class_drift_max_linf, size_drift_max_jsd=pipeline.size_drift_max_jsd,
+        stop_on_skew=pipeline.stop_on_skew, proceed_despite_anomalies=pipeline.proceed_despite_anomalies,
         serving_model_dir=vertex.serving_model_dir, metadata_connection_config=None,
         beam_pipeline_args=beam_pipeline_args(vertex), enable_cache=pipeline.enable_cache,
         vertex_training_config=vertex_training_config(vertex),
         vertex_serving_config=vertex_serving_config(vertex),
-        # The KFP v2 compiler turns only TFX's own resolver strategies into backend queries.
-        exclude_candidate_from_baseline=False)
+        # The KFP v2 compiler turns only TFX's own resolver strategies into backend queries: no
+        # baseline other than the candidate, no drift against the served model's data.
+        exclude_candidate_from_baseline=False, compare_with_served_data=False)
 
 
 def set_ingestion_caching(job: Dict[str, Any], enable: bool) -> None:
@@ -255,18 +264,26 @@ def compile_pipeline(cfg: RunnerConfig, allow_local_paths: bool = False) -> Dict
         config=tfx.orchestration.experimental.KubeflowV2DagRunnerConfig(
             default_image=cfg.vertex.image,
             # PipelineSpec schema 2.1.0: typed parameterValues, what KFP 2 and Vertex AI read.
-            use_pipeline_spec_2_1=True))
+            use_pipeline_spec_2_1=True),
+        output_dir=os.path.dirname(cfg.vertex.output_file) or os.getcwd(),
+        output_filename=os.path.basename(cfg.vertex.output_file))
     job = runner.run(build_pipeline(cfg), write_out=False)
     set_ingestion_caching(job, cfg.pipeline.enable_cache and cfg.vertex.cache_ingestion)
     if not allow_local_paths:
         check_no_local_paths(json.dumps(job))  # before writing: never leave a spec the cluster cannot run
-    output_dir = os.path.dirname(cfg.vertex.output_file)
-    if output_dir:
-        fileio.makedirs(output_dir)
-    with fileio.open(cfg.vertex.output_file, "w") as f:
+    output_file = compiled_spec_path(runner)
+    fileio.makedirs(os.path.dirname(output_file))
+    with fileio.open(output_file, "w") as f:
         json.dump(job, f, sort_keys=True)
-    log.info("compiled %s", cfg.vertex.output_file)
+    print(f"Compiled {output_file}", flush=True)
     return job
+
+
+def compiled_spec_path(runner) -> str:
+    """Where the spec goes: --output-file, or where the `tfx` CLI points the runner (`tfx pipeline
+    create --engine vertex` sets the runner's output folder to its own home, and reads the spec
+    from there for `tfx run create`). The CLI's patcher sets these attributes; there is no API."""
+    return os.path.join(runner._output_dir, runner._output_filename)  # noqa: SLF001
 
 
 def local_path_markers() -> List[str]:
@@ -326,7 +343,6 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         cfg = parse_args(argv)
         compile_pipeline(cfg)
-        print(f"Compiled {cfg.vertex.output_file}", flush=True)
         if cfg.vertex.submit:
             job = submit(cfg)
             print(f"Submitted {job.resource_name}", flush=True)

@@ -11,6 +11,7 @@ import os
 os.environ["TF_USE_LEGACY_KERAS"] = "1"  # before TensorFlow loads: TFT and TFMA need Keras 2
 
 import argparse  # noqa: E402
+import dataclasses  # noqa: E402
 import datetime  # noqa: E402
 import json  # noqa: E402
 import logging  # noqa: E402
@@ -22,28 +23,56 @@ from absl import logging as absl_logging  # noqa: E402
 
 from data_sources import demo_data, sources  # noqa: E402
 from pipeline import configs, flags  # noqa: E402
-from run_control import exit_codes  # noqa: E402
+from run_control import console, exit_codes, figures  # noqa: E402
 from trainer_module import names  # noqa: E402
 from trainer_module.train_config import TrainConfig  # noqa: E402
 
 log = logging.getLogger("local_runner")
+progress = logging.getLogger(names.PROGRESS_LOGGER)  # a console line at the default verbosity
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
-def parse_args(argv: Optional[List[str]] = None):
-    """(PipelineConfig, dict of TrainConfig overrides) from the command line."""
+@dataclasses.dataclass(frozen=True)
+class RunnerOptions:
+    """How this process runs (not part of the pipeline): console verbosity, tracebacks."""
+    verbosity: str = console.DEFAULT_VERBOSITY
+    debug: bool = False
+
+
+def parse_command_line(argv: Optional[List[str]] = None):
+    """(PipelineConfig, dict of TrainConfig overrides, RunnerOptions) from the settings file, the
+    environment and the command line (flags win)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     flags.add_dataclass_flags(parser, configs.PipelineConfig)
     flags.add_dataclass_flags(parser, TrainConfig, skip=("class_names",))
-    parser.add_argument("--debug", action="store_true",
+    flags.add_config_flag(parser)
+    runner = parser.add_argument_group("this process")
+    runner.add_argument("--verbosity", choices=console.VERBOSITIES, default=None,
+                        help="console: quiet (warnings, errors, summary), progress (a line per component "
+                             "and epoch) or info (all of TFX's log); the log file always has everything "
+                             f"[default: {console.DEFAULT_VERBOSITY}]")
+    runner.add_argument("--debug", action="store_true",
                         help="print the traceback of an error on the console too (it is always in the log file)")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    for source in flags.apply_settings(parser, argv, configs.all_knob_names()):
+        log.info("settings from %s", source)
     args = parser.parse_args(argv)
     pipeline_cfg = configs.PipelineConfig(**flags.dataclass_overrides(args, configs.PipelineConfig))
     # The label space is the pipeline's (--class-names or the data's folders), set in build(); every
     # other training knob is checked now, before any data is fetched or generated.
     train_overrides = flags.dataclass_overrides(args, TrainConfig, skip=("class_names",))
     TrainConfig.from_dict({**train_overrides, "class_names": pipeline_cfg.class_names or names.INTEL_CLASS_NAMES})
-    return pipeline_cfg, train_overrides
+    return pipeline_cfg, train_overrides, RunnerOptions(args.verbosity or console.DEFAULT_VERBOSITY, args.debug)
+
+
+def parse_args(argv: Optional[List[str]] = None):
+    """(PipelineConfig, dict of TrainConfig overrides) from the settings and the command line."""
+    return parse_command_line(argv)[:2]
+
+
+def demo_dir_of(cfg: configs.PipelineConfig) -> str:
+    """Where the generated demo dataset of this configuration lives."""
+    return os.path.join(cfg.cache_dir, f"demo-{cfg.demo_train_per_class}-{cfg.demo_eval_per_class}")
 
 
 def resolve_data(cfg: configs.PipelineConfig) -> str:
@@ -51,7 +80,7 @@ def resolve_data(cfg: configs.PipelineConfig) -> str:
     if cfg.data_dir:
         return sources.resolve_data_source(cfg.data_dir, os.path.join(cfg.cache_dir, "data"),
                                            cfg.data_checksum or None, cfg.source_limits)
-    demo_dir = os.path.join(cfg.cache_dir, f"demo-{cfg.demo_train_per_class}-{cfg.demo_eval_per_class}")
+    demo_dir = demo_dir_of(cfg)
     demo_data.make_demo_dataset(demo_dir, train_per_class=cfg.demo_train_per_class,
                                 eval_per_class=cfg.demo_eval_per_class)
     banner = "#" * 100
@@ -61,10 +90,54 @@ def resolve_data(cfg: configs.PipelineConfig) -> str:
     return demo_dir
 
 
+def tfx_cli_registering() -> bool:
+    """True when the `tfx` CLI executes this file to register the pipeline (`tfx pipeline
+    create|update|compile --engine local`): it loads the file in its own process with
+    LocalDagRunner.run patched not to run. `tfx run create` starts a fresh process, which runs."""
+    return "tfx.tools.cli.handler.dag_runner_patcher" in sys.modules
+
+
+def planned_data(cfg: configs.PipelineConfig):
+    """(data root, class names) without side effects, for registering with the tfx CLI: the demo
+    dataset's path (made by the first run), a local folder's class folders, or a remote source
+    with its class names from the settings."""
+    if not cfg.data_dir:
+        return demo_dir_of(cfg), list(cfg.class_names) or list(names.INTEL_CLASS_NAMES)
+    local = os.path.abspath(os.path.expanduser(cfg.data_dir))
+    if os.path.isdir(local):
+        return local, check_data(cfg, local)
+    if not cfg.class_names:
+        raise exit_codes.UsageError(f"data_dir {cfg.data_dir} is not a local folder: set class_names in the "
+                                    "settings to register the pipeline without fetching the data")
+    return cfg.data_dir, list(cfg.class_names)
+
+
+def register_with_tfx_cli(cfg: configs.PipelineConfig, train_overrides: dict) -> None:
+    """Builds the pipeline and hands it to the CLI's patched LocalDagRunner: nothing is run,
+    fetched, generated or written here (the CLI records the pipeline in its own home folder)."""
+    from tfx import v1 as tfx
+
+    data_root, class_names = planned_data(cfg)
+    pipeline, _ = build(cfg, train_overrides, data_root, class_names)
+    tfx.orchestration.LocalDagRunner().run(pipeline)
+    print(f"Pipeline '{cfg.pipeline_name}' (data {data_root}, outputs {cfg.output_dir}) registered; run it with: "
+          f"tfx run create --engine local --pipeline_name {cfg.pipeline_name}", flush=True)
+
+
+def sqlite_connection_config(path: str):
+    """ML Metadata in SQLite at `path`, created on first use. TFX's own helper also creates the
+    folder, which registering with the tfx CLI must not do; check_output_dir makes it for a run."""
+    from ml_metadata.proto import metadata_store_pb2
+
+    config = metadata_store_pb2.ConnectionConfig()
+    config.sqlite.filename_uri = path
+    config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READWRITE_OPENCREATE
+    return config
+
+
 def build(cfg: configs.PipelineConfig, train_overrides: dict, data_root: str, class_names: List[str]):
     """Returns (tfx Pipeline, TrainConfig) for the resolved data and its label space."""
     from pipeline.pipeline import create_pipeline
-    from tfx import v1 as tfx
 
     train_cfg = TrainConfig.from_dict({**train_overrides, "class_names": class_names})
     log.info("data %s, classes %s", data_root, class_names)
@@ -74,9 +147,10 @@ def build(cfg: configs.PipelineConfig, train_overrides: dict, data_root: str, cl
         transform_module=configs.TRANSFORM_MODULE_FILE, trainer_module=configs.TRAINER_MODULE_FILE,
         train_config=json.loads(train_cfg.to_json()),
         accuracy_lower_bound=cfg.accuracy_lower_bound, accuracy_max_drop=cfg.accuracy_max_drop,
+        class_drift_max_linf=cfg.class_drift_max_linf, size_drift_max_jsd=cfg.size_drift_max_jsd,
+        stop_on_skew=cfg.stop_on_skew, proceed_despite_anomalies=cfg.proceed_despite_anomalies,
         serving_model_dir=cfg.serving_model_dir,
-        metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
-            cfg.metadata_path),
+        metadata_connection_config=sqlite_connection_config(cfg.metadata_path),
         beam_pipeline_args=list(cfg.beam_pipeline_args), enable_cache=cfg.enable_cache)
     return pipeline, train_cfg
 
@@ -156,6 +230,7 @@ def check_output_dir(cfg: configs.PipelineConfig) -> None:
         raise exit_codes.UsageError(f"--output-dir {cfg.output_dir} is a file, not a folder; pass a folder")
     try:
         os.makedirs(os.path.dirname(cfg.log_path("x")), exist_ok=True)
+        os.makedirs(os.path.dirname(cfg.metadata_path), exist_ok=True)
     except OSError as e:
         raise exit_codes.UsageError(f"--output-dir {cfg.output_dir}: cannot create {cfg.pipeline_root} "
                                     f"({e.strerror}); pass a folder you can write") from None
@@ -179,62 +254,109 @@ def _log_to_file(path: str) -> logging.Handler:
     handler = logging.FileHandler(path)
     handler.setLevel(logging.INFO)
     handler.setFormatter(logging.Formatter(LOG_FORMAT))
-    logging.getLogger().addHandler(handler)
     return handler
+
+
+class _OwnWarnings(logging.Filter):
+    """Below `info`, the console shows this project's warnings and everyone's errors."""
+
+    OWN = ("local_runner", "run_control", "data_sources", "components", "pipeline", "run_report")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.ERROR or record.name.split(".")[0] in self.OWN
+
+
+def _console_handlers(screen: console.Console, cfg: configs.PipelineConfig, run_id: str) -> List[logging.Handler]:
+    """The handlers that write to the console for this verbosity."""
+    plain = logging.StreamHandler(screen.stream)
+    plain.setLevel(console.console_level(screen.verbosity))
+    plain.setFormatter(logging.Formatter(LOG_FORMAT))
+    if screen.verbosity == "info":
+        return [plain]
+    plain.addFilter(_OwnWarnings())
+    if screen.verbosity == "quiet":
+        return [plain]
+    return [plain, console.ProgressHandler(
+        screen, lambda node: figures.key_figures(cfg.metadata_path, run_id, node))]
 
 
 def run(cfg: configs.PipelineConfig, train_overrides: dict, run_id: str) -> None:
     """Holding the pipeline's run lock: recovers a killed run, resolves and checks the data, runs the
-    pipeline as run `run_id`, then prints the summary and writes the report of that run."""
+    pipeline as run `run_id`."""
     from run_control import recovery
     from run_control.lock import RunLock
 
     with RunLock(cfg.lock_path, run_id).acquire(wait=cfg.wait_for_lock):
         for line in recovery.recover_killed_runs(cfg.metadata_path, cfg.pipeline_root, run_id):
             log.warning("recovery: %s", line)
+        progress.info("resolving the data %s", cfg.data_dir or "(demo dataset)")
         data_root = resolve_data(cfg)
         class_names = check_data(cfg, data_root)
+        progress.info("data %s, %d classes %s; building and packaging the pipeline", data_root,
+                      len(class_names), class_names)
         pipeline, _ = build(cfg, train_overrides, data_root, class_names)
         _RunIdLocalDagRunner(run_id).run(pipeline)
-    print(summarize(cfg, run_id), flush=True)
+
+
+def closing_text(cfg: configs.PipelineConfig, run_id: str, log_path: str) -> str:
+    """The summary of run `run_id`, where its report is, and where its full log is."""
     from run_report.writer import write_report
+
+    lines = [summarize(cfg, run_id)]
     try:
-        print(f"Run report:         {write_report(cfg.metadata_path, run_id=run_id)}", flush=True)
+        lines.append(f"Run report:         {write_report(cfg.metadata_path, run_id=run_id)}")
     except Exception:  # the run itself finished; the report is only a view of it
         log.exception("could not write the run report")
+        lines.append("Run report:         not written (see the log)")
+    lines.append(f"Full log:           {log_path}")
+    return "\n".join(lines)
 
 
 def main(argv: Optional[List[str]] = None) -> int:
     """Runs the pipeline; returns an exit code of run_control.exit_codes. A user or data error is one
     line on stderr (`error: ...`); its traceback goes to the run's log file (and the console with
     --debug)."""
-    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
     absl_logging.set_verbosity(absl_logging.INFO)
+    root = logging.getLogger()
+    root.setLevel(logging.INFO)
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
-    run_id, log_path, handler = new_run_id(), None, None
+    run_id, log_path, handlers = new_run_id(), None, []
     try:
-        cfg, train_overrides = parse_args(argv)
+        cfg, train_overrides, options = parse_command_line(argv)
+        debug = options.debug
+        if tfx_cli_registering():
+            register_with_tfx_cli(cfg, train_overrides)
+            return exit_codes.OK
         check_output_dir(cfg)
         log_path = cfg.log_path(run_id)
-        handler = _log_to_file(log_path)
+        handlers.append(_log_to_file(log_path))
+        root.addHandler(handlers[0])
         log.info("run %s: %s; full log %s", run_id, " ".join(argv), log_path)
-        run(cfg, train_overrides, run_id)
+        with console.Console(log_path, options.verbosity) as screen:
+            for handler in _console_handlers(screen, cfg, run_id):
+                root.addHandler(handler)
+                handlers.append(handler)
+            screen.print(f"Run {run_id} of pipeline '{cfg.pipeline_name}'; full log: {log_path}")
+            run(cfg, train_overrides, run_id)
+            text = closing_text(cfg, run_id, log_path)
+            logging.getLogger("local_runner.summary").info("%s", text)
+            if options.verbosity != "info":  # at info, the log record above is on the console
+                screen.print(text)
         return exit_codes.OK
     except Exception as e:  # noqa: BLE001 - every failure ends as one line and a documented code
         code, message = exit_codes.classify(e)
-        log.debug("run %s failed", run_id, exc_info=True)
-        if handler is not None:
-            handler.handle(log.makeRecord(log.name, logging.ERROR, __file__, 0, "run %s failed (exit %d)",
-                                          (run_id, code), sys.exc_info()))
+        if handlers:
+            handlers[0].handle(log.makeRecord(log.name, logging.ERROR, __file__, 0, "run %s failed (exit %d)",
+                                              (run_id, code), sys.exc_info()))
         if debug:
             traceback.print_exc()
         where = f"; full log: {log_path}" if log_path else ""
         print(f"error: {message} (exit {code}{where})", file=sys.stderr, flush=True)
         return code
     finally:
-        if handler is not None:
-            logging.getLogger().removeHandler(handler)
+        for handler in handlers:
+            root.removeHandler(handler)
             handler.close()
 
 

@@ -66,6 +66,18 @@ class PipelineConfig:
                                             "eval accuracy")
     accuracy_max_drop: float = knob(0.02, "gate: largest accuracy drop allowed against the latest "
                                           "blessed model (not applied to the first model)")
+    class_drift_max_linf: float = knob(0.1, "data gate: largest L-infinity distance (the largest change of one "
+                                            "class's share) between the train split's class distribution "
+                                            "and that of the data the latest blessed model was trained on; "
+                                            "also eval vs train (skew)")
+    size_drift_max_jsd: float = knob(0.1, "data gate: largest Jensen-Shannon divergence between the train "
+                                          "split's image height (and width) distribution and that of the "
+                                          "data the latest blessed model was trained on; also eval vs train")
+    stop_on_skew: bool = knob(False, "data gate: stop the run when the eval split's class or image size "
+                                     "distribution differs from the train split's beyond those thresholds "
+                                     "(otherwise a warning in the log and the report)")
+    proceed_despite_anomalies: bool = knob(False, "data gate: go on to train (and push, if blessed) although "
+                                                  "data validation found anomalies; the run records it")
     enable_cache: bool = knob(True, "reuse a component's earlier outputs when its inputs, parameters "
                                     "and code are unchanged (TFX caching)")
     beam_pipeline_args: Tuple[str, ...] = knob(LOCAL_BEAM_ARGS, "Apache Beam options of the Beam "
@@ -81,7 +93,8 @@ class PipelineConfig:
     def validate(self) -> None:
         """Raises ConfigError naming the first bad knob."""
         for name in ("eval_fraction", "accuracy_lower_bound", "accuracy_max_drop", "download_max_gb",
-                     "download_deadline_minutes", "extract_max_gb", "extract_max_ratio"):
+                     "download_deadline_minutes", "extract_max_gb", "extract_max_ratio",
+                     "class_drift_max_linf", "size_drift_max_jsd"):
             value = getattr(self, name)
             if not math.isfinite(value):
                 raise ConfigError(f"{name}={value!r}: must be a finite number")
@@ -90,6 +103,8 @@ class PipelineConfig:
                "must be in [0, 1]")
         _check(0.0 <= self.accuracy_max_drop <= 1.0, "accuracy_max_drop", self.accuracy_max_drop,
                "must be in [0, 1]")
+        for name in ("class_drift_max_linf", "size_drift_max_jsd"):  # both measures lie in [0, 1]
+            _check(0.0 <= getattr(self, name) <= 1.0, name, getattr(self, name), "must be in [0, 1]")
         _check(self.demo_train_per_class >= 1, "demo_train_per_class", self.demo_train_per_class, "must be >= 1")
         _check(self.demo_eval_per_class >= 1, "demo_eval_per_class", self.demo_eval_per_class, "must be >= 1")
         _check(bool(self.pipeline_name), "pipeline_name", self.pipeline_name, "must not be empty")
@@ -172,9 +187,9 @@ class VertexConfig:
     endpoint: str = knob("", "deploy a blessed model to this Vertex AI endpoint (created if missing); "
                              "empty copies it to --serving-model-dir")
     serving_machine_type: str = knob("n1-standard-4", "endpoint: machine type of the deployed model")
-    serving_image: str = knob("us-docker.pkg.dev/vertex-ai/prediction/tf2-cpu.2-15:latest",
-                              "endpoint: serving container (Vertex's newest prebuilt TensorFlow image; "
-                              "there is none for 2.16)")
+    serving_image: str = knob("", "endpoint: serving container; empty: the TF Serving 2.16.1 image built from "
+                                  "serving_client/vertex.Dockerfile in the project's registry (Vertex has no "
+                                  "prebuilt TF 2.16 image; docs/serving.md)")
     # Submission.
     submit: bool = knob(False, "submit the compiled job to Vertex AI Pipelines (needs credentials); "
                                "otherwise compile only (no credentials, no network)")
@@ -194,3 +209,10 @@ class VertexConfig:
     def label_dict(self) -> dict:
         """The labels as the PipelineJob takes them: {key: value}."""
         return dict(label.split("=", 1) for label in self.labels)
+
+
+def all_knob_names() -> frozenset:
+    """Every knob of either runner: a settings file shared by both may hold any of them."""
+    from trainer_module.train_config import TrainConfig
+
+    return frozenset(f.name for cls in (PipelineConfig, VertexConfig, TrainConfig) for f in dataclasses.fields(cls))

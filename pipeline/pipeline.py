@@ -1,13 +1,17 @@
 """The pipeline DAG: one create_pipeline, read top to bottom like the graph it builds."""
 from typing import Any, Dict, List, Optional, Sequence
 
-import tensorflow_data_validation as tfdv
 from tfx import v1 as tfx
 
 from components.atomic_pusher.component import AtomicPusher
 from components.baseline_resolver import latest_blessed_model_resolver
+from components.curated_schema_gen import CuratedSchemaGen
+from components.data_gate.component import DataGate
 from components.image_example_gen.component import ImageExampleGen
+from components.statistics_resolver import blessed_model_statistics_resolver
+from pipeline import configs, data_validation
 from pipeline.evaluation import make_eval_config
+from pipeline.schema.curated import render_schema
 from trainer_module.names import TRAIN_CONFIG_KEY
 from trainer_module.train_config import transform_config
 
@@ -30,6 +34,11 @@ def create_pipeline(
     vertex_training_config: Optional[Dict[str, Any]] = None,
     vertex_serving_config: Optional[Dict[str, Any]] = None,
     exclude_candidate_from_baseline: bool = True,
+    class_drift_max_linf: float = configs.PipelineConfig.class_drift_max_linf,
+    size_drift_max_jsd: float = configs.PipelineConfig.size_drift_max_jsd,
+    stop_on_skew: bool = configs.PipelineConfig.stop_on_skew,
+    proceed_despite_anomalies: bool = configs.PipelineConfig.proceed_despite_anomalies,
+    compare_with_served_data: bool = True,
 ) -> tfx.dsl.Pipeline:
     """Builds the TFX pipeline from labelled image folders to a pushed, gated SavedModel.
 
@@ -41,6 +50,10 @@ def create_pipeline(
     exclude_candidate_from_baseline: the baseline is the latest blessed model other than the
     candidate, so an unchanged rerun is cached end to end; KFP v2 compiles only TFX's built-in
     resolver strategies, so its runner passes False (see components/baseline_resolver.py).
+    class_drift_max_linf, size_drift_max_jsd, stop_on_skew, proceed_despite_anomalies: the data
+    gate (PipelineConfig's knobs). compare_with_served_data: compare the train split with the
+    data that trained the latest blessed model (a custom resolver strategy: the Kubeflow runner
+    passes False, as for the baseline model).
     """
     components = []
 
@@ -50,29 +63,56 @@ def create_pipeline(
                                   max_image_pixels=train_config["max_image_pixels"])
     components.append(example_gen)
 
-    # Compute statistics (with image-domain statistics for the encoded bytes).
-    statistics_gen = tfx.components.StatisticsGen(
-        examples=example_gen.outputs["examples"],
-        stats_options=tfdv.StatsOptions(enable_semantic_domain_stats=True))
-    components.append(statistics_gen)
-
-    # Infer a schema from the statistics.
-    schema_gen = tfx.components.SchemaGen(statistics=statistics_gen.outputs["statistics"],
-                                          infer_feature_shape=True)
+    # Import the curated schema (pipeline/schema/) with this configuration's classes and pixel budget.
+    schema_gen = CuratedSchemaGen(schema_text=render_schema(class_names, train_config["max_image_pixels"]))
     components.append(schema_gen)
 
-    # Check the statistics against the schema for anomalies.
+    # Compute statistics per split (with image-domain statistics for the encoded bytes).
+    statistics_gen = tfx.components.StatisticsGen(
+        examples=example_gen.outputs["examples"], schema=schema_gen.outputs["schema"],
+        stats_options=data_validation.stats_options())
+    components.append(statistics_gen)
+
+    # Check each split against the curated schema.
     example_validator = tfx.components.ExampleValidator(
         statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"])
     components.append(example_validator)
 
-    # Build the preprocessing graph (decode, resize, one-hot); pixels are not materialised.
+    # Compare the eval split with the train split (skew: class and image size distributions).
+    skew_validator = data_validation.skew_validator(statistics_gen.outputs["statistics"],
+                                                    class_drift_max_linf, size_drift_max_jsd)
+    components.append(skew_validator)
+
+    drift_validator = statistics_resolver = None
+    if compare_with_served_data:
+        # Find the statistics of the examples that trained the latest blessed model.
+        statistics_resolver = blessed_model_statistics_resolver(statistics_gen.outputs["statistics"])
+        components.append(statistics_resolver)
+
+        # Compare the train split with that data (drift: class and image size distributions).
+        drift_validator = data_validation.drift_validator(
+            statistics_gen.outputs["statistics"], statistics_resolver.outputs["statistics"],
+            class_drift_max_linf, size_drift_max_jsd)
+        components.append(drift_validator)
+
+    # Stop the run on any anomaly, before anything is trained (unless proceed_despite_anomalies).
+    data_gate = DataGate(
+        statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"],
+        anomalies=example_validator.outputs["anomalies"], skew_anomalies=skew_validator.outputs["anomalies"],
+        drift_anomalies=drift_validator.outputs["anomalies"] if drift_validator else None,
+        baseline_statistics=statistics_resolver.outputs["statistics"] if statistics_resolver else None,
+        proceed_despite_anomalies=proceed_despite_anomalies, stop_on_skew=stop_on_skew)
+    components.append(data_gate)
+
+    # Build the preprocessing graph (decode, resize, one-hot) once the gate passed; pixels are not
+    # materialised.
     transform = tfx.components.Transform(
         examples=example_gen.outputs["examples"], schema=schema_gen.outputs["schema"],
         materialize=False, disable_statistics=True,
         custom_config=transform_config(class_names, train_config["resize_size"],
                                        train_config["max_image_pixels"]),
         **_module_arg(transform_module, "preprocessing_fn"))
+    transform.add_upstream_node(data_gate)  # an order, not data: Transform's cache keys stay its inputs
     components.append(transform)
 
     # Train MobileNetV3 on the raw examples through the Transform graph, and export it.

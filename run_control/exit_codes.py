@@ -3,7 +3,7 @@ the mapping from an exception to a code and the one line a person can act on.
 
     0   success (a model that is not blessed is a result, not an error)
     1   data error: the data cannot be used (missing folder, layout, no usable images, checksum,
-        download or archive limits)
+        download or archive limits), or data validation found anomalies and stopped the run
     2   usage error: a flag or knob value, an output or model path that cannot be used
     3   busy: another run holds this pipeline's output dir
     4   environment: the machine failed the run (disk full, permission denied mid-run)
@@ -44,6 +44,7 @@ def _environment_cause(exc: BaseException) -> bool:
 def classify(exc: BaseException) -> Tuple[int, str]:
     """(exit code, one-line message) for an exception that stopped a run."""
     # Imported here: each package is only needed when its error can occur.
+    from components.data_gate.findings import DataValidationError
     from components.image_example_gen.image_files import DatasetLayoutError
     from components.image_example_gen.ingest_report import ImageIngestError
     from data_sources.errors import DataSourceError
@@ -55,7 +56,8 @@ def classify(exc: BaseException) -> Tuple[int, str]:
         return BUSY, message
     if isinstance(exc, (ConfigError, UsageError)):
         return USAGE_ERROR, message
-    if isinstance(exc, (DataError, DataSourceError, DatasetLayoutError, ImageIngestError)):
+    if isinstance(exc, (DataError, DataSourceError, DatasetLayoutError, ImageIngestError,
+                        DataValidationError)):
         return DATA_ERROR, message
     if _environment_cause(exc):
         return ENVIRONMENT_ERROR, f"{message} (free space or permissions of the output dir?)"

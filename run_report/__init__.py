@@ -8,6 +8,7 @@ ML Metadata and the artifacts (`python -m run_report OUTPUT_DIR`; `writer.write_
     plots.py         the figures, as PNG bytes
     html_page.py     the page: sections, tables and embedded figures
     writer.py        write_report: report.html and its PNGs on disk
+    tensorboard_scalars.py  the Evaluator's metrics as TensorBoard scalars beside the Trainer's logs
     __main__.py      the command line
     lineage.py       what produced a pushed model (python -m run_report.lineage OUTPUT_DIR)
 """

@@ -2,7 +2,8 @@
 
 Sections: verdict (each threshold with its value and bound, from TFMA's validation result),
 overall and per-class metrics, confusion matrix, comparison with the baseline, calibration,
-training (history.json, the learning-rate schedule plots) and data (ingest_report.json).
+training (history.json, the learning-rate schedule plots, the TensorBoard command) and data
+(ingest_report.json; the data validation: run_report/data_validation.py).
 (Named html_page, not html, so that it does not shadow the standard library's html module.)
 """
 import base64
@@ -12,7 +13,7 @@ from typing import Collection, Dict, List, Sequence, Tuple
 
 import numpy as np
 
-from run_report import plots, store, tables
+from run_report import data_validation, plots, store, tables, tensorboard_scalars
 from run_report.run_data import RunData
 from trainer_module import names
 
@@ -87,6 +88,9 @@ def _section(section_id: str, title: str, body: str) -> str:
 def _verdict(data: RunData) -> str:
     evaluator, pusher = data.nodes.get(names.EVALUATOR_NODE), data.nodes.get(names.PUSHER_NODE)
     if evaluator is None or data.evaluation is None:
+        if data.validation is not None and data.validation.stopped:
+            return _section("verdict", "Verdict", data_validation.verdict_html(data.validation)
+                            + '<p>See <a href="#data">Data</a> for what the data validation found.</p>')
         return _section("verdict", "Verdict", '<p class="verdict neutral">No evaluation in this run '
                         "(the pipeline stopped before the Evaluator).</p>")
     blessed = store.output_property(evaluator, names.BLESSING_OUTPUT, names.PROP_BLESSED) == 1
@@ -177,9 +181,19 @@ def _calibration(data: RunData, figures: Dict[str, bytes]) -> str:
                     "|mean top-1 probability - top-1 accuracy| weighted by the bucket's share.</p>")
 
 
+def _tensorboard(data: RunData) -> str:
+    log_dir = tensorboard_scalars.tensorboard_dir(data.nodes)
+    if log_dir is None:
+        return ""
+    return (f"<p>TensorBoard: <code>{_e(tensorboard_scalars.tensorboard_command(log_dir))}</code> (loss, "
+            "accuracy and learning rate per epoch, the learning rate per step, the exported model's "
+            "evaluation after training (final/) and the Evaluator's metrics (evaluator/)).</p>")
+
+
 def _training(data: RunData, figures: Dict[str, bytes]) -> str:
     if data.history is None:
-        return _section("training", "Training", f"<p>No {names.HISTORY_FILE} in the Trainer's output.</p>")
+        return _section("training", "Training", f"<p>No {names.HISTORY_FILE} in the Trainer's output.</p>"
+                        + _tensorboard(data))
     config = data.history.get(names.HISTORY_CONFIG, {})
     facts = [(k, config[k]) for k in _TRAINING_SETTINGS if k in config]
     facts += [("train examples", data.history.get(names.HISTORY_TRAIN_EXAMPLES)),
@@ -188,6 +202,7 @@ def _training(data: RunData, figures: Dict[str, bytes]) -> str:
               ("replicas", data.history.get(names.HISTORY_REPLICAS))]
     # Settings as written (a learning rate of 1e-06 must not read 0.000): a text column.
     body = table(["setting", "value"], [(k, v) for k, v in facts if v is not None])
+    body += _tensorboard(data)
     series = {k: v for k, v in data.history.get(names.HISTORY_SERIES, {}).items() if isinstance(v, list) and v}
     if series:
         png = plots.training_curves(series)
@@ -203,8 +218,9 @@ def _training(data: RunData, figures: Dict[str, bytes]) -> str:
 
 def _data(data: RunData, figures: Dict[str, bytes]) -> str:
     report = data.ingest
+    validation = data_validation.section_html(data.validation, figures, table, _img)
     if report is None:
-        return _section("data", "Data", "<p>No ingest report in this run.</p>")
+        return _section("data", "Data", "<p>No ingest report in this run.</p>" + validation)
     splits, rows = tables.ingest_rows(report)
     body = (f"<p>Data root <code>{_e(report['data_root'])}</code> ({_e(report['split_mode'])} split): "
             f"{report['files_seen']} files seen, {report['ingested']} ingested, "
@@ -215,7 +231,7 @@ def _data(data: RunData, figures: Dict[str, bytes]) -> str:
     body += _img(png, "examples per class and split")
     body += "<h3>Skipped files by reason</h3>"
     if not report["skipped_by_reason"]:
-        return _section("data", "Data", body + "<p>None.</p>")
+        return _section("data", "Data", body + "<p>None.</p>" + validation)
     body += table(["reason", "files"], sorted(report["skipped_by_reason"].items()), numeric_columns={1})
     skipped = report["skipped_files"]
     body += table(["file", "split", "class", "reason", "detail"],
@@ -224,7 +240,7 @@ def _data(data: RunData, figures: Dict[str, bytes]) -> str:
     if len(skipped) > MAX_SKIPPED_ROWS:
         body += (f"<p class='muted'>... and {len(skipped) - MAX_SKIPPED_ROWS} more "
                  f"({names.INGEST_REPORT_FILE}).</p>")
-    return _section("data", "Data", body)
+    return _section("data", "Data", body + validation)
 
 
 def _components(data: RunData) -> str:

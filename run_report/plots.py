@@ -98,3 +98,22 @@ def examples_per_class(counts: Mapping[str, Mapping[str, int]]) -> bytes:
     ax.set_title("Ingested examples per class and split")
     ax.legend()
     return _png(fig)
+
+
+def class_shares(distributions: Mapping[str, Mapping[str, int]], title: str) -> bytes:
+    """Grouped bars: each class's share of its dataset (%), one bar per dataset (counts differ)."""
+    labels = list(distributions)
+    classes = sorted({c for counts in distributions.values() for c in counts})
+    fig = Figure(figsize=(max(5, 0.9 * len(classes) + 2), 3.5))
+    ax = fig.add_subplot()
+    width = 0.8 / max(1, len(labels))
+    for i, label in enumerate(labels):
+        counts = distributions[label]
+        total = sum(counts.values()) or 1
+        ax.bar(np.arange(len(classes)) + i * width, [100.0 * counts.get(c, 0) / total for c in classes],
+               width, label=f"{label} ({sum(counts.values())} examples)")
+    ax.set_xticks(np.arange(len(classes)) + width * (len(labels) - 1) / 2, classes, rotation=30, ha="right")
+    ax.set_ylabel("share of the examples (%)")
+    ax.set_title(title)
+    ax.legend(fontsize="small", loc="upper center", bbox_to_anchor=(0.5, -0.3), ncol=len(labels))  # below
+    return _png(fig)

@@ -10,7 +10,7 @@ from typing import Dict, List, Optional
 
 import tensorflow as tf
 
-from run_report import store, tfma_results
+from run_report import data_validation, store, tfma_results
 from trainer_module import names
 
 
@@ -27,6 +27,7 @@ class RunData:
     history: Optional[dict]  # the Trainer's history.json
     lr_schedules: Dict[str, bytes]  # file name -> PNG written by the Trainer
     evaluation: Optional[tfma_results.EvalResults]
+    validation: Optional[data_validation.DataValidationView] = None  # the data gate and its checks
 
 
 def _read_json(path: Optional[str]) -> Optional[dict]:
@@ -72,4 +73,5 @@ def collect(metadata_path: str, run_id: Optional[str] = None) -> RunData:
         metadata_path=metadata_path, pipeline_name=store.pipeline_name(metadata_path, run_id),
         run_id=run_id, nodes=nodes, root=store.pipeline_root(nodes), class_names=class_names,
         ingest=ingest, history=_read_json(model_run and os.path.join(model_run, names.HISTORY_FILE)),
-        lr_schedules=_read_pngs(model_run, names.LR_SCHEDULE_GLOB), evaluation=results)
+        lr_schedules=_read_pngs(model_run, names.LR_SCHEDULE_GLOB), evaluation=results,
+        validation=data_validation.collect(metadata_path, run_id, nodes))

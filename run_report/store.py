@@ -150,6 +150,33 @@ def configured_eval_config_json(metadata_path: str, run_id: str) -> Optional[str
     return None
 
 
+def execution_property(metadata_path: str, run_id: str, node_id: str, name: str):
+    """An execution property of node `node_id` in the run (how TFX records a component's
+    parameters, e.g. the DataGate's proceed_despite_anomalies); None when absent."""
+    mlmd = open_readonly(metadata_path)
+    node_type = mlmd.get_context_type(tfx_constants.NODE_CONTEXT_TYPE_NAME).id
+    for execution in mlmd.get_executions_by_context(_run(mlmd, metadata_path, run_id).id):
+        if name in execution.custom_properties and any(
+                c.type_id == node_type and _node_id(c) == node_id
+                for c in mlmd.get_contexts_by_execution(execution.id)):
+            value = execution.custom_properties[name]
+            return getattr(value, value.WhichOneof("value"))
+    return None
+
+
+def node_inputs(metadata_path: str, run_id: str, node_id: str) -> Dict[str, List[metadata_store_pb2.Artifact]]:
+    """The input artifacts, by key, of node `node_id`'s execution in the run ({} without one).
+
+    What a resolver passed on is only visible here: TFX records a resolver's outputs as internal
+    events, which read_run does not list."""
+    mlmd = open_readonly(metadata_path)
+    for execution in mlmd.get_executions_by_context(_run(mlmd, metadata_path, run_id).id):
+        found = step(mlmd, execution)
+        if found.node_id == node_id:
+            return found.inputs
+    return {}
+
+
 def pipeline_root(nodes: Dict[str, NodeRun]) -> Optional[str]:
     """The pipeline root, from any artifact a component wrote as <root>/<node>/<key>/<id>."""
     for node_id, node in sorted(nodes.items()):

@@ -5,7 +5,7 @@ from typing import Optional
 
 import tensorflow as tf
 
-from run_report import html_page, run_data
+from run_report import html_page, run_data, tensorboard_scalars
 
 REPORT_FILE = "report.html"
 REPORTS_DIR = "reports"  # under the pipeline root, one folder per run
@@ -30,7 +30,8 @@ def _check_not_in_data(out_dir: str, data: run_data.RunData) -> None:
 def write_report(metadata_path: str, out_dir: Optional[str] = None, run_id: Optional[str] = None) -> str:
     """Writes report.html and its PNGs for one run (default: the latest); returns the HTML path.
 
-    out_dir defaults to <pipeline root>/reports/<run id>.
+    out_dir defaults to <pipeline root>/reports/<run id>. Also (re)writes the run's Evaluator
+    metrics as TensorBoard scalars beside its Trainer's logs (tensorboard_scalars).
     """
     data = run_data.collect(metadata_path, run_id)
     out_dir = out_dir or default_out_dir(data)
@@ -43,4 +44,5 @@ def write_report(metadata_path: str, out_dir: Optional[str] = None, run_id: Opti
     path = os.path.join(out_dir, REPORT_FILE)
     with tf.io.gfile.GFile(path, "w") as f:
         f.write(page)
+    tensorboard_scalars.write_evaluator_scalars(data)
     return path

@@ -9,7 +9,8 @@ but never into a folder already searched (a link loop such as photos/loop -> ..)
 file is listed once; files named on the command line are read whatever their extension. The CSV
 has one row per file:
   path, predicted_class, probability, top_k ("class:probability" joined by ";"), error
-A file that cannot be read or decoded gets an error and no prediction; the others are still
+A file that cannot be read or decoded gets an error and no prediction (the model's own reason,
+such as `undecodable: corrupt or truncated JPEG data`, docs/serving.md); the others are still
 classified. A file whose header declares more than --max-image-pixels (width x height; default:
 the pipeline's max_image_pixels) gets `too_many_pixels: WxH = N pixels > max_image_pixels = B`
 and is never sent to the model (a decompression bomb would exhaust its memory).
@@ -197,8 +198,9 @@ def _op_message(error: tf.errors.OpError) -> str:
 def read_file(path: str) -> Tuple[Optional[bytes], str]:
     """(bytes, "") or (None, why the file cannot be read).
 
-    Bytes are not decoded here: the serving signature decodes them, and a batch it rejects is
-    retried file by file (_run_batch), so each image is decoded once on the normal path.
+    Bytes are not decoded here: the serving signature decodes them and answers per image (an
+    older model without the error output rejects the whole batch, which is then retried file by
+    file: _run_batch), so each image is decoded once on the normal path.
     """
     try:
         with tf.io.gfile.GFile(path, "rb") as f:
@@ -219,8 +221,15 @@ def read_checked(path: str, max_pixels: int) -> Tuple[Optional[bytes], str]:
 def _predictions(paths: Sequence[str], outputs: Dict[str, tf.Tensor], top_k: int) -> List[Prediction]:
     probabilities = outputs[names.PROBABILITIES_OUTPUT].numpy()
     class_names = [n.decode("utf-8") for n in outputs[names.CLASS_NAMES_OUTPUT].numpy()[0]]
+    # The model's per-image errors ("" when classified); a model exported before the error output
+    # has none and rejects a whole batch instead (_run_batch).
+    errors = ([e.decode("utf-8") for e in outputs[names.ERROR_OUTPUT].numpy()]
+              if names.ERROR_OUTPUT in outputs else [""] * len(paths))
     results = []
-    for path, row in zip(paths, probabilities):
+    for path, row, error in zip(paths, probabilities, errors):
+        if error:
+            results.append(Prediction(path, error=error))
+            continue
         order = row.argsort()[::-1][:top_k]
         results.append(Prediction(path, class_names[order[0]], float(row[order[0]]),
                                   tuple((class_names[i], float(row[i])) for i in order)))
@@ -252,7 +261,9 @@ def classify(signature, paths: Sequence[str], batch_size: int = 32, top_k: int =
 
 
 def _run_batch(signature, batch, top_k: int) -> List[Prediction]:
-    """Predicts a batch; if the model rejects it, retries file by file to isolate the bad one."""
+    """Predicts a batch. The model reports a bad file in its error output; one exported before
+    that output rejects the whole batch instead, which is then retried file by file to isolate
+    the bad one."""
     if not batch:
         return []
     paths, data = zip(*batch)

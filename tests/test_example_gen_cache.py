@@ -27,6 +27,7 @@ LAYOUT = {"train": {"a": 3, "b": 3}, "val": {"a": 1, "b": 1}}
 def _local_runner_pipeline(data: str, work: str) -> tfx.dsl.Pipeline:
     cfg, overrides = local_runner.parse_args(["--output-dir", work, "--data-dir", data, "--image-size", "32",
                                               "--resize-size", "40"])
+    local_runner.check_output_dir(cfg)  # as a run does: the folders ML Metadata and logs go in
     data_root = local_runner.resolve_data(cfg)
     return local_runner.build(cfg, overrides, data_root, local_runner.check_data(cfg, data_root))[0]
 

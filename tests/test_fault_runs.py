@@ -11,6 +11,7 @@ import dataclasses
 import glob
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -116,7 +117,8 @@ def test_the_killed_trainer_resumes_at_the_next_epoch(chain):
     assert 1 <= chain.epochs_done_at_kill < EPOCHS
     rerun = chain.outputs[2]
     assert f"{chain.epochs_done_at_kill} of {EPOCHS} epochs finished by an earlier, interrupted run" in rerun
-    ran = [int(line.split()[1].split("/")[0]) for line in rerun.splitlines() if line.startswith("Epoch ")]
+    # The console's progress lines: one per epoch the rerun trained.
+    ran = [int(n) for n in re.findall(rf"Trainer: epoch (\d+)/{EPOCHS} in ", rerun)]
     assert ran == list(range(chain.epochs_done_at_kill + 1, EPOCHS + 1))
     trainer = store.read_run(chain.cfg.metadata_path, store.run_ids(chain.cfg.metadata_path)[-2])[names.TRAINER_NODE]
     with open(os.path.join(trainer.uri(names.MODEL_RUN_OUTPUT), names.HISTORY_FILE)) as f:
@@ -135,6 +137,17 @@ def test_the_killed_run_is_marked_and_its_folders_removed(chain):
     assert "was killed during Trainer" in chain.outputs[2]
     leftovers = glob.glob(os.path.join(chain.cfg.pipeline_root, "*", "*", str(canceled[0].id)))
     assert leftovers == []
+
+
+def test_the_console_shows_progress_and_the_log_file_everything(chain):
+    console = chain.outputs[2].splitlines()
+    assert len(console) <= 80
+    assert any(re.search(r"Trainer done in \d+ s: 3 epochs", line) for line in console)
+    assert not any("INFO absl" in line for line in console)
+    log_path = re.search(r"Full log: +(\S+)", chain.outputs[2]).group(1)
+    with open(log_path) as f:
+        full = f.read()
+    assert "Component Trainer is running." in full and full.count("\n") > 10 * len(console)
 
 
 def test_one_complete_push_and_the_waiting_runner_pushes_nothing(chain):

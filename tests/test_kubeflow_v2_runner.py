@@ -36,14 +36,19 @@ EXAMPLE_GEN, TRAINER, EVALUATOR, PUSHER = (names.EXAMPLE_GEN_NODE, names.TRAINER
                                            names.PUSHER_NODE)
 BLESSING_RESOLVER = f"{names.RESOLVER_NODE}-model-blessing-resolver"
 MODEL_RESOLVER = f"{names.RESOLVER_NODE}-model-resolver"
+SCHEMA, GATE, SKEW = names.SCHEMA_GEN_NODE, names.DATA_GATE_NODE, names.SKEW_VALIDATOR_NODE
+# No drift validation on Vertex AI (its baseline is a custom resolver strategy): the gate reads the
+# schema and skew checks. Transform waits for the gate (an order, not data).
 CONTAINER_DEPENDENCIES = {
     EXAMPLE_GEN: [],
-    "StatisticsGen": [EXAMPLE_GEN],
-    "SchemaGen": ["StatisticsGen"],
-    "ExampleValidator": ["SchemaGen", "StatisticsGen"],
-    "Transform": [EXAMPLE_GEN, "SchemaGen"],
-    TRAINER: [EXAMPLE_GEN, "SchemaGen", "Transform"],
-    EVALUATOR: [EXAMPLE_GEN, "SchemaGen", TRAINER, MODEL_RESOLVER],
+    SCHEMA: [],
+    "StatisticsGen": [SCHEMA, EXAMPLE_GEN],
+    "ExampleValidator": [SCHEMA, "StatisticsGen"],
+    SKEW: ["StatisticsGen"],
+    GATE: [SCHEMA, "ExampleValidator", SKEW, "StatisticsGen"],
+    "Transform": [SCHEMA, GATE, EXAMPLE_GEN],
+    TRAINER: [SCHEMA, EXAMPLE_GEN, "Transform"],
+    EVALUATOR: [SCHEMA, EXAMPLE_GEN, TRAINER, MODEL_RESOLVER],
     PUSHER: [EVALUATOR, TRAINER],
 }
 
@@ -106,7 +111,8 @@ def test_help_shows_every_knob_with_its_meaning():
     help_text = runner.make_parser().format_help()
     shared = [f for f in dataclasses.fields(configs.PipelineConfig) if f.name not in runner.LOCAL_ONLY_KNOBS]
     assert {f.name for f in shared} == {"pipeline_name", "class_names", "eval_fraction", "accuracy_lower_bound",
-                                        "accuracy_max_drop", "enable_cache"}
+                                        "accuracy_max_drop", "enable_cache", "class_drift_max_linf",
+                                        "size_drift_max_jsd", "stop_on_skew", "proceed_despite_anomalies"}
     training = [f for f in dataclasses.fields(TrainConfig) if f.name != "class_names"]
     for field in [*dataclasses.fields(configs.VertexConfig), *shared, *training]:
         assert _has_flag(help_text, field.name), field.name
@@ -269,7 +275,8 @@ def test_pusher_targets(default_job, cloud_job):
     assert json.loads(param(cloud_job, PUSHER, "custom_config")) == {
         "ai_platform_enable_vertex": True,
         "ai_platform_vertex_region": "europe-west4",
-        "ai_platform_vertex_container_image_uri": configs.VertexConfig.serving_image,
+        "ai_platform_vertex_container_image_uri":
+            "europe-west4-docker.pkg.dev/test-proj/tfx/intel-scenes-serving:2.16.1",
         "ai_platform_serving_args": {"project_id": "test-proj", "endpoint_name": "intel-scenes-endpoint",
                                      "machine_type": "n1-standard-4"},
     }

@@ -116,7 +116,7 @@ def test_model_transform_schema_and_examples_are_run_a_outputs(runs, served):
     a = runs.run_ids[0]
     assert served["model"] == {"uri": _uri(runs, 0, names.TRAINER_NODE, names.MODEL_OUTPUT), "run_id": a}
     assert served["transform_graph"] == {"uri": _uri(runs, 0, "Transform", "transform_graph"), "run_id": a}
-    assert served["schema"] == {"uri": _uri(runs, 0, "SchemaGen", "schema"), "run_id": a}
+    assert served["schema"] == {"uri": _uri(runs, 0, names.SCHEMA_GEN_NODE, names.SCHEMA_OUTPUT), "run_id": a}
     examples = served["examples"]
     examples_uri = _uri(runs, 0, names.EXAMPLE_GEN_NODE, names.EXAMPLES_OUTPUT)
     assert (examples["uri"], examples["run_id"]) == (examples_uri, a)

@@ -17,8 +17,10 @@ pytestmark = pytest.mark.slow
 
 def test_every_component_executed(gate_runs):
     nodes = gate_runs.nodes[0]
-    expected = {names.EXAMPLE_GEN_NODE, "StatisticsGen", "SchemaGen", "ExampleValidator", "Transform",
-                names.TRAINER_NODE, names.RESOLVER_NODE, names.EVALUATOR_NODE, names.PUSHER_NODE}
+    expected = {names.EXAMPLE_GEN_NODE, names.SCHEMA_GEN_NODE, names.STATISTICS_GEN_NODE,
+                names.EXAMPLE_VALIDATOR_NODE, names.SKEW_VALIDATOR_NODE, names.STATISTICS_RESOLVER_NODE,
+                names.DRIFT_VALIDATOR_NODE, names.DATA_GATE_NODE, "Transform", names.TRAINER_NODE,
+                names.RESOLVER_NODE, names.EVALUATOR_NODE, names.PUSHER_NODE}
     assert set(nodes) == expected
     assert {n: node.state for n, node in nodes.items()} == {n: "COMPLETE" for n in expected}
 

@@ -408,8 +408,10 @@ def test_the_pushed_models_signatures_refuse_the_bomb(gate_runs, bomb):
     """Through the Transform graph the pipeline built: its budget is the run's max_image_pixels."""
     loaded, signature = predict.load_signature(pushed_dir(gate_runs))
     good = image_factory.jpeg_bytes(64, 48, seed=3)
-    with pytest.raises(tf.errors.InvalidArgumentError, match=re.escape(BOMB_ERROR)):
-        signature(**{names.SERVING_BYTES_INPUT: tf.constant([good, bomb])})
+    # serving_default answers per image (docs/serving.md): the bomb's row is the error, never decoded.
+    mixed = signature(**{names.SERVING_BYTES_INPUT: tf.constant([good, bomb])})
+    assert [e.decode() for e in mixed[names.ERROR_OUTPUT].numpy()] == ["", BOMB_ERROR]
+    assert mixed[names.PROBABILITIES_OUTPUT].numpy()[1].sum() == 0
     example = tf.train.Example(features=tf.train.Features(feature={
         names.IMAGE_KEY: tf.train.Feature(bytes_list=tf.train.BytesList(value=[bomb]))}))
     with pytest.raises(tf.errors.InvalidArgumentError, match=re.escape(BOMB_ERROR)):

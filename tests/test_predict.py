@@ -1,9 +1,10 @@
 """serving_client: batch classification to CSV, bad files, TF Serving layout and REST bodies.
 
-Fast tests use a stand-in SavedModel with the pushed model's serving_default interface
-(image_bytes -> probabilities, class_names, predicted_class, predicted_probability; the keys of
-trainer_module/names.py) that classifies by mean colour; the slow ones use the model the
-session's pipeline run A pushed (tests/pipeline_runs.py).
+Fast tests use a stand-in SavedModel with the pushed model's serving_default (image_bytes ->
+probabilities, class_names, predicted_class, predicted_probability, error; the keys of
+trainer_module/names.py; signatures.classify_images) that classifies by mean colour, and one
+exported before the error output; the slow ones use the model the session's pipeline run A
+pushed (tests/pipeline_runs.py).
 """
 import base64
 import csv
@@ -20,34 +21,55 @@ import image_factory
 from pipeline_runs import pushed_dir
 from run_control import exit_codes
 from serving_client import predict, rest
-from trainer_module import names
+from trainer_module import names, preprocessing, signatures
+from trainer_module.train_config import TrainConfig
 
 COLOURS = ["red", "green", "blue"]
 
 
+def _mean_colour(images, training=False):
+    """The stand-in model: probabilities from the mean RGB of each image."""
+    return tf.nn.softmax(tf.reduce_mean(images, axis=[1, 2]) / 20.0)
+
+
+def _decode(features):
+    """The stand-in Transform graph: the project's decoder (pixel budget included), 32x32."""
+    return {names.TRANSFORMED_IMAGE_KEY: preprocessing.decode_and_resize(
+        tf.reshape(features[names.IMAGE_KEY], [-1]), 32)}
+
+
 class _ColourModel(tf.Module):
-    """Probabilities from the mean RGB of the decoded image (same decoder as the Transform graph)."""
+    """The pushed model's serving_default (signatures.classify_images: per-image errors) over the
+    stand-in Transform graph and model, which classifies by mean colour."""
 
     def __init__(self, class_names):
         super().__init__()
         self.class_names = tf.constant(class_names)
+        self.cfg = TrainConfig(class_names=tuple(class_names), image_size=32, resize_size=32)
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=names.SERVING_BYTES_INPUT)])
     def serve(self, image_bytes):
-        def mean_rgb(data):
-            image = tf.io.decode_image(data, channels=3, expand_animations=False)
-            return tf.reduce_mean(tf.cast(image, tf.float32), axis=[0, 1])
-
-        means = tf.map_fn(mean_rgb, image_bytes, fn_output_signature=tf.TensorSpec([3], tf.float32))
-        probabilities = tf.nn.softmax(means / 20.0)
-        top = tf.argmax(probabilities, axis=-1)
-        outputs = {names.PROBABILITIES_OUTPUT: probabilities,
-                   names.CLASS_NAMES_OUTPUT: tf.tile(self.class_names[tf.newaxis],
-                                                     [tf.shape(probabilities)[0], 1]),
-                   names.PREDICTED_CLASS_OUTPUT: tf.gather(self.class_names, top),
-                   names.PREDICTED_PROBABILITY_OUTPUT: tf.reduce_max(probabilities, axis=-1)}
+        outputs = signatures.classify_images(_mean_colour, _decode, tf.io.FixedLenFeature([1], tf.string),
+                                             self.class_names, image_bytes, self.cfg)
         assert set(outputs) == set(names.SERVING_OUTPUTS)  # the pushed model's interface, all of it
         return outputs
+
+
+class _WholeBatchColourModel(_ColourModel):
+    """A model exported before the error output: a bad image fails the whole request."""
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=names.SERVING_BYTES_INPUT)])
+    def serve(self, image_bytes):
+        probabilities = _mean_colour(_decode({names.IMAGE_KEY: image_bytes})[names.TRANSFORMED_IMAGE_KEY])
+        return {names.PROBABILITIES_OUTPUT: probabilities,
+                names.CLASS_NAMES_OUTPUT: tf.tile(self.class_names[tf.newaxis], [tf.shape(probabilities)[0], 1]),
+                names.PREDICTED_CLASS_OUTPUT: tf.gather(self.class_names, tf.argmax(probabilities, axis=-1)),
+                names.PREDICTED_PROBABILITY_OUTPUT: tf.reduce_max(probabilities, axis=-1)}
+
+
+def _save(model, folder) -> str:
+    tf.saved_model.save(model, str(folder), signatures={names.SERVING_BYTES_SIGNATURE: model.serve})
+    return str(folder)
 
 
 @pytest.fixture(scope="module")
@@ -55,9 +77,7 @@ def serving_dir(tmp_path_factory):
     """<serving>/9 (older, other class names) and <serving>/10: version 10 must win (numeric)."""
     root = tmp_path_factory.mktemp("serving")
     for version, class_names in (("9", ["old-r", "old-g", "old-b"]), ("10", COLOURS)):
-        model = _ColourModel(class_names)
-        tf.saved_model.save(model, str(root / version),
-                            signatures={names.SERVING_BYTES_SIGNATURE: model.serve})
+        _save(_ColourModel(class_names), root / version)
     (root / "not-a-version").mkdir()
     return str(root)
 
@@ -142,9 +162,9 @@ def test_cli_writes_a_row_per_file_and_reports_bad_ones(serving_dir, images, tmp
         top = [item.split(":") for item in row["top_k"].split(";")]
         assert len(top) == 2 and top[0][0] == colour
         assert float(top[0][1]) == pytest.approx(float(row["probability"]), abs=1e-6)
-    assert "Invalid JPEG data" in rows[str(images / "corrupt.jpg")]["error"]
-    assert "Invalid JPEG data" in rows[str(images / "truncated.jpg")]["error"]
-    assert "Unknown image file format" in rows[explicit_text]["error"]
+    for bad in ("corrupt.jpg", "truncated.jpg"):  # the model's own per-image reason
+        assert rows[str(images / bad)]["error"] == f"{names.UNDECODABLE_ERROR}: corrupt or truncated JPEG data"
+    assert rows[explicit_text]["error"] == f"{names.NOT_AN_IMAGE_ERROR}: not a JPEG, PNG, GIF or BMP file"
     assert rows[missing]["error"].startswith("unreadable")
     for bad in ("corrupt.jpg", "truncated.jpg"):
         assert rows[str(images / bad)]["predicted_class"] == ""
@@ -154,7 +174,23 @@ def test_cli_writes_a_row_per_file_and_reports_bad_ones(serving_dir, images, tmp
     assert f"FAILED {missing}" in err
 
 
-def test_a_batch_the_model_rejects_is_retried_file_by_file(signature, images):
+def test_a_bad_file_gets_the_models_error_and_the_batch_is_classified_in_one_call(signature, images):
+    paths = [str(images / "red.jpg"), str(images / "corrupt.jpg"), str(images / "sub/green.png")]
+    calls = []
+
+    def counting(**inputs):
+        calls.append(len(inputs[names.SERVING_BYTES_INPUT]))
+        return signature(**inputs)
+
+    results = predict.classify(counting, paths, batch_size=3)
+    assert calls == [3]  # no retry: the model answered per image
+    assert [r.predicted_class for r in results] == ["red", "", "green"]
+    assert results[1].error == f"{names.UNDECODABLE_ERROR}: corrupt or truncated JPEG data"
+    assert results[1].probability is None and results[1].top_k == ()
+
+
+def test_a_model_without_the_error_output_is_retried_file_by_file(images, tmp_path):
+    _, signature = predict.load_signature(_save(_WholeBatchColourModel(COLOURS), tmp_path / "1"))
     paths = [str(images / "red.jpg"), str(images / "corrupt.jpg"), str(images / "sub/green.png")]
     results = predict.classify(signature, paths, batch_size=3)
     assert [r.predicted_class for r in results] == ["red", "", "green"]
@@ -218,19 +254,6 @@ def test_pushed_layout_is_tf_serving_layout(pushed):
 
 
 @pytest.mark.slow
-def test_raw_bytes_signature_rejects_corrupt_bytes_and_keeps_serving(pushed):
-    _, sig = predict.load_signature(pushed[0])
-    good = tf.constant([image_factory.jpeg_bytes(64, 48, seed=3)])
-    with pytest.raises(tf.errors.InvalidArgumentError, match=r"jpeg::Uncompress failed\. Invalid JPEG data"):
-        sig(**{names.SERVING_BYTES_INPUT: tf.constant([image_factory.jpeg_bytes(),
-                                                       image_factory.corrupt_jpeg_bytes()])})
-    with pytest.raises(tf.errors.InvalidArgumentError, match="Unknown image file format"):
-        sig(**{names.SERVING_BYTES_INPUT: tf.constant([b"definitely not an image"])})
-    out = sig(**{names.SERVING_BYTES_INPUT: good})  # the same loaded model still answers
-    assert out[names.PROBABILITIES_OUTPUT].shape == (1, len(names.INTEL_CLASS_NAMES))
-
-
-@pytest.mark.slow
 def test_rest_body_on_the_pushed_model(pushed):
     _, sig = predict.load_signature(pushed[0])
     raw = [image_factory.jpeg_bytes(120, 90, seed=5), image_factory.png_bytes(33, 70, mode="L")]
@@ -254,7 +277,8 @@ def test_cli_on_the_pushed_model(pushed, tmp_path):
     rows = _read_csv(out)
     assert rows[str(folder / "a.jpg")]["predicted_class"] in names.INTEL_CLASS_NAMES
     assert len(rows[str(folder / "b.png")]["top_k"].split(";")) == 3
-    assert "Invalid JPEG data" in rows[str(folder / "broken.jpg")]["error"]
+    assert rows[str(folder / "broken.jpg")]["error"] == \
+        f"{names.UNDECODABLE_ERROR}: corrupt or truncated JPEG data"
 
 
 # ---------------------------------------------------------------- user errors: one line, exit 2

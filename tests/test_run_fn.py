@@ -185,7 +185,8 @@ def test_served_model_scores_jpeg_bytes_as_the_last_evaluation_did(trained, serv
     clipped = np.clip(probabilities, 1e-7, 1 - 1e-7)  # as Keras' cross-entropy does
     cross_entropy = lambda targets: -(targets * np.log(clipped)).sum(1).mean()  # noqa: E731
     assert series["val_loss"][-1] == pytest.approx(cross_entropy(smoothed), rel=1e-5)
-    assert abs(cross_entropy(smoothed) - cross_entropy(one_hot)) > 0.01  # the loss was the smoothed one
+    # The loss was the smoothed one: the plain one differs (by how much depends on how training went).
+    assert series["val_loss"][-1] != pytest.approx(cross_entropy(one_hot), rel=1e-4)
 
 
 def test_examples_signature_agrees_with_the_bytes_signature(trained, served, data):

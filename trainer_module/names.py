@@ -13,6 +13,9 @@ key re-runs them.
 # The default label space: the Intel Image Classification scenes.
 INTEL_CLASS_NAMES = ("buildings", "forest", "glacier", "mountain", "sea", "street")
 
+# The Python logger of progress lines (the Trainer's epochs) that a local run shows on its console.
+PROGRESS_LOGGER = "intel_scenes.progress"
+
 # ---------------------------------------------------------------- raw examples (ImageExampleGen)
 IMAGE_KEY = "image"  # the file's original encoded bytes
 LABEL_KEY = "label"  # int64 index into the class names
@@ -44,8 +47,18 @@ PROBABILITIES_OUTPUT = "probabilities"  # [batch, classes] float32
 CLASS_NAMES_OUTPUT = "class_names"  # [batch, classes] string
 PREDICTED_CLASS_OUTPUT = "predicted_class"  # [batch] string
 PREDICTED_PROBABILITY_OUTPUT = "predicted_probability"  # [batch] float32
+# [batch] string: "" for a classified image; for one that is not, why (one of the prefixes
+# below, then ": " and details), with zero probabilities, predicted_class "" and probability 0.
+ERROR_OUTPUT = "error"
 SERVING_OUTPUTS = (PROBABILITIES_OUTPUT, CLASS_NAMES_OUTPUT, PREDICTED_CLASS_OUTPUT,
-                   PREDICTED_PROBABILITY_OUTPUT)
+                   PREDICTED_PROBABILITY_OUTPUT, ERROR_OUTPUT)
+# ERROR_OUTPUT's prefixes; an image over the pixel budget gets image_header.TOO_MANY_PIXELS.
+NOT_AN_IMAGE_ERROR = "not_an_image"  # the magic bytes are not JPEG, PNG, GIF or BMP
+UNDECODABLE_ERROR = "undecodable"  # a known format whose data the decoder refuses (corrupt, truncated)
+# In a SavedModel's assets.extra: TF Serving's warm-up requests (the file name TF Serving looks
+# for), a TFRecord of PredictionLogs made from this many eval images.
+WARMUP_REQUESTS_FILE = "tf_serving_warmup_requests"
+WARMUP_IMAGES = 4
 # In a SavedModel: TensorFlow's folder for files beside the model, and the class names in it.
 EXTRA_ASSETS_DIR = "assets.extra"
 CLASS_NAMES_ASSET = "class_names.json"
@@ -65,6 +78,28 @@ LR_SCHEDULE_PLOT = "lr_schedule.png"  # the (last) training phase
 LR_SCHEDULE_PHASE_PLOT = "lr_schedule_{phase}.png"  # an earlier phase (frozen-backbone head)
 LR_SCHEDULE_GLOB = "lr_schedule*.png"
 TENSORBOARD_DIR = "tensorboard"
+# TensorBoard runs (folders) under TENSORBOARD_DIR and their scalar tags. Keras' TensorBoard callback
+# writes TB_TRAIN_RUN and "validation", tagging each epoch log "epoch_<key>" (step: epoch).
+TB_TRAIN_RUN = "train"
+TB_EPOCH_LEARNING_RATE = "epoch_learning_rate"  # "epoch_" + HISTORY_LEARNING_RATE; step: epoch
+TB_STEP_LEARNING_RATE = "step_learning_rate"  # in TB_TRAIN_RUN; step: global training step from 0
+# The exported model after training (Trainer), at step = epochs: just past the last epoch's point.
+TB_FINAL_RUN = "final"
+TB_FINAL_VAL_ACCURACY = "final/val_accuracy"  # the exported model (after the BatchNorm re-estimate)
+TB_FINAL_VAL_LOSS = "final/val_loss"
+TB_FINAL_VAL_ACCURACY_BEFORE = "final/val_accuracy_before_bn_recalibration"  # = the last epoch's
+TB_FINAL_VAL_LOSS_BEFORE = "final/val_loss_before_bn_recalibration"
+TB_FINAL_BN_KEPT = "final/bn_recalibration_kept"  # 1 kept, 0 discarded
+TB_FINAL_BN_TRAIN_LOSS_BEFORE = "final/bn_recalibration_train_loss_before"  # what decided "kept"
+TB_FINAL_BN_TRAIN_LOSS_AFTER = "final/bn_recalibration_train_loss_after"
+# The Evaluator's metrics of the candidate (run report), at step = epochs, in one events file per
+# model run (a name TensorBoard reads: it holds "tfevents"), replaced whenever the report is rewritten.
+TB_EVALUATOR_RUN = "evaluator"
+TB_EVALUATOR_EVENTS_FILE = "events.out.tfevents.evaluator"
+TB_EVALUATOR_ACCURACY = "evaluator/accuracy"
+TB_EVALUATOR_MACRO_F1 = "evaluator/macro_f1"
+TB_EVALUATOR_BLESSED = "evaluator/blessed"  # 1 blessed, 0 not
+TB_EVALUATOR_CLASS_TAG = "evaluator/{metric}/{class_name}"  # metric: precision, recall, f1
 # Beside the model_run folders of every Trainer execution: <model_run>/../TRAINING_BACKUP_DIR/<key>,
 # keyed by what identifies the training, so a rerun after a crash finds the killed one's state.
 TRAINING_BACKUP_DIR = "training_backup"
@@ -100,6 +135,15 @@ TRAINER_NODE = "Trainer"
 EVALUATOR_NODE = "Evaluator"
 PUSHER_NODE = "Pusher"
 RESOLVER_NODE = "latest_blessed_model_resolver"
+# Data validation (pipeline/pipeline.py; components/data_gate/).
+STATISTICS_GEN_NODE = "StatisticsGen"
+SCHEMA_GEN_NODE = "CuratedSchemaGen"
+EXAMPLE_VALIDATOR_NODE = "ExampleValidator"
+STATISTICS_RESOLVER_NODE = "blessed_model_statistics_resolver"  # the served model's training data
+DRIFT_VALIDATOR_NODE = "DriftValidator"  # this run's train split vs the served model's train split
+SKEW_VALIDATOR_NODE = "SkewValidator"  # this run's eval split vs its train split
+DATA_GATE_NODE = "DataGate"
+TRANSFORM_NODE = "Transform"
 # Output keys.
 EXAMPLES_OUTPUT = "examples"
 MODEL_OUTPUT = "model"
@@ -107,6 +151,10 @@ MODEL_RUN_OUTPUT = "model_run"
 EVALUATION_OUTPUT = "evaluation"
 BLESSING_OUTPUT = "blessing"
 PUSHED_MODEL_OUTPUT = "pushed_model"
+STATISTICS_OUTPUT = "statistics"  # StatisticsGen's, and the statistics resolver's
+SCHEMA_OUTPUT = "schema"
+ANOMALIES_OUTPUT = "anomalies"  # ExampleValidator's and DistributionValidator's
+DATA_GATE_OUTPUT = "result"  # the DataGate's DataValidationResult (only when the run went on)
 # Properties TFX's Evaluator and Pusher set.
 PROP_BLESSED = "blessed"
 PROP_BASELINE_MODEL = "baseline_model"
@@ -115,6 +163,14 @@ PROP_CURRENT_MODEL_ID = "current_model_id"
 PROP_PUSHED = "pushed"
 PROP_PUSHED_DESTINATION = "pushed_destination"
 PROP_PUSHED_VERSION = "pushed_version"
+# Properties of the data validation's artifacts: the schema's version (CuratedSchemaGen), and on
+# the DataGate's result the number of findings, how many would stop a run, and whether the run
+# went on despite them (the --proceed-despite-anomalies override); its findings in a JSON file.
+PROP_SCHEMA_VERSION = "schema_version"
+PROP_FINDINGS = "findings"
+PROP_BLOCKING = "blocking"
+PROP_OVERRIDDEN = "proceeded_despite_anomalies"
+DATA_VALIDATION_FILE = "data_validation.json"
 # The Evaluator execution's property: the EvalConfig it was given, as JSON (TFX's
 # standard_component_specs.EVAL_CONFIG_KEY; importing that module loads TensorFlow).
 EVAL_CONFIG_EXEC_PROPERTY = "eval_config"

@@ -20,7 +20,7 @@ import tensorflow_transform as tft
 import tf_keras as keras
 from absl import logging
 
-from trainer_module import input_pipeline, model as model_lib, names, schedules, signatures
+from trainer_module import input_pipeline, model as model_lib, names, progress, schedules, serving_warmup, signatures
 from trainer_module.train_config import ConfigError, TrainConfig
 
 
@@ -40,6 +40,78 @@ class RecordLearningRate(keras.callbacks.Callback):
         if logs is not None:
             # With a schedule, Keras' optimizer reports the rate of its last apply_gradients.
             logs[names.HISTORY_LEARNING_RATE] = float(keras.backend.get_value(self.model.optimizer.learning_rate))
+
+
+class TensorBoard(keras.callbacks.TensorBoard):
+    """Keras' TensorBoard callback, writing as names.TB_EPOCH_LEARNING_RATE the rate RecordLearningRate
+    put in the epoch's logs (the one in the history). Keras' own replaces it with the schedule's rate
+    at the optimizer's next step, one step later than the last one used."""
+
+    def _collect_learning_rate(self, logs):
+        return logs
+
+
+class StepLearningRate(keras.callbacks.Callback):
+    """Writes the schedule's rate at every step of each finished epoch as the TensorBoard scalar
+    names.TB_STEP_LEARNING_RATE, at the global step (counted from 0 over all phases). Computed from
+    the schedule at the epoch's end: reading the optimizer after every step would make the device
+    wait for each step. (With mixed_float16, a step the loss scale skips does not advance the
+    schedule, so later rates are one step ahead per skipped step.)"""
+
+    def __init__(self, log_dir: str, schedule, steps_per_epoch: int, first_epoch: int):
+        super().__init__()
+        self.log_dir, self.schedule = log_dir, schedule
+        self.steps_per_epoch, self.first_epoch = steps_per_epoch, first_epoch
+        self._writer = None
+
+    def on_train_begin(self, logs=None):
+        self._writer = tf.summary.create_file_writer(self.log_dir)
+
+    def on_epoch_end(self, epoch, logs=None):
+        phase_step = (epoch - self.first_epoch) * self.steps_per_epoch  # the phase's optimizer counts from 0
+        with self._writer.as_default():
+            for i in range(self.steps_per_epoch):
+                tf.summary.scalar(names.TB_STEP_LEARNING_RATE,
+                                  schedules.learning_rate_at(self.schedule, phase_step + i),
+                                  step=epoch * self.steps_per_epoch + i)
+        self._writer.flush()
+
+    def on_train_end(self, logs=None):
+        self._writer.close()
+
+
+def metric_log_callbacks(tensorboard_dir: str, schedule, steps_per_epoch: int, first_epoch: int) -> list:
+    """The callbacks that log each epoch to TensorBoard, RecordLearningRate first: the callbacks
+    after it (TensorBoard, then EpochLog and History) read the rate from the epoch's logs."""
+    return [RecordLearningRate(), TensorBoard(log_dir=tensorboard_dir),
+            StepLearningRate(os.path.join(tensorboard_dir, names.TB_TRAIN_RUN), schedule, steps_per_epoch,
+                             first_epoch)]
+
+
+def final_scalars(history: dict, recalibrated: dict) -> dict:
+    """{TensorBoard tag: value} of the exported model on the eval split: after the BatchNorm
+    re-estimate (its evaluation, kept or not) beside the last epoch's numbers and the re-estimate's
+    train losses; without a re-estimate the exported model is the last epoch's."""
+    before = {names.TB_FINAL_VAL_ACCURACY_BEFORE: history["val_accuracy"][-1],
+              names.TB_FINAL_VAL_LOSS_BEFORE: history["val_loss"][-1]}
+    if not recalibrated:
+        return {names.TB_FINAL_VAL_ACCURACY: history["val_accuracy"][-1],
+                names.TB_FINAL_VAL_LOSS: history["val_loss"][-1], **before}
+    return {names.TB_FINAL_VAL_ACCURACY: recalibrated["eval"]["accuracy"],
+            names.TB_FINAL_VAL_LOSS: recalibrated["eval"]["loss"], **before,
+            names.TB_FINAL_BN_KEPT: float(recalibrated["kept"]),
+            names.TB_FINAL_BN_TRAIN_LOSS_BEFORE: recalibrated["train_loss_before"],
+            names.TB_FINAL_BN_TRAIN_LOSS_AFTER: recalibrated["train_loss_after"]}
+
+
+def write_final_scalars(tensorboard_dir: str, epochs: int, scalars: dict) -> None:
+    """Writes final_scalars in TensorBoard's names.TB_FINAL_RUN at step `epochs`, one past the last
+    epoch's point: the curves end where the Evaluator (its scalars are at the same step) starts."""
+    writer = tf.summary.create_file_writer(os.path.join(tensorboard_dir, names.TB_FINAL_RUN))
+    with writer.as_default():
+        for tag, value in scalars.items():
+            tf.summary.scalar(tag, value, step=epochs)
+    writer.close()
 
 
 def distribution_strategy() -> tf.distribute.Strategy:
@@ -126,10 +198,12 @@ def backup_dir_of(fn_args, cfg: TrainConfig) -> str:
     return os.path.join(os.path.dirname(os.path.normpath(fn_args.model_run_dir)), names.TRAINING_BACKUP_DIR, key)
 
 
-def _callbacks(model_run_dir: str, backup_dir: str, phase: Phase):
+def _callbacks(model_run_dir: str, backup_dir: str, phase: Phase, schedule, steps_per_epoch: int,
+               first_epoch: int, epochs: int):
     return [
-        RecordLearningRate(),
-        keras.callbacks.TensorBoard(log_dir=os.path.join(model_run_dir, names.TENSORBOARD_DIR)),
+        *metric_log_callbacks(os.path.join(model_run_dir, names.TENSORBOARD_DIR), schedule, steps_per_epoch,
+                              first_epoch),
+        progress.ProgressLog(epochs, steps_per_epoch),  # the console's epoch lines (Keras prints none)
         EpochLog(os.path.join(backup_dir, names.BACKUP_EPOCHS_FILE)),
         # Kept when the phase ends (deleted with the whole backup once the Trainer is done), so a
         # crash in a later phase does not rerun this one: its fit restores the final state and
@@ -169,8 +243,9 @@ def train(model: keras.Model, cfg: TrainConfig, strategy, train_ds, eval_ds, ste
         with strategy.scope():
             model_lib.compile_model(model, cfg, schedule)
         model.fit(train_ds, epochs=epoch + phase.epochs, initial_epoch=epoch,
-                  steps_per_epoch=steps_per_epoch, validation_data=eval_ds, verbose=2,
-                  callbacks=_callbacks(model_run_dir, backup_dir, phase))
+                  steps_per_epoch=steps_per_epoch, validation_data=eval_ds, verbose=0,
+                  callbacks=_callbacks(model_run_dir, backup_dir, phase, schedule, steps_per_epoch, epoch,
+                                       cfg.epochs))
         facts.append({**phase._asdict(), "first_epoch": epoch, **_training_facts(model)})
         epoch += phase.epochs
     return _history_of(read_epoch_logs(epochs_file), cfg.epochs), facts
@@ -238,6 +313,9 @@ def _train_and_export(fn_args, cfg: TrainConfig, strategy, policy: str, global_b
         recalibrated = model_lib.recalibrate_batchnorm_if_better(model, views, cfg.bn_recalibration_batches)
         recalibrated["eval"] = model.evaluate(eval_ds, verbose=0, return_dict=True)
         logging.info("Trainer: BatchNorm statistics re-estimated: %s", recalibrated)
+    # TensorBoard's curves otherwise end at the last epoch, before the re-estimate.
+    write_final_scalars(os.path.join(fn_args.model_run_dir, names.TENSORBOARD_DIR), cfg.epochs,
+                        final_scalars(history, recalibrated))
 
     with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, names.HISTORY_FILE), "w") as f:
         json.dump({names.HISTORY_CONFIG: json.loads(cfg.to_json()), names.HISTORY_TRAIN_EXAMPLES: n_train,
@@ -245,6 +323,7 @@ def _train_and_export(fn_args, cfg: TrainConfig, strategy, policy: str, global_b
                    names.HISTORY_PRECISION: policy, names.HISTORY_REPLICAS: strategy.num_replicas_in_sync,
                    names.HISTORY_STEPS_PER_EPOCH: steps_per_epoch, names.HISTORY_PHASES: phases,
                    names.HISTORY_SERIES: history, names.HISTORY_BN_RECALIBRATION: recalibrated}, f, indent=1)
-    signatures.export_serving_model(model, tft_layer, raw_spec, cfg, fn_args.serving_model_dir)
+    signatures.export_serving_model(model, tft_layer, raw_spec, cfg, fn_args.serving_model_dir,
+                                    serving_warmup.sample_images(fn_args.eval_files))
     logging.info("Trainer: exported %s", fn_args.serving_model_dir)
     tf.io.gfile.rmtree(backup_dir)  # finished: nothing left to resume

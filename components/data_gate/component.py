@@ -1,0 +1,55 @@
+"""DataGate: the component, its spec, and the artifact it leaves when the run goes on."""
+from tfx import types
+from tfx.dsl.components.base import base_component, executor_spec
+from tfx.types import standard_artifacts
+from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
+
+from components.data_gate import executor
+from trainer_module import names
+
+
+class DataValidationResult(types.Artifact):
+    """What the DataGate let through: data_validation.json (every finding and figure) and the
+    custom properties findings, blocking and proceeded_despite_anomalies."""
+    # The KFP v2 compiler requires "<module>.<Class>", and its containers import the class by it
+    # (components/__init__.py resolves it).
+    TYPE_NAME = "components.DataValidationResult"
+
+
+class DataGateSpec(ComponentSpec):
+    """The three validators' anomalies and what explains them in; the gate's record out."""
+    PARAMETERS = {
+        executor.PROCEED_KEY: ExecutionParameter(type=int),
+        executor.STOP_ON_SKEW_KEY: ExecutionParameter(type=int),
+    }
+    INPUTS = {
+        names.STATISTICS_OUTPUT: ChannelParameter(type=standard_artifacts.ExampleStatistics),
+        names.SCHEMA_OUTPUT: ChannelParameter(type=standard_artifacts.Schema),
+        names.ANOMALIES_OUTPUT: ChannelParameter(type=standard_artifacts.ExampleAnomalies),
+        executor.SKEW_KEY: ChannelParameter(type=standard_artifacts.ExampleAnomalies),
+        # Absent before any model is blessed, for an unchanged rerun, and on Vertex AI.
+        executor.DRIFT_KEY: ChannelParameter(type=standard_artifacts.ExampleAnomalies, optional=True),
+        executor.BASELINE_KEY: ChannelParameter(type=standard_artifacts.ExampleStatistics, optional=True),
+    }
+    OUTPUTS = {names.DATA_GATE_OUTPUT: ChannelParameter(type=DataValidationResult)}
+
+
+class DataGate(base_component.BaseComponent):
+    """Stops the run (DataValidationError, exit code 1) on any schema or drift anomaly, and on skew
+    with stop_on_skew; proceed_despite_anomalies lets the run go on and records that it did.
+
+    Transform must run after it (create_pipeline: transform.add_upstream_node): the gate's data
+    dependency is on the validators, and Transform's inputs stay those TFX caches on.
+    """
+
+    SPEC_CLASS = DataGateSpec
+    EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(executor.Executor)
+
+    def __init__(self, statistics, schema, anomalies, skew_anomalies, drift_anomalies=None,
+                 baseline_statistics=None, proceed_despite_anomalies: bool = False,
+                 stop_on_skew: bool = False):
+        super().__init__(spec=DataGateSpec(
+            statistics=statistics, schema=schema, anomalies=anomalies, skew_anomalies=skew_anomalies,
+            drift_anomalies=drift_anomalies, baseline_statistics=baseline_statistics,
+            proceed_despite_anomalies=int(proceed_despite_anomalies), stop_on_skew=int(stop_on_skew),
+            result=types.Channel(type=DataValidationResult)))

@@ -1,0 +1,68 @@
+"""The key figures of a finished component, for its progress line: what a person watching the run
+wants to know at that point (files ingested and skipped, epochs and accuracy, the verdict, the
+pushed version), read from what the run recorded in ML Metadata."""
+import json
+import logging
+import os
+from typing import Callable, Dict
+
+from run_report import store
+from trainer_module import names
+
+log = logging.getLogger(__name__)
+
+
+def _example_gen(node: store.NodeRun) -> str:
+    report_path = store.output_property(node, names.EXAMPLES_OUTPUT, names.PROP_INGEST_REPORT)
+    with open(report_path) as f:
+        report = json.load(f)
+    per_split = {split: sum(classes.values()) for split, classes in report["ingested_by_split_and_class"].items()}
+    skipped = ", ".join(f"{n} {reason}" for reason, n in report["skipped_by_reason"].items()) or "none"
+    return (f"{report['files_seen']} files, {report['ingested']} ingested "
+            f"({', '.join(f'{split} {n}' for split, n in per_split.items())}), {report['skipped']} skipped "
+            f"({skipped})")
+
+
+def _trainer(node: store.NodeRun) -> str:
+    with open(os.path.join(node.uri(names.MODEL_RUN_OUTPUT), names.HISTORY_FILE)) as f:
+        history = json.load(f)
+    series = history[names.HISTORY_SERIES]
+    epochs = len(series["loss"])
+    text = f"{epochs} epoch{'s' if epochs != 1 else ''}, last: loss {series['loss'][-1]:.3f}"
+    if "val_accuracy" in series:
+        text += f", val_accuracy {series['val_accuracy'][-1]:.3f}"
+    after = (history.get(names.HISTORY_BN_RECALIBRATION) or {}).get("eval") or {}
+    if "accuracy" in after:
+        text += f"; after BatchNorm re-estimation: val_accuracy {after['accuracy']:.3f}"
+    return text
+
+
+def _evaluator(node: store.NodeRun) -> str:
+    blessed = store.output_property(node, names.BLESSING_OUTPUT, names.PROP_BLESSED) == 1
+    return "BLESSED" if blessed else "NOT blessed (see the report for the failed threshold)"
+
+
+def _pusher(node: store.NodeRun) -> str:
+    if store.output_property(node, names.PUSHED_MODEL_OUTPUT, names.PROP_PUSHED) != 1:
+        return "nothing pushed"
+    return f"pushed {store.output_property(node, names.PUSHED_MODEL_OUTPUT, names.PROP_PUSHED_DESTINATION)}"
+
+
+_FIGURES: Dict[str, Callable[[store.NodeRun], str]] = {
+    names.EXAMPLE_GEN_NODE: _example_gen, names.TRAINER_NODE: _trainer,
+    names.EVALUATOR_NODE: _evaluator, names.PUSHER_NODE: _pusher}
+
+
+def key_figures(metadata_path: str, run_id: str, node_id: str) -> str:
+    """'cached', or the node's key figures ('' when it has none or they cannot be read)."""
+    try:
+        node = store.read_run(metadata_path, run_id).get(node_id)
+        if node is None:
+            return ""
+        if node.state == "CACHED":
+            return "cached"
+        figures = _FIGURES.get(node_id)
+        return figures(node) if figures else ""
+    except Exception:  # noqa: BLE001 - a progress line must never stop a run
+        log.debug("no key figures for %s", node_id, exc_info=True)
+        return ""

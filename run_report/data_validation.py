@@ -1,0 +1,156 @@
+"""The data validation part of the report's Data section: the gate's verdict, the schema version,
+examples per split and class (this run's and the served model's training data), every anomaly
+(feature, expected, found), every drift and skew figure, and the class distribution plot.
+
+Read back from the validators' artifacts (components/data_gate/findings.py), so a run the gate
+stopped, which has no gate record, is reported the same way.
+"""
+import dataclasses
+import html
+from typing import Dict, List, Optional
+
+from components.data_gate import executor as gate_executor
+from components.data_gate import findings
+from run_report import plots, store
+from trainer_module import names
+
+CLASS_DISTRIBUTION_PNG = "class_distribution.png"
+BASELINE_LABEL = "served model's train"
+
+
+@dataclasses.dataclass
+class DataValidationView:
+    """What the report shows of one run's data validation."""
+    gate_state: Optional[str]  # the DataGate's state: COMPLETE, CACHED, FAILED; None: it did not run
+    overridden: bool  # the run went on despite anomalies (--proceed-despite-anomalies)
+    schema_version: Optional[str]
+    validation: findings.Validation
+    counts: Dict[str, Dict[str, int]]  # split -> class name -> examples
+    baseline_counts: Optional[Dict[str, int]]  # the served model's train split; None: no baseline
+    baseline_uri: Optional[str]
+
+    @property
+    def stopped(self) -> bool:
+        return self.gate_state == "FAILED"
+
+
+def _uri(nodes: Dict[str, store.NodeRun], node_id: str, key: str) -> Optional[str]:
+    node = nodes.get(node_id)
+    return node.uri(key) if node else None
+
+
+def collect(metadata_path: str, run_id: str, nodes: Dict[str, store.NodeRun]) -> Optional[DataValidationView]:
+    """The run's data validation; None for a run without ExampleValidator (nothing validated)."""
+    if names.EXAMPLE_VALIDATOR_NODE not in nodes:
+        return None
+    statistics_uri = _uri(nodes, names.STATISTICS_GEN_NODE, names.STATISTICS_OUTPUT)
+    baseline = store.node_inputs(metadata_path, run_id, names.DRIFT_VALIDATOR_NODE).get(gate_executor.BASELINE_KEY)
+    baseline_uri = baseline[0].uri if baseline else None
+    stop_on_skew = store.execution_property(metadata_path, run_id, names.DATA_GATE_NODE,
+                                            gate_executor.STOP_ON_SKEW_KEY)
+    validation = findings.validate(
+        schema_uri=_uri(nodes, names.SCHEMA_GEN_NODE, names.SCHEMA_OUTPUT), statistics_uri=statistics_uri,
+        example_anomalies_uri=_uri(nodes, names.EXAMPLE_VALIDATOR_NODE, names.ANOMALIES_OUTPUT),
+        skew_anomalies_uri=_uri(nodes, names.SKEW_VALIDATOR_NODE, names.ANOMALIES_OUTPUT),
+        drift_anomalies_uri=_uri(nodes, names.DRIFT_VALIDATOR_NODE, names.ANOMALIES_OUTPUT),
+        baseline_statistics_uri=baseline_uri, stop_on_skew=bool(stop_on_skew))
+    gate = nodes.get(names.DATA_GATE_NODE)
+    counts = {split: findings.value_counts(findings.load_statistics(statistics_uri, split), names.CLASS_NAME_KEY)
+              for split in (findings.TRAIN, findings.EVAL)}
+    baseline = findings.load_statistics(baseline_uri, findings.TRAIN)
+    return DataValidationView(
+        gate_state=gate.state if gate else None,
+        overridden=store.output_property(gate, names.DATA_GATE_OUTPUT, names.PROP_OVERRIDDEN) == 1,
+        schema_version=store.output_property(nodes.get(names.SCHEMA_GEN_NODE), names.SCHEMA_OUTPUT,
+                                             names.PROP_SCHEMA_VERSION),
+        validation=validation, counts=counts,
+        baseline_counts=findings.value_counts(baseline, names.CLASS_NAME_KEY) if baseline else None,
+        baseline_uri=baseline_uri)
+
+
+# ---------------------------------------------------------------- rendering
+
+def _e(value) -> str:
+    return html.escape(str(value))
+
+
+def verdict_html(view: DataValidationView) -> str:
+    """The gate's verdict as a banner."""
+    n, blocking = len(view.validation.findings), len(view.validation.blocking)
+    if view.stopped:
+        return (f'<p class="verdict bad">STOPPED by the data gate before Transform: {blocking} '
+                f"anomal{'y' if blocking == 1 else 'ies'} (below); nothing was trained or pushed and the "
+                "served model is unchanged.</p>")
+    if view.overridden:
+        return (f'<p class="verdict bad">PROCEEDED despite {blocking} anomal{"y" if blocking == 1 else "ies"}: '
+                "the run was told to (--proceed-despite-anomalies).</p>")
+    if view.gate_state is None:
+        return '<p class="verdict neutral">No data gate in this run.</p>'
+    warned = f" ({n} warning{'s' if n != 1 else ''}, below)" if n else ""
+    return f'<p class="verdict ok">PASSED: no anomaly stops this data{_e(warned)}.</p>'
+
+
+def _counts_table(view: DataValidationView, table) -> str:
+    columns = {split: counts for split, counts in view.counts.items() if counts}
+    if view.baseline_counts is not None:
+        columns[BASELINE_LABEL] = view.baseline_counts
+    classes = sorted({c for counts in columns.values() for c in counts})
+    rows = [(c, *(counts.get(c, 0) for counts in columns.values())) for c in classes]
+    rows.append(("total", *(sum(counts.values()) for counts in columns.values())))
+    return table(["class", *columns], rows, numeric_columns=range(1, len(columns) + 1))
+
+
+def _findings_table(view: DataValidationView, table) -> str:
+    if not view.validation.findings:
+        return "<p>No anomaly.</p>"
+    rows = [(f.check, f.split, f.feature or "(dataset)", f.anomaly, f.expected, f.found,
+             "yes" if f.blocking else "no (warning)") for f in view.validation.findings]
+    return table(["check", "split", "feature", "anomaly", "expected", "found", "stops the run"], rows)
+
+
+def _measurements_table(view: DataValidationView, table) -> str:
+    rows = [(findings.CHECK_WHAT[m.check], m.feature, m.metric, m.value, m.threshold,
+             "BREACHED" if m.breached else "ok") for m in view.validation.measurements]
+    body = table(["comparison", "feature", "measure", "value", "threshold", "result"], rows,
+                 numeric_columns={3, 4}) if rows else ""
+    if view.baseline_uri:
+        body += (f'<p class="muted">Drift baseline: the statistics of the examples that trained the latest '
+                 f"blessed model, <code>{_e(view.baseline_uri)}</code>.</p>")
+    elif not view.validation.drift_compared:
+        body += ('<p class="muted">No drift comparison: no model was blessed before this run, or the '
+                 "served model was trained on this very data.</p>")
+    return body
+
+
+def section_html(view: Optional[DataValidationView], figures: Dict[str, bytes], table, img) -> str:
+    """The data validation part of the Data section (table and img: html_page's helpers)."""
+    if view is None:
+        return "<h3>Data validation</h3><p>No data validation in this run.</p>"
+    body = "<h3>Data validation</h3>" + verdict_html(view)
+    if view.schema_version:
+        body += (f"<p>Schema version <code>{_e(view.schema_version)}</code>: pipeline/schema/schema.pbtxt "
+                 "with this run's class names and pixel budget.</p>")
+    body += "<h4>Examples per split and class</h4>" + _counts_table(view, table)
+    body += "<h4>Anomalies</h4>" + _findings_table(view, table)
+    body += "<h4>Drift and skew</h4>" + _measurements_table(view, table)
+    distributions = {f"this run's {findings.TRAIN}": view.counts.get(findings.TRAIN, {})}
+    if view.baseline_counts is not None:
+        distributions[BASELINE_LABEL] = view.baseline_counts
+    if any(distributions.values()):
+        png = plots.class_shares(distributions, "Class distribution: this run vs the served model's data")
+        figures[CLASS_DISTRIBUTION_PNG] = png
+        body += img(png, "class distribution of this run against the served model's training data")
+    return body
+
+
+def summary_lines(view: Optional[DataValidationView]) -> List[str]:
+    """Lines for a console summary: the verdict and each finding."""
+    if view is None:
+        return []
+    state = ("STOPPED" if view.stopped else "PROCEEDED despite anomalies" if view.overridden
+             else "passed" if view.gate_state else "no gate")
+    n = len(view.validation.findings)
+    lines = [f"Data validation:    {state}; {n} anomal{'y' if n == 1 else 'ies'}"
+             f" (schema {view.schema_version or '?'})"]
+    lines += [f"  {f.check}: {f.line()}" for f in view.validation.findings]
+    return lines

@@ -1,0 +1,606 @@
+"""Data validation: the curated schema, the drift baseline, the data gate, the report's Data section
+and the schema update command.
+
+Fast tests check the schema and the gate on statistics made here, running TFX's own validator
+executors. The slow ones read the session's pipeline runs (tests/pipeline_runs.py): C, a clean
+second drop, passes; D (a class missing) and E (images 4x larger) are stopped before Transform;
+F is D's drop with --proceed-despite-anomalies. A label outside the range comes in through TFX's
+ImportExampleGen from a hand-written TFRecord (one small pipeline up to the gate).
+"""
+import html
+import json
+import os
+import re
+import shutil
+
+import pytest
+import tensorflow as tf
+from google.protobuf import text_format
+from ml_metadata import metadata_store
+from ml_metadata.proto import metadata_store_pb2
+from tensorflow_data_validation.statistics import stats_impl
+from tensorflow_metadata.proto.v0 import schema_pb2, statistics_pb2
+from tensorflow_transform.tf_metadata import schema_utils
+from tfx import v1 as tfx
+from tfx.components.distribution_validator import executor as distribution_executor
+from tfx.components.example_validator import executor as example_validator_executor
+from tfx.dsl.compiler import compiler
+from tfx.types import artifact_utils, standard_artifacts
+from tfx_bsl.coders import example_coder
+
+import image_factory
+import kubeflow_v2_runner
+import local_runner
+import pipeline_runs
+from components import statistics_resolver
+from components.curated_schema_gen import CuratedSchemaGen
+from components.data_gate import executor as gate_executor
+from components.data_gate import findings
+from components.data_gate.component import DataGate, DataValidationResult
+from components.image_example_gen import image_files, records
+from pipeline import configs, data_validation
+from pipeline.schema import curated, update
+from run_control import exit_codes
+from run_report import data_validation as report_validation
+from run_report import store, writer
+from trainer_module import names
+from trainer_module.train_config import ConfigError, TrainConfig
+
+CLASSES = ("cat", "dog", "eel")
+BUDGET = 10_000
+IMAGE = image_factory.jpeg_bytes(8, 8)
+
+
+# ---------------------------------------------------------------- the curated schema (fast)
+
+def test_checked_in_schema_is_its_canonical_text_after_a_comment_header():
+    """So a proposal equal to it diffs as nothing, and the update command rewrites it as it is."""
+    with open(curated.TEMPLATE_FILE) as f:
+        text = f.read()
+    header = curated.header_of()
+    assert header.startswith("# The data contract") and text.startswith(header)
+    assert text[len(header):] == curated.to_text(curated.read_schema())
+
+
+def test_schema_takes_the_configured_class_names_and_pixel_budget():
+    template = curated.read_schema()
+    assert list(curated.feature(template, names.CLASS_NAME_KEY).string_domain.value) == list(names.INTEL_CLASS_NAMES)
+    schema = text_format.Parse(curated.render_schema(CLASSES, BUDGET), schema_pb2.Schema())
+    assert list(curated.feature(schema, names.CLASS_NAME_KEY).string_domain.value) == list(CLASSES)
+    label = curated.feature(schema, names.LABEL_KEY).int_domain
+    assert (label.min, label.max) == (0, 2)
+    for name in (names.HEIGHT_KEY, names.WIDTH_KEY):
+        size = curated.feature(schema, name).int_domain
+        assert (size.min, size.max, size.is_categorical) == (1, BUDGET, True)
+    # Everything else is the template's.
+    untouched = [f for f in template.feature if f.name not in (*curated.CLASS_FEATURES, *curated.SIZE_FEATURES)]
+    assert untouched == [f for f in schema.feature if f.name not in (*curated.CLASS_FEATURES, *curated.SIZE_FEATURES)]
+    default = curated.render_schema(names.INTEL_CLASS_NAMES, TrainConfig.max_image_pixels)
+    assert default == curated.to_text(template)
+    assert curated.schema_version(default) != curated.schema_version(curated.render_schema(CLASSES, BUDGET))
+    assert re.fullmatch(r"[0-9a-f]{12}", curated.schema_version(default))
+
+
+def test_format_domain_is_the_set_the_decoder_reads():
+    domain = set(curated.feature(curated.read_schema(), names.FORMAT_KEY).string_domain.value)
+    made = [image_factory.jpeg_bytes(), image_factory.png_bytes(), image_factory.gif_bytes(), image_factory.bmp_bytes()]
+    assert {image_files.sniff_format(data) for data in made} == domain == {"jpeg", "png", "gif", "bmp"}
+
+
+def test_transform_reads_one_value_of_each_feature_as_before():
+    """The raw feature spec SchemaGen inferred (infer_feature_shape): Transform and the Trainer
+    parse the examples as they did."""
+    spec = schema_utils.schema_as_feature_spec(curated.read_schema()).feature_spec
+    strings = (names.IMAGE_KEY, names.CLASS_NAME_KEY, names.PATH_KEY, names.FORMAT_KEY)
+    assert spec == {k: tf.io.FixedLenFeature([1], tf.string if k in strings else tf.int64)
+                    for k in (*strings, names.LABEL_KEY, names.HEIGHT_KEY, names.WIDTH_KEY)}
+
+
+def _example(label=0, class_name="cat", height=8, width=8, fmt="jpeg", image=IMAGE, extra=None,
+             path="x.jpg") -> bytes:
+    data = image if isinstance(image, bytes) else IMAGE
+    example = records.make_example(data, label, class_name, path, height, width, fmt)
+    if image is None:
+        del example.features.feature[names.IMAGE_KEY]
+    elif isinstance(image, list):
+        example.features.feature[names.IMAGE_KEY].bytes_list.value[:] = image
+    for key, value in (extra or {}).items():
+        example.features.feature[key].int64_list.value.append(value)
+    return example.SerializeToString()
+
+
+def _stats(serialized, schema) -> statistics_pb2.DatasetFeatureStatistics:
+    """Statistics as StatisticsGen computes them (its options, the schema given), in memory."""
+    batch = example_coder.ExamplesToRecordBatchDecoder().DecodeBatch(list(serialized))
+    options = data_validation.stats_options()
+    options.schema = schema
+    return stats_impl.generate_statistics_in_memory(batch, options).datasets[0]
+
+
+def _balanced(n_per_class=40, classes=CLASSES, **kwargs):
+    return [_example(label=i, class_name=c, **kwargs) for i, c in enumerate(classes) for _ in range(n_per_class)]
+
+
+SCHEMA_CASES = {
+    # case: (examples replacing the first 10 of 120, [(feature, expected, found)])
+    "clean": ([], []),
+    "label 99": ([_example(label=99)] * 10, [
+        (names.LABEL_KEY, "an integer in [0, 2]",
+         "values from 0 to 99 in 120 examples (Unexpectedly large value: 99.)")]),
+    "class not configured": ([_example(class_name="zebra")] * 10, [
+        (names.CLASS_NAME_KEY, "one of {cat, dog, eel}", "zebra in 10 of 120 examples")]),
+    "format not decodable": ([_example(fmt="tiff")] * 10, [
+        (names.FORMAT_KEY, "one of {bmp, gif, jpeg, png}", "tiff in 10 of 120 examples")]),
+    "no image": ([_example(image=None)] * 10, [
+        (names.IMAGE_KEY, "exactly one value per example", "110 of 120 examples with 1 to 1 values"),
+        (names.IMAGE_KEY, "a value in every example", "values in 110 of 120 examples")]),
+    "two images": ([_example(image=[IMAGE, IMAGE])] * 10, [
+        (names.IMAGE_KEY, "exactly one value per example", "120 of 120 examples with 1 to 2 values")]),
+    "height 0": ([_example(height=0)] * 10, [
+        (names.HEIGHT_KEY, "an integer in [1, 10000]",
+         "values from 0 to 8 in 120 examples (Unexpectedly small value: 0.)")]),
+    "width over the budget": ([_example(width=BUDGET + 1)] * 10, [
+        (names.WIDTH_KEY, "an integer in [1, 10000]",
+         "values from 8 to 10001 in 120 examples (Unexpectedly large value: 10001.)")]),
+    "not an image": ([_example(image=b"GIF7 not an image")] * 10, [
+        (names.IMAGE_KEY, "at least 1 of the values images TensorFlow decodes (jpeg, png, gif, bmp)",
+         "Fraction of values containing TensorFlow supported images: 0.916667 is lower than the "
+         "threshold set in the Schema: 1.000000.")]),
+    "a feature not in the schema": ([_example(extra={"rotation": 90})] * 10, [
+        ("rotation", "no such feature (not in the schema)", "values in 10 of 120 examples")]),
+}
+
+
+@pytest.mark.parametrize("case", SCHEMA_CASES)
+def test_schema_catches_what_it_protects(case):
+    import tensorflow_data_validation as tfdv
+
+    replaced, expected = SCHEMA_CASES[case]
+    schema = curated.configure(curated.read_schema(), CLASSES, BUDGET)
+    examples = _balanced()
+    examples[:len(replaced)] = replaced
+    stats = _stats(examples, schema)
+    anomalies = tfdv.validate_statistics(statistics_pb2.DatasetFeatureStatisticsList(datasets=[stats]), schema)
+    found = findings.schema_findings({findings.TRAIN: anomalies}, schema, {findings.TRAIN: stats})
+    assert [(f.feature, f.expected, f.found) for f in found] == expected
+    assert all(f.blocking and f.check == findings.SCHEMA for f in found)
+
+
+# ---------------------------------------------------------------- the gate on TFX's validators (fast)
+
+def _stats_artifact(uri, by_split):
+    for split, stats in by_split.items():
+        os.makedirs(os.path.join(uri, f"Split-{split}"))
+        with open(os.path.join(uri, f"Split-{split}", findings.STATS_FILE), "wb") as f:
+            f.write(statistics_pb2.DatasetFeatureStatisticsList(datasets=[stats]).SerializeToString())
+    artifact = standard_artifacts.ExampleStatistics()
+    artifact.uri = uri
+    artifact.split_names = artifact_utils.encode_split_names(list(by_split))
+    return artifact
+
+
+def _artifact(cls, uri):
+    artifact = cls()
+    artifact.uri = uri
+    os.makedirs(uri, exist_ok=True)
+    return artifact
+
+
+def _validate_and_gate(tmp_path, train, eval_, baseline_train=None, proceed=False, stop_on_skew=False):
+    """TFX's ExampleValidator and DistributionValidator executors, then the DataGate's, on
+    statistics of these examples; returns the gate's result artifact (or raises)."""
+    schema = curated.configure(curated.read_schema(), CLASSES, BUDGET)
+    schema_artifact = _artifact(standard_artifacts.Schema, str(tmp_path / "schema"))
+    with open(os.path.join(schema_artifact.uri, "schema.pbtxt"), "w") as f:
+        f.write(curated.to_text(schema))
+    stats = _stats_artifact(str(tmp_path / "stats"), {findings.TRAIN: _stats(train, schema),
+                                                      findings.EVAL: _stats(eval_, schema)})
+    anomalies = _artifact(standard_artifacts.ExampleAnomalies, str(tmp_path / "anomalies"))
+    example_validator_executor.Executor().Do(
+        {"statistics": [stats], "schema": [schema_artifact]}, {"anomalies": [anomalies]}, {"exclude_splits": "[]"})
+    config = data_validation.distribution_config(0.1, 0.1)
+
+    def distribution(name, baseline, pair):
+        out = _artifact(standard_artifacts.ExampleAnomalies, str(tmp_path / name))
+        distribution_executor.Executor().Do(
+            {"statistics": [stats], "baseline_statistics": [baseline]}, {"anomalies": [out]},
+            {"distribution_validator_config": config, "include_split_pairs": json.dumps([pair])})
+        return out
+
+    inputs = {names.STATISTICS_OUTPUT: [stats], names.SCHEMA_OUTPUT: [schema_artifact],
+              names.ANOMALIES_OUTPUT: [anomalies],
+              gate_executor.SKEW_KEY: [distribution("skew", stats, findings.SKEW_PAIR)]}
+    if baseline_train is not None:
+        baseline = _stats_artifact(str(tmp_path / "baseline"), {findings.TRAIN: _stats(baseline_train, schema)})
+        inputs[gate_executor.DRIFT_KEY] = [distribution("drift", baseline, findings.DRIFT_PAIR)]
+        inputs[gate_executor.BASELINE_KEY] = [baseline]
+    result = _artifact(DataValidationResult, str(tmp_path / "result"))
+    gate_executor.Executor().Do(inputs, {names.DATA_GATE_OUTPUT: [result]},
+                                {gate_executor.PROCEED_KEY: int(proceed),
+                                 gate_executor.STOP_ON_SKEW_KEY: int(stop_on_skew)})
+    return result
+
+
+DRIFT_LINE = ("class_name (train vs the served model's training data): High Linfty distance between current and "
+              "previous: expected L-infinity distance <= 0.1, found 0.333: eel 33.3% (30 of 90) -> 0.0% (0 of 60); "
+              "now cat 50.0% (30 of 60), dog 50.0% (30 of 60)")
+
+
+def test_gate_stops_on_drift_naming_the_class_distribution(tmp_path):
+    with pytest.raises(findings.DataValidationError) as stopped:
+        _validate_and_gate(tmp_path, _balanced(30, CLASSES[:2]), _balanced(10, CLASSES[:2]),
+                           baseline_train=_balanced(30))
+    assert str(stopped.value) == (
+        "data validation stopped the run before Transform (nothing trained or pushed): 1 anomaly: "
+        + DRIFT_LINE + ". Fix the data, or rerun with --proceed-despite-anomalies to train on it anyway (for "
+        "data that is right but breaks the schema: python -m pipeline.schema.update)")
+    assert exit_codes.classify(stopped.value) == (exit_codes.DATA_ERROR, str(stopped.value))
+    assert not os.listdir(tmp_path / "result")  # nothing recorded: a failed component publishes nothing
+
+
+def test_gate_proceeds_when_told_and_records_that_it_did(tmp_path):
+    result = _validate_and_gate(tmp_path, _balanced(30, CLASSES[:2]), _balanced(10, CLASSES[:2]),
+                                baseline_train=_balanced(30), proceed=True)
+    assert [result.get_int_custom_property(p) for p in (names.PROP_FINDINGS, names.PROP_BLOCKING,
+                                                        names.PROP_OVERRIDDEN)] == [1, 1, 1]
+    with open(os.path.join(result.uri, names.DATA_VALIDATION_FILE)) as f:
+        recorded = json.load(f)
+    assert [findings.Finding(**f).line() for f in recorded["findings"]] == [DRIFT_LINE]
+    assert recorded["drift_compared"] is True
+    assert {(m["check"], m["feature"], m["metric"], round(m["value"], 3)) for m in recorded["measurements"]} == {
+        ("drift", "class_name", "L-infinity distance", 0.333), ("drift", "height", "Jensen-Shannon divergence", 0.0),
+        ("drift", "width", "Jensen-Shannon divergence", 0.0), ("skew", "class_name", "L-infinity distance", 0.0),
+        ("skew", "height", "Jensen-Shannon divergence", 0.0), ("skew", "width", "Jensen-Shannon divergence", 0.0)}
+
+
+def test_skew_between_eval_and_train_warns_unless_told_to_stop(tmp_path):
+    train, eval_ = _balanced(30), _balanced(10, height=32)  # eval images 4x as tall as train's
+    result = _validate_and_gate(tmp_path / "warn", train, eval_)
+    assert [result.get_int_custom_property(p) for p in (names.PROP_FINDINGS, names.PROP_BLOCKING)] == [1, 0]
+    with pytest.raises(findings.DataValidationError, match=r": 1 anomaly: height \(eval vs train\): .*"
+                       r"expected Jensen-Shannon divergence <= 0\.1, found 1\.000: 8 100\.0% \(90 of 90\) -> "
+                       r"0\.0% \(0 of 30\); now 32 100\.0% \(30 of 30\)\. Fix"):
+        _validate_and_gate(tmp_path / "stop", train, eval_, stop_on_skew=True)
+
+
+def test_no_baseline_no_drift_and_no_finding(tmp_path):
+    result = _validate_and_gate(tmp_path, _balanced(30), _balanced(10))
+    with open(os.path.join(result.uri, names.DATA_VALIDATION_FILE)) as f:
+        recorded = json.load(f)
+    assert recorded["findings"] == [] and recorded["drift_compared"] is False
+    assert {m["check"] for m in recorded["measurements"]} == {"skew"}
+
+
+def test_thresholds_are_knobs_in_0_1():
+    cfg = configs.PipelineConfig()
+    assert (cfg.class_drift_max_linf, cfg.size_drift_max_jsd, cfg.stop_on_skew, cfg.proceed_despite_anomalies) \
+        == (0.1, 0.1, False, False)
+    for knob in ("class_drift_max_linf", "size_drift_max_jsd"):
+        with pytest.raises(ConfigError, match=rf"^{knob}=1\.5: must be in \[0, 1\]"):
+            configs.PipelineConfig(**{knob: 1.5})
+    cfg, _ = local_runner.parse_args(["--class-drift-max-linf", "0.2", "--stop-on-skew", "--proceed-despite-anomalies"])
+    assert (cfg.class_drift_max_linf, cfg.stop_on_skew, cfg.proceed_despite_anomalies) == (0.2, True, True)
+
+
+# ---------------------------------------------------------------- the DAG (fast)
+
+def _nodes(pipeline):
+    return {n.pipeline_node.node_info.id: n.pipeline_node for n in compiler.Compiler().compile(pipeline).nodes}
+
+
+def test_the_gate_runs_before_transform_and_after_every_validator(tmp_path):
+    cfg, overrides = local_runner.parse_args(["--output-dir", str(tmp_path), "--proceed-despite-anomalies"])
+    nodes = _nodes(local_runner.build(cfg, overrides, str(tmp_path / "data"), list(CLASSES))[0])
+    order = list(nodes)
+    gate = nodes[names.DATA_GATE_NODE]
+    assert set(gate.upstream_nodes) == {names.STATISTICS_GEN_NODE, names.SCHEMA_GEN_NODE, names.EXAMPLE_VALIDATOR_NODE,
+                                        names.SKEW_VALIDATOR_NODE, names.DRIFT_VALIDATOR_NODE,
+                                        names.STATISTICS_RESOLVER_NODE}
+    assert order.index(names.DATA_GATE_NODE) < order.index(names.TRANSFORM_NODE)
+    transform = nodes[names.TRANSFORM_NODE]
+    assert names.DATA_GATE_NODE in transform.upstream_nodes
+    # An order, not data: Transform's inputs (what TFX's cache keys on) are the examples and schema.
+    assert set(transform.inputs.inputs) == {"examples", "schema"}
+    assert gate.parameters.parameters[gate_executor.PROCEED_KEY].field_value.int_value == 1
+    schema_text = nodes[names.SCHEMA_GEN_NODE].parameters.parameters["schema_text"].field_value.string_value
+    assert schema_text == curated.render_schema(CLASSES, TrainConfig.max_image_pixels)
+
+
+def test_kubeflow_pipeline_has_the_gate_but_no_drift_baseline(tmp_path):
+    cfg = kubeflow_v2_runner.parse_args(["--project", "p", "--bucket", "gs://b", "--image", "gcr.io/p/i:1",
+                                         "--output-file", str(tmp_path / "job.json")])
+    nodes = _nodes(kubeflow_v2_runner.build_pipeline(cfg))
+    assert names.DATA_GATE_NODE in nodes[names.TRANSFORM_NODE].upstream_nodes
+    assert not {names.DRIFT_VALIDATOR_NODE, names.STATISTICS_RESOLVER_NODE} & set(nodes)
+
+
+# ---------------------------------------------------------------- the drift baseline resolver (fast)
+
+class _Lineage:
+    """A fake ML Metadata store with the events TFX records for StatisticsGen and the Trainer."""
+
+    def __init__(self):
+        config = metadata_store_pb2.ConnectionConfig()
+        config.fake_database.SetInParent()
+        self.store = metadata_store.MetadataStore(config)
+        self.execution_type = self.store.put_execution_type(metadata_store_pb2.ExecutionType(name="component"))
+
+    def artifact(self, cls, **properties):
+        type_id = self.store.put_artifact_type(metadata_store_pb2.ArtifactType(name=cls.TYPE_NAME))
+        [artifact_id] = self.store.put_artifacts([metadata_store_pb2.Artifact(type_id=type_id, uri="/x")])
+        artifact = cls()
+        artifact.id = artifact_id
+        for name, value in properties.items():
+            artifact.set_int_custom_property(name, value)
+        return artifact
+
+    def execution(self, inputs, outputs, state=metadata_store_pb2.Execution.COMPLETE):
+        events = []
+        for event_type, by_key in ((metadata_store_pb2.Event.INPUT, inputs),
+                                   (metadata_store_pb2.Event.OUTPUT, outputs)):
+            for key, artifact in by_key.items():
+                event = metadata_store_pb2.Event(type=event_type)
+                event.path.steps.add().key = key
+                events.append((metadata_store_pb2.Artifact(id=artifact.id), event))
+        self.store.put_execution(metadata_store_pb2.Execution(type_id=self.execution_type, last_known_state=state),
+                                 events, [])
+
+
+def test_drift_baseline_is_the_statistics_of_the_latest_blessed_models_examples():
+    lineage = _Lineage()
+    examples_a, examples_c = (lineage.artifact(standard_artifacts.Examples) for _ in range(2))
+    stats_a, stats_c = (lineage.artifact(standard_artifacts.ExampleStatistics) for _ in range(2))
+    model_a, model_c = (lineage.artifact(standard_artifacts.Model) for _ in range(2))
+    lineage.execution({"examples": examples_a}, {"statistics": stats_a})  # StatisticsGen of run A
+    lineage.execution({"examples": examples_a}, {"statistics": stats_a}, metadata_store_pb2.Execution.CACHED)
+    lineage.execution({"examples": examples_a, "schema": stats_c}, {"model": model_a})  # Trainer of run A
+    lineage.execution({"examples": examples_c}, {"statistics": stats_c})
+    lineage.execution({"examples": examples_c}, {"model": model_c})
+    blessings = [lineage.artifact(standard_artifacts.ModelBlessing, current_model_id=model_a.id, blessed=1),
+                 lineage.artifact(standard_artifacts.ModelBlessing, current_model_id=model_c.id, blessed=0)]
+
+    def resolve(candidate, blessed=blessings):
+        result = statistics_resolver.BlessedModelStatisticsStrategy().resolve_artifacts(lineage.store, {
+            "model": [model_a, model_c], "model_blessing": blessed, "statistics": [stats_a, stats_c],
+            "candidate": [candidate]})
+        return [s.id for s in result["statistics"]]
+
+    assert resolve(stats_c) == [stats_a.id]  # A's model is served; C's was not blessed
+    assert resolve(stats_a) == []  # an unchanged rerun: not compared with itself
+    assert resolve(stats_c, blessed=blessings[1:]) == []  # nothing blessed yet
+
+
+# ---------------------------------------------------------------- the shared pipeline runs (slow)
+
+A, B, C, D, E, F = range(6)
+
+
+@pytest.fixture(scope="module")
+def runs(gate_runs):
+    return gate_runs
+
+
+def _validation(runs, index) -> report_validation.DataValidationView:
+    return report_validation.collect(runs.cfg.metadata_path, runs.run_ids[index], runs.nodes[index])
+
+
+def _figures(view):
+    return {(m.check, m.feature): round(m.value, 3) for m in view.validation.measurements}
+
+
+AFTER_GATE = (names.TRANSFORM_NODE, names.TRAINER_NODE, names.RESOLVER_NODE, names.EVALUATOR_NODE, names.PUSHER_NODE)
+
+
+def _assert_stopped_and_nothing_pushed(runs, index):
+    nodes = runs.nodes[index]
+    assert runs.exit_codes[index] == exit_codes.DATA_ERROR
+    assert nodes[names.DATA_GATE_NODE].state == "FAILED"
+    assert not set(AFTER_GATE) & set(nodes)  # nothing after the gate ran
+    assert runs.serving[index] == runs.serving[A] and runs.serving[A]  # the served version is A's
+    assert runs.evaluator_executions[index] == runs.evaluator_executions[index - 1]
+
+
+def _error_line(runs, index) -> str:
+    [line] = [x for x in runs.errors[index].splitlines() if x.startswith("error: ")]
+    return line
+
+
+@pytest.mark.slow
+def test_first_run_compares_no_drift_and_the_unchanged_rerun_is_cached(runs):
+    view = _validation(runs, A)
+    assert view.gate_state == "COMPLETE" and view.validation.findings == []
+    assert not view.validation.drift_compared and view.baseline_uri is None
+    assert set(_figures(view)) == {("skew", f) for f in (names.CLASS_NAME_KEY, names.HEIGHT_KEY, names.WIDTH_KEY)}
+    for node in (names.DRIFT_VALIDATOR_NODE, names.DATA_GATE_NODE, names.TRANSFORM_NODE):
+        assert runs.nodes[B][node].state == "CACHED", node
+    assert view.schema_version == curated.schema_version(
+        curated.render_schema(names.INTEL_CLASS_NAMES, TrainConfig.max_image_pixels))
+
+
+@pytest.mark.slow
+def test_a_clean_second_drop_passes_against_the_served_models_data(runs):
+    """(a) C: the demo data drawn afresh (same classes, counts, sizes) is compared with A's and trains."""
+    view = _validation(runs, C)
+    assert runs.exit_codes[C] == 0 and view.gate_state == "COMPLETE" and not view.overridden
+    assert view.baseline_uri == runs.nodes[A][names.STATISTICS_GEN_NODE].uri(names.STATISTICS_OUTPUT)
+    assert _figures(view) == {(check, f): 0.0 for check in ("drift", "skew")
+                              for f in (names.CLASS_NAME_KEY, names.HEIGHT_KEY, names.WIDTH_KEY)}
+    assert view.validation.findings == []
+    for node in (names.TRANSFORM_NODE, names.TRAINER_NODE, names.EVALUATOR_NODE):
+        assert runs.nodes[C][node].state == "COMPLETE", node
+    assert view.counts == {"train": {c: 24 for c in names.INTEL_CLASS_NAMES},
+                           "eval": {c: 6 for c in names.INTEL_CLASS_NAMES}}
+    assert view.baseline_counts == {c: 24 for c in names.INTEL_CLASS_NAMES}
+
+
+@pytest.mark.slow
+def test_a_drop_without_a_class_is_stopped_before_transform(runs):
+    """(b) D: a class removed: the class distribution drifted from the served model's data."""
+    _assert_stopped_and_nothing_pushed(runs, D)
+    view = _validation(runs, D)
+    [finding] = view.validation.findings
+    others = ", ".join(f"{c} 20.0% (24 of 120)" for c in names.INTEL_CLASS_NAMES if c != pipeline_runs.REMOVED_CLASS)
+    assert (finding.check, finding.feature, finding.expected, finding.found) == (
+        findings.DRIFT, names.CLASS_NAME_KEY, "L-infinity distance <= 0.1",
+        f"0.167: {pipeline_runs.REMOVED_CLASS} 16.7% (24 of 144) -> 0.0% (0 of 120); now {others}")
+    assert _error_line(runs, D).startswith(
+        "error: data validation stopped the run before Transform (nothing trained or pushed): 1 anomaly: "
+        f"{finding.line()}. Fix the data, or rerun with --proceed-despite-anomalies")
+    assert "(exit 1; full log: " in _error_line(runs, D)
+
+
+@pytest.mark.slow
+def test_images_four_times_larger_are_flagged_by_the_size_comparator(runs):
+    """(c) E: every image 600 px instead of 150: height and width drifted (Jensen-Shannon 1)."""
+    _assert_stopped_and_nothing_pushed(runs, E)
+    view = _validation(runs, E)
+    size = pipeline_runs.LARGE_SIZE
+    assert [(f.feature, f.expected, f.found) for f in view.validation.findings] == [
+        (name, "Jensen-Shannon divergence <= 0.1",
+         f"1.000: {pipeline_runs.DEMO_SIZE} 100.0% (144 of 144) -> 0.0% (0 of 48); now {size} 100.0% (48 of 48)")
+        for name in (names.HEIGHT_KEY, names.WIDTH_KEY)]
+    assert _figures(view)[("drift", names.CLASS_NAME_KEY)] == 0.0  # the classes did not change
+    assert "2 anomalies: height (train vs the served model's training data)" in _error_line(runs, E)
+
+
+@pytest.mark.slow
+def test_the_override_lets_the_stopped_drop_proceed_and_the_run_records_it(runs):
+    """(e) F: D's drop with --proceed-despite-anomalies: trained, not blessed, nothing pushed."""
+    nodes, view = runs.nodes[F], _validation(runs, F)
+    assert runs.exit_codes[F] == 0 and view.gate_state == "COMPLETE" and view.overridden
+    gate_result = nodes[names.DATA_GATE_NODE].outputs[names.DATA_GATE_OUTPUT][0]
+    assert [store.custom_property(gate_result, p) for p in (names.PROP_BLOCKING, names.PROP_OVERRIDDEN)] == [1, 1]
+    assert store.execution_property(runs.cfg.metadata_path, runs.run_ids[F], names.DATA_GATE_NODE,
+                                    gate_executor.PROCEED_KEY) == 1
+    assert [f.line() for f in view.validation.findings] == [f.line() for f in _validation(runs, D).validation.findings]
+    for node in (names.TRANSFORM_NODE, names.TRAINER_NODE, names.EVALUATOR_NODE):
+        assert nodes[node].state == "COMPLETE", node
+    assert store.output_property(nodes[names.PUSHER_NODE], names.PUSHED_MODEL_OUTPUT, names.PROP_PUSHED) == 0
+    assert runs.serving[F] == runs.serving[A]
+    assert report_validation.summary_lines(view)[0].startswith(
+        "Data validation:    PROCEEDED despite anomalies; 1 anomaly (schema ")
+
+
+def _page_text(path: str) -> str:
+    with open(path) as f:
+        page = f.read()
+    return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", page)).split())
+
+
+@pytest.mark.slow
+def test_report_data_section_of_a_passing_and_a_stopped_run(runs, tmp_path):
+    passed = _page_text(writer.write_report(runs.cfg.metadata_path, str(tmp_path / "c"), runs.run_ids[C]))
+    stopped_report = writer.write_report(runs.cfg.metadata_path, str(tmp_path / "d"), runs.run_ids[D])
+    stopped = _page_text(stopped_report)
+    for text, index in ((passed, C), (stopped, D)):
+        assert f"Schema version {_validation(runs, index).schema_version}" in text
+        assert ("Drift baseline: the statistics of the examples that trained the latest blessed model, "
+                + runs.nodes[A][names.STATISTICS_GEN_NODE].uri(names.STATISTICS_OUTPUT)) in text
+    assert "PASSED: no anomaly stops this data." in passed
+    assert "Anomalies No anomaly." in passed
+    assert ("train vs the served model's training data class_name L-infinity distance 0.000 0.100 ok"
+            in passed)
+    assert ("class train eval served model's train buildings 24 6 24" in passed)
+    banner = ("STOPPED by the data gate before Transform: 1 anomaly (below); nothing was trained or pushed "
+              "and the served model is unchanged.")
+    assert stopped.startswith(f"intel-scenes run {runs.run_ids[D]}") and f"Verdict {banner}" in stopped
+    assert f"{pipeline_runs.REMOVED_CLASS} 0 0 24" in stopped  # counts: train, eval, served model's train
+    assert ("drift train vs served model's train class_name High Linfty distance between current and previous "
+            "L-infinity distance <= 0.1 0.167: glacier 16.7% (24 of 144) -> 0.0% (0 of 120)") in stopped
+    assert "train vs the served model's training data class_name L-infinity distance 0.167 0.100 BREACHED" in stopped
+    report_dir = os.path.dirname(stopped_report)
+    assert report_validation.CLASS_DISTRIBUTION_PNG in os.listdir(report_dir)
+
+
+# ---------------------------------------------------------------- a label outside the range (slow)
+
+def _import_pipeline(data_dir: str, cfg: configs.PipelineConfig) -> tfx.dsl.Pipeline:
+    """TFX's ImportExampleGen on a hand-written TFRecord, then the validation part of the DAG as
+    create_pipeline wires it (no served model here, so no drift)."""
+    example_gen = tfx.components.ImportExampleGen(input_base=data_dir)
+    schema_gen = CuratedSchemaGen(schema_text=curated.render_schema(CLASSES, TrainConfig.max_image_pixels))
+    statistics_gen = tfx.components.StatisticsGen(
+        examples=example_gen.outputs["examples"], schema=schema_gen.outputs["schema"],
+        stats_options=data_validation.stats_options())
+    example_validator = tfx.components.ExampleValidator(
+        statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"])
+    skew_validator = data_validation.skew_validator(statistics_gen.outputs["statistics"], 0.1, 0.1)
+    gate = DataGate(statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"],
+                    anomalies=example_validator.outputs["anomalies"],
+                    skew_anomalies=skew_validator.outputs["anomalies"])
+    return tfx.dsl.Pipeline(
+        pipeline_name=cfg.pipeline_name, pipeline_root=cfg.pipeline_root,
+        components=[example_gen, schema_gen, statistics_gen, example_validator, skew_validator, gate],
+        metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(cfg.metadata_path),
+        beam_pipeline_args=list(configs.LOCAL_BEAM_ARGS))
+
+
+@pytest.fixture(scope="module")
+def imported_run(tmp_path_factory):
+    """(config, the DataValidationError) of the ImportExampleGen pipeline on 60 examples, 6 of
+    them with label 99."""
+    root = tmp_path_factory.mktemp("import")
+    data = root / "data"
+    data.mkdir()
+    with tf.io.TFRecordWriter(str(data / "examples.tfrecord")) as writer_:
+        for i in range(60):  # distinct paths: ImportExampleGen splits by a hash of each record
+            label = 99 if i % 10 == 9 else i % len(CLASSES)
+            writer_.write(_example(label=label, class_name=CLASSES[i % len(CLASSES)], path=f"{i}.jpg"))
+    cfg = configs.PipelineConfig(output_dir=str(root / "out"), pipeline_name="imported")
+    with pytest.raises(findings.DataValidationError) as stopped:
+        tfx.orchestration.LocalDagRunner().run(_import_pipeline(str(data), cfg))
+    return cfg, stopped.value
+
+
+@pytest.mark.slow
+def test_a_label_outside_the_range_through_import_example_gen_is_an_anomaly(imported_run):
+    """(d) The schema's label domain [0, 2] catches 99 in Examples that did not come from image folders."""
+    cfg, error = imported_run
+    nodes = store.read_run(cfg.metadata_path)
+    assert nodes[names.DATA_GATE_NODE].state == "FAILED"
+    view = report_validation.collect(cfg.metadata_path, store.run_ids(cfg.metadata_path)[-1], nodes)
+    stats_uri = nodes[names.STATISTICS_GEN_NODE].uri(names.STATISTICS_OUTPUT)
+    expected = []
+    for split in (findings.TRAIN, findings.EVAL):
+        stats = findings.load_statistics(stats_uri, split)
+        label = [f for f in stats.features if f.path.step[0] == names.LABEL_KEY][0].num_stats
+        if label.max == 99:
+            expected.append((split, names.LABEL_KEY, "an integer in [0, 2]",
+                             f"values from 0 to 99 in {stats.num_examples} examples (Unexpectedly large value: 99.)"))
+    assert expected  # the 99s went into at least one split
+    assert [(f.split, f.feature, f.expected, f.found) for f in view.validation.findings
+            if f.check == findings.SCHEMA] == expected
+    assert str(error).startswith(f"data validation stopped the run before Transform (nothing trained or pushed): "
+                                 f"{len(expected)} anomal")
+    assert view.validation.findings[0].line() in str(error)
+
+
+@pytest.mark.slow
+def test_schema_update_proposes_a_diff_and_writes_only_when_asked(imported_run, tmp_path, capsys):
+    cfg, _ = imported_run
+    schema_file = tmp_path / "schema.pbtxt"
+    shutil.copy(curated.TEMPLATE_FILE, schema_file)
+    before = schema_file.read_text()
+    argv = ["--output-dir", cfg.output_dir, "--schema-file", str(schema_file)]
+    assert update.main(argv) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"^Anomalies against the schema the run imported: [12]$", out, re.M)
+    assert "  label (train split): Out-of-range values: expected an integer in [0, 2]" in out \
+        or "  label (eval split): Out-of-range values: expected an integer in [0, 2]" in out
+    # The class set of the run (cat, dog, eel) replaces the template's; label's range takes 99.
+    assert "-    value: \"buildings\"\n" in out and "+    value: \"cat\"\n" in out
+    assert re.search(r"^-    max: 5\n\+    max: 99\n", out, re.M)
+    assert out.rstrip().endswith("Not written: rerun with --write to write the proposal.")
+    assert schema_file.read_text() == before
+    assert update.main([*argv, "--write"]) == 0
+    assert capsys.readouterr().out.rstrip().endswith(f"Wrote {schema_file}")
+    written = schema_file.read_text()
+    assert written.startswith(curated.header_of(curated.TEMPLATE_FILE))
+    assert curated.feature(curated.read_schema(str(schema_file)), names.LABEL_KEY).int_domain.max == 99
+    assert update.main(argv) == 0
+    assert "No change: " in capsys.readouterr().out
+
+
+def test_schema_update_refuses_an_output_dir_without_runs(tmp_path, capsys):
+    assert update.main(["--output-dir", str(tmp_path)]) == exit_codes.USAGE_ERROR
+    assert capsys.readouterr().err.startswith("error: no ML Metadata database")
