@@ -312,6 +312,12 @@ def closing_text(cfg: configs.PipelineConfig, run_id: str, log_path: str) -> str
     return "\n".join(lines)
 
 
+def _stopped_by_data_gate(exc: BaseException) -> bool:
+    from components.data_gate.findings import DataValidationError
+
+    return isinstance(exc, DataValidationError)
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     """Runs the pipeline; returns an exit code of run_control.exit_codes. A user or data error is one
     line on stderr (`error: ...`); its traceback goes to the run's log file (and the console with
@@ -321,7 +327,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     root.setLevel(logging.INFO)
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
-    run_id, log_path, handlers = new_run_id(), None, []
+    run_id, log_path, handlers, cfg = new_run_id(), None, [], None
     try:
         cfg, train_overrides, options = parse_command_line(argv)
         debug = options.debug
@@ -351,6 +357,11 @@ def main(argv: Optional[List[str]] = None) -> int:
                                               (run_id, code), sys.exc_info()))
         if debug:
             traceback.print_exc()
+        if cfg is not None and _stopped_by_data_gate(e):
+            try:  # the run stopped on purpose: its summary and report say what the gate found
+                print(closing_text(cfg, run_id, log_path), flush=True)
+            except Exception:  # noqa: BLE001 - the error line below still says what happened
+                log.exception("no summary for the stopped run")
         where = f"; full log: {log_path}" if log_path else ""
         print(f"error: {message} (exit {code}{where})", file=sys.stderr, flush=True)
         return code

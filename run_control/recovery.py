@@ -81,10 +81,10 @@ def recover_killed_runs(metadata_path: str, pipeline_root: str, current_run_id: 
 
 
 def _remove_stale_scratch(pipeline_root: str) -> List[str]:
-    """TFX removes a node's stateful working dir when its execution finishes; one left over is a
-    dead run's (no run is alive under the lock)."""
+    """TFX removes a node's stateful working dir when its execution succeeds; one left over is a
+    killed or failed execution's, and no run is alive under the lock to use it."""
     lines = []
     for folder in sorted(glob.glob(os.path.join(glob.escape(pipeline_root), "*", SYSTEM_DIR, STATEFUL_DIR, "*"))):
         shutil.rmtree(folder, ignore_errors=True)
-        lines.append(f"removed the scratch folder {folder} of a dead run")
+        lines.append(f"removed the scratch folder {folder} left by an earlier run (killed, or a failed step)")
     return lines

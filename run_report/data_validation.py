@@ -57,14 +57,14 @@ def collect(metadata_path: str, run_id: str, nodes: Dict[str, store.NodeRun]) ->
     gate = nodes.get(names.DATA_GATE_NODE)
     counts = {split: findings.value_counts(findings.load_statistics(statistics_uri, split), names.CLASS_NAME_KEY)
               for split in (findings.TRAIN, findings.EVAL)}
-    baseline = findings.load_statistics(baseline_uri, findings.TRAIN)
+    baseline_stats = findings.load_statistics(baseline_uri, findings.TRAIN)
     return DataValidationView(
         gate_state=gate.state if gate else None,
         overridden=store.output_property(gate, names.DATA_GATE_OUTPUT, names.PROP_OVERRIDDEN) == 1,
         schema_version=store.output_property(nodes.get(names.SCHEMA_GEN_NODE), names.SCHEMA_OUTPUT,
                                              names.PROP_SCHEMA_VERSION),
         validation=validation, counts=counts,
-        baseline_counts=findings.value_counts(baseline, names.CLASS_NAME_KEY) if baseline else None,
+        baseline_counts=findings.value_counts(baseline_stats, names.CLASS_NAME_KEY) if baseline_stats else None,
         baseline_uri=baseline_uri)
 
 

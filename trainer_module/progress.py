@@ -13,6 +13,11 @@ PROGRESS_EVERY_S = 15.0
 _log = logging.getLogger(names.PROGRESS_LOGGER)
 
 
+def say(message: str, *args) -> None:
+    """A progress line of the Trainer (also kept in the run's log)."""
+    _log.info(message, *args)
+
+
 def epoch_line(epoch: int, epochs: int, logs: dict, seconds: float) -> str:
     """'Trainer: epoch 2/5 in 31 s: loss 1.234, accuracy 0.456, val_loss ..., learning_rate 0.01'."""
     figures = ", ".join(f"{key} {value:.4g}" for key, value in sorted((logs or {}).items()))

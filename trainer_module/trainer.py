@@ -231,7 +231,7 @@ def train(model: keras.Model, cfg: TrainConfig, strategy, train_ds, eval_ds, ste
     epochs_file = os.path.join(backup_dir, names.BACKUP_EPOCHS_FILE)
     done = saved_epochs(backup_dir)
     if done:
-        logging.info("Trainer: resuming from %s: %d of %d epochs finished by an earlier, interrupted run",
+        progress.say("Trainer: resuming from %s: %d of %d epochs finished by an earlier, interrupted run",
                      backup_dir, done, cfg.epochs)
     phases = phases_of(cfg)
     for i, phase in enumerate(phases):
