@@ -19,6 +19,8 @@ import zipfile
 
 import pytest
 
+from local_http import LocalHttpServer
+
 from data_sources import archives, sources as ds
 from data_sources.archives import dataset_root, safe_extract
 from data_sources.errors import ChecksumMismatchError, DataSourceError, UnsafeArchiveError
@@ -132,18 +134,11 @@ class _Server:
             def log_message(self, *args):  # Keep pytest output clean.
                 pass
 
-        self.httpd = http.server.ThreadingHTTPServer(
-            ("127.0.0.1", 0), functools.partial(Handler, directory=str(root)))
-        self.httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        self.thread = threading.Thread(
-            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-        self.thread.start()
+        self.http = LocalHttpServer(functools.partial(Handler, directory=str(root)))
+        self.url = self.http.url
 
     def close(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
-        self.thread.join(5)
+        self.http.close()
 
 
 @pytest.fixture

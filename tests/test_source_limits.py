@@ -20,6 +20,8 @@ import zipfile
 
 import pytest
 
+from local_http import LocalHttpServer
+
 from data_sources import archives, limits as limits_module, sources
 from data_sources.errors import (
     DataSourceError,
@@ -115,18 +117,12 @@ class _Server:
             def log_message(self, *args):
                 pass
 
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        self.thread = threading.Thread(
-            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-        self.thread.start()
+        self.http = LocalHttpServer(Handler)
+        self.url = self.http.url
 
     def close(self):
         self.stop.set()
-        self.httpd.shutdown()
-        self.httpd.server_close()
-        self.thread.join(5)
+        self.http.close()
 
 
 @pytest.fixture
