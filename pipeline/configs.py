@@ -66,6 +66,10 @@ class PipelineConfig:
                                             "eval accuracy")
     accuracy_max_drop: float = knob(0.02, "gate: largest accuracy drop allowed against the latest "
                                           "blessed model (not applied to the first model)")
+    tflite_float16_max_drop: float = knob(0.002, "edge gate: the float16 TFLite model is pushed beside a blessed "
+                                                 "SavedModel only if its eval accuracy is at most this far below "
+                                                 "the SavedModel's on the same images")
+    tflite_int8_max_drop: float = knob(0.01, "edge gate: the same margin for the int8 TFLite model")
     class_drift_max_linf: float = knob(0.1, "data gate: largest L-infinity distance (the largest change of one "
                                             "class's share) between the train split's class distribution "
                                             "and that of the data the latest blessed model was trained on; "
@@ -94,6 +98,7 @@ class PipelineConfig:
         """Raises ConfigError naming the first bad knob."""
         for name in ("eval_fraction", "accuracy_lower_bound", "accuracy_max_drop", "download_max_gb",
                      "download_deadline_minutes", "extract_max_gb", "extract_max_ratio",
+                     "tflite_float16_max_drop", "tflite_int8_max_drop",
                      "class_drift_max_linf", "size_drift_max_jsd"):
             value = getattr(self, name)
             if not math.isfinite(value):
@@ -103,6 +108,8 @@ class PipelineConfig:
                "must be in [0, 1]")
         _check(0.0 <= self.accuracy_max_drop <= 1.0, "accuracy_max_drop", self.accuracy_max_drop,
                "must be in [0, 1]")
+        for name in ("tflite_float16_max_drop", "tflite_int8_max_drop"):
+            _check(0.0 <= getattr(self, name) <= 1.0, name, getattr(self, name), "must be in [0, 1]")
         for name in ("class_drift_max_linf", "size_drift_max_jsd"):  # both measures lie in [0, 1]
             _check(0.0 <= getattr(self, name) <= 1.0, name, getattr(self, name), "must be in [0, 1]")
         _check(self.demo_train_per_class >= 1, "demo_train_per_class", self.demo_train_per_class, "must be >= 1")

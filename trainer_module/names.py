@@ -71,6 +71,51 @@ PUSH_SOURCE_PUSHED_AT = "pushed_at"  # ISO 8601 UTC
 # Inside a TFX Trainer's Model artifact: the exported SavedModel.
 TRAINER_SERVING_SUBDIR = "Format-Serving"
 SAVED_MODEL_FILE = "saved_model.pb"
+# Inside a Trainer's Model artifact, beside TRAINER_SERVING_SUBDIR: the edge (TFLite) models of
+# the same trained network (trainer_module/tflite_export.py), one file per flavour, and the labels
+# file (also packed into each model's metadata). The AtomicPusher copies the ones that passed the
+# edge gate into the pushed version's PUSHED_EDGE_SUBDIR (<serving dir>/<version>/tflite/).
+EDGE_MODEL_SUBDIR = "Format-TFLite"
+PUSHED_EDGE_SUBDIR = "tflite"
+TFLITE_FLAVOURS = ("float16", "int8")
+TFLITE_FILE = "model_{flavour}.tflite"
+TFLITE_LABELS_FILE = "labels.txt"
+TFLITE_INPUT_SPEC_FILE = "input_spec.json"  # packed into each model's metadata: size, crop, range, colour order
+# Keys of TFLITE_INPUT_SPEC_FILE.
+INPUT_SPEC_IMAGE_SIZE = "image_size"  # the model's input side (pixels)
+INPUT_SPEC_RESIZE_SIZE = "resize_size"  # the app resizes to this square side, then centre-crops image_size
+INPUT_SPEC_DTYPE = "dtype"  # uint8
+INPUT_SPEC_RANGE = "range"  # [0, 255]
+INPUT_SPEC_COLOR = "color"  # RGB
+INPUT_SPEC_RESIZE_METHOD = "resize_method"  # bilinear, antialiased when shrinking
+# The EdgeEvaluator's artifact (components/edge_evaluator/): the SavedModel and each TFLite flavour
+# scored on the same eval images by the same code, and the edge gate's verdict per flavour.
+EDGE_EVALUATOR_NODE = "EdgeEvaluator"
+EDGE_EVALUATION_OUTPUT = "edge_evaluation"
+EDGE_EVALUATION_FILE = "edge_evaluation.json"
+# Keys of EDGE_EVALUATION_FILE: {EDGE_EXAMPLES: n, EDGE_CLASS_NAMES: [...],
+#   EDGE_MODELS: {EDGE_SAVED_MODEL | flavour: {EDGE_ACCURACY, EDGE_RECALL: {class: recall},
+#                                             EDGE_SIZE_MB, EDGE_LATENCY_MS, EDGE_BATCH_LATENCY_MS, EDGE_PATH}},
+#   EDGE_GATE: {flavour: {EDGE_MAX_DROP, EDGE_DROP, EDGE_PASSED, EDGE_REASON}}}
+EDGE_EXAMPLES = "examples"
+EDGE_CLASS_NAMES = "class_names"
+EDGE_MODELS = "models"
+EDGE_SAVED_MODEL = "saved_model"
+EDGE_ACCURACY = "accuracy"
+EDGE_RECALL = "recall"
+EDGE_SIZE_MB = "size_mb"  # SavedModel: its variables; TFLite: the .tflite file
+EDGE_LATENCY_MS = "latency_ms"  # median CPU time per image, one image per call
+EDGE_BATCH_LATENCY_MS = "batch_latency_ms"  # median CPU time per image, in batches of 32
+EDGE_PATH = "path"
+EDGE_GATE = "gate"
+EDGE_MAX_DROP = "max_drop"  # the margin: largest accuracy drop below the SavedModel's allowed
+EDGE_DROP = "drop"  # SavedModel accuracy - flavour accuracy (same images)
+EDGE_PASSED = "passed"
+EDGE_REASON = "reason"
+# Properties the AtomicPusher sets on the pushed model: the flavours it pushed beside the SavedModel
+# (comma-separated, "" for none) and, per flavour held back, why.
+PROP_PUSHED_EDGE_MODELS = "pushed_edge_models"
+PROP_EDGE_HELD_BACK = "edge_models_held_back"  # JSON {flavour: reason}
 
 # ---------------------------------------------------------------- the Trainer's model_run files
 HISTORY_FILE = "history.json"

@@ -76,6 +76,12 @@ class TrainConfig:
     label_smoothing: float = knob(0.0, "label smoothing of the categorical cross-entropy")
     precision: str = knob("auto", "numeric policy; auto is mixed_float16 on GPU and float32 on CPU "
                                   "(where float16 is slow)", PRECISIONS)
+    # Edge models.
+    tflite_export: bool = knob(True, "also export TFLite models of the trained network (float16 and full-integer "
+                                     "int8, uint8 RGB input at image_size) with labels and input spec in their "
+                                     "metadata")
+    tflite_calibration_images: int = knob(256, "int8: representative train images (centre crops through the "
+                                               "Transform graph) that calibrate the quantization ranges")
     # Input pipeline.
     shuffle_buffer: int = knob(2048, "shuffle buffer of serialized records (~15 KB each) when decoded "
                                      "images are not kept in memory")
@@ -132,6 +138,8 @@ class TrainConfig:
         _check(0.0 < self.step_factor <= 1.0, "step_factor", self.step_factor, "must be in (0, 1]")
         _check(0.0 <= self.label_smoothing < 1.0, "label_smoothing", self.label_smoothing,
                "must be in [0, 1)")
+        _check(self.tflite_calibration_images >= 1, "tflite_calibration_images",
+               self.tflite_calibration_images, "must be >= 1")
         _check(self.shuffle_buffer >= 1, "shuffle_buffer", self.shuffle_buffer, "must be >= 1")
         _check(self.decoded_cache_gb >= 0, "decoded_cache_gb", self.decoded_cache_gb, "must be >= 0")
         _check(self.weights == "none" or self.weights == "imagenet" or self.weights.endswith(".h5"),
