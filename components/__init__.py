@@ -2,7 +2,7 @@
 report of skipped files), the resolver of the baseline model the Evaluator compares against,
 AtomicPusher (the standard Pusher, writing each version aside and renaming it into place), and the
 data validation's: CuratedSchemaGen, the drift baseline's resolver, DistributionValidator and the
-DataGate."""
+DataGate; and the EdgeEvaluator (TFLite models scored and gated against the SavedModel)."""
 
 
 def __getattr__(name: str):
@@ -12,4 +12,7 @@ def __getattr__(name: str):
     if name == "DataValidationResult":
         from components.data_gate.component import DataValidationResult
         return DataValidationResult
+    if name == "EdgeEvaluation":
+        from components.edge_evaluator.component import EdgeEvaluation
+        return EdgeEvaluation
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -7,12 +7,13 @@ from components.atomic_pusher.component import AtomicPusher
 from components.baseline_resolver import latest_blessed_model_resolver
 from components.curated_schema_gen import CuratedSchemaGen
 from components.data_gate.component import DataGate
+from components.edge_evaluator.component import EdgeEvaluator
 from components.image_example_gen.component import ImageExampleGen
 from components.statistics_resolver import blessed_model_statistics_resolver
 from pipeline import configs, data_validation
 from pipeline.evaluation import make_eval_config
 from pipeline.schema.curated import render_schema
-from trainer_module.names import TRAIN_CONFIG_KEY
+from trainer_module.names import EDGE_EVALUATION_OUTPUT, TRAIN_CONFIG_KEY
 from trainer_module.train_config import transform_config
 
 
@@ -39,6 +40,8 @@ def create_pipeline(
     stop_on_skew: bool = configs.PipelineConfig.stop_on_skew,
     proceed_despite_anomalies: bool = configs.PipelineConfig.proceed_despite_anomalies,
     compare_with_served_data: bool = True,
+    tflite_float16_max_drop: float = configs.PipelineConfig.tflite_float16_max_drop,
+    tflite_int8_max_drop: float = configs.PipelineConfig.tflite_int8_max_drop,
 ) -> tfx.dsl.Pipeline:
     """Builds the TFX pipeline from labelled image folders to a pushed, gated SavedModel.
 
@@ -54,6 +57,11 @@ def create_pipeline(
     gate (PipelineConfig's knobs). compare_with_served_data: compare the train split with the
     data that trained the latest blessed model (a custom resolver strategy: the Kubeflow runner
     passes False, as for the baseline model).
+    tflite_float16_max_drop, tflite_int8_max_drop: the edge gate (PipelineConfig's knobs): a TFLite
+    model is pushed beside a blessed SavedModel only if its eval accuracy is at most this far below
+    the SavedModel's. With vertex_serving_config, the Google Cloud Pusher has no edge input: the
+    EdgeEvaluator still scores and gates the TFLite models, which stay in the Model artifact's
+    Format-TFLite folder (as they do on a gs:// serving dir, which TFX's own executor pushes).
     """
     components = []
 
@@ -137,8 +145,17 @@ def create_pipeline(
         eval_config=make_eval_config(accuracy_lower_bound, accuracy_max_drop, class_names=class_names))
     components.append(evaluator)
 
-    # Push a blessed model to the serving directory (<dir>/<version>/saved_model.pb, written aside and
-    # renamed: complete or absent) or endpoint.
+    # Score the TFLite models like the SavedModel on the same images; gate each against it (edge gate).
+    edge_evaluator = EdgeEvaluator(
+        examples=example_gen.outputs["examples"], transform_graph=transform.outputs["transform_graph"],
+        model=trainer.outputs["model"], blessing=evaluator.outputs["blessing"],
+        float16_max_drop=tflite_float16_max_drop, int8_max_drop=tflite_int8_max_drop,
+        max_image_pixels=train_config["max_image_pixels"])
+    components.append(edge_evaluator)
+
+    # Push a blessed model to the serving directory (<dir>/<version>/saved_model.pb, and the TFLite
+    # models that passed the edge gate in <version>/tflite/, written aside and renamed: complete or
+    # absent) or endpoint.
     if vertex_serving_config:
         pusher = tfx.extensions.google_cloud_ai_platform.Pusher(
             model=trainer.outputs["model"], model_blessing=evaluator.outputs["blessing"],
@@ -146,6 +163,7 @@ def create_pipeline(
     else:
         pusher = AtomicPusher(
             model=trainer.outputs["model"], model_blessing=evaluator.outputs["blessing"],
+            edge_evaluation=edge_evaluator.outputs[EDGE_EVALUATION_OUTPUT],
             push_destination=tfx.proto.PushDestination(
                 filesystem=tfx.proto.PushDestination.Filesystem(base_directory=serving_model_dir)))
     components.append(pusher)

@@ -1,6 +1,6 @@
 """The key figures of a finished component, for its progress line: what a person watching the run
 wants to know at that point (files ingested and skipped, epochs and accuracy, the verdict, the
-pushed version), read from what the run recorded in ML Metadata."""
+edge gate per TFLite flavour, the pushed version and TFLite models), read from what the run recorded in ML Metadata."""
 import json
 import logging
 import os
@@ -42,15 +42,36 @@ def _evaluator(node: store.NodeRun) -> str:
     return "BLESSED" if blessed else "NOT blessed (see the report for the failed threshold)"
 
 
+def _edge_evaluator(node: store.NodeRun) -> str:
+    with open(os.path.join(node.uri(names.EDGE_EVALUATION_OUTPUT), names.EDGE_EVALUATION_FILE)) as f:
+        evaluation = json.load(f)
+    models, gate = evaluation[names.EDGE_MODELS], evaluation[names.EDGE_GATE]
+    parts = [f"SavedModel accuracy {models[names.EDGE_SAVED_MODEL][names.EDGE_ACCURACY]:.3f}"]
+    for flavour, verdict in gate.items():
+        state = "passed" if verdict[names.EDGE_PASSED] else "FAILED"
+        parts.append(f"{flavour} {models[flavour][names.EDGE_ACCURACY]:.3f} ({state}: drop "
+                     f"{verdict[names.EDGE_DROP] * 100:.1f} points, margin {verdict[names.EDGE_MAX_DROP] * 100:.1f})")
+    if not gate:
+        parts.append("no TFLite models")
+    return f"{evaluation[names.EDGE_EXAMPLES]} eval images; " + "; ".join(parts)
+
+
 def _pusher(node: store.NodeRun) -> str:
     if store.output_property(node, names.PUSHED_MODEL_OUTPUT, names.PROP_PUSHED) != 1:
         return "nothing pushed"
-    return f"pushed {store.output_property(node, names.PUSHED_MODEL_OUTPUT, names.PROP_PUSHED_DESTINATION)}"
+    text = f"pushed {store.output_property(node, names.PUSHED_MODEL_OUTPUT, names.PROP_PUSHED_DESTINATION)}"
+    edge = store.output_property(node, names.PUSHED_MODEL_OUTPUT, names.PROP_PUSHED_EDGE_MODELS)
+    held_back = json.loads(store.output_property(node, names.PUSHED_MODEL_OUTPUT, names.PROP_EDGE_HELD_BACK) or "{}")
+    if edge:
+        text += f" with TFLite {edge.replace(',', ', ')}"
+    if held_back:
+        text += f"; TFLite held back: {', '.join(sorted(held_back))} (edge gate)"
+    return text
 
 
 _FIGURES: Dict[str, Callable[[store.NodeRun], str]] = {
     names.EXAMPLE_GEN_NODE: _example_gen, names.TRAINER_NODE: _trainer,
-    names.EVALUATOR_NODE: _evaluator, names.PUSHER_NODE: _pusher}
+    names.EVALUATOR_NODE: _evaluator, names.EDGE_EVALUATOR_NODE: _edge_evaluator, names.PUSHER_NODE: _pusher}
 
 
 def key_figures(metadata_path: str, run_id: str, node_id: str) -> str:

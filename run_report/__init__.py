@@ -5,6 +5,7 @@ ML Metadata and the artifacts (`python -m run_report OUTPUT_DIR`; `writer.write_
     tfma_results.py  what TFMA wrote: metrics, plots, the validation and each threshold's verdict
     run_data.py      everything one report shows, gathered from the two above and the artifacts
     tables.py        numbers derived for the tables (class rows, macro F1, overall rows)
+    edge_models.py   the Edge models (TFLite) section: the EdgeEvaluator's comparison, the edge gate
     plots.py         the figures, as PNG bytes
     html_page.py     the page: sections, tables and embedded figures
     writer.py        write_report: report.html and its PNGs on disk

@@ -7,7 +7,8 @@
 The path is the pipeline's output dir (--output-dir), its pipeline root, or the ML Metadata
 database. Sections: verdict (each threshold with its value and bound, from TFMA's validation
 result), overall and per-class metrics, confusion matrix, comparison with the baseline,
-calibration, training curves (history.json, lr_schedule.png) and data (ingest_report.json).
+calibration, edge models (TFLite: the EdgeEvaluator's comparison and the edge gate, in a run
+that has one), training curves (history.json, lr_schedule.png) and data (ingest_report.json).
 Artifacts are found through ML Metadata, so any past run can be reported; a CACHED component
 shows the outputs it reused.
 """

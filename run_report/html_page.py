@@ -1,7 +1,8 @@
 """The run report as one self-contained HTML page: its sections, tables and embedded figures.
 
 Sections: verdict (each threshold with its value and bound, from TFMA's validation result),
-overall and per-class metrics, confusion matrix, comparison with the baseline, calibration,
+overall and per-class metrics, confusion matrix, comparison with the baseline, calibration, the
+edge models (TFLite, only in a run with an EdgeEvaluator: run_report/edge_models.py),
 training (history.json, the learning-rate schedule plots, the TensorBoard command) and data
 (ingest_report.json; the data validation: run_report/data_validation.py).
 (Named html_page, not html, so that it does not shadow the standard library's html module.)
@@ -13,12 +14,13 @@ from typing import Collection, Dict, List, Sequence, Tuple
 
 import numpy as np
 
-from run_report import data_validation, plots, store, tables, tensorboard_scalars
+from run_report import data_validation, edge_models, plots, store, tables, tensorboard_scalars
 from run_report.run_data import RunData
 from trainer_module import names
 
 SECTION_IDS = ("verdict", "overall-metrics", "per-class-metrics", "confusion-matrix", "baseline",
                "calibration", "training", "data", "components")
+# A run with an EdgeEvaluator also has edge_models.SECTION_ID, after "calibration".
 # Figures the report draws (the Trainer's learning-rate plots keep their own file names).
 CONFUSION_MATRIX_PNG = "confusion_matrix.png"
 BASELINE_CONFUSION_MATRIX_PNG = "baseline_confusion_matrix.png"
@@ -62,15 +64,19 @@ def format_number(value, digits: int = 3) -> str:
 
 
 def table(header: Sequence[str], rows: Sequence[Sequence], numeric_columns: Collection[int] = ()) -> str:
-    """An HTML table. Cells of numeric_columns (indices into header) hold numbers or None and are
-    formatted and right-aligned; other cells are text, escaped unless they are Markup."""
+    """An HTML table. Cells of numeric_columns (indices into header) are right-aligned: numbers or
+    None formatted, text (a number formatted by the caller, a verdict in a row of numbers) as it
+    is; other cells are text. Text is escaped unless it is Markup."""
     if any(not 0 <= i < len(header) for i in numeric_columns):
         raise ValueError(f"numeric columns {sorted(numeric_columns)} outside the {len(header)} columns")
 
+    def text(value) -> str:
+        return value if isinstance(value, Markup) else _e(value)
+
     def cell(i: int, value) -> str:
         if i in numeric_columns:
-            return f'<td class="num">{format_number(value)}</td>'
-        return f"<td>{value if isinstance(value, Markup) else _e(value)}</td>"
+            return f'<td class="num">{text(value) if isinstance(value, str) else format_number(value)}</td>'
+        return f"<td>{text(value)}</td>"
 
     head = "".join(f"<th>{_e(h)}</th>" for h in header)
     body = "".join("<tr>" + "".join(cell(i, c) for i, c in enumerate(row)) + "</tr>" for row in rows)
@@ -243,6 +249,10 @@ def _data(data: RunData, figures: Dict[str, bytes]) -> str:
     return _section("data", "Data", body + validation)
 
 
+def _edge_models(data: RunData) -> str:
+    return _section(edge_models.SECTION_ID, edge_models.TITLE, edge_models.section_html(data.edge, table, Markup))
+
+
 def _components(data: RunData) -> str:
     rows = [(node_id, node.state, ", ".join(f"{k}: {a.uri}" for k, arts in sorted(node.outputs.items())
                                             for a in arts))
@@ -257,6 +267,8 @@ def render(data: RunData) -> Tuple[str, Dict[str, bytes]]:
     if data.evaluation is not None:
         sections += [_overall(data), _per_class(data), _confusion(data, figures),
                      _baseline(data, figures), _calibration(data, figures)]
+    if data.edge is not None:  # only a run with an EdgeEvaluator: after the SavedModel's evaluation
+        sections.append(_edge_models(data))
     sections += [_training(data, figures), _data(data, figures), _components(data)]
     title = f"{data.pipeline_name or 'pipeline'} run {data.run_id}"
     generated = datetime.datetime.now().isoformat(timespec="seconds")

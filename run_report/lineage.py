@@ -1,4 +1,5 @@
-"""Which examples, Transform graph, Trainer config and evaluation produced a pushed model.
+"""Which examples, Transform graph, Trainer config and evaluation produced a pushed model, and
+which TFLite edge models were pushed with it (or held back, and why).
 
     python -m run_report.lineage OUTPUT_DIR_OR_DB [--version V] [--json]
 
@@ -27,6 +28,11 @@ run id (the pipeline_run context of its producing execution) may be older than t
     evaluation      uri, run_id, accuracy (overall, TFMA; null without results),
                     baseline (uri, run_id; null when the Evaluator had none),
                     blessing (uri, blessed 0/1)
+    edge_models     the TFLite models pushed with the version (null for a push that recorded none):
+                    pushed: [{flavour, path}] (under <version>/tflite/), labels (its labels file;
+                    null when none was pushed), held_back: {flavour: reason} (the Pusher's
+                    properties), evaluation: the EdgeEvaluation that decided it (uri, run_id,
+                    accuracy: {saved_model | flavour: accuracy}; null without one)
 
 Exit codes (run_control.exit_codes): 0 printed; 1 data: no version in the serving dir, or the
 version is not recorded in ML Metadata (pushed by hand); 2 usage: no database at the path.
@@ -43,7 +49,7 @@ from ml_metadata.proto import metadata_store_pb2
 
 from pipeline import configs
 from run_control import exit_codes
-from run_report import store
+from run_report import edge_models, store
 from trainer_module import names
 
 # Input keys of TFX's Trainer, Evaluator and Pusher (standard_component_specs; importing it loads
@@ -54,6 +60,7 @@ _SCHEMA_INPUT = "schema"
 _MODEL_INPUT = "model"
 _BASELINE_MODEL_INPUT = "baseline_model"
 _BLESSING_INPUT = "model_blessing"
+_EDGE_EVALUATION_INPUT = names.EDGE_EVALUATION_OUTPUT  # the AtomicPusher's input of the EdgeEvaluator's verdict
 _CUSTOM_CONFIG = "custom_config"  # the Trainer execution's property, JSON
 _FINAL_METRICS = ("loss", "accuracy", "val_loss", "val_accuracy")
 
@@ -175,6 +182,35 @@ def evaluation_lineage(mlmd: metadata_store.MetadataStore, blessing: metadata_st
             "blessing": {"uri": blessing.uri, "blessed": store.custom_property(blessing, names.PROP_BLESSED)}}
 
 
+def _edge_evaluation(mlmd: metadata_store.MetadataStore, artifact: Optional[metadata_store_pb2.Artifact]
+                     ) -> Optional[Dict[str, Any]]:
+    """{uri, run_id, accuracy per model} of the EdgeEvaluation a push read (None without one)."""
+    item = _item(mlmd, artifact)
+    if item is None:
+        return None
+    evaluation = _read_json(os.path.join(artifact.uri, names.EDGE_EVALUATION_FILE)) or {}
+    models = evaluation.get(names.EDGE_MODELS) or {}
+    return {**item, "accuracy": {m: e.get(names.EDGE_ACCURACY) for m, e in models.items()} or None}
+
+
+def edge_lineage(mlmd: metadata_store.MetadataStore, pusher: store.Step, pushed: metadata_store_pb2.Artifact,
+                 version_dir: str) -> Optional[Dict[str, Any]]:
+    """The --json "edge_models" item: the TFLite models pushed into <version>/tflite/, those held
+    back and why (the Pusher's properties), and the EdgeEvaluation that decided it; None for a push
+    with neither (a pipeline without an EdgeEvaluator)."""
+    evaluation = pusher.input(_EDGE_EVALUATION_INPUT)
+    recorded = store.custom_property(pushed, names.PROP_PUSHED_EDGE_MODELS)
+    if evaluation is None and recorded is None:
+        return None
+    folder = os.path.join(version_dir, names.PUSHED_EDGE_SUBDIR)
+    flavours = edge_models.pushed_flavours(recorded)
+    return {"pushed": [{"flavour": f, "path": os.path.join(folder, names.TFLITE_FILE.format(flavour=f))}
+                       for f in flavours],
+            "labels": os.path.join(folder, names.TFLITE_LABELS_FILE) if flavours else None,
+            "held_back": edge_models.held_back(store.custom_property(pushed, names.PROP_EDGE_HELD_BACK)),
+            "evaluation": _edge_evaluation(mlmd, evaluation)}
+
+
 def lineage(metadata_path: str, version: Optional[str] = None) -> Dict[str, Any]:
     """The lineage of a pushed version (default: the served one), as the --json object."""
     mlmd = store.open_readonly(metadata_path)
@@ -204,6 +240,7 @@ def lineage(metadata_path: str, version: Optional[str] = None) -> Dict[str, Any]
         "examples": _examples(mlmd, examples),
         "schema": _item(mlmd, trainer.input(_SCHEMA_INPUT)),
         "evaluation": evaluation_lineage(mlmd, blessing, len(class_names)),
+        "edge_models": edge_lineage(mlmd, pusher, pushed, version_dir),
     }
 
 
@@ -273,11 +310,29 @@ def _evaluation_lines(evaluation: Dict[str, Any]) -> List[str]:
             _row("blessing", f"{blessing['uri']} blessed={blessing['blessed']}")]
 
 
+def _edge_lines(edge: Optional[Dict[str, Any]]) -> List[str]:
+    if edge is None:
+        return [_head("edge", "none recorded with this push")]
+    pushed = ", ".join(p["flavour"] for p in edge["pushed"]) or "none"
+    lines = [_head("edge", f"TFLite models pushed: {pushed}")]
+    lines += [_row(p["flavour"], p["path"]) for p in edge["pushed"]]
+    if edge["labels"]:
+        lines.append(_row("labels", edge["labels"]))
+    lines += [_row(flavour, f"held back: {reason}") for flavour, reason in sorted(edge["held_back"].items())]
+    evaluation = edge["evaluation"]
+    if evaluation is None:
+        return lines + [_row("decided by", "no EdgeEvaluation input recorded")]
+    accuracy = ", ".join(f"{model} {_number(value)}" for model, value in (evaluation["accuracy"] or {}).items())
+    return lines + [_row("decided by", f"{evaluation['uri']} (run {evaluation['run_id']})"),
+                    _row("accuracy", accuracy or f"- ({names.EDGE_EVALUATION_FILE} missing)")]
+
+
 def format_text(result: Dict[str, Any]) -> str:
     """The lineage as text: one block per item, each with its artifact URI and run id."""
     return "\n".join([
         f"Lineage of {result['pipeline']} version {result['version']} ({result['metadata_path']})",
         *_push_lines(result),
+        *_edge_lines(result["edge_models"]),
         *_artifact_lines("model", result["model"]),
         _head("training", f"{result['training']['model_run_uri']} (the Trainer's model_run)"),
         *_training_lines(result["training"]),

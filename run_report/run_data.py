@@ -10,7 +10,7 @@ from typing import Dict, List, Optional
 
 import tensorflow as tf
 
-from run_report import data_validation, store, tfma_results
+from run_report import data_validation, edge_models, store, tfma_results
 from trainer_module import names
 
 
@@ -28,6 +28,7 @@ class RunData:
     lr_schedules: Dict[str, bytes]  # file name -> PNG written by the Trainer
     evaluation: Optional[tfma_results.EvalResults]
     validation: Optional[data_validation.DataValidationView] = None  # the data gate and its checks
+    edge: Optional[edge_models.EdgeView] = None  # the EdgeEvaluator's comparison; None without one
 
 
 def _read_json(path: Optional[str]) -> Optional[dict]:
@@ -74,4 +75,4 @@ def collect(metadata_path: str, run_id: Optional[str] = None) -> RunData:
         run_id=run_id, nodes=nodes, root=store.pipeline_root(nodes), class_names=class_names,
         ingest=ingest, history=_read_json(model_run and os.path.join(model_run, names.HISTORY_FILE)),
         lr_schedules=_read_pngs(model_run, names.LR_SCHEDULE_GLOB), evaluation=results,
-        validation=data_validation.collect(metadata_path, run_id, nodes))
+        validation=data_validation.collect(metadata_path, run_id, nodes), edge=edge_models.collect(nodes))

@@ -1,13 +1,20 @@
-r"""Classify image files with the pushed SavedModel, as a TF Serving client would see it.
+r"""Classify image files with the pushed SavedModel, as a TF Serving client would see it, or with
+an exported TFLite model, as an app would.
 
     python -m serving_client.predict --model outputs/serving_model/intel-scenes photos/ extra.jpg \
         [--out predictions.csv] [--top-k 3] [--batch-size 32] [--max-image-pixels N] [--debug]
+    python -m serving_client.predict --model <model>/Format-TFLite/model_int8.tflite photos/
 
 --model is a serving dir (the highest numeric version is used), one version dir, or a Trainer
-model artifact. Folders are searched recursively for .jpg/.jpeg/.png/.gif/.bmp, following links
-but never into a folder already searched (a link loop such as photos/loop -> ..), and each real
-file is listed once; files named on the command line are read whatever their extension. The CSV
-has one row per file:
+model artifact; or a .tflite file written by trainer_module/tflite_export.py, whose metadata holds
+the labels and the input spec. A TFLite model runs in this process
+(serving_client/tflite_classifier.py) on the pixels the SavedModel's signature gives its network
+(the same decoding, resize and centre crop), and a file it cannot decode gets the signature's words.
+
+Folders are searched recursively for .jpg/.jpeg/.png/.gif/.bmp, following links but never into a
+folder already searched (a link loop such as photos/loop -> ..), and each real file is listed
+once; files named on the command line are read whatever their extension. The CSV has one row per
+file:
   path, predicted_class, probability, top_k ("class:probability" joined by ";"), error
 A file that cannot be read or decoded gets an error and no prediction (the model's own reason,
 such as `undecodable: corrupt or truncated JPEG data`, docs/serving.md); the others are still
@@ -23,7 +30,8 @@ Exit status (run_control.exit_codes):
   0  every file was classified
   1  data: at least one file could not be classified (its row says why), or none could
   2  usage: a bad flag, an --out that cannot be written, a --model that is not a SavedModel with
-     the serving signature, or no input found
+     the serving signature (nor a .tflite with the labels and input spec in its metadata), or no
+     input found
 """
 import os
 
@@ -40,6 +48,7 @@ import tensorflow as tf  # noqa: E402
 
 from run_control import exit_codes  # noqa: E402
 from run_control.exit_codes import UsageError  # noqa: E402
+from serving_client import tflite_classifier  # noqa: E402
 from trainer_module import image_header, names  # noqa: E402
 from trainer_module.train_config import TrainConfig  # noqa: E402
 
@@ -96,8 +105,45 @@ def load_signature(model_dir: str):
     return loaded, signature
 
 
-def _load_model(path: str):
-    """load_signature, with what is wrong with the --model path as a one-line UsageError."""
+TFLITE_EXTENSION = ".tflite"
+
+
+def is_tflite(path: str) -> bool:
+    """Whether --model names a TFLite file (by its extension) rather than a SavedModel."""
+    return path.lower().endswith(TFLITE_EXTENSION)
+
+
+def tflite_signature(classifier: tflite_classifier.TFLiteClassifier, max_pixels: int):
+    """A TFLite model behind serving_default's interface (image_bytes in; probabilities, class
+    names and per-image errors out), so classify treats both kinds of model alike."""
+    def signature(**inputs):
+        encoded = inputs[names.SERVING_BYTES_INPUT].numpy().tolist()
+        probabilities, errors = classifier.classify_encoded(encoded, max_pixels)
+        return {names.PROBABILITIES_OUTPUT: tf.constant(probabilities),
+                names.CLASS_NAMES_OUTPUT: tf.constant([list(classifier.labels)] * len(encoded)),
+                names.ERROR_OUTPUT: tf.constant(errors, tf.string)}
+    return signature
+
+
+def _load_tflite(path: str, max_pixels: int):
+    """(classifier, tflite_signature), with what is wrong with the file as a one-line UsageError."""
+    if not tf.io.gfile.exists(path):
+        raise UsageError(f"--model: no model at {path}: it does not exist")
+    print(f"[predict] model {path}", file=sys.stderr, flush=True)
+    try:
+        classifier = tflite_classifier.TFLiteClassifier(path)
+    except ValueError as e:  # not a TFLite model, or one without the labels and input spec
+        raise UsageError(f"--model: {' '.join(str(e).split())}") from e
+    except (OSError, tf.errors.OpError) as e:  # unreadable
+        raise UsageError(f"--model: cannot read {path}: {' '.join(str(e).split())}") from e
+    return classifier, tflite_signature(classifier, max_pixels)
+
+
+def _load_model(path: str, max_pixels: int = TrainConfig.max_image_pixels):
+    """load_signature (or _load_tflite for a .tflite), with what is wrong with the --model path
+    as a one-line UsageError."""
+    if is_tflite(path):
+        return _load_tflite(path, max_pixels)
     try:
         model_dir = resolve_model_dir(path)
     except FileNotFoundError as e:
@@ -299,7 +345,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     """The flags; argparse's own errors (an unknown flag, a missing --model) exit 2."""
     parser = argparse.ArgumentParser(prog="python -m serving_client.predict", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", required=True, help="serving dir, version dir or Trainer model artifact")
+    parser.add_argument("--model", required=True,
+                        help="serving dir, version dir, Trainer model artifact, or .tflite file")
     parser.add_argument("paths", nargs="+", help="image files and/or folders")
     parser.add_argument("--out", default="predictions.csv", help="CSV to write (default: %(default)s)")
     parser.add_argument("--top-k", type=int, default=3, help="classes listed per file (default: %(default)s)")
@@ -335,7 +382,7 @@ def run(args: argparse.Namespace) -> int:
     _check_numbers(args)
     check_out_path(args.out)
     paths = _inputs(args.paths)
-    _loaded, signature = _load_model(args.model)
+    _loaded, signature = _load_model(args.model, args.max_image_pixels)
     print(f"[predict] {len(paths)} files", file=sys.stderr, flush=True)
     predictions = classify(signature, paths, args.batch_size, args.top_k, _print_progress,
                            args.max_image_pixels)

@@ -12,12 +12,15 @@ import pytest
 import tensorflow as tf
 from tfx import types
 from tfx.components.pusher import executor as pusher_executor
+from tfx.components.pusher.component import Pusher
 from tfx.proto import pusher_pb2
 from tfx.types import standard_artifacts, standard_component_specs
 from tfx.utils import proto_utils
 
 from components.atomic_pusher import executor
-from components.atomic_pusher.component import AtomicPusher
+from components.atomic_pusher.component import AtomicPusher, AtomicPusherSpec
+from components.edge_evaluator import gate
+from components.edge_evaluator.component import EdgeEvaluation
 from trainer_module import names
 
 _uris = itertools.count()
@@ -53,24 +56,26 @@ def _pushed_model(tmp_path):
     return pushed
 
 
-def _do(model, base, pushed, blessed=1):
-    """Runs the executor as TFX's launcher would: one model, one blessing, one PushedModel."""
+def _do(model, base, pushed, blessed=1, edge_evaluation=None):
+    """Runs the executor as TFX's launcher would: one model, one blessing, one PushedModel (and an
+    EdgeEvaluation when given)."""
     blessing = standard_artifacts.ModelBlessing()
     blessing.uri = str(base) + f"-blessing-{next(_uris)}"
     blessing.set_int_custom_property(names.PROP_BLESSED, blessed)
     destination = pusher_pb2.PushDestination(
         filesystem=pusher_pb2.PushDestination.Filesystem(base_directory=str(base)))
+    edge = {executor.EDGE_EVALUATION_KEY: [edge_evaluation]} if edge_evaluation is not None else {}
     executor.AtomicPusherExecutor().Do(
         {standard_component_specs.MODEL_KEY: [model],
-         standard_component_specs.MODEL_BLESSING_KEY: [blessing]},
+         standard_component_specs.MODEL_BLESSING_KEY: [blessing], **edge},
         {standard_component_specs.PUSHED_MODEL_KEY: [pushed]},
         {standard_component_specs.PUSH_DESTINATION_KEY: proto_utils.proto_to_json(destination),
          standard_component_specs.CUSTOM_CONFIG_KEY: "null"})
     return pushed
 
 
-def _push(model, base, tmp_path, blessed=1):
-    return _do(model, base, _pushed_model(tmp_path), blessed)
+def _push(model, base, tmp_path, blessed=1, edge_evaluation=None):
+    return _do(model, base, _pushed_model(tmp_path), blessed, edge_evaluation)
 
 
 def _files(root):
@@ -87,7 +92,7 @@ def _push_failed(base):
 
 
 def _fingerprint(model):
-    return executor.fingerprint(_serving_path(model), executor.model_files(_serving_path(model))[1])
+    return executor.fingerprint(executor.saved_model_sources(_serving_path(model))[1])
 
 
 def test_push_writes_one_complete_loadable_version_with_marker(tmp_path):
@@ -175,7 +180,7 @@ def test_full_disk_fails_clearly_and_leaves_nothing(tmp_path, small_tmpfs):
 def test_rerun_after_unrecorded_push_reuses_its_version(tmp_path, monkeypatch, caplog):
     model, base = _model(tmp_path), tmp_path / "serving"
 
-    def archive_fails(model_path, uri):
+    def archive_fails(model_path, uri, edge=None):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), uri)
 
     monkeypatch.setattr(executor, "archive_model", archive_fails)
@@ -247,9 +252,171 @@ def test_component_is_tfx_pusher_with_the_atomic_executor():
                           model_blessing=types.Channel(type=standard_artifacts.ModelBlessing),
                           push_destination=destination)
     assert pusher.id == names.PUSHER_NODE
-    assert type(pusher.spec) is standard_component_specs.PusherSpec
+    assert type(pusher.spec) is AtomicPusherSpec  # TFX's PusherSpec with the optional edge input
+    assert isinstance(pusher, Pusher) and isinstance(pusher.spec, standard_component_specs.PusherSpec)
+    assert set(pusher.inputs) == {standard_component_specs.MODEL_KEY, standard_component_specs.MODEL_BLESSING_KEY}
+    assert AtomicPusherSpec.INPUTS[executor.EDGE_EVALUATION_KEY].optional
     assert pusher.executor_spec.executor_class is executor.AtomicPusherExecutor
     assert list(pusher.outputs) == [names.PUSHED_MODEL_OUTPUT]
     assert pusher.outputs[names.PUSHED_MODEL_OUTPUT].type is standard_artifacts.PushedModel
     with pytest.raises(ValueError, match="push_destination"):
         AtomicPusher(model=types.Channel(type=standard_artifacts.Model))
+
+
+def test_component_takes_the_edge_evaluation():
+    destination = pusher_pb2.PushDestination(
+        filesystem=pusher_pb2.PushDestination.Filesystem(base_directory="/serving"))
+    pusher = AtomicPusher(model=types.Channel(type=standard_artifacts.Model),
+                          model_blessing=types.Channel(type=standard_artifacts.ModelBlessing),
+                          edge_evaluation=types.Channel(type=EdgeEvaluation), push_destination=destination)
+    assert pusher.inputs[executor.EDGE_EVALUATION_KEY].type is EdgeEvaluation
+    assert list(pusher.outputs) == [names.PUSHED_MODEL_OUTPUT]
+
+
+# ---------------------------------------------------------------- edge (TFLite) models beside the SavedModel
+# The EdgeEvaluator's real output is tested in tests/test_edge_evaluator.py; here the files are
+# stand-ins and the verdicts are gate.verdict's, so the pusher's part is tested alone.
+
+EDGE_EXAMPLES = 100
+
+
+def _edge_model(tmp_path, value=2.0):
+    """A Model artifact with a SavedModel and a Format-TFLite folder of both flavours and labels."""
+    model = _model(tmp_path, value)
+    edge_dir = os.path.join(model.uri, names.EDGE_MODEL_SUBDIR)
+    os.makedirs(edge_dir)
+    for flavour in names.TFLITE_FLAVOURS:
+        with open(os.path.join(edge_dir, names.TFLITE_FILE.format(flavour=flavour)), "wb") as f:
+            f.write(f"tflite {flavour} of {value}".encode())
+    with open(os.path.join(edge_dir, names.TFLITE_LABELS_FILE), "w") as f:
+        f.write("a\nb\n")
+    return model
+
+
+def _edge_evaluation(tmp_path, model, correct, saved_correct=90, max_drops=None):
+    """An EdgeEvaluation artifact of `model` whose flavours got `correct` {flavour: n} of EDGE_EXAMPLES."""
+    max_drops = max_drops or {"float16": 0.002, "int8": 0.01}
+    edge_dir = os.path.join(model.uri, names.EDGE_MODEL_SUBDIR)
+    models = {names.EDGE_SAVED_MODEL: {names.EDGE_ACCURACY: saved_correct / EDGE_EXAMPLES,
+                                       names.EDGE_PATH: _serving_path(model)}}
+    models.update({flavour: {names.EDGE_ACCURACY: n / EDGE_EXAMPLES,
+                             names.EDGE_PATH: os.path.join(edge_dir, names.TFLITE_FILE.format(flavour=flavour))}
+                   for flavour, n in correct.items()})
+    evaluation = {names.EDGE_EXAMPLES: EDGE_EXAMPLES, names.EDGE_CLASS_NAMES: ["a", "b"], names.EDGE_MODELS: models,
+                  names.EDGE_GATE: {flavour: gate.verdict(flavour, saved_correct, n, EDGE_EXAMPLES, max_drops[flavour])
+                                    for flavour, n in correct.items()}}
+    artifact = EdgeEvaluation()
+    artifact.uri = str(tmp_path / f"edge-evaluation-{next(_uris)}")
+    os.makedirs(artifact.uri)
+    with open(os.path.join(artifact.uri, names.EDGE_EVALUATION_FILE), "w") as f:
+        json.dump(evaluation, f)
+    return artifact
+
+
+def _edge_file(model, name):
+    return os.path.join(model.uri, names.EDGE_MODEL_SUBDIR, name)
+
+
+def _read(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
+INT8_FILE = names.TFLITE_FILE.format(flavour="int8")
+FLOAT16_FILE = names.TFLITE_FILE.format(flavour="float16")
+
+
+def test_passing_flavour_lands_beside_the_savedmodel_and_failing_one_is_held_back(tmp_path, caplog):
+    model, base = _edge_model(tmp_path), tmp_path / "serving"
+    # float16 as accurate as the SavedModel; int8 3 points below its 1-point margin.
+    evaluation = _edge_evaluation(tmp_path, model, {"float16": 90, "int8": 87})
+    caplog.set_level(logging.INFO, logger="absl")
+    pushed = _push(model, base, tmp_path, edge_evaluation=evaluation)
+    [version] = os.listdir(base)
+    assert pushed.get_int_custom_property(names.PROP_PUSHED) == 1  # the SavedModel is pushed
+    assert float(tf.saved_model.load(str(base / version))(tf.constant(2.0))) == 4.0
+    edge_dir = base / version / names.PUSHED_EDGE_SUBDIR
+    assert sorted(os.listdir(edge_dir)) == sorted([FLOAT16_FILE, names.TFLITE_LABELS_FILE])
+    assert _read(edge_dir / FLOAT16_FILE) == _read(_edge_file(model, FLOAT16_FILE))
+    assert _read(edge_dir / names.TFLITE_LABELS_FILE) == b"a\nb\n"
+    assert pushed.get_string_custom_property(names.PROP_PUSHED_EDGE_MODELS) == "float16"
+    held_back = json.loads(pushed.get_string_custom_property(names.PROP_EDGE_HELD_BACK))
+    assert list(held_back) == ["int8"]
+    assert held_back["int8"] == ("int8 accuracy 0.870 is 3.0 points below the SavedModel's 0.900 on the same "
+                                 "100 eval images (margin 1.0 point): not pushed")
+    assert f"int8 TFLite model held back: {held_back['int8']}" in caplog.text
+    # The files identify the version; the archive copy holds what was pushed.
+    sources = {**executor.saved_model_sources(_serving_path(model))[1],
+               f"{names.PUSHED_EDGE_SUBDIR}/{FLOAT16_FILE}": _edge_file(model, FLOAT16_FILE),
+               f"{names.PUSHED_EDGE_SUBDIR}/{names.TFLITE_LABELS_FILE}": _edge_file(model, names.TFLITE_LABELS_FILE)}
+    assert _marker(base / version)[names.PUSH_SOURCE_FINGERPRINT] == executor.fingerprint(sources)
+    assert _files(pushed.uri) == sorted(sources)
+
+
+def test_no_flavour_passes_pushes_the_savedmodel_alone(tmp_path):
+    model, base = _edge_model(tmp_path), tmp_path / "serving"
+    evaluation = _edge_evaluation(tmp_path, model, {"float16": 89, "int8": 80})
+    pushed = _push(model, base, tmp_path, edge_evaluation=evaluation)
+    [version] = os.listdir(base)
+    assert not os.path.exists(base / version / names.PUSHED_EDGE_SUBDIR)
+    assert _marker(base / version)[names.PUSH_SOURCE_FINGERPRINT] == _fingerprint(model)
+    assert pushed.get_string_custom_property(names.PROP_PUSHED_EDGE_MODELS) == ""
+    assert sorted(json.loads(pushed.get_string_custom_property(names.PROP_EDGE_HELD_BACK))) == ["float16", "int8"]
+
+
+def test_not_blessed_pushes_no_edge_model_either(tmp_path):
+    model, base = _edge_model(tmp_path), tmp_path / "serving"
+    pushed = _push(model, base, tmp_path, blessed=0,
+                   edge_evaluation=_edge_evaluation(tmp_path, model, {"float16": 90, "int8": 90}))
+    assert pushed.get_int_custom_property(names.PROP_PUSHED) == 0
+    assert not pushed.has_custom_property(names.PROP_PUSHED_EDGE_MODELS)
+    assert not os.path.exists(base) and not os.path.exists(pushed.uri)
+
+
+def test_evaluation_of_another_model_pushes_none_of_its_flavours(tmp_path):
+    model, other, base = _edge_model(tmp_path), _edge_model(tmp_path, 3.0), tmp_path / "serving"
+    pushed = _push(model, base, tmp_path, edge_evaluation=_edge_evaluation(tmp_path, other, {"float16": 90}))
+    [version] = os.listdir(base)
+    assert not os.path.exists(base / version / names.PUSHED_EDGE_SUBDIR)
+    held_back = json.loads(pushed.get_string_custom_property(names.PROP_EDGE_HELD_BACK))
+    assert "not the pushed model's" in held_back["float16"]
+
+
+def test_failed_edge_copy_leaves_nothing(tmp_path, monkeypatch):
+    model, base = _edge_model(tmp_path), tmp_path / "serving"
+    real_copy = executor.copy_file
+
+    def edge_copy_fills_disk(src, dst):
+        if os.path.basename(dst) == INT8_FILE:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), dst)
+        real_copy(src, dst)
+
+    monkeypatch.setattr(executor, "copy_file", edge_copy_fills_disk)
+    pushed = _pushed_model(tmp_path)
+    with pytest.raises(executor.PushError, match=_push_failed(base)):
+        _do(model, base, pushed, edge_evaluation=_edge_evaluation(tmp_path, model, {"float16": 90, "int8": 90}))
+    assert os.listdir(base) == [] and not pushed.has_custom_property(names.PROP_PUSHED)
+
+
+def test_rerun_reuses_a_version_only_with_the_same_edge_models(tmp_path, monkeypatch):
+    model, base = _edge_model(tmp_path), tmp_path / "serving"
+    only_float16 = _edge_evaluation(tmp_path, model, {"float16": 90, "int8": 85})
+
+    def archive_fails(model_path, uri, edge=None):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), uri)
+
+    monkeypatch.setattr(executor, "archive_model", archive_fails)
+    with pytest.raises(OSError):  # the version is in place, its push never recorded
+        _push(model, base, tmp_path, edge_evaluation=only_float16)
+    [version] = os.listdir(base)
+    monkeypatch.undo()
+    rerun = _push(model, base, tmp_path, edge_evaluation=only_float16)
+    assert os.listdir(base) == [version] and rerun.get_string_custom_property(names.PROP_PUSHED_VERSION) == version
+    # Wider margins: int8 passes too, so the version must hold other files: a new version.
+    both = _edge_evaluation(tmp_path, model, {"float16": 90, "int8": 85}, max_drops={"float16": 0.002, "int8": 0.1})
+    widened = _push(model, base, tmp_path, edge_evaluation=both)
+    new_version = widened.get_string_custom_property(names.PROP_PUSHED_VERSION)
+    assert int(new_version) > int(version)
+    assert sorted(os.listdir(base / new_version / names.PUSHED_EDGE_SUBDIR)) == sorted(
+        [FLOAT16_FILE, INT8_FILE, names.TFLITE_LABELS_FILE])
+    assert widened.get_string_custom_property(names.PROP_PUSHED_EDGE_MODELS) == "float16,int8"

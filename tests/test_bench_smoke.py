@@ -13,7 +13,7 @@ import pytest
 import tensorflow as tf
 
 import image_factory
-from bench import gpu_check, machine, pipeline_scale, raw_examples, tables, transform_throughput
+from bench import edge_latency, gpu_check, machine, pipeline_scale, raw_examples, tables, transform_throughput
 from components.image_example_gen import records
 from trainer_module import names
 
@@ -135,3 +135,81 @@ def test_gpu_check_runs_on_cpu_without_tft(tmp_path, capsys):
     assert float32_rows == ["in-memory tensors (model-bound limit)",
                             "make_dataset as the Trainer runs it (decoded images cached)",
                             "make_dataset, decoded_cache_gb=0 (decode every epoch)"]
+
+
+def test_edge_latency_helpers():
+    assert edge_latency.percentile([4.0, 1.0, 3.0, 2.0], 50) == 2.5  # numpy's linear interpolation
+    assert edge_latency.percentile([1.0, 2.0, 3.0, 4.0, 5.0], 90) == pytest.approx(4.6)
+    assert edge_latency.percentile([7.0], 90) == 7.0
+    # Every item in a batch, every batch full: the sequence wraps around.
+    assert edge_latency.cycled_batches([1, 2, 3, 4, 5], 2) == [[1, 2], [3, 4], [5, 1]]
+    assert edge_latency.cycled_batches([1, 2], 3) == [[1, 2, 1]]
+
+
+EDGE_CLASSES = ("red", "green", "blue")
+EDGE_SIZE, EDGE_RESIZE = 32, 36
+
+
+def _tiny_model_artifact(folder) -> str:
+    """A Trainer Model artifact of a tiny network: Format-Serving/ through the real serving export
+    (a stand-in Transform layer: the project's decoder) and Format-TFLite/ through the real edge export."""
+    import numpy as np
+    import tf_keras as keras
+    from trainer_module import preprocessing, signatures, tflite_export
+    from trainer_module.train_config import TrainConfig
+
+    class Decode(keras.layers.Layer):
+        def call(self, features):
+            return {names.TRANSFORMED_IMAGE_KEY: preprocessing.decode_and_resize(
+                tf.reshape(features[names.IMAGE_KEY], [-1]), EDGE_RESIZE, 10**6)}
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input([EDGE_SIZE, EDGE_SIZE, 3])
+    x = keras.layers.Rescaling(1 / 255.0)(inputs)
+    x = keras.layers.Conv2D(16, 3, activation="relu")(x)
+    x = keras.layers.Conv2D(64, 3, activation="relu")(x)  # enough weights that int8's saving shows
+    outputs = keras.layers.Dense(len(EDGE_CLASSES), activation="softmax")(keras.layers.GlobalAveragePooling2D()(x))
+    model = keras.Model(inputs, outputs)
+    cfg = TrainConfig(class_names=EDGE_CLASSES, image_size=EDGE_SIZE, resize_size=EDGE_RESIZE,
+                      tflite_calibration_images=8)
+    crops = np.random.default_rng(0).uniform(0, 255, (8, EDGE_SIZE, EDGE_SIZE, 3)).astype(np.float32)
+    tflite_export.export_edge_models(model, cfg, tf.data.Dataset.from_tensor_slices(crops).batch(4),
+                                     str(folder / names.EDGE_MODEL_SUBDIR))
+    signatures.export_serving_model(model, Decode(), {names.IMAGE_KEY: tf.io.FixedLenFeature([1], tf.string)},
+                                    cfg, str(folder / names.TRAINER_SERVING_SUBDIR))
+    return str(folder)
+
+
+@pytest.mark.slow
+def test_edge_latency_runs_end_to_end(tmp_path, capsys):
+    model = _tiny_model_artifact(tmp_path / "model")
+    images = tmp_path / "images"
+    for name, color in zip(EDGE_CLASSES, ((250, 10, 10), (10, 250, 10), (10, 10, 250))):
+        for j in range(3):
+            image_factory.write_file(images / name / f"{name}_{j}.jpg",
+                                     image_factory.jpeg_bytes(40 + j, 30, color=color))
+    argv = ["--model", model, "--images", str(images), "--n", "7", "--batch-size", "4", "--repeats", "2",
+            "--warmup", "1"]
+    assert edge_latency.main(argv) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"^command: \S+ -m bench.edge_latency --model ", out, re.M)
+    assert re.search(r"^commit: \S+", out, re.M) and re.search(r"^machine: \d+ usable cores", out, re.M)
+    assert "images: 7 from" in out and "(7 in a class folder the model knows)" in out
+    rows = _table_rows(out)
+    sizes = {(r[0], r[1]): int(r[2].replace(",", "")) for r in rows if r[1].endswith((".tflite", "(the weights)"))}
+    assert set(sizes) == {("SavedModel", "variables/ (the weights)"), ("float16", "model_float16.tflite"),
+                          ("int8", "model_int8.tflite")}
+    assert all(n > 0 for n in sizes.values())
+    assert sizes[("int8", "model_int8.tflite")] < sizes[("float16", "model_float16.tflite")]
+    accuracy = {r[0]: r[1:] for r in rows if len(r) == 5 and r[1] == "7"}
+    assert sorted(accuracy) == ["SavedModel", "float16", "int8"]
+    assert all(0.0 <= float(v[1]) <= 1.0 and 0.0 <= float(v[3]) <= 1.0 for v in accuracy.values())
+    assert accuracy["SavedModel"][2:] == ["n/a", "1.0000"]  # its own drop and agreement
+    latency = [r for r in rows if len(r) == 7 and r[1] in (edge_latency.MODEL_ONLY, edge_latency.END_TO_END)]
+    assert [(r[0], r[1], r[2]) for r in latency] == [
+        (model_name, path, per_call) for path in (edge_latency.MODEL_ONLY, edge_latency.END_TO_END)
+        for per_call in ("1", "4") for model_name in ("SavedModel", "float16", "int8")]
+    for row in latency:
+        median, p90, cpu, ratio = (float(v.replace(",", "")) for v in row[3:])
+        assert 0 < median <= p90 and cpu >= 0 and ratio > 0, row
+    assert all(row[6] == "1.00" for row in latency if row[0] == "SavedModel")

@@ -10,6 +10,7 @@ import os
 import pytest
 from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2
+from tfx.dsl.compiler import constants as tfx_constants
 
 import local_runner
 import pipeline_runs
@@ -76,6 +77,128 @@ def test_history_summary_takes_the_last_epoch_and_the_recalibration():
     history[names.HISTORY_BN_RECALIBRATION] = {"kept": True, "batches": 5}
     assert lineage.history_summary(history)["bn_recalibration"] == {"kept": True, "batches": 5}
     assert lineage.history_summary(None) is None
+
+
+# ---------------------------------------------------------------- edge models of a push (fast)
+
+VERSION = "1700000000"
+INT8_REASON = ("int8 accuracy 0.897 is 1.7 points below the SavedModel's 0.913 on the same 300 eval images "
+               "(margin 1.0 point): not pushed")
+
+
+class _Lineage:
+    """Executions, their artifacts and input/output events registered as TFX records a run."""
+
+    def __init__(self, metadata_path: str):
+        config = metadata_store_pb2.ConnectionConfig()
+        config.sqlite.filename_uri = metadata_path
+        self.mlmd = metadata_store.MetadataStore(config)
+
+    def _context(self, type_name: str, name: str) -> metadata_store_pb2.Context:
+        type_id = self.mlmd.put_context_type(metadata_store_pb2.ContextType(name=type_name))
+        return (self.mlmd.get_context_by_type_and_name(type_name, name)
+                or metadata_store_pb2.Context(type_id=type_id, name=name))
+
+    @staticmethod
+    def _event(kind, key: str) -> metadata_store_pb2.Event:
+        event = metadata_store_pb2.Event(type=kind)
+        event.path.steps.add().key = key
+        event.path.steps.add().index = 0
+        return event
+
+    def put(self, run_id: str, node_id: str, inputs=None, outputs=None):
+        """One COMPLETE execution of node_id in run_id of pipeline "p". inputs: {key: artifact};
+        outputs: {key: (artifact type, uri, custom properties)}. Returns {key: output artifact}."""
+        execution = metadata_store_pb2.Execution(
+            type_id=self.mlmd.put_execution_type(metadata_store_pb2.ExecutionType(name=node_id)),
+            last_known_state=metadata_store_pb2.Execution.COMPLETE)
+        pairs = [(a, self._event(metadata_store_pb2.Event.INPUT, k)) for k, a in (inputs or {}).items()]
+        keys = list(outputs or {})
+        for key in keys:
+            type_name, uri, properties = outputs[key]
+            artifact = metadata_store_pb2.Artifact(
+                type_id=self.mlmd.put_artifact_type(metadata_store_pb2.ArtifactType(name=type_name)), uri=uri)
+            for name, value in properties.items():
+                if isinstance(value, int):
+                    artifact.custom_properties[name].int_value = value
+                else:
+                    artifact.custom_properties[name].string_value = value
+            pairs.append((artifact, self._event(metadata_store_pb2.Event.OUTPUT, key)))
+        contexts = [self._context(tfx_constants.PIPELINE_CONTEXT_TYPE_NAME, "p"),
+                    self._context(tfx_constants.PIPELINE_RUN_CONTEXT_TYPE_NAME, run_id),
+                    self._context(tfx_constants.NODE_CONTEXT_TYPE_NAME, f"p.{node_id}")]
+        _, artifact_ids, _ = self.mlmd.put_execution(execution, pairs, contexts, reuse_context_if_already_exist=True)
+        written = self.mlmd.get_artifacts_by_id(artifact_ids[len(inputs or {}):])
+        return dict(zip(keys, written))
+
+
+def _pushed_run(tmp_path, edge: bool = True) -> str:
+    """<tmp>/metadata/p/metadata.sqlite recording one run "r1" that trained a model and pushed it as
+    VERSION; with edge, an EdgeEvaluator (run "r0": the Pusher read an earlier run's verdict) whose
+    gate passed float16 and held int8 back, and the Pusher's edge properties."""
+    out = _output_dir_with_empty_metadata(tmp_path, versions=(VERSION,))
+    root = tmp_path / "pipelines" / "p"
+    record = _Lineage(str(out / configs.METADATA_DIR / "p" / configs.METADATA_FILE))
+
+    def uri(node, key):
+        return str(root / node / key / "1")
+
+    examples = record.put("r1", names.EXAMPLE_GEN_NODE, outputs={names.EXAMPLES_OUTPUT: (
+        "Examples", uri(names.EXAMPLE_GEN_NODE, names.EXAMPLES_OUTPUT),
+        {names.PROP_CLASS_NAMES: json.dumps(["a", "b"])})})[names.EXAMPLES_OUTPUT]
+    model = record.put("r1", names.TRAINER_NODE, inputs={"examples": examples}, outputs={
+        names.MODEL_OUTPUT: ("Model", uri(names.TRAINER_NODE, names.MODEL_OUTPUT), {})})[names.MODEL_OUTPUT]
+    blessing = record.put("r1", names.EVALUATOR_NODE, inputs={"model": model}, outputs={
+        names.BLESSING_OUTPUT: ("ModelBlessing", uri(names.EVALUATOR_NODE, names.BLESSING_OUTPUT),
+                                {names.PROP_BLESSED: 1})})[names.BLESSING_OUTPUT]
+    inputs, properties = {"model": model, "model_blessing": blessing}, {}
+    if edge:
+        edge_uri = tmp_path / "edge"
+        edge_uri.mkdir()
+        (edge_uri / names.EDGE_EVALUATION_FILE).write_text(json.dumps({names.EDGE_MODELS: {
+            names.EDGE_SAVED_MODEL: {names.EDGE_ACCURACY: 0.9133}, "float16": {names.EDGE_ACCURACY: 0.9127},
+            "int8": {names.EDGE_ACCURACY: 0.8967}}}))
+        edge_outputs = {names.EDGE_EVALUATION_OUTPUT: ("EdgeEvaluation", str(edge_uri), {})}
+        inputs[names.EDGE_EVALUATION_OUTPUT] = record.put(
+            "r0", names.EDGE_EVALUATOR_NODE, inputs={"model": model}, outputs=edge_outputs)[names.EDGE_EVALUATION_OUTPUT]
+        properties = {names.PROP_PUSHED_EDGE_MODELS: "float16",
+                      names.PROP_EDGE_HELD_BACK: json.dumps({"int8": INT8_REASON})}
+    destination = str(out / configs.SERVING_DIR / "p" / VERSION)
+    record.put("r1", names.PUSHER_NODE, inputs=inputs, outputs={names.PUSHED_MODEL_OUTPUT: (
+        "PushedModel", uri(names.PUSHER_NODE, names.PUSHED_MODEL_OUTPUT),
+        {names.PROP_PUSHED: 1, names.PROP_PUSHED_VERSION: VERSION, names.PROP_PUSHED_DESTINATION: destination,
+         **properties})})
+    return str(out)
+
+
+def test_a_push_lists_its_edge_models_and_the_evaluation_that_decided(tmp_path, capsys):
+    out = _pushed_run(tmp_path)
+    result = lineage.lineage(store.find_metadata(out))
+    assert (result["version"], result["push"]["run_id"]) == (VERSION, "r1")
+    edge_dir = os.path.join(out, configs.SERVING_DIR, "p", VERSION, names.PUSHED_EDGE_SUBDIR)
+    assert result["edge_models"] == {
+        "pushed": [{"flavour": "float16", "path": os.path.join(edge_dir, "model_float16.tflite")}],
+        "labels": os.path.join(edge_dir, names.TFLITE_LABELS_FILE),
+        "held_back": {"int8": INT8_REASON},
+        "evaluation": {"uri": str(tmp_path / "edge"), "run_id": "r0",
+                       "accuracy": {names.EDGE_SAVED_MODEL: 0.9133, "float16": 0.9127, "int8": 0.8967}}}
+    assert lineage.main([out, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["edge_models"] == result["edge_models"]
+    assert lineage.main([out]) == 0
+    edge = _text_blocks(capsys.readouterr().out)["edge"]
+    assert edge == {"": "TFLite models pushed: float16",
+                    "float16": os.path.join(edge_dir, "model_float16.tflite"),
+                    "labels": os.path.join(edge_dir, names.TFLITE_LABELS_FILE),
+                    "int8": f"held back: {INT8_REASON}",
+                    "decided by": f"{tmp_path / 'edge'} (run r0)",
+                    "accuracy": "saved_model 0.9133, float16 0.9127, int8 0.8967"}
+
+
+def test_a_push_without_edge_models_says_so(tmp_path, capsys):
+    out = _pushed_run(tmp_path, edge=False)
+    assert lineage.lineage(store.find_metadata(out))["edge_models"] is None
+    assert lineage.main([out]) == 0
+    assert _text_blocks(capsys.readouterr().out)["edge"] == {"": "none recorded with this push"}
 
 
 # ---------------------------------------------------------------- the pipeline runs (slow)
@@ -157,6 +280,23 @@ def test_training_config_and_history_are_what_run_a_trained_with(runs, served):
     assert training["history"]["final"] == {k: history[names.HISTORY_SERIES][k][-1]
                                             for k in ("loss", "accuracy", "val_loss", "val_accuracy")}
     assert training["history"]["bn_recalibration"] == (history[names.HISTORY_BN_RECALIBRATION] or None)
+
+
+@pytest.mark.slow
+def test_edge_models_are_the_ones_run_a_pushed(runs, served):
+    if names.EDGE_EVALUATOR_NODE not in runs.nodes[0]:
+        pytest.skip("the pipeline runs have no EdgeEvaluator")
+    edge = served["edge_models"]
+    assert (edge["evaluation"]["uri"], edge["evaluation"]["run_id"]) == (
+        _uri(runs, 0, names.EDGE_EVALUATOR_NODE, names.EDGE_EVALUATION_OUTPUT), runs.run_ids[0])
+    pushed = [p["flavour"] for p in edge["pushed"]]
+    assert set(pushed) | set(edge["held_back"]) == set(edge["evaluation"]["accuracy"]) - {names.EDGE_SAVED_MODEL}
+    version_dir = pipeline_runs.pushed_dir(runs)
+    for item in edge["pushed"]:  # in the served version, beside the SavedModel
+        assert item["path"] == os.path.join(version_dir, names.PUSHED_EDGE_SUBDIR,
+                                            names.TFLITE_FILE.format(flavour=item["flavour"]))
+        assert os.path.isfile(item["path"])
+    assert edge["labels"] is None if not pushed else os.path.isfile(edge["labels"])
 
 
 @pytest.mark.slow

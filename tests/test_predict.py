@@ -4,7 +4,8 @@ Fast tests use a stand-in SavedModel with the pushed model's serving_default (im
 probabilities, class_names, predicted_class, predicted_probability, error; the keys of
 trainer_module/names.py; signatures.classify_images) that classifies by mean colour, and one
 exported before the error output; the slow ones use the model the session's pipeline run A
-pushed (tests/pipeline_runs.py).
+pushed (tests/pipeline_runs.py). The --model x.tflite tests export one small Keras network both
+ways (signatures.export_serving_model and tflite_export.export_edge_models) and compare the CSVs.
 """
 import base64
 import csv
@@ -15,13 +16,14 @@ import os
 import numpy as np
 import pytest
 import tensorflow as tf
+import tf_keras as keras
 from PIL import Image
 
 import image_factory
 from pipeline_runs import pushed_dir
 from run_control import exit_codes
-from serving_client import predict, rest
-from trainer_module import names, preprocessing, signatures
+from serving_client import predict, rest, tflite_classifier
+from trainer_module import image_header, names, preprocessing, signatures, tflite_export
 from trainer_module.train_config import TrainConfig
 
 COLOURS = ["red", "green", "blue"]
@@ -377,3 +379,122 @@ def test_a_folder_with_link_loops_lists_each_real_file_once(serving_dir, tmp_pat
     assert predict.main(["--model", serving_dir, str(photos), "--out", str(out)]) == 0
     assert [(path, row["predicted_class"]) for path, row in _read_csv(out).items()] == list(
         zip(real, COLOURS))
+
+
+# ---------------------------------------------------------------- --model x.tflite
+
+EDGE_CFG = TrainConfig(class_names=tuple(COLOURS), image_size=32, resize_size=40,
+                       tflite_calibration_images=32)
+EDGE_BUDGET = 100 * 100  # --max-image-pixels of the CSV test: big.png (150 x 150) is over it
+
+
+class _EdgeDecode(keras.layers.Layer):
+    """Stand-in Transform layer: the project's decoder, resize_size x resize_size."""
+
+    def call(self, features):
+        return {names.TRANSFORMED_IMAGE_KEY: preprocessing.decode_and_resize(
+            tf.reshape(features[names.IMAGE_KEY], [-1]), EDGE_CFG.resize_size)}
+
+
+def _edge_network() -> keras.Model:
+    """A small seeded conv net on [0, 255] pixels: the mean colour (which spreads the generated
+    images over the classes) and convolution features feed a softmax."""
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input([EDGE_CFG.image_size, EDGE_CFG.image_size, 3])
+    x = keras.layers.Rescaling(1 / 127.5, offset=-1)(inputs)
+    colour = keras.layers.GlobalAveragePooling2D()(x)
+    texture = keras.layers.Conv2D(8, 3, strides=2, activation="relu")(x)
+    texture = keras.layers.Conv2D(16, 3, strides=2, activation="relu")(texture)
+    texture = keras.layers.GlobalAveragePooling2D()(texture)
+    dense = keras.layers.Dense(len(COLOURS), activation="softmax")
+    outputs = dense(keras.layers.Concatenate()([colour, texture]))
+    kernel, bias = dense.get_weights()
+    kernel[:3] = 8 * np.eye(3)  # colour channel c votes for class c
+    dense.set_weights([kernel, bias])
+    return keras.Model(inputs, outputs)
+
+
+@pytest.fixture(scope="module")
+def edge_models(tmp_path_factory):
+    """(SavedModel dir, {flavour: .tflite path}) of the same Keras network."""
+    root = tmp_path_factory.mktemp("edge")
+    network = _edge_network()
+    signatures.export_serving_model(network, _EdgeDecode(), {names.IMAGE_KEY: tf.io.FixedLenFeature(
+        [1], tf.string)}, EDGE_CFG, str(root / names.TRAINER_SERVING_SUBDIR))
+    crops = np.stack([tflite_classifier.preprocess(image_factory.jpeg_bytes(50, 60, seed=100 + i), 40, 32)
+                      for i in range(EDGE_CFG.tflite_calibration_images)])
+    representative = tf.data.Dataset.from_tensor_slices(crops.astype(np.float32)).batch(8)
+    paths = tflite_export.export_edge_models(network, EDGE_CFG, representative,
+                                             str(root / names.EDGE_MODEL_SUBDIR))
+    return str(root), paths
+
+
+@pytest.fixture(scope="module")
+def edge_images(tmp_path_factory):
+    """40 generated images (JPEG, PNG, greyscale; smaller and larger than resize_size), a corrupt
+    JPEG and one over EDGE_BUDGET."""
+    root = tmp_path_factory.mktemp("edge-images")
+    for i in range(40):
+        width, height = 20 + 7 * i % 80, 25 + 11 * i % 70
+        data = (image_factory.jpeg_bytes(width, height, seed=i) if i % 3 else
+                image_factory.png_bytes(width, height, mode="L" if i % 2 else "RGB", seed=i))
+        image_factory.write_file(root / f"{i:02d}.{'jpg' if i % 3 else 'png'}", data)
+    image_factory.write_file(root / "corrupt.jpg", image_factory.corrupt_jpeg_bytes())
+    image_factory.write_file(root / "big.png", image_factory.png_bytes(150, 150))
+    return root
+
+
+def _predict_csv(model: str, images, out) -> dict:
+    assert predict.main(["--model", model, str(images), "--out", str(out), "--batch-size", "16",
+                         "--max-image-pixels", str(EDGE_BUDGET)]) == 1  # the two bad files
+    return _read_csv(out)
+
+
+def test_cli_with_a_tflite_model_agrees_with_the_saved_model(edge_models, edge_images, tmp_path):
+    saved_model, tflite = edge_models
+    rows = {"saved_model": _predict_csv(saved_model, edge_images, tmp_path / "saved.csv")}
+    for flavour, path in tflite.items():
+        rows[flavour] = _predict_csv(path, edge_images, tmp_path / f"{flavour}.csv")
+    errors = {path: row["error"] for path, row in rows["saved_model"].items() if row["error"]}
+    assert errors == {
+        str(edge_images / "corrupt.jpg"): f"{names.UNDECODABLE_ERROR}: corrupt or truncated JPEG data",
+        str(edge_images / "big.png"): (f"{image_header.TOO_MANY_PIXELS}: 150x150 = 22500 pixels > "
+                                       f"max_image_pixels = {EDGE_BUDGET}")}
+    good = [path for path in rows["saved_model"] if path not in errors]
+    assert len(good) == 40
+    for flavour in tflite:
+        assert list(rows[flavour]) == list(rows["saved_model"])  # same files, same order
+        assert {path: row["error"] for path, row in rows[flavour].items() if row["error"]} == errors
+        assert all(len(rows[flavour][path]["top_k"].split(";")) == 3 for path in good)
+    classes = {name: [rows[name][path]["predicted_class"] for path in good] for name in rows}
+    agreement = {flavour: np.mean(np.equal(classes[flavour], classes["saved_model"])) for flavour in tflite}
+    print(f"top-1 agreement with the SavedModel: {agreement}")
+    assert len(set(classes["saved_model"])) == len(COLOURS)  # not one class for all
+    assert agreement["float16"] >= 0.95 and agreement["int8"] >= 0.9  # measured 1.0 and 0.975
+    probability = {name: np.array([float(rows[name][path]["probability"]) for path in good]) for name in rows}
+    differences = np.abs(probability["float16"] - probability["saved_model"])
+    print(f"float16: max |p - p_saved_model| {max(differences):.2g}")
+    assert max(differences) < 0.01
+
+
+def test_a_tflite_model_without_metadata_or_a_file_that_is_none_is_one_line(images, tmp_path, capsys):
+    out = str(tmp_path / "p.csv")
+    function = tf.function(lambda x: x * 2.0).get_concrete_function(tf.TensorSpec([1, 2], tf.float32))
+    plain = tmp_path / "plain.tflite"
+    plain.write_bytes(tf.lite.TFLiteConverter.from_concrete_functions([function]).convert())
+    code, err = _main(["--model", str(plain), str(images), "--out", out], capsys)
+    assert (code, err) == (2, [f"[predict] model {plain}", (
+        f"error: --model: {plain} has no readable labels and input spec in its TFLite metadata "
+        "(export it with trainer_module.tflite_export): The model does not have metadata.")])
+    text = image_factory.write_file(tmp_path / "notes.tflite", b"not a model")
+    code, err = _main(["--model", text, str(images), "--out", out], capsys)
+    assert (code, err) == (2, [f"[predict] model {text}",
+                               f"error: --model: {text} is not a TFLite model (no TFL3 identifier)"])
+    missing = str(tmp_path / "missing.tflite")
+    code, err = _main(["--model", missing, str(images), "--out", out], capsys)
+    assert (code, err) == (2, [f"error: --model: no model at {missing}: it does not exist"])
+    assert not os.path.exists(out)
+    bad_out = tmp_path / "no-such-folder" / "p.csv"  # --out first, before the model is looked at
+    code, err = _main(["--model", str(plain), str(images), "--out", str(bad_out)], capsys)
+    assert (code, err) == (2, [f"error: --out {bad_out}: folder {bad_out.parent} does not exist; "
+                               "create it or pass another path"])

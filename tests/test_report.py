@@ -8,6 +8,7 @@ installs it) and skips without.
 import base64
 import html.parser
 import io
+import json
 import os
 import re
 import shutil
@@ -23,7 +24,7 @@ from PIL import Image
 from tfx.dsl.compiler import constants as tfx_constants
 
 from pipeline import configs, evaluation
-from run_report import html_page, plots, run_data, store, tables, tfma_results, writer
+from run_report import edge_models, html_page, plots, run_data, store, tables, tfma_results, writer
 from run_report.__main__ import main as report_main
 from trainer_module import names
 
@@ -202,6 +203,10 @@ def test_table_formats_only_its_numeric_columns():
     assert html_page.format_number(None) == "–" and html_page.format_number(2.0) == "2.000"
     with pytest.raises(ValueError, match="outside the 2 columns"):
         html_page.table(["file", "reason"], [("x", "y")], numeric_columns={5})
+    # Text in a numeric column (a number formatted by the caller, a verdict) is right-aligned as it is.
+    page = html_page.table(["", "m"], [("drop", "0.0006"), ("gate", html_page.Markup("<b>ok</b>")),
+                                       ("<", "<")], numeric_columns={1})
+    assert re.findall(r'<td class="num">(.*?)</td>', page) == ["0.0006", "<b>ok</b>", "&lt;"]
 
 
 def _artifact(uri: str, **properties) -> metadata_store_pb2.Artifact:
@@ -258,6 +263,138 @@ def test_page_of_a_rejected_candidate(tmp_path):
     assert len(_decoded_images(parsed)) == len(figures)
 
 
+# ---------------------------------------------------------------- edge models (fast)
+
+EDGE_DESTINATION = "/serving/p/1700000000"
+INT8_REASON = ("int8 accuracy 0.897 is 1.7 points below the SavedModel's 0.913 on the same 300 eval images "
+               "(margin 1.0 point): not pushed")
+
+
+def _edge_evaluation() -> dict:
+    """An EdgeEvaluator file as names.py documents it: float16 within its margin, int8 not."""
+    def model(accuracy, recall, size, latency, batch_latency, path):
+        return {names.EDGE_ACCURACY: accuracy, names.EDGE_RECALL: dict(zip("ab", recall)),
+                names.EDGE_SIZE_MB: size, names.EDGE_LATENCY_MS: latency,
+                names.EDGE_BATCH_LATENCY_MS: batch_latency, names.EDGE_PATH: path}
+
+    model_uri = "/root/Trainer/model/5"
+    return {
+        names.EDGE_EXAMPLES: 300, names.EDGE_CLASS_NAMES: ["a", "b"],
+        names.EDGE_MODELS: {
+            names.EDGE_SAVED_MODEL: model(0.9133, (0.95, 0.876), 16.2, 21.4, 6.12, f"{model_uri}/Format-Serving"),
+            "float16": model(0.9127, (0.95, 0.875), 8.1, 9.87, 5.43, f"{model_uri}/Format-TFLite/model_float16.tflite"),
+            "int8": model(0.8967, (0.93, 0.863), 4.374, 4.56, 2.1, f"{model_uri}/Format-TFLite/model_int8.tflite")},
+        names.EDGE_GATE: {
+            "float16": {names.EDGE_MAX_DROP: 0.002, names.EDGE_DROP: 0.0006, names.EDGE_PASSED: True,
+                        names.EDGE_REASON: "float16 accuracy 0.913 is 0.1 points below the SavedModel's "
+                                           "0.913 on the same 300 eval images (margin 0.2 points): pushed "
+                                           "beside the SavedModel when it is blessed"},
+            "int8": {names.EDGE_MAX_DROP: 0.01, names.EDGE_DROP: 0.0166, names.EDGE_PASSED: False,
+                     names.EDGE_REASON: INT8_REASON}}}
+
+
+def _put_node(mlmd, pipeline: str, run_id: str, node_id: str, key: str, artifact, state="COMPLETE"):
+    """One execution of node_id in the run, with `artifact` as its output `key` (as TFX records it)."""
+    contexts = []
+    for type_name, name in ((tfx_constants.PIPELINE_CONTEXT_TYPE_NAME, pipeline),
+                            (tfx_constants.PIPELINE_RUN_CONTEXT_TYPE_NAME, run_id),
+                            (tfx_constants.NODE_CONTEXT_TYPE_NAME, f"{pipeline}.{node_id}")):
+        type_id = mlmd.put_context_type(metadata_store_pb2.ContextType(name=type_name))
+        contexts.append(mlmd.get_context_by_type_and_name(type_name, name)
+                        or metadata_store_pb2.Context(type_id=type_id, name=name))
+    execution = metadata_store_pb2.Execution(
+        type_id=mlmd.put_execution_type(metadata_store_pb2.ExecutionType(name=node_id)),
+        last_known_state=metadata_store_pb2.Execution.State.Value(state))
+    artifact.type_id = mlmd.put_artifact_type(metadata_store_pb2.ArtifactType(name="Artifact"))
+    event = metadata_store_pb2.Event(type=metadata_store_pb2.Event.OUTPUT)
+    event.path.steps.add().key = key
+    event.path.steps.add().index = 0
+    mlmd.put_execution(execution, [(artifact, event)], contexts, reuse_context_if_already_exist=True)
+
+
+def _edge_metadata(tmp_path, with_edge: bool = True) -> str:
+    """A run "r" with a pushing Pusher (float16 pushed, int8 held back) and, with_edge, an
+    EdgeEvaluator whose artifact holds _edge_evaluation()."""
+    path = str(tmp_path / configs.METADATA_FILE)
+    config = metadata_store_pb2.ConnectionConfig()
+    config.sqlite.filename_uri = path
+    mlmd = metadata_store.MetadataStore(config)
+    root = tmp_path / "root"
+    if with_edge:
+        edge_dir = root / names.EDGE_EVALUATOR_NODE / names.EDGE_EVALUATION_OUTPUT / "8"
+        edge_dir.mkdir(parents=True)
+        (edge_dir / names.EDGE_EVALUATION_FILE).write_text(json.dumps(_edge_evaluation()))
+        _put_node(mlmd, "p", "r", names.EDGE_EVALUATOR_NODE, names.EDGE_EVALUATION_OUTPUT, _artifact(str(edge_dir)))
+    pushed = _artifact(f"{root}/{names.PUSHER_NODE}/{names.PUSHED_MODEL_OUTPUT}/9", **{
+        names.PROP_PUSHED: 1, names.PROP_PUSHED_DESTINATION: EDGE_DESTINATION,
+        names.PROP_PUSHED_EDGE_MODELS: "float16", names.PROP_EDGE_HELD_BACK: json.dumps({"int8": INT8_REASON})})
+    _put_node(mlmd, "p", "r", names.PUSHER_NODE, names.PUSHED_MODEL_OUTPUT, pushed)
+    return path
+
+
+def test_edge_section_shows_the_comparison_and_the_gate_from_ml_metadata(tmp_path):
+    data = run_data.collect(_edge_metadata(tmp_path))
+    assert data.edge.uri == str(tmp_path / "root" / names.EDGE_EVALUATOR_NODE / names.EDGE_EVALUATION_OUTPUT / "8")
+    assert (data.edge.pushed, data.edge.pushed_flavours, data.edge.held_back) == (
+        True, ["float16"], {"int8": INT8_REASON})
+    page, _ = html_page.render(data)
+    parsed = _Page(page)
+    assert parsed.ids == ["verdict", edge_models.SECTION_ID, "training", "data", "components"]
+    assert "Edge models (TFLite)" in parsed.text
+    table_text = (
+        "SavedModel float16 int8 "
+        "accuracy (300 eval images) 0.9133 0.9127 0.8967 "
+        "accuracy drop vs the SavedModel – 0.0006 0.0166 "
+        "margin (largest drop allowed) – 0.0020 0.0100 "
+        "recall: a 0.950 0.950 0.930 recall: b 0.876 0.875 0.863 "
+        "size (MB; SavedModel: its variables) 16.20 8.10 4.37 "
+        "size vs the SavedModel 1.00× 0.50× 0.27× "
+        "CPU latency per image, one image per call (ms) 21.40 9.87 4.56 "
+        "CPU latency per image, in batches of 32 (ms) 6.12 5.43 2.10 "
+        "edge gate reference pushed held back")
+    assert table_text in parsed.text
+    assert f"int8 : held back : {INT8_REASON}" in parsed.text  # (the parser puts spaces between tags)
+    assert "float16 : pushed : float16 accuracy 0.913 is 0.1 points below" in parsed.text
+    edge_dir = f"{EDGE_DESTINATION}/{names.PUSHED_EDGE_SUBDIR}"
+    assert (f"Pushed beside the SavedModel: {edge_dir}/model_float16.tflite , "
+            f"{edge_dir}/{names.TFLITE_LABELS_FILE} .") in parsed.text
+
+
+def test_a_run_without_an_edge_evaluator_has_no_edge_section(tmp_path):
+    data = run_data.collect(_edge_metadata(tmp_path, with_edge=False))
+    assert data.edge is None
+    parsed = _Page(html_page.render(data)[0])
+    assert parsed.ids == ["verdict", "training", "data", "components"]
+    assert "Edge models" not in parsed.text and "TFLite" not in parsed.text
+    # An EdgeEvaluator whose file is missing (a failed execution) shows nothing either.
+    node = store.NodeRun(names.EDGE_EVALUATOR_NODE, "FAILED",
+                         {names.EDGE_EVALUATION_OUTPUT: [_artifact(str(tmp_path / "empty"))]})
+    assert edge_models.collect({names.EDGE_EVALUATOR_NODE: node}) is None
+
+
+def _edge_view(**overrides) -> edge_models.EdgeView:
+    fields = dict(evaluation=_edge_evaluation(), uri="/e", state="COMPLETE", pushed=True,
+                  destination=EDGE_DESTINATION, pushed_flavours=["float16"], held_back={"int8": INT8_REASON})
+    return edge_models.EdgeView(**{**fields, **overrides})
+
+
+def test_edge_verdicts_follow_the_pusher_then_the_gate():
+    view = _edge_view()
+    assert edge_models.verdict(view, "float16")[0] == edge_models.PUSHED
+    assert edge_models.verdict(view, "int8") == (edge_models.HELD_BACK, INT8_REASON)
+    # SavedModel not pushed (not blessed): float16 passed its gate but was not pushed; int8 failed it.
+    unpushed = _edge_view(pushed=False, destination=None, pushed_flavours=[], held_back={})
+    status, reason = edge_models.verdict(unpushed, "float16")
+    assert status == edge_models.NOT_PUSHED and reason.startswith(
+        "passed the edge gate, but the SavedModel was not pushed (float16 accuracy 0.913")
+    assert edge_models.verdict(unpushed, "int8") == (edge_models.HELD_BACK, INT8_REASON)
+    assert edge_models.pushed_paths(unpushed) == []
+    assert "No edge model was pushed in this run." in edge_models.section_html(
+        unpushed, html_page.table, html_page.Markup)
+    assert edge_models.pushed_flavours("float16, int8") == ["float16", "int8"]
+    assert edge_models.pushed_flavours("") == [] and edge_models.held_back(None) == {}
+
+
 # ---------------------------------------------------------------- reports of real runs (slow)
 
 class _Page(html.parser.HTMLParser):
@@ -295,6 +432,14 @@ def runs(gate_runs):
     return gate_runs
 
 
+def _section_ids(nodes) -> list:
+    """The report's section ids for a run: the edge models' after calibration when it has an EdgeEvaluator."""
+    ids = list(html_page.SECTION_IDS)
+    if names.EDGE_EVALUATOR_NODE in nodes:
+        ids.insert(ids.index("calibration") + 1, edge_models.SECTION_ID)
+    return ids
+
+
 @pytest.fixture(scope="module")
 def weak_report(runs):
     """The report of run C, in the default place (under the pipeline root)."""
@@ -306,8 +451,12 @@ def test_report_of_a_rejected_candidate(runs, weak_report):
     assert weak_report.startswith(os.path.join(runs.cfg.pipeline_root, writer.REPORTS_DIR) + os.sep)
     with open(weak_report) as f:
         page = _Page(f.read())
-    assert page.ids == list(html_page.SECTION_IDS)
+    assert page.ids == _section_ids(runs.nodes[2])
     assert "NOT BLESSED" in page.text and "nothing was pushed" in page.text
+    if names.EDGE_EVALUATOR_NODE in runs.nodes[2]:  # C's TFLite models, scored but not pushed
+        assert "SavedModel float16 int8 accuracy (" in page.text
+        assert re.search(r"edge gate reference(?: not pushed| held back){2} float16 :", page.text)
+        assert "No edge model was pushed in this run." in page.text
     # The failed absolute bound and the change threshold against A, each with value and bound.
     assert re.search(r"sparse_categorical_accuracy lower bound overall [0-9.]+ >= 0\.5 FAILED", page.text)
     assert re.search(r"sparse_categorical_accuracy change vs baseline overall -?[0-9.]+ "
@@ -394,3 +543,29 @@ def test_report_renders_in_headless_chromium(weak_report, tmp_path):
     not_white = (pixels < 245).any(axis=2).mean()
     assert 0.02 < not_white < 0.9, not_white  # text, tables and figures: neither blank nor a block
     assert len(np.unique(pixels.reshape(-1, 3), axis=0)) > 50  # heat maps and plots, not flat text
+
+
+# Marks the page once laid out: the edge table's rows, height, and whether it fits the window.
+_EDGE_TABLE_CHECK = """<script>
+window.addEventListener("load", () => {
+  const box = document.querySelector("#edge-models table").getBoundingClientRect();
+  document.body.setAttribute("data-edge-rows", document.querySelector("#edge-models table").rows.length);
+  document.body.setAttribute("data-edge-height", Math.round(box.height));
+  document.body.setAttribute("data-edge-fits", box.right <= document.documentElement.clientWidth ? 1 : 0);
+});
+</script>"""
+
+
+def test_edge_section_renders_in_headless_chromium(tmp_path):
+    _chromium()
+    page, _ = html_page.render(run_data.collect(_edge_metadata(tmp_path)))
+    checked = tmp_path / "edge.html"
+    checked.write_text(page.replace("</body>", _EDGE_TABLE_CHECK + "</body>"))
+    dom = _run_chromium(tmp_path, "--window-size=1200,2400", "--virtual-time-budget=5000", "--dump-dom",
+                        checked.as_uri()).stdout
+    rows = 1 + len(edge_models.comparison_rows(_edge_view())) + 1  # header, numbers, the gate
+    assert f'data-edge-rows="{rows}"' in dom, dom[-500:]
+    assert 'data-edge-fits="1"' in dom  # no column pushed off the page
+    height = int(re.search(r'data-edge-height="(\d+)"', dom).group(1))
+    assert height > rows * 15  # every row laid out, none collapsed
+    assert f"int8 : held back : {INT8_REASON}" in _Page(dom).text

@@ -156,6 +156,18 @@ def test_run_files(trained):
     assert tf.io.gfile.isdir(backup_root) and tf.io.gfile.listdir(backup_root) == []
 
 
+def test_edge_models_are_exported_beside_the_saved_model(trained):
+    from serving_client.tflite_classifier import TFLiteClassifier
+
+    fn_args, _ = trained
+    edge_dir = os.path.join(os.path.dirname(fn_args.serving_model_dir), names.EDGE_MODEL_SUBDIR)
+    expected = [names.TFLITE_FILE.format(flavour=f) for f in names.TFLITE_FLAVOURS] + [names.TFLITE_LABELS_FILE]
+    assert sorted(tf.io.gfile.listdir(edge_dir)) == sorted(expected)
+    for flavour in names.TFLITE_FLAVOURS:
+        edge = TFLiteClassifier(os.path.join(edge_dir, names.TFLITE_FILE.format(flavour=flavour)))
+        assert (edge.labels, edge.image_size, edge.resize_size) == (CLASSES, IMAGE, RESIZE)
+
+
 @pytest.fixture(scope="module")
 def served(trained, data):
     """(the loaded SavedModel, its serving_default outputs for the eval JPEGs as numpy)."""

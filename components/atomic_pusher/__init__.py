@@ -1,6 +1,8 @@
 """AtomicPusher: TFX's Pusher whose pushes to a serving folder are atomic and recorded once.
 
-  component.py  the component: TFX's Pusher (same spec and outputs) with the executor below
-  executor.py   writes a version through a hidden partial folder and a rename, and reuses a
+  component.py  the component: TFX's Pusher (its spec plus an optional edge_evaluation input, the
+                same outputs) with the executor below
+  executor.py   writes a version (the SavedModel, and the TFLite models that passed the edge gate
+                in its tflite/ folder) through a hidden partial folder and a rename, and reuses a
                 version that a push wrote but never recorded
 """

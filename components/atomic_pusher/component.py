@@ -1,23 +1,38 @@
-"""AtomicPusher: TFX's Pusher component with the atomic executor, as TFX's extensions define theirs."""
+"""AtomicPusher: TFX's Pusher component with the atomic executor and an optional edge input."""
 from typing import Any, Dict, Optional, Union
 
 from tfx import types
 from tfx.components.pusher import component as pusher_component
-from tfx.dsl.components.base import executor_spec
+from tfx.dsl.components.base import base_component, executor_spec
 from tfx.orchestration import data_types
 from tfx.proto import pusher_pb2
+from tfx.types import standard_artifacts, standard_component_specs
+from tfx.types.component_spec import ChannelParameter
+from tfx.utils import json_utils
 
 from components.atomic_pusher import executor
+from components.edge_evaluator.component import EdgeEvaluation
 from trainer_module import names
 
 
-class AtomicPusher(pusher_component.Pusher):
-    """TFX's Pusher (PusherSpec, the `pushed_model` output and its properties unchanged) whose
-    pushes to a local serving folder are atomic and not duplicated by a rerun (executor.py).
+class AtomicPusherSpec(standard_component_specs.PusherSpec):
+    """TFX's PusherSpec and the EdgeEvaluator's verdict: which TFLite models go beside the SavedModel."""
+    INPUTS = {
+        **standard_component_specs.PusherSpec.INPUTS,
+        executor.EDGE_EVALUATION_KEY: ChannelParameter(type=EdgeEvaluation, optional=True),
+    }
 
-    Its node id defaults to `Pusher`, the id the run readers look up (names.PUSHER_NODE).
+
+class AtomicPusher(pusher_component.Pusher):
+    """TFX's Pusher (its inputs, parameters, the `pushed_model` output and its properties unchanged)
+    whose pushes to a local serving folder are atomic and not duplicated by a rerun (executor.py).
+
+    edge_evaluation (optional, the EdgeEvaluator's output): the TFLite flavours that passed the edge
+    gate are pushed with their labels into the same version's tflite/ folder, in the same atomic
+    write. Its node id defaults to `Pusher`, the id the run readers look up (names.PUSHER_NODE).
     """
 
+    SPEC_CLASS = AtomicPusherSpec
     EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(executor.AtomicPusherExecutor)
 
     def __init__(self, model: Optional[types.BaseChannel] = None,
@@ -25,10 +40,18 @@ class AtomicPusher(pusher_component.Pusher):
                  infra_blessing: Optional[types.BaseChannel] = None,
                  push_destination: Optional[Union[pusher_pb2.PushDestination,
                                                    data_types.RuntimeParameter]] = None,
-                 custom_config: Optional[Dict[str, Any]] = None):
+                 custom_config: Optional[Dict[str, Any]] = None,
+                 edge_evaluation: Optional[types.BaseChannel] = None):
         # TFX's Pusher checks this only when its own executor is in use.
         if push_destination is None:
             raise ValueError("AtomicPusher needs a push_destination.")
-        super().__init__(model=model, model_blessing=model_blessing, infra_blessing=infra_blessing,
-                         push_destination=push_destination, custom_config=custom_config)
+        if model is None and infra_blessing is None:
+            raise ValueError("AtomicPusher needs a model or an infra_blessing channel.")
+        # TFX's Pusher.__init__ builds a PusherSpec; this builds the same with the edge input.
+        spec = AtomicPusherSpec(
+            model=model, model_blessing=model_blessing, infra_blessing=infra_blessing,
+            push_destination=push_destination, custom_config=json_utils.dumps(custom_config),
+            edge_evaluation=edge_evaluation,
+            pushed_model=types.Channel(type=standard_artifacts.PushedModel))
+        base_component.BaseComponent.__init__(self, spec=spec)
         self.with_id(names.PUSHER_NODE)

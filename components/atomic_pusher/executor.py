@@ -2,24 +2,32 @@
 
 A push to a local serving directory:
   1. removes `.partial-*` folders a killed push left behind;
-  2. fingerprints the SavedModel (sha256 over its relative paths and bytes);
-  3. if the newest version holds a marker with that fingerprint (a push that wrote the version
+  2. lists what the version will hold: the SavedModel's files and, with an EdgeEvaluation input,
+     the TFLite flavours whose edge gate passed plus their labels file, under `tflite/`;
+  3. fingerprints that list (sha256 over the relative paths and bytes; the TFLite files are part
+     of the version, so the same SavedModel with other edge models is another version);
+  4. if the newest version holds a marker with that fingerprint (a push that wrote the version
      but was never recorded), records that version instead of copying again;
-  4. otherwise copies the model into `<base>/.partial-<version>-<random>` (TF Serving only loads
+  5. otherwise copies the files into `<base>/.partial-<version>-<random>` (TF Serving only loads
      numeric folders), writes the marker `assets.extra/push_source.json`, fsyncs, then renames the
-     folder to `<base>/<version>`: Serving sees a complete version or none. On failure the partial
-     folder is removed and PushError names the serving directory and the cause.
+     folder to `<base>/<version>`: Serving and apps see a complete version (SavedModel and TFLite
+     files together) or none. On failure the partial folder is removed and PushError names the
+     serving directory and the cause.
 The version is the unix time, or the newest existing version + 1 when that is not above it, so
 the latest push is always the version TF Serving's default policy serves.
 
-Not blessed, the archive copy to the PushedModel's URI and its properties are TFX's. Destinations
-other than a local folder (gs://, other URL schemes, non-filesystem) go to TFX's executor
-unchanged: an object store has no atomic rename.
+The pushed_model artifact also gets names.PROP_PUSHED_EDGE_MODELS (the flavours pushed) and
+names.PROP_EDGE_HELD_BACK ({flavour: why not}); the archive copy to its URI holds the same files.
+Not blessed, nothing is pushed and the properties are TFX's. Destinations other than a local
+folder (gs://, other URL schemes, non-filesystem) go to TFX's executor unchanged (an object store
+has no atomic rename): there the TFLite files stay in the Model artifact.
 """
+import dataclasses
 import datetime
 import hashlib
 import json
 import os
+import posixpath
 import shutil
 import time
 import uuid
@@ -33,8 +41,10 @@ from tfx.proto import pusher_pb2
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import io_utils, proto_utils
 
+from components.edge_evaluator import gate
 from trainer_module import names
 
+EDGE_EVALUATION_KEY = names.EDGE_EVALUATION_OUTPUT  # the optional input: the EdgeEvaluator's verdict
 PARTIAL_PREFIX = ".partial-"
 _CHUNK_BYTES = 1 << 20
 _SUPPORTED_VERSIONING = (pusher_pb2.Versioning.AUTO, pusher_pb2.Versioning.UNIX_TIMESTAMP)
@@ -78,12 +88,57 @@ def _file_sha256(path: str) -> str:
     return digest.hexdigest()
 
 
-def fingerprint(model_path: str, files: List[str]) -> str:
-    """sha256 over every file's relative path and content hash, read in chunks."""
+def saved_model_sources(model_path: str) -> Tuple[List[str], Dict[str, str]]:
+    """(sub-folders, {relative path in the version: source file}) of the SavedModel."""
+    folders, files = model_files(model_path)
+    return folders, {rel: os.path.join(model_path, rel) for rel in files}
+
+
+def fingerprint(sources: Dict[str, str]) -> str:
+    """sha256 over every file's relative path in the version and content hash, read in chunks.
+
+    A SavedModel alone gives the digest it gave before edge models were pushed beside it, so a
+    version written then is still recognised.
+    """
     digest = hashlib.sha256()
-    for rel in files:
-        digest.update(f"{rel}\0{_file_sha256(os.path.join(model_path, rel))}\n".encode("utf-8"))
+    for rel in sorted(sources):
+        digest.update(f"{rel}\0{_file_sha256(sources[rel])}\n".encode("utf-8"))
     return digest.hexdigest()
+
+
+@dataclasses.dataclass
+class EdgePush:
+    """The edge models of a push: {relative path in the version: source}, the flavours pushed and
+    {flavour: why it is held back}."""
+    sources: Dict[str, str]
+    pushed: List[str]
+    held_back: Dict[str, str]
+
+
+def read_edge_evaluation(uri: str) -> Dict[str, Any]:
+    path = os.path.join(uri, names.EDGE_EVALUATION_FILE)
+    with fileio.open(path, "r") as f:
+        return json.load(f)
+
+
+def edge_push(evaluation: Dict[str, Any], model_uri: str) -> EdgePush:
+    """The flavours that passed the edge gate, from the pushed Model artifact's Format-TFLite, and
+    their labels file; a flavour the evaluation scored elsewhere (another model) is held back."""
+    edge_dir = os.path.join(model_uri, names.EDGE_MODEL_SUBDIR)
+    labels = os.path.join(edge_dir, names.TFLITE_LABELS_FILE)
+    held_back, sources = gate.held_back(evaluation), {}
+    for flavour in gate.passed_flavours(evaluation):
+        source = os.path.join(edge_dir, names.TFLITE_FILE.format(flavour=flavour))
+        scored = evaluation[names.EDGE_MODELS][flavour][names.EDGE_PATH]
+        if os.path.normpath(scored) != os.path.normpath(source):
+            held_back[flavour] = f"the edge evaluation scored {scored}, not the pushed model's {source}"
+        elif not fileio.exists(labels):
+            held_back[flavour] = f"its labels file {labels} is missing"
+        else:
+            sources[posixpath.join(names.PUSHED_EDGE_SUBDIR, os.path.basename(source))] = source
+    if sources:
+        sources[posixpath.join(names.PUSHED_EDGE_SUBDIR, names.TFLITE_LABELS_FILE)] = labels
+    return EdgePush(sources, [f for f in gate.passed_flavours(evaluation) if f not in held_back], held_back)
 
 
 def numeric_versions(base: str) -> Dict[int, str]:
@@ -163,27 +218,26 @@ def write_marker(version_dir: str, record: Dict[str, Any]) -> None:
         os.fsync(f.fileno())
 
 
-def write_version(model_path: str, folders: List[str], files: List[str], target: str,
-                  record: Dict[str, Any]) -> None:
-    """Copies the model into `target` (saved_model.pb last, then the marker) and fsyncs it all."""
+def write_version(sources: Dict[str, str], folders: List[str], target: str, record: Dict[str, Any]) -> None:
+    """Copies the files into `target` (saved_model.pb last, then the marker) and fsyncs it all."""
     os.makedirs(target)
     for rel in folders:
         os.makedirs(os.path.join(target, rel), exist_ok=True)
     # saved_model.pb last, as TFX's Pusher: readers of a non-atomic copy wait for it.
-    for rel in sorted(files, key=lambda r: r == names.SAVED_MODEL_FILE):
-        copy_file(os.path.join(model_path, rel), os.path.join(target, rel))
+    for rel in sorted(sources, key=lambda r: (r == names.SAVED_MODEL_FILE, r)):
+        copy_file(sources[rel], os.path.join(target, rel))
     write_marker(target, record)
     for rel in [""] + folders + [names.EXTRA_ASSETS_DIR]:
         _fsync_path(os.path.join(target, rel))
 
 
-def push_new_version(model_path: str, base: str, folders: List[str], files: List[str],
+def push_new_version(model_path: str, base: str, folders: List[str], sources: Dict[str, str],
                      record: Dict[str, Any]) -> str:
-    """Writes the model as a new version through a partial folder; returns the version name."""
+    """Writes the files as a new version through a partial folder; returns the version name."""
     version = str(next_version(list(numeric_versions(base)), time.time()))
     partial = os.path.join(base, f"{PARTIAL_PREFIX}{version}-{uuid.uuid4().hex[:8]}")
     try:
-        write_version(model_path, folders, files, partial, record)
+        write_version(sources, folders, partial, record)
         # Atomic on one filesystem; fails (ENOTEMPTY) if another writer took the version meanwhile.
         os.rename(partial, os.path.join(base, version))
         _fsync_path(base)
@@ -194,12 +248,15 @@ def push_new_version(model_path: str, base: str, folders: List[str], files: List
     return version
 
 
-def push_to_directory(model_path: str, base: str, model_uri: str) -> str:
-    """Pushes the model to `base` once: reuses an unrecorded version holding it, else writes one."""
+def push_to_directory(model_path: str, base: str, model_uri: str, edge: Optional[EdgePush] = None) -> str:
+    """Pushes the model (and its edge models) to `base` once: reuses an unrecorded version holding
+    the same files, else writes one."""
     os.makedirs(base, exist_ok=True)
     remove_stale_partials(base)
-    folders, files = model_files(model_path)
-    model_fingerprint = fingerprint(model_path, files)
+    folders, sources = saved_model_sources(model_path)
+    if edge and edge.sources:
+        folders, sources = folders + [names.PUSHED_EDGE_SUBDIR], {**sources, **edge.sources}
+    model_fingerprint = fingerprint(sources)
     version = reusable_version(base, model_fingerprint)
     if version is not None:
         logging.info("AtomicPusher: %s already holds this model (fingerprint %s); reusing it.",
@@ -208,14 +265,35 @@ def push_to_directory(model_path: str, base: str, model_uri: str) -> str:
     record = {names.PUSH_SOURCE_FINGERPRINT: model_fingerprint,
               names.PUSH_SOURCE_MODEL_URI: model_uri,
               names.PUSH_SOURCE_PUSHED_AT: datetime.datetime.now(datetime.timezone.utc).isoformat()}
-    version = push_new_version(model_path, base, folders, files, record)
+    version = push_new_version(model_path, base, folders, sources, record)
     logging.info("AtomicPusher: model written to %s.", os.path.join(base, version))
     return version
 
 
-def archive_model(model_path: str, pushed_model_uri: str) -> None:
-    """TFX's archive copy of the pushed model into the PushedModel artifact."""
+def archive_model(model_path: str, pushed_model_uri: str, edge: Optional[EdgePush] = None) -> None:
+    """TFX's archive copy of the pushed model into the PushedModel artifact, edge models included."""
     io_utils.copy_dir(model_path, pushed_model_uri)
+    for rel, source in (edge.sources if edge else {}).items():
+        fileio.makedirs(os.path.dirname(os.path.join(pushed_model_uri, rel)))
+        fileio.copy(source, os.path.join(pushed_model_uri, rel), overwrite=True)
+
+
+def _edge_push(input_dict: Dict[str, List[types.Artifact]], model_uri: str) -> Optional[EdgePush]:
+    """The edge models to push; None without an EdgeEvaluation input (the pipeline has none)."""
+    evaluations = input_dict.get(EDGE_EVALUATION_KEY) or []
+    if not evaluations:
+        return None
+    return edge_push(read_edge_evaluation(evaluations[0].uri), model_uri)
+
+
+def mark_edge_push(pushed_model: types.Artifact, edge: EdgePush) -> None:
+    """The pushed_model's edge properties, and why each held-back flavour was not pushed."""
+    pushed_model.set_string_custom_property(names.PROP_PUSHED_EDGE_MODELS, ",".join(edge.pushed))
+    pushed_model.set_string_custom_property(names.PROP_EDGE_HELD_BACK, json.dumps(edge.held_back, sort_keys=True))
+    for flavour, reason in sorted(edge.held_back.items()):
+        logging.warning("AtomicPusher: %s TFLite model held back: %s", flavour, reason)
+    if edge.pushed:
+        logging.info("AtomicPusher: TFLite models %s pushed beside the SavedModel.", ", ".join(edge.pushed))
 
 
 def _model_uri(input_dict: Dict[str, List[types.Artifact]]) -> str:
@@ -232,6 +310,10 @@ class AtomicPusherExecutor(pusher_executor.Executor):
         """Pushes the model if blessed; sets pushed, pushed_destination and pushed_version."""
         base = local_base_directory(exec_properties)
         if base is None:
+            if input_dict.get(EDGE_EVALUATION_KEY):
+                logging.warning("AtomicPusher: TFLite models are pushed to local serving folders only; for "
+                                "this destination they stay in the Model artifact's %s folder.",
+                                names.EDGE_MODEL_SUBDIR)
             super().Do(input_dict, output_dict, exec_properties)
             return
         self._log_startup(input_dict, output_dict, exec_properties)
@@ -241,8 +323,11 @@ class AtomicPusherExecutor(pusher_executor.Executor):
             self._MarkNotPushed(pushed_model)
             return
         model_path = self.GetModelPath(input_dict)
-        version = push_to_directory(model_path, base, _model_uri(input_dict))
-        archive_model(model_path, pushed_model.uri)
+        edge = _edge_push(input_dict, _model_uri(input_dict))
+        version = push_to_directory(model_path, base, _model_uri(input_dict), edge)
+        archive_model(model_path, pushed_model.uri, edge)
         self._MarkPushed(pushed_model, pushed_destination=os.path.join(base, version),
                          pushed_version=version)
+        if edge is not None:
+            mark_edge_push(pushed_model, edge)
         logging.info("Model pushed to %s.", pushed_model.uri)
