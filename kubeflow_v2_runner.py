@@ -25,7 +25,7 @@ import sys  # noqa: E402
 import tempfile  # noqa: E402
 from typing import Any, Dict, List, Optional  # noqa: E402
 
-from pipeline import configs, flags  # noqa: E402
+from pipeline import configs, flags, recipes  # noqa: E402
 from trainer_module import names  # noqa: E402
 from trainer_module.train_config import ConfigError, TrainConfig  # noqa: E402
 
@@ -71,9 +71,15 @@ class RunnerConfig:
 # Flags
 
 
-# PipelineConfig knobs that mean more on the cluster than in a local run.
+# The cluster trains on a Vertex AI GPU with ImageNet weights unless told otherwise.
+DEFAULT_RECIPE = "gpu"
+CLUSTER_RECIPE_HELP = ("named preset of the training knobs (pipeline/recipes.py; a knob set by flag, environment or "
+                       "settings file wins): gpu (ImageNet-pretrained MobileNetV3 Large on the training job's GPU), "
+                       "cpu (from scratch, for --accelerator-count 0), notebook (the notebook's recipe); auto: gpu "
+                       "when the training job has accelerators, else cpu")
+# Knobs that mean more on the cluster than in a local run.
 CLUSTER_HELP = {"class_names": "label space in label order; required on the cluster, where a bucket cannot be "
-                               "listed at compile time"}
+                               "listed at compile time", "recipe": CLUSTER_RECIPE_HELP}
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -87,7 +93,8 @@ def make_parser() -> argparse.ArgumentParser:
         title="pipeline (pipeline.configs.PipelineConfig)",
         defaults={"class_names": ",".join(names.INTEL_CLASS_NAMES)}, helps=CLUSTER_HELP)
     flags.add_dataclass_flags(parser, TrainConfig, skip=("class_names",),
-                              title="training (trainer_module.train_config.TrainConfig)")
+                              title="training (trainer_module.train_config.TrainConfig)",
+                              defaults={"recipe": DEFAULT_RECIPE}, helps=CLUSTER_HELP)
     flags.add_config_flag(parser)
     return parser
 
@@ -99,17 +106,27 @@ def parse_args(argv: Optional[List[str]] = None) -> RunnerConfig:
     for source in flags.apply_settings(parser, argv, configs.all_knob_names()):
         log.info("settings from %s", source)
     args = parser.parse_args(argv)
+    vertex_values = flags.dataclass_overrides(args, configs.VertexConfig)
+    recipe, why = recipes.resolve(args.recipe or DEFAULT_RECIPE, demo_data=False,
+                                  gpu_visible=lambda: _trains_on_gpu(vertex_values))
+    args.recipe = recipe
+    log.info("%s", recipes.describe(recipe, why, recipes.fill_unset(args, recipe)))
     pipeline_values = flags.dataclass_overrides(args, configs.PipelineConfig, skip=LOCAL_ONLY_KNOBS)
     pipeline_values.setdefault("class_names", names.INTEL_CLASS_NAMES)
     if not pipeline_values["class_names"]:
         raise RunnerError("--class-names must name the classes: a bucket cannot be listed at compile time")
     check_pipeline_name(pipeline_values.get("pipeline_name", configs.PipelineConfig.pipeline_name))
     pipeline = configs.PipelineConfig(**pipeline_values)
-    vertex = derive_defaults(configs.VertexConfig(**flags.dataclass_overrides(args, configs.VertexConfig)),
-                             pipeline.pipeline_name)
+    vertex = derive_defaults(configs.VertexConfig(**vertex_values), pipeline.pipeline_name)
     train = TrainConfig.from_dict({**flags.dataclass_overrides(args, TrainConfig),
                                    "class_names": pipeline.class_names})
     return RunnerConfig(pipeline=pipeline, vertex=vertex, train=train)
+
+
+def _trains_on_gpu(vertex_values: Dict[str, Any]) -> bool:
+    """Whether the Trainer gets a GPU: a Vertex AI training job with accelerators."""
+    vertex = configs.VertexConfig(**vertex_values)
+    return vertex.vertex_training and vertex.accelerator_count > 0
 
 
 def derive_defaults(vertex: configs.VertexConfig, pipeline_name: str) -> configs.VertexConfig:
@@ -226,6 +243,9 @@ def build_pipeline(cfg: RunnerConfig):
         accuracy_lower_bound=pipeline.accuracy_lower_bound, accuracy_max_drop=pipeline.accuracy_max_drop,
         class_drift_max_linf=pipeline.class_drift_max_linf, size_drift_max_jsd=pipeline.size_drift_max_jsd,
         stop_on_skew=pipeline.stop_on_skew, proceed_despite_anomalies=pipeline.proceed_despite_anomalies,
+        # The edge gate runs here too; the TFLite files stay in the Model artifact (the Vertex
+        # endpoint's Pusher and TFX's gs:// push carry the SavedModel only).
+        tflite_float16_max_drop=pipeline.tflite_float16_max_drop, tflite_int8_max_drop=pipeline.tflite_int8_max_drop,
         serving_model_dir=vertex.serving_model_dir, metadata_connection_config=None,
         beam_pipeline_args=beam_pipeline_args(vertex), enable_cache=pipeline.enable_cache,
         vertex_training_config=vertex_training_config(vertex),

@@ -22,7 +22,7 @@ from typing import List, Optional  # noqa: E402
 from absl import logging as absl_logging  # noqa: E402
 
 from data_sources import demo_data, sources  # noqa: E402
-from pipeline import configs, flags  # noqa: E402
+from pipeline import configs, flags, recipes  # noqa: E402
 from run_control import console, exit_codes, figures  # noqa: E402
 from trainer_module import names  # noqa: E402
 from trainer_module.train_config import TrainConfig  # noqa: E402
@@ -37,6 +37,7 @@ class RunnerOptions:
     """How this process runs (not part of the pipeline): console verbosity, tracebacks."""
     verbosity: str = console.DEFAULT_VERBOSITY
     debug: bool = False
+    recipe_line: str = ""  # which recipe, why, and its knobs (printed at the start of the run)
 
 
 def parse_command_line(argv: Optional[List[str]] = None):
@@ -57,12 +58,18 @@ def parse_command_line(argv: Optional[List[str]] = None):
     for source in flags.apply_settings(parser, argv, configs.all_knob_names()):
         log.info("settings from %s", source)
     args = parser.parse_args(argv)
+    recipe, why = recipes.resolve(args.recipe or recipes.AUTO, demo_data=not args.data_dir,
+                                  gpu_visible=recipes.gpu_visible)
+    args.recipe = recipe
+    recipe_line = recipes.describe(recipe, why, recipes.fill_unset(args, recipe))
+    log.info("%s", recipe_line)
     pipeline_cfg = configs.PipelineConfig(**flags.dataclass_overrides(args, configs.PipelineConfig))
     # The label space is the pipeline's (--class-names or the data's folders), set in build(); every
     # other training knob is checked now, before any data is fetched or generated.
     train_overrides = flags.dataclass_overrides(args, TrainConfig, skip=("class_names",))
     TrainConfig.from_dict({**train_overrides, "class_names": pipeline_cfg.class_names or names.INTEL_CLASS_NAMES})
-    return pipeline_cfg, train_overrides, RunnerOptions(args.verbosity or console.DEFAULT_VERBOSITY, args.debug)
+    return pipeline_cfg, train_overrides, RunnerOptions(args.verbosity or console.DEFAULT_VERBOSITY, args.debug,
+                                                        recipe_line)
 
 
 def parse_args(argv: Optional[List[str]] = None):
@@ -149,6 +156,7 @@ def build(cfg: configs.PipelineConfig, train_overrides: dict, data_root: str, cl
         accuracy_lower_bound=cfg.accuracy_lower_bound, accuracy_max_drop=cfg.accuracy_max_drop,
         class_drift_max_linf=cfg.class_drift_max_linf, size_drift_max_jsd=cfg.size_drift_max_jsd,
         stop_on_skew=cfg.stop_on_skew, proceed_despite_anomalies=cfg.proceed_despite_anomalies,
+        tflite_float16_max_drop=cfg.tflite_float16_max_drop, tflite_int8_max_drop=cfg.tflite_int8_max_drop,
         serving_model_dir=cfg.serving_model_dir,
         metadata_connection_config=sqlite_connection_config(cfg.metadata_path),
         beam_pipeline_args=list(cfg.beam_pipeline_args), enable_cache=cfg.enable_cache)
@@ -344,6 +352,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                 root.addHandler(handler)
                 handlers.append(handler)
             screen.print(f"Run {run_id} of pipeline '{cfg.pipeline_name}'; full log: {log_path}")
+            log.info("%s", options.recipe_line)
+            screen.print(f"Training {options.recipe_line}")
             run(cfg, train_overrides, run_id)
             text = closing_text(cfg, run_id, log_path)
             logging.getLogger("local_runner.summary").info("%s", text)

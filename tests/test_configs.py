@@ -6,7 +6,7 @@ import math
 import pytest
 
 import local_runner
-from pipeline import configs, flags
+from pipeline import configs, flags, recipes
 from trainer_module import knobs
 from trainer_module.train_config import ConfigError, TrainConfig
 
@@ -37,7 +37,8 @@ def test_local_runner_help_shows_every_knob_with_its_meaning_and_default(capsys)
 def test_flags_parse_types_choices_and_lists():
     cfg, train = local_runner.parse_args(["--epochs", "3", "--no-random-flip", "--class-names", "x,y,z",
                                           "--optimizer", "adamw", "--eval-fraction", "0.3"])
-    assert train == {"epochs": 3, "random_flip": False, "optimizer": "adamw"}
+    # Flags win over the recipe (auto: demo, as no --data-dir is given), which fills the rest.
+    assert train == {**recipes.DEMO, "recipe": "demo", "epochs": 3, "random_flip": False, "optimizer": "adamw"}
     assert cfg.class_names == ("x", "y", "z") and cfg.eval_fraction == 0.3
     with pytest.raises(SystemExit):
         local_runner.parse_args(["--optimizer", "rmsprop"])  # not among the choices

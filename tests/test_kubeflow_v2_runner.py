@@ -22,7 +22,7 @@ from packaging.utils import canonicalize_name
 import kubeflow_v2_runner as runner
 import setup
 from data_sources import demo_data
-from pipeline import configs
+from pipeline import configs, recipes
 from trainer_module import names
 from trainer_module.knobs import help_of
 from trainer_module.train_config import ConfigError, TrainConfig
@@ -37,6 +37,7 @@ EXAMPLE_GEN, TRAINER, EVALUATOR, PUSHER = (names.EXAMPLE_GEN_NODE, names.TRAINER
 BLESSING_RESOLVER = f"{names.RESOLVER_NODE}-model-blessing-resolver"
 MODEL_RESOLVER = f"{names.RESOLVER_NODE}-model-resolver"
 SCHEMA, GATE, SKEW = names.SCHEMA_GEN_NODE, names.DATA_GATE_NODE, names.SKEW_VALIDATOR_NODE
+EDGE_EVALUATOR = names.EDGE_EVALUATOR_NODE
 # No drift validation on Vertex AI (its baseline is a custom resolver strategy): the gate reads the
 # schema and skew checks. Transform waits for the gate (an order, not data).
 CONTAINER_DEPENDENCIES = {
@@ -49,7 +50,8 @@ CONTAINER_DEPENDENCIES = {
     "Transform": [SCHEMA, GATE, EXAMPLE_GEN],
     TRAINER: [SCHEMA, EXAMPLE_GEN, "Transform"],
     EVALUATOR: [SCHEMA, EXAMPLE_GEN, TRAINER, MODEL_RESOLVER],
-    PUSHER: [EVALUATOR, TRAINER],
+    EDGE_EVALUATOR: [EVALUATOR, EXAMPLE_GEN, TRAINER, "Transform"],
+    PUSHER: [EDGE_EVALUATOR, EVALUATOR, TRAINER],
 }
 
 
@@ -112,7 +114,8 @@ def test_help_shows_every_knob_with_its_meaning():
     shared = [f for f in dataclasses.fields(configs.PipelineConfig) if f.name not in runner.LOCAL_ONLY_KNOBS]
     assert {f.name for f in shared} == {"pipeline_name", "class_names", "eval_fraction", "accuracy_lower_bound",
                                         "accuracy_max_drop", "enable_cache", "class_drift_max_linf",
-                                        "size_drift_max_jsd", "stop_on_skew", "proceed_despite_anomalies"}
+                                        "size_drift_max_jsd", "stop_on_skew", "proceed_despite_anomalies",
+                                        "tflite_float16_max_drop", "tflite_int8_max_drop"}
     training = [f for f in dataclasses.fields(TrainConfig) if f.name != "class_names"]
     for field in [*dataclasses.fields(configs.VertexConfig), *shared, *training]:
         assert _has_flag(help_text, field.name), field.name
@@ -622,3 +625,22 @@ def test_submit_without_credentials_fails_clearly(key_file, tmp_path, monkeypatc
     assert "gcloud auth application-default login" in err
     assert not key_file or key_file in err
     assert os.path.exists(out)  # the compiled file is still there to submit later
+
+
+# --- recipes --------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("recipe", ["notebook", "gpu"])
+def test_a_recipe_compiles_into_the_spec_with_its_settings(recipe, default_job, tmp_path):
+    job = default_job if recipe == runner.DEFAULT_RECIPE else compile_job(tmp_path, *PROD_FLAGS, "--recipe", recipe)
+    train = json.loads(param(job, TRAINER, "custom_config"))["train_config"]
+    assert train["recipe"] == recipe
+    assert {knob: train[knob] for knob in recipes.RECIPES[recipe]} == recipes.RECIPES[recipe]
+
+
+def test_a_flag_wins_over_the_recipe_and_auto_follows_the_accelerators(tmp_path):
+    job = compile_job(tmp_path, *PROD_FLAGS, "--recipe", "notebook", "--epochs", "2")
+    train = json.loads(param(job, TRAINER, "custom_config"))["train_config"]
+    assert (train["epochs"], train["weights"], train["schedule"]) == (2, "imagenet", "step")
+    assert runner.parse_args([*PROD_FLAGS, "--recipe", "auto"]).train.recipe == "gpu"
+    cpu = runner.parse_args([*PROD_FLAGS, "--recipe", "auto", "--accelerator-count", "0"]).train
+    assert (cpu.recipe, cpu.weights, cpu.image_size) == ("cpu", "none", recipes.CPU["image_size"])

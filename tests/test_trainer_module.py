@@ -150,6 +150,33 @@ def test_cutmix_labels_equal_the_pasted_pixel_fractions(dtype):
     assert (mixed_labels.max(axis=1) < 1.0).sum() >= n // 2  # most rows really mixed
 
 
+def test_mixup_blends_pixels_and_labels_with_the_same_minority_weight():
+    tf.random.set_seed(3)
+    n, size = 64, 8
+    images = tf.cast(tf.reshape(tf.repeat(tf.range(n) * 3, size * size * 3), [n, size, size, 3]), tf.uint8)
+    labels = tf.one_hot(tf.range(n), n)
+    mixed, mixed_labels = augmentation.mixup(images, labels, probability=0.5, alpha=0.2)
+    mixed, mixed_labels = mixed.numpy(), mixed_labels.numpy()
+    assert mixed.dtype == np.float32
+    np.testing.assert_allclose(mixed_labels.sum(axis=1), 1.0, atol=1e-6)
+    for i in range(n):
+        own = mixed_labels[i, i]
+        assert own >= 0.5 - 1e-6  # the image stays the majority
+        partner = [j for j in np.flatnonzero(mixed_labels[i]) if j != i]
+        expected = own * 3 * i + (sum(mixed_labels[i, j] * 3 * j for j in partner))
+        np.testing.assert_allclose(mixed[i], expected, rtol=1e-5)  # pixels mixed by the label weights
+    blended = int((mixed_labels.max(axis=1) < 1.0).sum())
+    assert 16 <= blended <= 48  # about half of 64 at probability 0.5
+
+
+def test_mixup_at_probability_zero_changes_nothing():
+    images = tf.random.uniform([8, 4, 4, 3], 0, 255)
+    labels = tf.one_hot(tf.range(8), 8)
+    mixed, mixed_labels = augmentation.mixup(images, labels, probability=0.0)
+    np.testing.assert_allclose(mixed.numpy(), images.numpy())
+    np.testing.assert_allclose(mixed_labels.numpy(), labels.numpy())
+
+
 # --- schedules ---------------------------------------------------------------------------------
 
 def test_warmup_cosine_values():
@@ -203,6 +230,36 @@ def test_model_outputs_probabilities_and_fixes_batchnorm_momentum():
     momenta = {l.momentum for l in model_lib.backbone_of(model).submodules
                if isinstance(l, keras.layers.BatchNormalization)}
     assert momenta == {0.9}
+
+
+def test_flip_averaging_is_the_mean_of_both_views_and_mirror_invariant():
+    c = cfg(image_size=32, resize_size=32, test_time_flip=True)
+    model = model_lib.build_model(c)
+    averaged = model_lib.inference_model(model, c)
+    assert model_lib.inference_model(model, cfg(image_size=32, resize_size=32)) is model
+    images = tf.random.uniform([3, 32, 32, 3], 0, 255)
+    mirrored = images[:, :, ::-1, :]
+    expected = (model(images).numpy() + model(mirrored).numpy()) / 2
+    np.testing.assert_allclose(averaged(images).numpy(), expected, atol=1e-5)
+    np.testing.assert_allclose(averaged(mirrored).numpy(), averaged(images).numpy(), atol=1e-5)
+
+
+def test_ema_weights_replace_the_trained_ones_when_fit_ends():
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input([2])
+    model = keras.Model(inputs, keras.layers.Dense(1, use_bias=False, kernel_initializer="zeros")(inputs))
+    model.compile(optimizer=model_lib.make_optimizer(cfg(ema_momentum=0.9), 0.1), loss="mse")
+    assert model.optimizer.use_ema and model.optimizer.ema_momentum == pytest.approx(0.9)
+    x, y = np.ones([8, 2], np.float32), np.full([8, 1], 4.0, np.float32)
+    model.fit(x, y, batch_size=8, epochs=3, verbose=0)
+    ema_kernel = model.get_weights()[0]
+    plain = keras.Model(inputs2 := keras.Input([2]), keras.layers.Dense(1, use_bias=False,
+                                                                        kernel_initializer="zeros")(inputs2))
+    plain.compile(optimizer=model_lib.make_optimizer(cfg(), 0.1), loss="mse")
+    plain.fit(x, y, batch_size=8, epochs=3, verbose=0)
+    assert not model_lib.make_optimizer(cfg(), 0.1).use_ema
+    # The average lags the weights it follows: still far from the target after three steps.
+    assert 0 < float(ema_kernel.sum()) < float(plain.get_weights()[0].sum())
 
 
 def test_local_weights_file_is_checked_against_its_md5(tmp_path):

@@ -67,3 +67,22 @@ def cutmix(images: tf.Tensor, labels: tf.Tensor, probability: float = 0.5, alpha
     mixed.set_shape(images.shape)
     area = tf.cast((y2 - y1) * (x2 - x1), labels.dtype)[:, tf.newaxis] / (height * width)
     return mixed, (1.0 - area) * labels + area * tf.gather(labels, partner)
+
+
+def mixup(images: tf.Tensor, labels: tf.Tensor, probability: float = 0.0, alpha: float = 0.2):
+    """MixUp on a batch (Zhang et al. 2018): blend a share of the images with a partner image.
+
+    images [B, H, W, C] (any dtype; blended in float32 and returned as float32 8-bit values),
+    labels [B, N] one-hot or soft. An image is blended when a uniform draw exceeds 1 - probability;
+    the partner's weight is min(l, 1 - l) with l ~ Beta(alpha, alpha), so the image stays the
+    majority, and the label rows mix with the same weight (rows still sum to 1).
+    """
+    batch = tf.shape(images)[0]
+    applied = tf.random.uniform([batch]) > 1.0 - probability
+    draw = sample_beta([batch], alpha)
+    weight = tf.where(applied, tf.minimum(draw, 1.0 - draw), 0.0)
+    partner = tf.random.shuffle(tf.range(batch))
+    pixels = tf.cast(images, tf.float32)
+    mixed = (1.0 - weight[:, None, None, None]) * pixels + weight[:, None, None, None] * tf.gather(pixels, partner)
+    label_weight = tf.cast(weight, labels.dtype)[:, tf.newaxis]
+    return mixed, (1.0 - label_weight) * labels + label_weight * tf.gather(labels, partner)

@@ -78,16 +78,6 @@ def make_dataset(file_patterns: Sequence[str], tft_layer, raw_feature_spec, cfg:
         return {names.TRANSFORMED_IMAGE_KEY: tf.cast(transformed[names.TRANSFORMED_IMAGE_KEY], tf.uint8),
                 names.TRANSFORMED_ONE_HOT_KEY: transformed[names.TRANSFORMED_ONE_HOT_KEY]}
 
-    def train_view(example):
-        image = augmentation.random_crop(example[names.TRANSFORMED_IMAGE_KEY], cfg.image_size)
-        if cfg.random_flip:
-            image = augmentation.random_flip(image)
-        return image, example[names.TRANSFORMED_ONE_HOT_KEY]
-
-    def eval_view(batch):
-        return (model_input.inference_input(batch[names.TRANSFORMED_IMAGE_KEY], cfg.image_size),
-                batch[names.TRANSFORMED_ONE_HOT_KEY])
-
     files = list_files(file_patterns)
     if cached_examples:
         ds = tf.data.TFRecordDataset(files, compression_type="GZIP")  # file order: shuffled after the cache
@@ -100,12 +90,33 @@ def make_dataset(file_patterns: Sequence[str], tft_layer, raw_feature_spec, cfg:
         ds = ds.batch(_DECODE_BATCH).map(transform, num_parallel_calls=tf.data.AUTOTUNE,
                                          deterministic=not training).unbatch()
     batch_size = batch_size or cfg.batch_size
-    if not training:
-        ds = ds.batch(batch_size).map(eval_view, num_parallel_calls=tf.data.AUTOTUNE)
-        return ds.prefetch(tf.data.AUTOTUNE)
-    ds = ds.map(train_view, num_parallel_calls=tf.data.AUTOTUNE).batch(batch_size, drop_remainder=True)
+    return (training_batches if training else eval_batches)(ds, cfg, batch_size)
+
+
+def training_batches(examples: tf.data.Dataset, cfg: TrainConfig, batch_size: int) -> tf.data.Dataset:
+    """Decoded examples {image uint8 [R, R, 3], one-hot} (already shuffled and repeated) -> the
+    training batches: random crops (and flips) per image, then CutMix and MixUp per batch."""
+    def train_view(example):
+        image = augmentation.random_crop(example[names.TRANSFORMED_IMAGE_KEY], cfg.image_size)
+        if cfg.random_flip:
+            image = augmentation.random_flip(image)
+        return image, example[names.TRANSFORMED_ONE_HOT_KEY]
+
+    ds = examples.map(train_view, num_parallel_calls=tf.data.AUTOTUNE).batch(batch_size, drop_remainder=True)
     if cfg.cutmix_probability > 0:
         ds = ds.map(lambda x, y: augmentation.cutmix(x, y, cfg.cutmix_probability, cfg.cutmix_alpha),
                     num_parallel_calls=tf.data.AUTOTUNE)
+    if cfg.mixup_probability > 0:
+        ds = ds.map(lambda x, y: augmentation.mixup(x, y, cfg.mixup_probability, cfg.mixup_alpha),
+                    num_parallel_calls=tf.data.AUTOTUNE)
     ds = ds.map(lambda x, y: (model_input.to_model_dtype(x), y), num_parallel_calls=tf.data.AUTOTUNE)
     return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def eval_batches(examples: tf.data.Dataset, cfg: TrainConfig, batch_size: int) -> tf.data.Dataset:
+    """Decoded examples {image uint8 [R, R, 3], one-hot} -> (centre crops, one-hot) batches, last kept."""
+    def eval_view(batch):
+        return (model_input.inference_input(batch[names.TRANSFORMED_IMAGE_KEY], cfg.image_size),
+                batch[names.TRANSFORMED_ONE_HOT_KEY])
+
+    return examples.batch(batch_size).map(eval_view, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)

@@ -66,6 +66,25 @@ def build_model(cfg: TrainConfig) -> keras.Model:
     return keras.Model(inputs, outputs, name=f"mobilenetv3_{cfg.model_variant}_classifier")
 
 
+def with_flip_averaging(model: keras.Model) -> keras.Model:
+    """The model whose prediction is the mean of model(image) and model(mirrored image).
+
+    Test-time flip averaging: the training crops are mirrored at random, so both views are in
+    distribution; it doubles the inference cost (the cpu recipe's ablation in bench/RESULTS.md
+    measures what it buys). The weights are shared with `model`.
+    """
+    inputs = keras.Input(model.input_shape[1:], name="image")
+    mirrored = keras.layers.Lambda(lambda x: tf.reverse(x, axis=[2]), name="mirror")(inputs)
+    averaged = keras.layers.Average(name="flip_average", dtype="float32")([model(inputs), model(mirrored)])
+    return keras.Model(inputs, averaged, name=f"{model.name}_flip_averaged")
+
+
+def inference_model(model: keras.Model, cfg: TrainConfig) -> keras.Model:
+    """What evaluation, serving and the edge models run: the trained model, flip-averaged when
+    cfg.test_time_flip."""
+    return with_flip_averaging(model) if cfg.test_time_flip else model
+
+
 def backbone_of(model: keras.Model) -> keras.Model:
     """The MobileNetV3 sub-model inside a model from build_model."""
     return next(layer for layer in model.layers if isinstance(layer, keras.Model))
@@ -134,15 +153,17 @@ def make_optimizer(cfg: TrainConfig, learning_rate) -> keras.optimizers.Optimize
     """SGD (with momentum), Adam or AdamW at the given learning rate or schedule.
 
     cfg.weight_decay is the decoupled decay of every optimizer; 0 means none, AdamW included
-    (not Keras' AdamW default of 0.004).
+    (not Keras' AdamW default of 0.004). cfg.ema_momentum > 0 keeps a moving average of the weights.
     """
+    # Keras' EMA: fit() swaps the averaged weights in when it ends (finalize_variable_values).
+    ema = {"use_ema": cfg.ema_momentum > 0, "ema_momentum": cfg.ema_momentum or 0.99}
     if cfg.optimizer == "sgd":
         return keras.optimizers.SGD(learning_rate, momentum=cfg.momentum,
-                                    weight_decay=cfg.weight_decay or None)
+                                    weight_decay=cfg.weight_decay or None, **ema)
     if cfg.optimizer == "adam":
-        return keras.optimizers.Adam(learning_rate, weight_decay=cfg.weight_decay or None)
+        return keras.optimizers.Adam(learning_rate, weight_decay=cfg.weight_decay or None, **ema)
     # AdamW requires a number (None is an error); 0.0 decays nothing.
-    return keras.optimizers.AdamW(learning_rate, weight_decay=cfg.weight_decay)
+    return keras.optimizers.AdamW(learning_rate, weight_decay=cfg.weight_decay, **ema)
 
 
 def compile_model(model: keras.Model, cfg: TrainConfig, learning_rate) -> None:

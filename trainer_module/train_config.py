@@ -16,6 +16,8 @@ MODEL_VARIANTS = ("small", "large")
 PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("constant", "warmup_cosine", "step")
+# Named recipes (pipeline/recipes.py holds their values); "auto" lets the runner pick one.
+RECIPES = ("auto", "notebook", "cpu", "gpu", "demo")
 
 
 class ConfigError(ValueError):
@@ -27,6 +29,11 @@ class TrainConfig:
     """Hyper-parameters of the Trainer (defaults: the notebook's recipe)."""
 
     class_names: Tuple[str, ...] = knob((), "label space, in label order (set from the data by the runner)")
+    recipe: str = knob("auto", "named preset of the knobs below (pipeline/recipes.py; a knob set by flag, "
+                               "environment or settings file wins): notebook (the notebook's: 224 of 256, "
+                               "ImageNet weights, SGD 0.01, step decay), cpu (best from scratch on a CPU), "
+                               "gpu (ImageNet weights on a GPU), demo (cpu, few epochs); auto: demo on the "
+                               "generated demo data, else gpu when a GPU is visible, else cpu", RECIPES)
     # Images.
     resize_size: int = knob(256, "Transform resizes every image to this square side (pixels)")
     image_size: int = knob(224, "model input side: training takes random crops of the resized image, "
@@ -41,6 +48,9 @@ class TrainConfig:
                                           "another image of the batch (the notebook: a uniform draw > 0.5); "
                                           "0 disables")
     cutmix_alpha: float = knob(1.0, "CutMix box area is 1 - Beta(alpha, alpha) of the image")
+    mixup_probability: float = knob(0.0, "share of training images blended with another image of the batch "
+                                         "(MixUp, after CutMix); 0 disables")
+    mixup_alpha: float = knob(0.2, "MixUp weight of the partner image is min(l, 1 - l), l ~ Beta(alpha, alpha)")
     # Model.
     model_variant: str = knob("small", "MobileNetV3 variant", MODEL_VARIANTS)
     alpha: float = knob(1.0, "MobileNetV3 width multiplier")
@@ -56,6 +66,8 @@ class TrainConfig:
     dropout: float = knob(0.2, "dropout before the classification layer")
     bn_momentum: float = knob(0.9, "BatchNorm momentum for a backbone trained from scratch: Keras' 0.999 "
                                    "needs thousands of steps to settle, and short runs then score chance")
+    test_time_flip: bool = knob(False, "evaluation and serving average the predictions of the image and its "
+                                       "mirror image (twice the inference cost)")
     bn_recalibration_batches: int = knob(20, "after training, re-estimate BatchNorm statistics over this "
                                              "many un-augmented train batches, kept only if they lower the "
                                              "train loss; 0 skips")
@@ -74,6 +86,8 @@ class TrainConfig:
     step_every_epochs: int = knob(3, "step: epochs between decays (the notebook's best run: 3)")
     step_factor: float = knob(0.1, "step: learning-rate multiplier at each decay")
     label_smoothing: float = knob(0.0, "label smoothing of the categorical cross-entropy")
+    ema_momentum: float = knob(0.0, "keep an exponential moving average of the weights with this momentum "
+                                    "(Keras optimizer EMA) and export it instead of the last weights; 0 disables")
     precision: str = knob("auto", "numeric policy; auto is mixed_float16 on GPU and float32 on CPU "
                                   "(where float16 is slow)", PRECISIONS)
     # Edge models.
@@ -117,6 +131,10 @@ class TrainConfig:
         _check(0.0 <= self.cutmix_probability <= 1.0, "cutmix_probability", self.cutmix_probability,
                "must be in [0, 1]")
         _check(self.cutmix_alpha > 0, "cutmix_alpha", self.cutmix_alpha, "must be > 0")
+        _check(0.0 <= self.mixup_probability <= 1.0, "mixup_probability", self.mixup_probability,
+               "must be in [0, 1]")
+        _check(self.mixup_alpha > 0, "mixup_alpha", self.mixup_alpha, "must be > 0")
+        _check(0.0 <= self.ema_momentum < 1.0, "ema_momentum", self.ema_momentum, "must be in [0, 1)")
         _check(0 <= self.frozen_backbone_epochs < self.epochs, "frozen_backbone_epochs",
                self.frozen_backbone_epochs, f"must be in [0, epochs={self.epochs})")
         _check(0.0 < self.fine_tune_lr_factor <= 1.0, "fine_tune_lr_factor", self.fine_tune_lr_factor,

@@ -20,7 +20,8 @@ import tensorflow_transform as tft
 import tf_keras as keras
 from absl import logging
 
-from trainer_module import input_pipeline, model as model_lib, names, progress, schedules, serving_warmup, signatures
+from trainer_module import (input_pipeline, model as model_lib, names, progress, schedules, serving_warmup,
+                            signatures, tflite_export)
 from trainer_module.train_config import ConfigError, TrainConfig
 
 
@@ -323,7 +324,14 @@ def _train_and_export(fn_args, cfg: TrainConfig, strategy, policy: str, global_b
                    names.HISTORY_PRECISION: policy, names.HISTORY_REPLICAS: strategy.num_replicas_in_sync,
                    names.HISTORY_STEPS_PER_EPOCH: steps_per_epoch, names.HISTORY_PHASES: phases,
                    names.HISTORY_SERIES: history, names.HISTORY_BN_RECALIBRATION: recalibrated}, f, indent=1)
-    signatures.export_serving_model(model, tft_layer, raw_spec, cfg, fn_args.serving_model_dir,
+    exported = model_lib.inference_model(model, cfg)  # flip-averaged when cfg.test_time_flip
+    signatures.export_serving_model(exported, tft_layer, raw_spec, cfg, fn_args.serving_model_dir,
                                     serving_warmup.sample_images(fn_args.eval_files))
     logging.info("Trainer: exported %s", fn_args.serving_model_dir)
+    if cfg.tflite_export:  # the same network for edge devices, beside the SavedModel in the Model artifact
+        representative = input_pipeline.make_dataset(fn_args.train_files, tft_layer, raw_spec, cfg, False,
+                                                     global_batch)
+        edge_dir = os.path.join(os.path.dirname(os.path.normpath(fn_args.serving_model_dir)), names.EDGE_MODEL_SUBDIR)
+        progress.say("Trainer: TFLite models: %s", tflite_export.export_edge_models(exported, cfg, representative,
+                                                                                    edge_dir))
     tf.io.gfile.rmtree(backup_dir)  # finished: nothing left to resume
