@@ -6,31 +6,28 @@ tensorflow_transform's Beam implementation from the pipeline's own preprocessing
 test_run_fn.py), a tiny colour classifier exported through signatures.export_serving_model and
 tflite_export.export_edge_models. The executors run directly, as TFX's launcher runs them.
 """
-import functools
 import json
 import os
 import shutil
 
-import apache_beam as beam
 import numpy as np
 import pytest
 import tensorflow as tf
 import tensorflow_transform as tft
-import tensorflow_transform.beam as tft_beam
 import tf_keras as keras
-from tensorflow_transform.tf_metadata import dataset_metadata, metadata_io, schema_utils
 from tfx import types
 from tfx.proto import pusher_pb2
 from tfx.types import artifact_utils, standard_artifacts, standard_component_specs
 from tfx.utils import proto_utils
 
 import image_factory
+import transform_graphs
 from components.atomic_pusher import executor as pusher_executor
 from components.edge_evaluator import executor, gate
 from components.edge_evaluator.component import EdgeEvaluation, EdgeEvaluator
 from components.image_example_gen.records import make_example
 from trainer_module import model_input, names, preprocessing, signatures, tflite_export
-from trainer_module.train_config import TrainConfig, transform_config
+from trainer_module.train_config import TrainConfig
 
 CLASSES = ("red", "green", "blue")
 RESIZE, IMAGE = 40, 32
@@ -68,18 +65,11 @@ def _write_examples(root):
 
 
 def _write_transform_graph(output_dir, temp_dir):
-    """The Transform component's transform_graph (transform_fn/, transformed_metadata/, metadata/)."""
-    metadata = dataset_metadata.DatasetMetadata(schema_utils.schema_from_feature_spec(RAW_SPEC))
+    """The Transform component's transform_graph artifact of preprocessing_fn."""
     instances = [{names.IMAGE_KEY: np.array([data]), names.LABEL_KEY: np.array([label])}
                  for data, (label, _) in zip(_images()[:3], EVAL)]
-    fn = functools.partial(preprocessing.preprocessing_fn, custom_config=transform_config(CLASSES, RESIZE))
-    with tft_beam.Context(temp_dir=temp_dir), beam.Pipeline() as pipeline:
-        raw = pipeline | beam.Create(instances)
-        transform_fn = (raw, metadata) | tft_beam.AnalyzeDataset(fn)
-        _ = transform_fn | tft_beam.WriteTransformFn(output_dir)
-    metadata_io.write_metadata(metadata, os.path.join(output_dir, tft.TFTransformOutput.RAW_METADATA_DIR))
     graph = standard_artifacts.TransformGraph()
-    graph.uri = output_dir
+    graph.uri = transform_graphs.write_transform_graph(output_dir, temp_dir, RAW_SPEC, instances, CLASSES, RESIZE)
     return graph
 
 

@@ -141,7 +141,7 @@ def test_the_killed_run_is_marked_and_its_folders_removed(chain):
 
 def test_the_console_shows_progress_and_the_log_file_everything(chain):
     console = chain.outputs[2].splitlines()
-    assert len(console) <= 80
+    assert len(console) <= 90  # about 70 for the demo; the recovery and resume lines, the recipe, the edge models
     assert any(re.search(r"Trainer done in \d+ s: 3 epochs", line) for line in console)
     assert not any("INFO absl" in line for line in console)
     log_path = re.search(r"Full log: +(\S+)", chain.outputs[2]).group(1)

@@ -501,8 +501,9 @@ def container_state(tmp_path, monkeypatch):
 def test_compiled_spec_executes_to_a_pushed_model(tmp_path, vertex_job_service):
     data = demo_data.make_demo_dataset(str(tmp_path / "data"), train_per_class=8, eval_per_class=4, size=64)
     serving, root = str(tmp_path / "serving"), str(tmp_path / "root")
-    # The production configuration (Trainer on Vertex AI) with local paths: test only.
-    job = compile_job(tmp_path, *PROD_FLAGS, "--pipeline-root", root, "--data-dir", data,
+    # The production configuration (Trainer on Vertex AI) with local paths: test only. The cpu
+    # recipe: the gpu recipe's ImageNet weights cannot be downloaded here.
+    job = compile_job(tmp_path, *PROD_FLAGS, "--recipe", "cpu", "--pipeline-root", root, "--data-dir", data,
                       "--serving-model-dir", serving, "--image-size", "64", "--resize-size", "72",
                       "--batch-size", "8", "--epochs", "1", "--accuracy-lower-bound", "0.0",
                       allow_local_paths=True)

@@ -20,7 +20,7 @@ def test_every_component_executed(gate_runs):
     expected = {names.EXAMPLE_GEN_NODE, names.SCHEMA_GEN_NODE, names.STATISTICS_GEN_NODE,
                 names.EXAMPLE_VALIDATOR_NODE, names.SKEW_VALIDATOR_NODE, names.STATISTICS_RESOLVER_NODE,
                 names.DRIFT_VALIDATOR_NODE, names.DATA_GATE_NODE, "Transform", names.TRAINER_NODE,
-                names.RESOLVER_NODE, names.EVALUATOR_NODE, names.PUSHER_NODE}
+                names.RESOLVER_NODE, names.EVALUATOR_NODE, names.EDGE_EVALUATOR_NODE, names.PUSHER_NODE}
     assert set(nodes) == expected
     assert {n: node.state for n, node in nodes.items()} == {n: "COMPLETE" for n in expected}
 

@@ -7,27 +7,23 @@ call covers the frozen-backbone head phase, fine-tuning, AdamW with weight decay
 smoothing, step decay, history.json, the run files and the served model. It costs about a
 minute of CPU, nearly all of it TensorFlow tracing the train steps and the SavedModel export.
 """
-import functools
 import json
 import os
 
-import apache_beam as beam
 import numpy as np
 import pytest
 import tensorflow as tf
-import tensorflow_transform as tft
-import tensorflow_transform.beam as tft_beam
-from tensorflow_transform.tf_metadata import dataset_metadata, metadata_io, schema_utils
 from tfx.components.trainer.fn_args_utils import FnArgs
 
 import image_factory
+import transform_graphs
 
 # It trains (tracing MobileNetV3's train steps and exporting a SavedModel costs about a minute);
 # one xdist worker runs the whole module, so its module-scoped run_fn call is made once.
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("run_fn")]
 from components.image_example_gen.records import make_example
-from trainer_module import model as model_lib, names, preprocessing, trainer
-from trainer_module.train_config import ConfigError, TrainConfig, transform_config
+from trainer_module import model as model_lib, names, trainer
+from trainer_module.train_config import ConfigError, TrainConfig
 
 CLASSES = names.INTEL_CLASS_NAMES
 TRAIN_LABELS = tuple(range(len(CLASSES))) * 2
@@ -68,18 +64,11 @@ def _write_split(path, labels, seed):
 
 
 def _write_transform_graph(output_dir, temp_dir, record_files):
-    """The Transform component's transform_graph: transform_fn/, transformed_metadata/, metadata/."""
-    metadata = dataset_metadata.DatasetMetadata(schema_utils.schema_from_feature_spec(RAW_SPEC))
+    """The Transform component's transform_graph of preprocessing_fn, analysed on these records."""
     parsed = tf.data.TFRecordDataset(record_files, compression_type="GZIP").map(
         lambda record: tf.io.parse_single_example(record, RAW_SPEC))
-    instances = list(parsed.as_numpy_iterator())
-    fn = functools.partial(preprocessing.preprocessing_fn, custom_config=transform_config(CLASSES, RESIZE))
-    with tft_beam.Context(temp_dir=temp_dir), beam.Pipeline() as pipeline:
-        raw = pipeline | beam.Create(instances)
-        transform_fn = (raw, metadata) | tft_beam.AnalyzeDataset(fn)
-        _ = transform_fn | tft_beam.WriteTransformFn(output_dir)
-    metadata_io.write_metadata(metadata, os.path.join(output_dir, tft.TFTransformOutput.RAW_METADATA_DIR))
-    return output_dir
+    return transform_graphs.write_transform_graph(output_dir, temp_dir, RAW_SPEC, parsed.as_numpy_iterator(),
+                                                  CLASSES, RESIZE)
 
 
 @pytest.fixture(scope="module")
