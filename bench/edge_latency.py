@@ -27,7 +27,6 @@ import dataclasses
 import json
 import os
 import statistics
-import subprocess
 import sys
 import time
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
@@ -63,18 +62,6 @@ def parse_args(argv=None):
     if min(args.n, args.batch_size, args.repeats) < 1 or args.warmup < 0:
         p.error("--n, --batch-size and --repeats must be >= 1, --warmup >= 0")
     return args
-
-
-def git_commit() -> str:
-    """The repository's HEAD commit, "+ changes" when the tree differs from it ("unknown" outside git)."""
-    try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT, capture_output=True,
-                              text=True, timeout=20).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO_ROOT,
-                               capture_output=True, text=True, timeout=20).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    return f"{head or 'unknown'}{' + uncommitted changes' if dirty else ''}"
 
 
 # ---------------------------------------------------------------- inputs
@@ -258,7 +245,6 @@ def main(argv=None) -> int:
     saved_dir, edge = model_paths(args.model)
     paths, folders = list_images(args.images, args.n)
     machine.print_header(__spec__.name, "edge models (TFLite) vs the SavedModel: size, CPU latency, accuracy", argv)
-    print(f"commit: {git_commit()}")
     from trainer_module.train_config import TrainConfig
 
     max_pixels = args.max_pixels or TrainConfig.max_image_pixels

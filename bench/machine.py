@@ -69,10 +69,24 @@ def command_line(module: str, argv: Sequence[str]) -> str:
     return " ".join(shlex.quote(a) for a in [python, "-m", module, *argv])
 
 
+def git_commit() -> str:
+    """The repository's HEAD commit, "+ uncommitted changes" when tracked files differ ("unknown" outside git)."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True,
+                              text=True, timeout=20).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, timeout=20).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return f"{head or 'unknown'}{' + uncommitted changes' if dirty else ''}"
+
+
 def print_header(module: str, title: str, argv: Sequence[str]) -> None:
-    """Prints the title, the command, the machine line and TensorFlow's version and threads."""
+    """Prints the title, the command, the commit, the machine line and TensorFlow's version and threads."""
     print(f"== {module}: {title}", flush=True)
     print(f"command: {command_line(module, argv)}")
+    print(f"commit: {git_commit()}")
     print(machine_line())
     try:
         import tensorflow as tf

@@ -145,6 +145,14 @@ def test_run_files(trained):
     assert tf.io.gfile.isdir(backup_root) and tf.io.gfile.listdir(backup_root) == []
 
 
+def test_the_saved_model_holds_the_weights_and_no_training_state(trained):
+    fn_args, _ = trained
+    variables = tf.train.list_variables(os.path.join(fn_args.serving_model_dir, "variables", "variables"))
+    assert not [name for name, _ in variables if "optimizer" in name]
+    weights = sum(int(np.prod(shape)) for name, shape in variables if name != "_CHECKPOINTABLE_OBJECT_GRAPH")
+    assert weights == model_lib.build_model(TrainConfig(**RECIPE)).count_params()
+
+
 def test_edge_models_are_exported_beside_the_saved_model(trained):
     from serving_client.tflite_classifier import TFLiteClassifier
 

@@ -85,6 +85,15 @@ def inference_model(model: keras.Model, cfg: TrainConfig) -> keras.Model:
     return with_flip_averaging(model) if cfg.test_time_flip else model
 
 
+def weights_only_copy(model: keras.Model) -> keras.Model:
+    """A copy of the trained model with its weights (BatchNorm statistics included) and without its
+    training state. Why: a compiled model tracks its optimizer, so saving it saves the momentum
+    slots and the EMA copies too, twice the weights' bytes, which serving would load for nothing."""
+    copy = keras.models.clone_model(model)
+    copy.set_weights(model.get_weights())
+    return copy
+
+
 def backbone_of(model: keras.Model) -> keras.Model:
     """The MobileNetV3 sub-model inside a model from build_model."""
     return next(layer for layer in model.layers if isinstance(layer, keras.Model))

@@ -324,7 +324,8 @@ def _train_and_export(fn_args, cfg: TrainConfig, strategy, policy: str, global_b
                    names.HISTORY_PRECISION: policy, names.HISTORY_REPLICAS: strategy.num_replicas_in_sync,
                    names.HISTORY_STEPS_PER_EPOCH: steps_per_epoch, names.HISTORY_PHASES: phases,
                    names.HISTORY_SERIES: history, names.HISTORY_BN_RECALIBRATION: recalibrated}, f, indent=1)
-    exported = model_lib.inference_model(model, cfg)  # flip-averaged when cfg.test_time_flip
+    # Flip-averaged when cfg.test_time_flip; no optimizer state in what is served.
+    exported = model_lib.inference_model(model_lib.weights_only_copy(model), cfg)
     signatures.export_serving_model(exported, tft_layer, raw_spec, cfg, fn_args.serving_model_dir,
                                     serving_warmup.sample_images(fn_args.eval_files))
     logging.info("Trainer: exported %s", fn_args.serving_model_dir)
