@@ -71,11 +71,14 @@ def with_flip_averaging(model: keras.Model) -> keras.Model:
 
     Test-time flip averaging: the training crops are mirrored at random, so both views are in
     distribution; it doubles the inference cost (the cpu recipe's ablation in bench/RESULTS.md
-    measures what it buys). The weights are shared with `model`.
+    measures what it buys). The weights are shared with `model`, and the images and their mirrors
+    go through it as one batch: one call of the network, so a converted (TFLite int8) model holds
+    one copy of its quantized weights rather than one per call.
     """
     inputs = keras.Input(model.input_shape[1:], name="image")
-    mirrored = keras.layers.Lambda(lambda x: tf.reverse(x, axis=[2]), name="mirror")(inputs)
-    averaged = keras.layers.Average(name="flip_average", dtype="float32")([model(inputs), model(mirrored)])
+    both = keras.layers.Lambda(lambda x: tf.concat([x, tf.reverse(x, axis=[2])], axis=0), name="with_mirror")(inputs)
+    averaged = keras.layers.Lambda(lambda s: 0.5 * tf.add_n(tf.split(s, 2, axis=0)), name="flip_average",
+                                   dtype="float32")(model(both))
     return keras.Model(inputs, averaged, name=f"{model.name}_flip_averaged")
 
 
