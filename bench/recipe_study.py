@@ -193,14 +193,13 @@ def parse_args(argv):
 
 
 def _base_with_sets(base: Dict, sets: Sequence[str]) -> Dict:
+    """The study's base recipe with --set KNOB=VALUE overrides, typed as the knob's default."""
     from trainer_module.train_config import TrainConfig
 
-    types = {name: type(getattr(TrainConfig(class_names=("a", "b")), name)) for name in base} | {
-        f: type(getattr(TrainConfig(class_names=("a", "b")), f)) for f in TrainConfig.__dataclass_fields__}
     out = dict(base)
     for item in sets:
         name, _, value = item.partition("=")
-        kind = types[name]
+        kind = type(TrainConfig.__dataclass_fields__[name].default)
         out[name] = value.lower() in ("1", "true", "yes") if kind is bool else kind(value)
     return out
 

@@ -88,10 +88,7 @@ class _TFLiteModel:
         return np.asarray(self.classifier.predict(tf.cast(crop, tf.uint8).numpy()))
 
     def classify_bytes(self, images: Sequence[bytes]) -> np.ndarray:
-        pixels = np.stack([tflite_classifier.preprocess(data, self.classifier.resize_size,
-                                                        self.classifier.image_size, self._max_pixels)
-                           for data in images])
-        return np.asarray(self.classifier.predict(pixels))
+        return self.classifier.classify_encoded(images, self._max_pixels)[0]  # what predict and an app run
 
     def size_mb(self) -> float:
         return fileio.stat(self.path).length / gate.MB
