@@ -16,6 +16,11 @@ import os
 
 os.environ["TF_USE_LEGACY_KERAS"] = "1"  # before TensorFlow loads: TFT and TFMA need Keras 2
 
+if __name__ == "__main__":  # under the project's .venv whatever `python` started this (set up if missing)
+    from run_control.environment import ensure_project_python
+
+    ensure_project_python()
+
 import argparse  # noqa: E402
 import dataclasses  # noqa: E402
 import json  # noqa: E402

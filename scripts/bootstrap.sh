@@ -54,7 +54,8 @@ if ! { [ -x "$VENV/bin/python" ] && is_py310 "$VENV/bin/python"; }; then
   # --seed: TFX installs the user-module wheels it builds with `python -m pip`, so the venv needs pip.
   $UV venv --seed --python "$PY" "$VENV" >&2
 fi
-$UV pip install --python "$VENV/bin/python" -r "$ROOT/requirements.lock" >&2
+# sync, not install: the venv then holds exactly the lock (a dependency dropped from the lock leaves it).
+$UV pip sync --python "$VENV/bin/python" "$ROOT/requirements.lock" >&2
 $UV pip install --python "$VENV/bin/python" --no-deps --no-build-isolation -e "$ROOT" >&2
 echo "$STAMP_WANT" > "$STAMP_FILE"
 log "environment ready: $VENV"

@@ -37,6 +37,11 @@ import os
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")  # before TensorFlow loads
 
+if __name__ == "__main__":  # under the project's .venv whatever `python` started this (set up if missing)
+    from run_control.environment import ensure_project_python
+
+    ensure_project_python(__spec__.name)
+
 import argparse  # noqa: E402
 import csv  # noqa: E402
 import dataclasses  # noqa: E402

@@ -5,21 +5,16 @@ centre crop from image bytes with the project's preprocessing functions, so a TF
 exactly the pixels the SavedModel's serving signature gives its network. Runs on TensorFlow's
 tf.lite.Interpreter; float16 and int8 models are used the same way.
 """
-import json
 import os
-import struct
 from typing import List, Optional, Sequence, Tuple, Union
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")  # before TensorFlow loads
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
-from tensorflow_lite_support.metadata.python import metadata as _metadata  # noqa: E402
 
-from trainer_module import model_input, names, preprocessing, signatures  # noqa: E402
+from trainer_module import model_input, names, preprocessing, signatures, tflite_format  # noqa: E402
 from trainer_module.train_config import TrainConfig  # noqa: E402
-
-_TFLITE_IDENTIFIER = b"TFL3"  # the flatbuffer file identifier, bytes 4-8 of every TFLite model
 
 
 def read_metadata(model: Union[bytes, str]) -> Tuple[Tuple[str, ...], dict]:
@@ -28,26 +23,8 @@ def read_metadata(model: Union[bytes, str]) -> Tuple[Tuple[str, ...], dict]:
     Raises ValueError when it is not a TFLite model or lacks the metadata tflite_export writes.
     """
     if isinstance(model, (bytes, bytearray)):
-        return _parse_metadata(model, "the model")
-    return _parse_metadata(_read(model), model)
-
-
-def _parse_metadata(content: bytes, where: str) -> Tuple[Tuple[str, ...], dict]:
-    """read_metadata of `content`; `where` names it in the errors."""
-    if content[4:8] != _TFLITE_IDENTIFIER:
-        raise ValueError(f"{where} is not a TFLite model (no {_TFLITE_IDENTIFIER.decode()} identifier)")
-    wanted = (names.TFLITE_LABELS_FILE, names.TFLITE_INPUT_SPEC_FILE)
-    try:
-        displayer = _metadata.MetadataDisplayer.with_model_buffer(bytes(content))
-        packed = displayer.get_packed_associated_file_list()
-        if not all(name in packed for name in wanted):
-            raise ValueError(f"its metadata packs {sorted(packed)}, not {list(wanted)}")
-        labels = displayer.get_associated_file_buffer(names.TFLITE_LABELS_FILE).decode("utf-8").splitlines()
-        spec = json.loads(displayer.get_associated_file_buffer(names.TFLITE_INPUT_SPEC_FILE))
-    except (ValueError, struct.error, IndexError, UnicodeDecodeError) as e:  # flatbuffers' parse errors too
-        raise ValueError(f"{where} has no readable labels and input spec in its TFLite metadata "
-                         f"(export it with trainer_module.tflite_export): {e}") from e
-    return tuple(label for label in labels if label), spec
+        return tflite_format.read_metadata(bytes(model))
+    return tflite_format.read_metadata(_read(model), model)
 
 
 def _read(path: str) -> bytes:
@@ -79,7 +56,7 @@ class TFLiteClassifier:
         """Loads `path`; raises ValueError when it is not a TFLite model with that metadata."""
         self.path = path
         content = _read(path)
-        self.labels, self.input_spec = _parse_metadata(content, path)
+        self.labels, self.input_spec = tflite_format.read_metadata(content, path)
         try:
             self._interpreter = tf.lite.Interpreter(model_content=content, num_threads=num_threads)
             self._interpreter.allocate_tensors()

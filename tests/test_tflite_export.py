@@ -4,18 +4,20 @@ One tiny MobileNetV3 small (32 px, alpha 0.5), trained for a few steps on genera
 class is the brightest channel, is converted once to both flavours (module fixtures); the tests
 check the files, the metadata, the input contract and the numbers against the Keras model.
 """
-import json
+import io
+import zipfile
 
 import numpy as np
 import pytest
 import tensorflow as tf
 import tf_keras as keras
-from tensorflow_lite_support.metadata.python import metadata as _metadata
+from tensorflow.lite.python import schema_py_generated as model_fb
 
 import image_factory
 from serving_client import tflite_classifier
 from serving_client.tflite_classifier import TFLiteClassifier
-from trainer_module import model as model_lib, model_input, names, preprocessing, tflite_export
+from third_party.tflite_metadata import metadata_schema_py_generated as metadata_fb
+from trainer_module import model as model_lib, model_input, names, preprocessing, tflite_export, tflite_format
 from trainer_module.train_config import TrainConfig
 
 CLASSES = ("red", "green", "blue")
@@ -95,17 +97,46 @@ def test_metadata_holds_the_labels_and_the_input_spec(exported):
                         names.INPUT_SPEC_DTYPE: "uint8", names.INPUT_SPEC_RANGE: [0, 255],
                         names.INPUT_SPEC_COLOR: "RGB",
                         names.INPUT_SPEC_RESIZE_METHOD: "bilinear, antialiased when shrinking"}
-        metadata = json.loads(_metadata.MetadataDisplayer.with_model_file(path).get_metadata_json())
-        image = metadata["subgraph_metadata"][0]["input_tensor_metadata"][0]
-        assert image["description"] == (
+        content = open(path, "rb").read()
+        metadata = tflite_format.model_metadata(content)
+        assert metadata.minParserVersion == b"1.0.0"
+        image = metadata.subgraphMetadata[0].inputTensorMetadata[0]
+        assert image.description.decode() == (
             "uint8 RGB image [1, 32, 32, 3]: the image resized to 40x40 (bilinear, antialiased when "
             "shrinking), then its centre 32x32 crop; values 0-255, not normalised "
             "(the model normalises them).")
-        assert image["content"]["content_properties"]["color_space"] == "RGB"
-        assert image["process_units"][0]["options"] == {"mean": [0.0], "std": [1.0]}
-        assert [f["name"] for f in image["associated_files"]] == [names.TFLITE_INPUT_SPEC_FILE]
-        output = metadata["subgraph_metadata"][0]["output_tensor_metadata"][0]
-        assert [f["name"] for f in output["associated_files"]] == [names.TFLITE_LABELS_FILE]
+        assert image.content.contentProperties.colorSpace == metadata_fb.ColorSpaceType.RGB
+        assert (image.processUnits[0].options.mean, image.processUnits[0].options.std) == ([0.0], [1.0])
+        assert (image.stats.min, image.stats.max) == ([0.0], [255.0])
+        assert [f.name.decode() for f in image.associatedFiles] == [names.TFLITE_INPUT_SPEC_FILE]
+        output = metadata.subgraphMetadata[0].outputTensorMetadata[0]
+        assert [f.name.decode() for f in output.associatedFiles] == [names.TFLITE_LABELS_FILE]
+        assert output.associatedFiles[0].type == metadata_fb.AssociatedFileType.TENSOR_AXIS_LABELS
+        assert output.stats.max == [255.0 if path.endswith("int8.tflite") else 1.0]  # uint8 or probabilities
+        assert sorted(tflite_format.packed_files(content)) == sorted([names.TFLITE_LABELS_FILE,
+                                                                      names.TFLITE_INPUT_SPEC_FILE])
+
+
+def test_the_metadata_is_where_litert_readers_look(exported):
+    """LiteRT's readers (tflite-support's MetadataDisplayer, the Task Library) find the metadata by
+    the model's TFLITE_METADATA entry and its M001 identifier, and the files in the appended zip."""
+    content = open(exported[0]["float16"], "rb").read()
+    model = model_fb.Model.GetRootAs(content, 0)
+    entries = {model.Metadata(i).Name().decode(): model.Metadata(i).Buffer() for i in range(model.MetadataLength())}
+    buffer = model.Buffers(entries["TFLITE_METADATA"]).DataAsNumpy().tobytes()
+    assert buffer[4:8] == b"M001"
+    assert zipfile.ZipFile(io.BytesIO(content)).read(names.TFLITE_LABELS_FILE) == b"red\ngreen\nblue\n"
+
+
+def test_writing_the_metadata_again_replaces_it(exported):
+    content = open(exported[0]["int8"], "rb").read()
+    again = tflite_format.with_metadata(content, name="n", description="d", input_description="i",
+                                        output_description="o", labels=["x", "y", "z"], input_spec={"a": 1},
+                                        input_spec_description="s")
+    model_entries = model_fb.Model.GetRootAs(again, 0).MetadataLength()
+    assert model_entries == model_fb.Model.GetRootAs(content, 0).MetadataLength()
+    assert tflite_format.read_metadata(again) == (("x", "y", "z"), {"a": 1})
+    assert len(again) < len(content) + 2000  # the old metadata and files are not carried along
 
 
 def test_the_input_is_uint8_pixels_and_int8_is_integer_throughout(exported):
@@ -224,7 +255,7 @@ def plain_tflite(tmp_path_factory) -> str:
 
 def test_a_model_without_metadata_is_refused(plain_tflite):
     with pytest.raises(ValueError, match=f"{plain_tflite} has no readable labels and input spec in its "
-                                         "TFLite metadata .*: The model does not have metadata"):
+                                         "TFLite metadata .*: it has no TFLITE_METADATA entry"):
         TFLiteClassifier(plain_tflite)
 
 

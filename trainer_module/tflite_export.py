@@ -16,25 +16,18 @@ the class probabilities [1, C]: float32 (float16) or uint8 with the tensor's sca
 
 Each file carries TFLite metadata: the labels (names.TFLITE_LABELS_FILE), the input spec
 (names.TFLITE_INPUT_SPEC_FILE, JSON) and the input's description in words, so an app needs
-nothing else. Written with tflite-support's metadata writers, the ones LiteRT's metadata
-documentation uses, in the release (0.4.4) that works with this stack's TensorFlow 2.16 and
-protobuf 3.20. serving_client/tflite_classifier.py reads the metadata back.
+nothing else. trainer_module/tflite_format.py writes it (LiteRT's metadata layout) and reads it back.
 """
-import json
 import os
-import tempfile
 from typing import Dict, Iterator
 
 import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 from absl import logging
-from tensorflow_lite_support.metadata import metadata_schema_py_generated as _metadata_fb
-from tensorflow_lite_support.metadata.python.metadata_writers import (image_classifier, metadata_info,
-                                                                     writer_utils)
 from tf_keras.src.saving import serialization_lib
 
-from trainer_module import names
+from trainer_module import names, tflite_format
 from trainer_module.train_config import TrainConfig
 
 RESIZE_METHOD = "bilinear, antialiased when shrinking"  # preprocessing.resize
@@ -66,16 +59,13 @@ def export_edge_models(model: keras.Model, cfg: TrainConfig, representative: tf.
     model = float32_model(model)
     tf.io.gfile.makedirs(out_dir)
     paths = {}
-    # The metadata writers pack local files: labels and spec go through a local folder (out_dir may be gs://).
-    with tempfile.TemporaryDirectory() as files_dir:
-        labels_path, spec_path = _write_metadata_files(cfg, files_dir)
-        for flavour in names.TFLITE_FLAVOURS:
-            model_bytes = add_metadata(convert(model, cfg, flavour, representative), cfg, flavour,
-                                       labels_path, spec_path)
-            paths[flavour] = os.path.join(out_dir, names.TFLITE_FILE.format(flavour=flavour))
-            _write(paths[flavour], model_bytes)
-            logging.info("TFLite %s model: %s (%.2f MB)", flavour, paths[flavour], len(model_bytes) / 1e6)
-        tf.io.gfile.copy(labels_path, os.path.join(out_dir, names.TFLITE_LABELS_FILE), overwrite=True)
+    for flavour in names.TFLITE_FLAVOURS:
+        model_bytes = add_metadata(convert(model, cfg, flavour, representative), cfg, flavour)
+        paths[flavour] = os.path.join(out_dir, names.TFLITE_FILE.format(flavour=flavour))
+        _write(paths[flavour], model_bytes)
+        logging.info("TFLite %s model: %s (%.2f MB)", flavour, paths[flavour], len(model_bytes) / 1e6)
+    _write(os.path.join(out_dir, names.TFLITE_LABELS_FILE),
+           tflite_format.packed_files(model_bytes)[names.TFLITE_LABELS_FILE])
     return paths
 
 
@@ -152,48 +142,15 @@ def calibration_images(representative: tf.data.Dataset, count: int) -> Iterator[
         yield image[np.newaxis].astype(np.float32)
 
 
-def _write_metadata_files(cfg: TrainConfig, folder: str):
-    """(labels path, input spec path) in `folder`, named as they are packed into the models."""
-    labels_path = os.path.join(folder, names.TFLITE_LABELS_FILE)
-    with open(labels_path, "w") as f:
-        f.write("".join(f"{name}\n" for name in cfg.class_names))
-    spec_path = os.path.join(folder, names.TFLITE_INPUT_SPEC_FILE)
-    with open(spec_path, "w") as f:
-        json.dump(input_spec(cfg), f, indent=1)
-    return labels_path, spec_path
-
-
-def add_metadata(model_bytes: bytes, cfg: TrainConfig, flavour: str, labels_path: str,
-                 spec_path: str) -> bytes:
+def add_metadata(model_bytes: bytes, cfg: TrainConfig, flavour: str) -> bytes:
     """The model with image-classifier metadata: the labels, the input spec (file and words)."""
-    general = metadata_info.GeneralMd(
-        name=f"{cfg.model_variant} MobileNetV3 scene classifier ({flavour})",
-        description=f"Classifies a scene as one of: {', '.join(cfg.class_names)}.")
-    image = metadata_info.InputImageTensorMd(
-        name="image", description=input_description(cfg), norm_mean=[0.0], norm_std=[1.0],
-        color_space_type=_metadata_fb.ColorSpaceType.RGB,
-        tensor_type=writer_utils.get_input_tensor_types(model_bytes)[0])
-    probabilities = metadata_info.ClassificationTensorMd(
-        name="probabilities", description=f"Class probabilities in the order of {names.TFLITE_LABELS_FILE}.",
-        label_files=[metadata_info.LabelFileMd(labels_path)],
-        tensor_type=writer_utils.get_output_tensor_types(model_bytes)[0])
-    # create_from_metadata_info packs the label file only; the input spec is attached to the input
-    # tensor's metadata, so the same writer is called one level lower.
-    input_metadata = image.create_metadata()
-    input_metadata.associatedFiles = [_associated_file(
-        spec_path, f"The input spec as JSON: {', '.join(input_spec(cfg))}.")]
-    writer = image_classifier.MetadataWriter.create_from_metadata(
-        bytearray(model_bytes), general.create_metadata(), [input_metadata],
-        [probabilities.create_metadata()], [labels_path, spec_path])
-    return bytes(writer.populate())
-
-
-def _associated_file(path: str, description: str) -> _metadata_fb.AssociatedFileT:
-    associated = _metadata_fb.AssociatedFileT()
-    associated.name = os.path.basename(path)
-    associated.description = description
-    associated.type = _metadata_fb.AssociatedFileType.DESCRIPTIONS
-    return associated
+    return tflite_format.with_metadata(
+        model_bytes, name=f"{cfg.model_variant} MobileNetV3 scene classifier ({flavour})",
+        description=f"Classifies a scene as one of: {', '.join(cfg.class_names)}.",
+        input_description=input_description(cfg),
+        output_description=f"Class probabilities in the order of {names.TFLITE_LABELS_FILE}.",
+        labels=cfg.class_names, input_spec=input_spec(cfg),
+        input_spec_description=f"The input spec as JSON: {', '.join(input_spec(cfg))}.")
 
 
 def _write(path: str, data: bytes) -> None:
