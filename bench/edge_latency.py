@@ -7,7 +7,7 @@ it) and a folder of images (--images: class folders, or images alone), it measur
             folder (graph and Transform graph too) against each .tflite file;
   latency   wall ms per image, median and p90 over --repeats calls, one image per call and
             --batch-size images per call, each in two paths:
-              model only   crops prepared beforehand (serving_client.tflite_classifier.preprocess:
+              model only   crops prepared beforehand (common.tflite_classifier.preprocess:
                            the serving signature's pixels), as float32 into the SavedModel's network,
                            as uint8 into the TFLite interpreter;
               end to end   from the encoded bytes: the SavedModel's serving_default (Transform graph
@@ -34,6 +34,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from bench import machine, raw_examples, tables, workdir
+from common import pipeline_names
 from pipeline.configs import REPO_ROOT
 from trainer_module import names
 
@@ -47,7 +48,7 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(prog=f"python -m {__spec__.name}", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", required=True,
-                   help=f"a Trainer Model artifact: a folder with {names.TRAINER_SERVING_SUBDIR}/ and "
+                   help=f"a Trainer Model artifact: a folder with {pipeline_names.TRAINER_SERVING_SUBDIR}/ and "
                         f"{names.EDGE_MODEL_SUBDIR}/")
     p.add_argument("--images", default=DEFAULT_IMAGES,
                    help="a folder of class folders (accuracy too) or of images (default: %(default)s)")
@@ -57,7 +58,7 @@ def parse_args(argv=None):
     p.add_argument("--warmup", type=int, default=2, help="untimed calls per model and row first")
     p.add_argument("--threads", type=int, default=None, help="TFLite interpreter threads (default: TFLite's choice)")
     p.add_argument("--max-pixels", type=int, default=None,
-                   help="the end-to-end pixel budget (default: TrainConfig.max_image_pixels)")
+                   help="the end-to-end pixel budget (default: the pipeline's max_image_pixels)")
     args = p.parse_args(argv)
     if min(args.n, args.batch_size, args.repeats) < 1 or args.warmup < 0:
         p.error("--n, --batch-size and --repeats must be >= 1, --warmup >= 0")
@@ -68,8 +69,8 @@ def parse_args(argv=None):
 
 def model_paths(model_dir: str) -> Tuple[str, Dict[str, str]]:
     """(the SavedModel folder, {flavour: .tflite path}) of a Model artifact; exits naming what is missing."""
-    saved = os.path.join(model_dir, names.TRAINER_SERVING_SUBDIR)
-    if not os.path.isfile(os.path.join(saved, names.SAVED_MODEL_FILE)):
+    saved = os.path.join(model_dir, pipeline_names.TRAINER_SERVING_SUBDIR)
+    if not os.path.isfile(os.path.join(saved, pipeline_names.SAVED_MODEL_FILE)):
         raise SystemExit(f"no SavedModel in {saved}: --model takes a Trainer Model artifact")
     edge_dir = os.path.join(model_dir, names.EDGE_MODEL_SUBDIR)
     edge = {f: os.path.join(edge_dir, names.TFLITE_FILE.format(flavour=f)) for f in names.TFLITE_FLAVOURS}
@@ -148,8 +149,8 @@ def saved_model_contender(saved_dir: str, image_size: int):
 
 
 def tflite_contender(flavour: str, path: str, threads: Optional[int], max_pixels: int):
-    """A TFLite flavour as an app runs it (serving_client.tflite_classifier)."""
-    from serving_client import tflite_classifier
+    """A TFLite flavour as an app runs it (common.tflite_classifier)."""
+    from common import tflite_classifier
 
     classifier = tflite_classifier.TFLiteClassifier(path, num_threads=threads)
     return Contender(flavour, classifier.predict, lambda encoded: classifier.classify_encoded(encoded, max_pixels)[0],
@@ -158,7 +159,7 @@ def tflite_contender(flavour: str, path: str, threads: Optional[int], max_pixels
 
 def make_crops(encoded: Sequence[bytes], classifier, max_pixels: int):
     """uint8 [n, S, S, 3]: every image as the models' input (the serving signature's pixels)."""
-    from serving_client import tflite_classifier
+    from common import tflite_classifier
 
     return np.stack([tflite_classifier.preprocess(data, classifier.resize_size, classifier.image_size, max_pixels)
                      for data in encoded])
@@ -203,7 +204,7 @@ def size_rows(saved_dir: str, edge: Dict[str, str]) -> List[list]:
     """[model, what, bytes, size, x the SavedModel's variables] rows."""
     reference = workdir.dir_bytes(os.path.join(saved_dir, "variables"))
     sizes = [(SAVED_MODEL, "variables/ (the weights)", reference),
-             (SAVED_MODEL, f"whole {names.TRAINER_SERVING_SUBDIR}/ folder", workdir.dir_bytes(saved_dir))]
+             (SAVED_MODEL, f"whole {pipeline_names.TRAINER_SERVING_SUBDIR}/ folder", workdir.dir_bytes(saved_dir))]
     sizes += [(flavour, os.path.basename(path), os.path.getsize(path)) for flavour, path in edge.items()]
     return [[model, what, n, tables.human_bytes(n), n / reference] for model, what, n in sizes]
 
@@ -245,9 +246,9 @@ def main(argv=None) -> int:
     saved_dir, edge = model_paths(args.model)
     paths, folders = list_images(args.images, args.n)
     machine.print_header(__spec__.name, "edge models (TFLite) vs the SavedModel: size, CPU latency, accuracy", argv)
-    from trainer_module.train_config import TrainConfig
+    from trainer_module import image_format
 
-    max_pixels = args.max_pixels or TrainConfig.max_image_pixels
+    max_pixels = args.max_pixels or image_format.DEFAULT_MAX_IMAGE_PIXELS
     contenders = [tflite_contender(f, path, args.threads, max_pixels) for f, path in edge.items()]
     classifier = contenders[0].holds
     contenders.insert(0, saved_model_contender(saved_dir, classifier.image_size))

@@ -202,7 +202,7 @@ def component_times(events, metadata_path: str):
         elif node in started:
             times[node] = t - started.pop(node)
     try:
-        from run_report import store as run_store
+        from common import store as run_store
         mlmd = run_store.open_readonly(metadata_path)
         node_type = mlmd.get_context_type("node").id
         for execution in mlmd.get_executions():
@@ -217,7 +217,7 @@ def component_times(events, metadata_path: str):
 
 def artifact_sizes(metadata_path: str):
     """{'Component.output': bytes} of every output artifact of the run."""
-    from run_report import store as run_store
+    from common import store as run_store
     sizes = {}
     for node_id, node in run_store.read_run(metadata_path).items():
         for key, artifacts in node.outputs.items():

@@ -8,7 +8,6 @@ import os
 from typing import Dict, List, Tuple
 
 from pipeline.configs import REPO_ROOT
-from trainer_module import names
 
 # intel-dev's train split beside the repository (only ever read).
 DEFAULT_DATA_DIR = os.path.normpath(os.path.join(REPO_ROOT, "..", "shared", "data", "intel-dev", "train"))
@@ -43,8 +42,8 @@ def write_raw_examples(data_dir: str, n: int, out_prefix: str, shards: int = 1) 
     would skip are skipped (counted as `skipped`). Returns the files, counts and byte sizes.
     """
     import tensorflow as tf
-    from components.image_example_gen.image_files import inspect_image, relative_path
 
+    from components.image_example_gen.image_files import inspect_image, relative_path
     from components.image_example_gen.records import make_example
     classes, per_class = list_class_images(data_dir)
     total = sum(len(files) for files in per_class)

@@ -131,6 +131,7 @@ def main(argv=None) -> int:
     files, classes, layer = prepare_inputs(args, out)
 
     import tf_keras as keras
+
     from trainer_module import input_pipeline as data_lib, model as model_lib
 
     cfg = train_config(args, classes)

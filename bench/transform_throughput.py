@@ -64,6 +64,7 @@ def _passes(n_records, batch=64, min_batches=8):
 def _decode_throughput(files, tft_layer, raw_spec, passes=2, batch=64):
     """Images/s of our Transform graph in tf.data, as the Trainer applies it (no augmentation)."""
     import tensorflow as tf
+
     from trainer_module import input_pipeline, names
 
     spec = {k: raw_spec[k] for k in (names.IMAGE_KEY, names.LABEL_KEY)}
@@ -81,6 +82,7 @@ def _decode_throughput(files, tft_layer, raw_spec, passes=2, batch=64):
 def _anchor_read_throughput(files, size, passes=2, batch=64):
     """Images/s of the anchor's Trainer reading its materialised float32 records (parse only)."""
     import tensorflow as tf
+
     from bench import anchor_preprocessing
     image_key, label_key = anchor_preprocessing.ANCHOR_IMAGE_KEY, anchor_preprocessing.ANCHOR_LABEL_KEY
     spec = {image_key: tf.io.FixedLenFeature([size, size, 3], tf.float32),

@@ -1,8 +1,17 @@
-"""Custom TFX components: ImageExampleGen (labelled image folders to tf.Examples, with a counted
-report of skipped files), the resolver of the baseline model the Evaluator compares against,
-AtomicPusher (the standard Pusher, writing each version aside and renaming it into place), and the
-data validation's: CuratedSchemaGen, the drift baseline's resolver, DistributionValidator and the
-DataGate; and the EdgeEvaluator (TFLite models scored and gated against the SavedModel)."""
+"""Level 2: the custom TFX components, each as TFX structures its own (component, executor, driver).
+
+    image_example_gen/     ImageExampleGen: labelled image folders to tf.Examples, every skipped file
+                           counted in the ingest report
+    curated_schema_gen.py  CuratedSchemaGen: the checked-in schema as the run's Schema artifact
+    distribution_validator.py  TFX's DistributionValidator with an optional baseline (drift, skew)
+    statistics_resolver.py the statistics of the data that trained the served model (drift baseline)
+    data_gate/             DataGate: stops the run before Transform when data validation found anomalies
+    baseline_resolver.py   the latest blessed model the Evaluator compares the candidate with
+    edge_evaluator/        EdgeEvaluator: the TFLite models scored and gated against the SavedModel
+    atomic_pusher/         AtomicPusher: TFX's Pusher, writing each version aside and renaming it into place
+
+Imports trainer_module/ and common/ only.
+"""
 
 
 def __getattr__(name: str):

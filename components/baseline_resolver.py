@@ -9,10 +9,9 @@ cache answers CACHED for the Evaluator and the Pusher.
 """
 from typing import Dict, List, Optional
 
-from tfx import types
-from tfx import v1 as tfx
+from tfx import types, v1 as tfx
 
-from trainer_module import names
+from common import pipeline_names
 
 MODEL_KEY = "model"
 BLESSING_KEY = "model_blessing"
@@ -48,11 +47,11 @@ def latest_blessed_model_resolver(candidate, exclude_candidate: bool = True) -> 
             strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
             model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
             model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
-        ).with_id(names.RESOLVER_NODE)
+        ).with_id(pipeline_names.RESOLVER_NODE)
     return tfx.dsl.Resolver(
         strategy_class=LatestBlessedOtherModelStrategy,
         model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
         model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
         # In a synchronous run this channel holds the Trainer's model of the current run only.
         candidate=candidate,
-    ).with_id(names.RESOLVER_NODE)
+    ).with_id(pipeline_names.RESOLVER_NODE)

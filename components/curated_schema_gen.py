@@ -8,6 +8,7 @@ property: the cache keys on the content, ML Metadata records it, and the compile
 The artifact is what SchemaGen and ImportSchemaGen write (one `schema.pbtxt`), so every consumer
 reads it unchanged, plus the schema's version as a custom property.
 """
+import hashlib
 import os
 from typing import Any, Dict, List
 
@@ -21,10 +22,20 @@ from tfx.types import artifact_utils, standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
 from tfx.utils import io_utils
 
-from pipeline.schema import curated
-from trainer_module import names
+from common import pipeline_names
 
 SCHEMA_TEXT_KEY = "schema_text"
+
+
+def to_text(schema: schema_pb2.Schema) -> str:
+    """The canonical text of a schema: what the checked-in template's body is written as, and what
+    is hashed for its version."""
+    return text_format.MessageToString(schema)
+
+
+def schema_version(text: str) -> str:
+    """The version of a schema: the first 12 hex digits of the sha256 of its canonical text."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
 
 
 class Executor(base_executor.BaseExecutor):
@@ -34,10 +45,10 @@ class Executor(base_executor.BaseExecutor):
            output_dict: Dict[str, List[types.Artifact]], exec_properties: Dict[str, Any]) -> None:
         text = exec_properties[SCHEMA_TEXT_KEY]
         schema = text_format.Parse(text, schema_pb2.Schema())  # a malformed schema fails here
-        artifact = artifact_utils.get_single_instance(output_dict[names.SCHEMA_OUTPUT])
+        artifact = artifact_utils.get_single_instance(output_dict[pipeline_names.SCHEMA_OUTPUT])
         io_utils.write_pbtxt_file(os.path.join(artifact.uri, schema_gen_executor.DEFAULT_FILE_NAME), schema)
-        version = curated.schema_version(curated.to_text(schema))
-        artifact.set_string_custom_property(names.PROP_SCHEMA_VERSION, version)
+        version = schema_version(to_text(schema))
+        artifact.set_string_custom_property(pipeline_names.PROP_SCHEMA_VERSION, version)
         logging.info("CuratedSchemaGen: schema %s (%d features) written to %s", version,
                      len(schema.feature), artifact.uri)
 
@@ -46,7 +57,7 @@ class CuratedSchemaGenSpec(ComponentSpec):
     """The schema text in, the Schema artifact out."""
     PARAMETERS = {SCHEMA_TEXT_KEY: ExecutionParameter(type=str)}
     INPUTS = {}
-    OUTPUTS = {names.SCHEMA_OUTPUT: ChannelParameter(type=standard_artifacts.Schema)}
+    OUTPUTS = {pipeline_names.SCHEMA_OUTPUT: ChannelParameter(type=standard_artifacts.Schema)}
 
 
 class CuratedSchemaGen(base_component.BaseComponent):

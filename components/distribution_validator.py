@@ -13,8 +13,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from google.protobuf import json_format
 from tfx import types
-from tfx.components.distribution_validator import component as tfx_component
-from tfx.components.distribution_validator import executor as tfx_executor
+from tfx.components.distribution_validator import component as tfx_component, executor as tfx_executor
 from tfx.dsl.components.base import executor_spec
 from tfx.proto import distribution_validator_pb2
 from tfx.types import standard_artifacts, standard_component_specs

@@ -10,14 +10,13 @@ cache answers CACHED for it as for the rest of the pipeline.
 from typing import Dict, Iterable, List, Optional, Set
 
 from ml_metadata.proto import metadata_store_pb2
-from tfx import types
-from tfx import v1 as tfx
+from tfx import types, v1 as tfx
 
-from trainer_module import names
+from common import pipeline_names
 
 MODEL_KEY = "model"
 BLESSING_KEY = "model_blessing"
-STATISTICS_KEY = names.STATISTICS_OUTPUT
+STATISTICS_KEY = pipeline_names.STATISTICS_OUTPUT
 CANDIDATE_KEY = "candidate"  # this run's statistics
 _OUTPUT_EVENTS = (metadata_store_pb2.Event.OUTPUT, metadata_store_pb2.Event.DECLARED_OUTPUT)
 _INPUT_EVENTS = (metadata_store_pb2.Event.INPUT, metadata_store_pb2.Event.DECLARED_INPUT)
@@ -42,7 +41,7 @@ def _artifacts_of(store, execution_ids: Iterable[int], event_types, key: str) ->
 def training_statistics_ids(store, model_id: int) -> Set[int]:
     """Ids of the statistics of the examples that the Trainer producing `model_id` read."""
     trainers = _executions_with(store, [model_id], _OUTPUT_EVENTS)
-    examples = _artifacts_of(store, trainers, _INPUT_EVENTS, names.EXAMPLES_OUTPUT)
+    examples = _artifacts_of(store, trainers, _INPUT_EVENTS, pipeline_names.EXAMPLES_OUTPUT)
     readers = _executions_with(store, examples, _INPUT_EVENTS)
     return _artifacts_of(store, readers, _OUTPUT_EVENTS, STATISTICS_KEY)
 
@@ -77,4 +76,4 @@ def blessed_model_statistics_resolver(candidate_statistics) -> tfx.dsl.Resolver:
         statistics=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ExampleStatistics),
         # In a synchronous run this channel holds this run's statistics only.
         candidate=candidate_statistics,
-    ).with_id(names.STATISTICS_RESOLVER_NODE)
+    ).with_id(pipeline_names.STATISTICS_RESOLVER_NODE)

@@ -20,7 +20,7 @@ from typing import Callable
 import numpy as np
 from PIL import Image, ImageDraw
 
-from trainer_module.names import INTEL_CLASS_NAMES  # the demo mimics the Intel scenes
+from common.dataset import INTEL_CLASS_NAMES  # the demo mimics the Intel scenes
 
 TRAIN_SPLIT = "train"
 EVAL_SPLIT = "val"

@@ -7,10 +7,11 @@ defaults and meanings below are the documented ones (`python local_runner.py --h
 import dataclasses
 import math
 import os
-import re
 from typing import Tuple
 
+from common import output_dir
 from data_sources.limits import GB, SourceLimits
+from trainer_module import image_format
 from trainer_module.knobs import knob
 from trainer_module.train_config import ConfigError
 
@@ -29,21 +30,12 @@ TRAINER_MODULE_PATH = "trainer_module.trainer"
 # worker and is slower on a 2-core machine. The Kubeflow runner swaps in Dataflow when asked.
 LOCAL_BEAM_ARGS = ("--direct_running_mode=in_memory", "--direct_num_workers=1")
 
-# The output dir's layout (the run report finds a run's ML Metadata database through it).
-PIPELINES_DIR = "pipelines"  # <output>/pipelines/<pipeline name>: the pipeline root
-METADATA_DIR = "metadata"  # <output>/metadata/<pipeline name>/metadata.sqlite
-METADATA_FILE = "metadata.sqlite"
-SERVING_DIR = "serving_model"  # <output>/serving_model/<pipeline name>/<version>
-CACHE_DIR = "cache"  # downloads, extractions, the demo dataset
-RUN_LOCK_FILE = ".run.lock"  # <pipeline root>/.run.lock: one run at a time (run_control.lock)
-LOGS_DIR = "logs"  # <pipeline root>/logs/<run id>.log: the full log of each local run
-
 
 @dataclasses.dataclass
 class PipelineConfig:
     """Knobs of the pipeline around the Trainer (TrainConfig holds the training recipe)."""
 
-    pipeline_name: str = knob("intel-scenes", "pipeline name: ML Metadata context and output folders")
+    pipeline_name: str = knob("intel-scenes", "pipeline name: ML Metadata context and output folders", advanced=True)
     output_dir: str = knob(os.path.join(REPO_ROOT, "outputs"),
                            "where pipeline artifacts, ML Metadata, the serving directory and caches go")
     data_dir: str = knob("", "labelled images: a folder, a .zip/.tar.gz archive, an http(s) URL or a "
@@ -52,16 +44,21 @@ class PipelineConfig:
     class_names: Tuple[str, ...] = knob((), "label space in label order; empty takes the sorted class "
                                             "folder names of the train split")
     download_max_gb: float = knob(20.0, "largest download accepted (GB, announced or streamed); also "
-                                        "checked against the free space of the cache before fetching")
-    download_deadline_minutes: float = knob(120.0, "a whole download must finish within this many minutes")
+                                        "checked against the free space of the cache before fetching", advanced=True)
+    download_deadline_minutes: float = knob(120.0, "a whole download must finish within this many minutes", advanced=True)
     extract_max_gb: float = knob(50.0, "largest total uncompressed size of an archive's members (GB); also "
-                                       "checked against the free space of the cache before extracting")
+                                       "checked against the free space of the cache before extracting", advanced=True)
     extract_max_ratio: float = knob(100.0, "largest uncompressed / compressed size of an archive (and of "
-                                           "each member): photos barely compress, bombs do")
+                                           "each member): photos barely compress, bombs do", advanced=True)
+    max_image_pixels: int = knob(image_format.DEFAULT_MAX_IMAGE_PIXELS,
+                                 "pixel budget (width x height, read from the file header before decoding): "
+                                 "larger images are skipped at ingestion (too_many_pixels) and refused by the "
+                                 "serving signature; fits a 100-megapixel photo, stops decompression bombs",
+                                 advanced=True)
     eval_fraction: float = knob(0.2, "share of files sent to eval (by a stable hash of the path) when "
                                      "the data has no split folders")
-    demo_train_per_class: int = knob(60, "demo dataset: train images per class")
-    demo_eval_per_class: int = knob(20, "demo dataset: eval images per class")
+    demo_train_per_class: int = knob(60, "demo dataset: train images per class", advanced=True)
+    demo_eval_per_class: int = knob(20, "demo dataset: eval images per class", advanced=True)
     accuracy_lower_bound: float = knob(0.5, "gate: the candidate is blessed only with at least this "
                                             "eval accuracy")
     accuracy_max_drop: float = knob(0.02, "gate: largest accuracy drop allowed against the latest "
@@ -83,11 +80,11 @@ class PipelineConfig:
     proceed_despite_anomalies: bool = knob(False, "data gate: go on to train (and push, if blessed) although "
                                                   "data validation found anomalies; the run records it")
     enable_cache: bool = knob(True, "reuse a component's earlier outputs when its inputs, parameters "
-                                    "and code are unchanged (TFX caching)")
+                                    "and code are unchanged (TFX caching)", advanced=True)
     beam_pipeline_args: Tuple[str, ...] = knob(LOCAL_BEAM_ARGS, "Apache Beam options of the Beam "
-                                                                "components")
+                                                                "components", advanced=True)
     wait_for_lock: bool = knob(False, "when another run holds this pipeline's output dir, wait for it to "
-                                      "finish instead of exiting with code 3")
+                                      "finish instead of exiting with code 3", advanced=True)
 
     def __post_init__(self):
         self.class_names = tuple(self.class_names)
@@ -115,6 +112,7 @@ class PipelineConfig:
         _check(self.demo_train_per_class >= 1, "demo_train_per_class", self.demo_train_per_class, "must be >= 1")
         _check(self.demo_eval_per_class >= 1, "demo_eval_per_class", self.demo_eval_per_class, "must be >= 1")
         _check(bool(self.pipeline_name), "pipeline_name", self.pipeline_name, "must not be empty")
+        _check(self.max_image_pixels >= 1, "max_image_pixels", self.max_image_pixels, "must be >= 1")
         for name in ("download_max_gb", "download_deadline_minutes", "extract_max_gb"):
             _check(getattr(self, name) > 0, name, getattr(self, name), "must be > 0")
         _check(self.extract_max_ratio >= 1, "extract_max_ratio", self.extract_max_ratio, "must be >= 1")
@@ -127,29 +125,29 @@ class PipelineConfig:
                             max_extract_bytes=int(self.extract_max_gb * GB),
                             max_extract_ratio=self.extract_max_ratio)
 
+    # Where a local run writes (common/output_dir.py).
     @property
     def pipeline_root(self) -> str:
-        return os.path.join(self.output_dir, PIPELINES_DIR, self.pipeline_name)
+        return output_dir.pipeline_root(self.output_dir, self.pipeline_name)
 
     @property
     def metadata_path(self) -> str:
-        return os.path.join(self.output_dir, METADATA_DIR, self.pipeline_name, METADATA_FILE)
+        return output_dir.metadata_path(self.output_dir, self.pipeline_name)
 
     @property
     def serving_model_dir(self) -> str:
-        return os.path.join(self.output_dir, SERVING_DIR, self.pipeline_name)
+        return output_dir.serving_model_dir(self.output_dir, self.pipeline_name)
 
     @property
     def cache_dir(self) -> str:
-        return os.path.join(self.output_dir, CACHE_DIR)
+        return output_dir.cache_dir(self.output_dir)
 
     @property
     def lock_path(self) -> str:
-        return os.path.join(self.pipeline_root, RUN_LOCK_FILE)
+        return output_dir.lock_path(self.output_dir, self.pipeline_name)
 
     def log_path(self, run_id: str) -> str:
-        """<pipeline root>/logs/<run id, with characters unsafe in a file name replaced>.log"""
-        return os.path.join(self.pipeline_root, LOGS_DIR, re.sub(r"[^A-Za-z0-9._-]", "-", run_id) + ".log")
+        return output_dir.log_path(self.output_dir, self.pipeline_name, run_id)
 
 
 def _check(ok: bool, name: str, value, rule: str) -> None:

@@ -11,8 +11,10 @@ distribution_validator.py makes its baseline optional and parses its config on K
 import tensorflow_data_validation as tfdv
 from tfx.proto import distribution_validator_pb2
 
+from common import pipeline_names
 from components.data_gate.findings import DRIFT_PAIR, SKEW_PAIR
 from components.distribution_validator import DistributionValidator
+from pipeline.configs import PipelineConfig
 from trainer_module import names
 
 SIZE_FEATURES = (names.HEIGHT_KEY, names.WIDTH_KEY)
@@ -47,19 +49,18 @@ def distribution_config(class_max_linf: float, size_max_jsd: float
     return config
 
 
-def skew_validator(statistics, class_max_linf: float, size_max_jsd: float) -> DistributionValidator:
+def skew_validator(statistics, cfg: PipelineConfig) -> DistributionValidator:
     """This run's eval split against its train split."""
     return DistributionValidator(
         statistics=statistics, baseline_statistics=statistics,
-        config=distribution_config(class_max_linf, size_max_jsd),
-        include_split_pairs=[SKEW_PAIR]).with_id(names.SKEW_VALIDATOR_NODE)
+        config=distribution_config(cfg.class_drift_max_linf, cfg.size_drift_max_jsd),
+        include_split_pairs=[SKEW_PAIR]).with_id(pipeline_names.SKEW_VALIDATOR_NODE)
 
 
-def drift_validator(statistics, baseline_statistics, class_max_linf: float,
-                    size_max_jsd: float) -> DistributionValidator:
+def drift_validator(statistics, baseline_statistics, cfg: PipelineConfig) -> DistributionValidator:
     """This run's train split against the baseline's (the served model's training data). With an
     empty baseline (no blessed model yet, or an unchanged rerun) it compares nothing."""
     return DistributionValidator(
         statistics=statistics, baseline_statistics=baseline_statistics,
-        config=distribution_config(class_max_linf, size_max_jsd),
-        include_split_pairs=[DRIFT_PAIR]).with_id(names.DRIFT_VALIDATOR_NODE)
+        config=distribution_config(cfg.class_drift_max_linf, cfg.size_drift_max_jsd),
+        include_split_pairs=[DRIFT_PAIR]).with_id(pipeline_names.DRIFT_VALIDATOR_NODE)

@@ -16,6 +16,7 @@ from typing import Sequence
 
 import tensorflow_model_analysis as tfma
 
+from pipeline.configs import PipelineConfig
 from trainer_module import names
 
 ACCURACY = "sparse_categorical_accuracy"
@@ -27,8 +28,7 @@ CALIBRATION_PLOT = "calibration_plot"
 CALIBRATION_BUCKETS = 10
 
 
-def make_eval_config(accuracy_lower_bound: float, accuracy_max_drop: float,
-                     class_names: Sequence[str]) -> tfma.EvalConfig:
+def make_eval_config(cfg: PipelineConfig, class_names: Sequence[str]) -> tfma.EvalConfig:
     """TFMA config: overall accuracy gated absolutely and against the baseline; per-class precision,
     recall and F1; everything also sliced by true class.
 
@@ -38,10 +38,10 @@ def make_eval_config(accuracy_lower_bound: float, accuracy_max_drop: float,
     if not class_names:
         raise ValueError("make_eval_config needs the class names (per-class metrics use their ids)")
     accuracy_threshold = tfma.MetricThreshold(
-        value_threshold=tfma.GenericValueThreshold(lower_bound={"value": accuracy_lower_bound}),
+        value_threshold=tfma.GenericValueThreshold(lower_bound={"value": cfg.accuracy_lower_bound}),
         change_threshold=tfma.GenericChangeThreshold(
             direction=tfma.MetricDirection.HIGHER_IS_BETTER,
-            absolute={"value": -accuracy_max_drop}))
+            absolute={"value": -cfg.accuracy_max_drop}))
     metrics_specs = [
         tfma.MetricsSpec(metrics=[
             tfma.MetricConfig(class_name="ExampleCount"),

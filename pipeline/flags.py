@@ -16,7 +16,7 @@ import json
 import os
 from typing import Any, Collection, Dict, List, Mapping, Optional, Sequence
 
-from trainer_module.knobs import choices_of, help_of
+from trainer_module.knobs import choices_of, help_of, is_advanced
 from trainer_module.train_config import ConfigError
 
 CONFIG_FILE_ENV = "INTEL_SCENES_CONFIG"
@@ -42,35 +42,59 @@ def _default_text(default: Any) -> str:
     return str(default)
 
 
-def add_dataclass_flags(parser: argparse.ArgumentParser, cls, skip: Sequence[str] = (),
-                        title: Optional[str] = None, defaults: Optional[Dict[str, Any]] = None,
-                        helps: Optional[Dict[str, str]] = None) -> None:
-    """Adds `--field-name` for each field of `cls`; an unset flag parses as None (= the default).
+@dataclasses.dataclass(frozen=True)
+class KnobGroup:
+    """One config dataclass as a group of flags.
 
     defaults: shown instead of a field's declared default (a runner that derives it otherwise).
     helps: shown instead of a field's help text (a runner where the knob means less or more).
     """
-    group = parser.add_argument_group(title or cls.__name__, (cls.__doc__ or "").strip().splitlines()[0])
-    for field in dataclasses.fields(cls):
-        if field.name in skip:
-            continue
-        default = (defaults or {}).get(field.name, field.default)
-        text = (helps or {}).get(field.name, help_of(field))
-        choices = choices_of(field)
-        kwargs: Dict[str, Any] = {"default": None}
-        if isinstance(field.default, bool):
-            kwargs["action"] = argparse.BooleanOptionalAction
-        elif isinstance(field.default, tuple):
-            kwargs["type"], kwargs["metavar"] = comma_tuple, "A,B,..."
-            text += " (comma-separated)"
+    cls: type
+    title: str
+    skip: Sequence[str] = ()
+    defaults: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    helps: Mapping[str, str] = dataclasses.field(default_factory=dict)
+
+    def fields(self, advanced: bool) -> List[dataclasses.Field]:
+        return [f for f in dataclasses.fields(self.cls) if f.name not in self.skip and is_advanced(f) == advanced]
+
+
+def add_knob_flags(parser: argparse.ArgumentParser, groups: Sequence[KnobGroup]) -> None:
+    """Adds `--field-name` for each field of each group's config; an unset flag parses as None (=
+    the default). The knobs a user changes come first, one group per config; the advanced ones
+    (knobs.knob(advanced=True): implementation details) after them, in a group per config."""
+    for group in groups:
+        doc = (group.cls.__doc__ or "").strip().splitlines()[0]
+        arguments = parser.add_argument_group(group.title, doc)
+        for field in group.fields(advanced=False):
+            _add_flag(arguments, field, group)
+    for group in groups:
+        fields = group.fields(advanced=True)
+        if fields:
+            arguments = parser.add_argument_group(f"{group.title}: advanced", "implementation details, rarely changed")
+            for field in fields:
+                _add_flag(arguments, field, group)
+
+
+def _add_flag(arguments, field: dataclasses.Field, group: KnobGroup) -> None:
+    """One knob's flag: its type, choices and help from the field's declaration."""
+    default = group.defaults.get(field.name, field.default)
+    text = group.helps.get(field.name, help_of(field))
+    choices = choices_of(field)
+    kwargs: Dict[str, Any] = {"default": None}
+    if isinstance(field.default, bool):
+        kwargs["action"] = argparse.BooleanOptionalAction
+    elif isinstance(field.default, tuple):
+        kwargs["type"], kwargs["metavar"] = comma_tuple, "A,B,..."
+        text += " (comma-separated)"
+    else:
+        kwargs["type"] = type(field.default)
+        if choices is not None:
+            kwargs["choices"] = choices
         else:
-            kwargs["type"] = type(field.default)
-            if choices is not None:
-                kwargs["choices"] = choices
-            else:
-                kwargs["metavar"] = type(field.default).__name__.upper()
-        kwargs["help"] = f"{text} [default: {_default_text(default)}]".replace("%", "%%")
-        group.add_argument(flag_name(field.name), **kwargs)
+            kwargs["metavar"] = type(field.default).__name__.upper()
+    kwargs["help"] = f"{text} [default: {_default_text(default)}]".replace("%", "%%")
+    arguments.add_argument(flag_name(field.name), **kwargs)
 
 
 def dataclass_overrides(args: argparse.Namespace, cls, skip: Sequence[str] = ()) -> Dict[str, Any]:

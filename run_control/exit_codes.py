@@ -1,13 +1,17 @@
-"""The exit codes of the command-line entry points (local_runner.py, serving_client.predict), and
-the mapping from an exception to a code and the one line a person can act on.
+"""The exit codes of the command-line entry points (local_runner.py, kubeflow_v2_runner.py,
+serving_client.predict, the run report and lineage), and the mapping from whatever stopped them to
+a code and the one line a person can act on.
 
     0   success (a model that is not blessed is a result, not an error)
     1   data error: the data cannot be used (missing folder, layout, no usable images, checksum,
         download or archive limits), or data validation found anomalies and stopped the run
     2   usage error: a flag or knob value, an output or model path that cannot be used
     3   busy: another run holds this pipeline's output dir
-    4   environment: the machine failed the run (disk full, permission denied mid-run)
+    4   environment: the machine failed the run (disk full, permission denied mid-run), a piece a
+        feature needs does not load (a native library, the project's environment), or the output
+        dir's ML Metadata database is damaged
     70  internal error: a bug; the traceback is in the log file
+    130 interrupted (Ctrl-C): rerunning the same command resumes (finished steps are cached)
 """
 import errno
 from typing import Tuple
@@ -18,6 +22,7 @@ USAGE_ERROR = 2
 BUSY = 3
 ENVIRONMENT_ERROR = 4
 INTERNAL_ERROR = 70  # EX_SOFTWARE
+INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for Ctrl-C
 
 
 class UsageError(Exception):
@@ -29,28 +34,52 @@ class DataError(Exception):
 
 
 _ENVIRONMENT_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM)
+# How the machine's failures read when a library reports them in its own exception (TensorFlow's
+# ResourceExhaustedError for a full disk, a C++ status turned into RuntimeError).
+_ENVIRONMENT_WORDS = ("No space left on device", "Disk quota exceeded", "Read-only file system")
+
+
+def _causes(exc: BaseException):
+    """The exception and its causes, bounded (a cause chain can loop)."""
+    seen = 0
+    while exc is not None and seen < 10:
+        yield exc
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
 
 
 def _environment_cause(exc: BaseException) -> bool:
-    """An OSError of the machine (disk full, read-only, denied) is the exception or its cause."""
-    seen = 0
-    while exc is not None and seen < 10:  # bounded: a cause chain can loop
-        if isinstance(exc, OSError) and exc.errno in _ENVIRONMENT_ERRNOS:
-            return True
-        exc, seen = exc.__cause__ or exc.__context__, seen + 1
-    return False
+    """A failure of the machine (disk full, read-only, denied) is the exception or its cause."""
+    return any((isinstance(e, OSError) and e.errno in _ENVIRONMENT_ERRNOS)
+               or any(words in str(e) for words in _ENVIRONMENT_WORDS) for e in _causes(exc))
+
+
+def prefix(code: int) -> str:
+    """The first word of the one line: "interrupted" or "error"."""
+    return "interrupted" if code == INTERRUPTED else "error"
+
+
+def stopped_by_data_gate(exc: BaseException) -> bool:
+    """The run stopped on purpose: data validation found anomalies (its report says which)."""
+    from components.data_gate.findings import DataValidationError
+
+    return isinstance(exc, DataValidationError)
 
 
 def classify(exc: BaseException) -> Tuple[int, str]:
     """(exit code, one-line message) for an exception that stopped a run."""
     # Imported here: each package is only needed when its error can occur.
+    from common.ingest_report import ImageIngestError
+    from trainer_module.missing_piece import MissingPieceError, missing_library
+    from common.store import DamagedStoreError
     from components.data_gate.findings import DataValidationError
     from components.image_example_gen.image_files import DatasetLayoutError
-    from components.image_example_gen.ingest_report import ImageIngestError
     from data_sources.errors import DataSourceError
     from run_control.lock import RunLockBusy
     from trainer_module.train_config import ConfigError
 
+    if isinstance(exc, KeyboardInterrupt):
+        return INTERRUPTED, ("stopped at your request (Ctrl-C); run the same command again to resume: finished "
+                             "steps are cached and the Trainer goes on from its last finished epoch")
     message = " ".join(str(exc).split()) or type(exc).__name__
     if isinstance(exc, RunLockBusy):
         return BUSY, message
@@ -59,6 +88,38 @@ def classify(exc: BaseException) -> Tuple[int, str]:
     if isinstance(exc, (DataError, DataSourceError, DatasetLayoutError, ImageIngestError,
                         DataValidationError)):
         return DATA_ERROR, message
+    damaged = next((e for e in _causes(exc) if isinstance(e, DamagedStoreError)), None)
+    if damaged is not None:
+        return ENVIRONMENT_ERROR, " ".join(str(damaged).split())
+    if isinstance(exc, MissingPieceError):
+        return ENVIRONMENT_ERROR, message
+    library = missing_library(exc)
+    if library:
+        return ENVIRONMENT_ERROR, (f"a native library does not load: {library} ({message}); install the "
+                                   "system package that provides it, or run `bash scripts/bootstrap.sh`")
     if _environment_cause(exc):
-        return ENVIRONMENT_ERROR, f"{message} (free space or permissions of the output dir?)"
+        return ENVIRONMENT_ERROR, f"{_first_line(message)} (free space or permissions of the output dir?)"
     return INTERNAL_ERROR, f"internal error: {type(exc).__name__}: {message}"
+
+
+def fail(exc: BaseException, debug: bool = False, where: str = "") -> int:
+    """Prints what stopped a command as its one line on stderr (with the traceback first when
+    `debug`), after any start-up output held back; returns the exit code. `where`: the log file."""
+    import sys
+    import traceback
+
+    from run_control import startup
+
+    startup.keep_startup_output()
+    code, message = classify(exc)
+    if debug:
+        traceback.print_exception(type(exc), exc, exc.__traceback__)
+    kept = getattr(exc, "partial_rows", "")  # what a long-running command kept of its results
+    print(f"{prefix(code)}: {message}" + (f"; {kept}" if kept else "") + f" (exit {code}{where})",
+          file=sys.stderr, flush=True)
+    return code
+
+
+def _first_line(message: str, limit: int = 300) -> str:
+    """A library's long error (TensorFlow's carry a graph trace) cut to something a line can hold."""
+    return message if len(message) <= limit else message[:limit] + " ..."

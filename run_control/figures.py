@@ -6,25 +6,23 @@ import logging
 import os
 from typing import Callable, Dict
 
-from run_report import store
+from common import ingest_report, pipeline_names, store
 from trainer_module import names
 
 log = logging.getLogger(__name__)
 
 
 def _example_gen(node: store.NodeRun) -> str:
-    report_path = store.output_property(node, names.EXAMPLES_OUTPUT, names.PROP_INGEST_REPORT)
-    with open(report_path) as f:
-        report = json.load(f)
-    per_split = {split: sum(classes.values()) for split, classes in report["ingested_by_split_and_class"].items()}
-    skipped = ", ".join(f"{n} {reason}" for reason, n in report["skipped_by_reason"].items()) or "none"
-    return (f"{report['files_seen']} files, {report['ingested']} ingested "
-            f"({', '.join(f'{split} {n}' for split, n in per_split.items())}), {report['skipped']} skipped "
+    report = ingest_report.read(
+        store.output_property(node, pipeline_names.EXAMPLES_OUTPUT, pipeline_names.PROP_INGEST_REPORT))
+    skipped = ", ".join(f"{n} {reason}" for reason, n in report.skipped_by_reason.items()) or "none"
+    return (f"{report.files_seen} files, {report.ingested} ingested "
+            f"({', '.join(f'{split} {n}' for split, n in report.per_split().items())}), {report.skipped} skipped "
             f"({skipped})")
 
 
 def _trainer(node: store.NodeRun) -> str:
-    with open(os.path.join(node.uri(names.MODEL_RUN_OUTPUT), names.HISTORY_FILE)) as f:
+    with open(os.path.join(node.uri(pipeline_names.MODEL_RUN_OUTPUT), names.HISTORY_FILE)) as f:
         history = json.load(f)
     series = history[names.HISTORY_SERIES]
     epochs = len(series["loss"])
@@ -38,30 +36,30 @@ def _trainer(node: store.NodeRun) -> str:
 
 
 def _evaluator(node: store.NodeRun) -> str:
-    blessed = store.output_property(node, names.BLESSING_OUTPUT, names.PROP_BLESSED) == 1
+    blessed = store.output_property(node, pipeline_names.BLESSING_OUTPUT, pipeline_names.PROP_BLESSED) == 1
     return "BLESSED" if blessed else "NOT blessed (see the report for the failed threshold)"
 
 
 def _edge_evaluator(node: store.NodeRun) -> str:
-    with open(os.path.join(node.uri(names.EDGE_EVALUATION_OUTPUT), names.EDGE_EVALUATION_FILE)) as f:
+    with open(os.path.join(node.uri(pipeline_names.EDGE_EVALUATION_OUTPUT), pipeline_names.EDGE_EVALUATION_FILE)) as f:
         evaluation = json.load(f)
-    models, gate = evaluation[names.EDGE_MODELS], evaluation[names.EDGE_GATE]
-    parts = [f"SavedModel accuracy {models[names.EDGE_SAVED_MODEL][names.EDGE_ACCURACY]:.3f}"]
+    models, gate = evaluation[pipeline_names.EDGE_MODELS], evaluation[pipeline_names.EDGE_GATE]
+    parts = [f"SavedModel accuracy {models[pipeline_names.EDGE_SAVED_MODEL][pipeline_names.EDGE_ACCURACY]:.3f}"]
     for flavour, verdict in gate.items():
-        state = "passed" if verdict[names.EDGE_PASSED] else "FAILED"
-        parts.append(f"{flavour} {models[flavour][names.EDGE_ACCURACY]:.3f} ({state}: drop "
-                     f"{verdict[names.EDGE_DROP] * 100:.1f} points, margin {verdict[names.EDGE_MAX_DROP] * 100:.1f})")
+        state = "passed" if verdict[pipeline_names.EDGE_PASSED] else "FAILED"
+        parts.append(f"{flavour} {models[flavour][pipeline_names.EDGE_ACCURACY]:.3f} ({state}: drop "
+                     f"{verdict[pipeline_names.EDGE_DROP] * 100:.1f} points, margin {verdict[pipeline_names.EDGE_MAX_DROP] * 100:.1f})")
     if not gate:
         parts.append("no TFLite models")
-    return f"{evaluation[names.EDGE_EXAMPLES]} eval images; " + "; ".join(parts)
+    return f"{evaluation[pipeline_names.EDGE_EXAMPLES]} eval images; " + "; ".join(parts)
 
 
 def _pusher(node: store.NodeRun) -> str:
-    if store.output_property(node, names.PUSHED_MODEL_OUTPUT, names.PROP_PUSHED) != 1:
+    if store.output_property(node, pipeline_names.PUSHED_MODEL_OUTPUT, pipeline_names.PROP_PUSHED) != 1:
         return "nothing pushed"
-    text = f"pushed {store.output_property(node, names.PUSHED_MODEL_OUTPUT, names.PROP_PUSHED_DESTINATION)}"
-    edge = store.output_property(node, names.PUSHED_MODEL_OUTPUT, names.PROP_PUSHED_EDGE_MODELS)
-    held_back = json.loads(store.output_property(node, names.PUSHED_MODEL_OUTPUT, names.PROP_EDGE_HELD_BACK) or "{}")
+    text = f"pushed {store.output_property(node, pipeline_names.PUSHED_MODEL_OUTPUT, pipeline_names.PROP_PUSHED_DESTINATION)}"
+    edge = store.output_property(node, pipeline_names.PUSHED_MODEL_OUTPUT, pipeline_names.PROP_PUSHED_EDGE_MODELS)
+    held_back = json.loads(store.output_property(node, pipeline_names.PUSHED_MODEL_OUTPUT, pipeline_names.PROP_EDGE_HELD_BACK) or "{}")
     if edge:
         text += f" with TFLite {edge.replace(',', ', ')}"
     if held_back:
@@ -70,8 +68,8 @@ def _pusher(node: store.NodeRun) -> str:
 
 
 _FIGURES: Dict[str, Callable[[store.NodeRun], str]] = {
-    names.EXAMPLE_GEN_NODE: _example_gen, names.TRAINER_NODE: _trainer,
-    names.EVALUATOR_NODE: _evaluator, names.EDGE_EVALUATOR_NODE: _edge_evaluator, names.PUSHER_NODE: _pusher}
+    pipeline_names.EXAMPLE_GEN_NODE: _example_gen, pipeline_names.TRAINER_NODE: _trainer,
+    pipeline_names.EVALUATOR_NODE: _evaluator, pipeline_names.EDGE_EVALUATOR_NODE: _edge_evaluator, pipeline_names.PUSHER_NODE: _pusher}
 
 
 def key_figures(metadata_path: str, run_id: str, node_id: str) -> str:

@@ -13,6 +13,8 @@ from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 from tfx.dsl.compiler import constants as tfx_constants
 
+from common import store
+
 log = logging.getLogger(__name__)
 
 _UNFINISHED = (metadata_store_pb2.Execution.NEW, metadata_store_pb2.Execution.RUNNING)
@@ -20,13 +22,6 @@ RECOVERED_BY = "recovered_by"  # custom property of a CANCELED execution: the ru
 SYSTEM_DIR = ".system"
 EXECUTOR_DIR = "executor_execution"
 STATEFUL_DIR = "stateful_working_dir"
-
-
-def _open(metadata_path: str) -> metadata_store.MetadataStore:
-    config = metadata_store_pb2.ConnectionConfig()
-    config.sqlite.filename_uri = metadata_path
-    config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READWRITE
-    return metadata_store.MetadataStore(config)
 
 
 def _node_id(mlmd: metadata_store.MetadataStore, execution_id: int) -> str:
@@ -54,7 +49,7 @@ def recover_killed_runs(metadata_path: str, pipeline_root: str, current_run_id: 
     line per execution for the log. Call it only while holding the run lock."""
     if not os.path.exists(metadata_path):
         return []
-    mlmd = _open(metadata_path)
+    mlmd = store.open_store(metadata_path, "write")
     try:
         types = mlmd.get_context_types()
     except Exception:  # a database TFX has not initialised yet

@@ -1,9 +1,10 @@
-"""The run report: what a pipeline run did and why its model was or was not blessed, read back from
-ML Metadata and the artifacts (`python -m run_report OUTPUT_DIR`; `writer.write_report` in code).
+"""Level 5: the run report: what a pipeline run did and why its model was or was not blessed, read back
+from ML Metadata (common/store.py) and the artifacts (`python -m run_report OUTPUT_DIR`;
+`writer.write_report` in code).
 
-    store.py         ML Metadata queries: runs, nodes, artifact properties, the configured eval config
     tfma_results.py  what TFMA wrote: metrics, plots, the validation and each threshold's verdict
-    run_data.py      everything one report shows, gathered from the two above and the artifacts
+    run_data.py      everything one report shows, gathered from ML Metadata and the artifacts
+    data_validation.py  the Data section's validation part: the gate's verdict, findings, distributions
     tables.py        numbers derived for the tables (class rows, macro F1, overall rows)
     edge_models.py   the Edge models (TFLite) section: the EdgeEvaluator's comparison, the edge gate
     plots.py         the figures, as PNG bytes

@@ -12,11 +12,20 @@ that has one), training curves (history.json, lr_schedule.png) and data (ingest_
 Artifacts are found through ML Metadata, so any past run can be reported; a CACHED component
 shows the outputs it reused.
 """
-import argparse
-import sys
-from typing import List, Optional
 
-from run_report import store
+if __name__ == "__main__":  # the project's Python (set up if missing), and a quiet start
+    from run_control.environment import ensure_project_python
+    from run_control.startup import quiet_startup
+
+    ensure_project_python(__spec__.name)
+    quiet_startup()
+
+import argparse  # noqa: E402
+import sys  # noqa: E402
+from typing import List, Optional  # noqa: E402
+
+from common import store  # noqa: E402
+from run_control import exit_codes  # noqa: E402
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -28,14 +37,23 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--out", help="output folder (default: <pipeline root>/reports/<run id>)")
     parser.add_argument("--list", action="store_true", help="list the run ids, oldest first, and exit")
     args = parser.parse_args(argv)
-    metadata_path = store.find_metadata(args.path)
-    if args.list:
-        print("\n".join(store.run_ids(metadata_path)))
-        return 0
-    from run_report import writer  # loads TensorFlow and TFMA: not needed for --list or --help
+    try:
+        try:
+            metadata_path = store.find_metadata(args.path)
+        except (FileNotFoundError, ValueError) as e:
+            raise exit_codes.UsageError(f"{e}; pass an output dir, a pipeline root or a metadata.sqlite") from e
+        if args.list:
+            print("\n".join(store.run_ids(metadata_path)))
+            return exit_codes.OK
+        from run_report import writer  # loads TensorFlow and TFMA: not needed for --list or --help
 
-    print(writer.write_report(metadata_path, args.out, args.run_id))
-    return 0
+        try:
+            print(writer.write_report(metadata_path, args.out, args.run_id))
+        except LookupError as e:  # no such run
+            raise exit_codes.UsageError(str(e).strip("'\"")) from e
+    except (Exception, KeyboardInterrupt) as e:  # noqa: BLE001 - every failure: one line, a documented code
+        return exit_codes.fail(e)
+    return exit_codes.OK
 
 
 if __name__ == "__main__":

@@ -7,11 +7,11 @@ stopped, which has no gate record, is reported the same way.
 """
 import dataclasses
 import html
-from typing import Dict, List, Optional
+from typing import Dict, Optional
 
-from components.data_gate import executor as gate_executor
-from components.data_gate import findings
-from run_report import plots, store
+from common import pipeline_names, store
+from components.data_gate import executor as gate_executor, findings
+from run_report import plots
 from trainer_module import names
 
 CLASS_DISTRIBUTION_PNG = "class_distribution.png"
@@ -41,28 +41,28 @@ def _uri(nodes: Dict[str, store.NodeRun], node_id: str, key: str) -> Optional[st
 
 def collect(metadata_path: str, run_id: str, nodes: Dict[str, store.NodeRun]) -> Optional[DataValidationView]:
     """The run's data validation; None for a run without ExampleValidator (nothing validated)."""
-    if names.EXAMPLE_VALIDATOR_NODE not in nodes:
+    if pipeline_names.EXAMPLE_VALIDATOR_NODE not in nodes:
         return None
-    statistics_uri = _uri(nodes, names.STATISTICS_GEN_NODE, names.STATISTICS_OUTPUT)
-    baseline = store.node_inputs(metadata_path, run_id, names.DRIFT_VALIDATOR_NODE).get(gate_executor.BASELINE_KEY)
+    statistics_uri = _uri(nodes, pipeline_names.STATISTICS_GEN_NODE, pipeline_names.STATISTICS_OUTPUT)
+    baseline = store.node_inputs(metadata_path, run_id, pipeline_names.DRIFT_VALIDATOR_NODE).get(gate_executor.BASELINE_KEY)
     baseline_uri = baseline[0].uri if baseline else None
-    stop_on_skew = store.execution_property(metadata_path, run_id, names.DATA_GATE_NODE,
+    stop_on_skew = store.execution_property(metadata_path, run_id, pipeline_names.DATA_GATE_NODE,
                                             gate_executor.STOP_ON_SKEW_KEY)
     validation = findings.validate(
-        schema_uri=_uri(nodes, names.SCHEMA_GEN_NODE, names.SCHEMA_OUTPUT), statistics_uri=statistics_uri,
-        example_anomalies_uri=_uri(nodes, names.EXAMPLE_VALIDATOR_NODE, names.ANOMALIES_OUTPUT),
-        skew_anomalies_uri=_uri(nodes, names.SKEW_VALIDATOR_NODE, names.ANOMALIES_OUTPUT),
-        drift_anomalies_uri=_uri(nodes, names.DRIFT_VALIDATOR_NODE, names.ANOMALIES_OUTPUT),
+        schema_uri=_uri(nodes, pipeline_names.SCHEMA_GEN_NODE, pipeline_names.SCHEMA_OUTPUT), statistics_uri=statistics_uri,
+        example_anomalies_uri=_uri(nodes, pipeline_names.EXAMPLE_VALIDATOR_NODE, pipeline_names.ANOMALIES_OUTPUT),
+        skew_anomalies_uri=_uri(nodes, pipeline_names.SKEW_VALIDATOR_NODE, pipeline_names.ANOMALIES_OUTPUT),
+        drift_anomalies_uri=_uri(nodes, pipeline_names.DRIFT_VALIDATOR_NODE, pipeline_names.ANOMALIES_OUTPUT),
         baseline_statistics_uri=baseline_uri, stop_on_skew=bool(stop_on_skew))
-    gate = nodes.get(names.DATA_GATE_NODE)
+    gate = nodes.get(pipeline_names.DATA_GATE_NODE)
     counts = {split: findings.value_counts(findings.load_statistics(statistics_uri, split), names.CLASS_NAME_KEY)
               for split in (findings.TRAIN, findings.EVAL)}
     baseline_stats = findings.load_statistics(baseline_uri, findings.TRAIN)
     return DataValidationView(
         gate_state=gate.state if gate else None,
-        overridden=store.output_property(gate, names.DATA_GATE_OUTPUT, names.PROP_OVERRIDDEN) == 1,
-        schema_version=store.output_property(nodes.get(names.SCHEMA_GEN_NODE), names.SCHEMA_OUTPUT,
-                                             names.PROP_SCHEMA_VERSION),
+        overridden=store.output_property(gate, pipeline_names.DATA_GATE_OUTPUT, pipeline_names.PROP_OVERRIDDEN) == 1,
+        schema_version=store.output_property(nodes.get(pipeline_names.SCHEMA_GEN_NODE), pipeline_names.SCHEMA_OUTPUT,
+                                             pipeline_names.PROP_SCHEMA_VERSION),
         validation=validation, counts=counts,
         baseline_counts=findings.value_counts(baseline_stats, names.CLASS_NAME_KEY) if baseline_stats else None,
         baseline_uri=baseline_uri)
@@ -141,16 +141,3 @@ def section_html(view: Optional[DataValidationView], figures: Dict[str, bytes], 
         figures[CLASS_DISTRIBUTION_PNG] = png
         body += img(png, "class distribution of this run against the served model's training data")
     return body
-
-
-def summary_lines(view: Optional[DataValidationView]) -> List[str]:
-    """Lines for a console summary: the verdict and each finding."""
-    if view is None:
-        return []
-    state = ("STOPPED" if view.stopped else "PROCEEDED despite anomalies" if view.overridden
-             else "passed" if view.gate_state else "no gate")
-    n = len(view.validation.findings)
-    lines = [f"Data validation:    {state}; {n} anomal{'y' if n == 1 else 'ies'}"
-             f" (schema {view.schema_version or '?'})"]
-    lines += [f"  {f.check}: {f.line()}" for f in view.validation.findings]
-    return lines

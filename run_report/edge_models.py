@@ -2,7 +2,7 @@
 (accuracy, its drop against the SavedModel and the margin, recall per class, size, CPU latency)
 and the edge gate's verdict per flavour, with where the pushed files are.
 
-Read back from the EdgeEvaluator's artifact (names.EDGE_EVALUATION_FILE, keys in names.py) and
+Read back from the EdgeEvaluator's artifact (pipeline_names.EDGE_EVALUATION_FILE, keys in names.py) and
 the Pusher's properties (which flavours it pushed, which it held back and why), found through ML
 Metadata like the Evaluator's. A run without an EdgeEvaluator has no such section.
 """
@@ -13,12 +13,12 @@ import math
 import os
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from run_report import store
+from common import pipeline_names, store
 from trainer_module import names
 
 SECTION_ID = "edge-models"
 TITLE = "Edge models (TFLite)"
-MODEL_LABELS = {names.EDGE_SAVED_MODEL: "SavedModel", **{f: f for f in names.TFLITE_FLAVOURS}}
+MODEL_LABELS = {pipeline_names.EDGE_SAVED_MODEL: "SavedModel", **{f: f for f in names.TFLITE_FLAVOURS}}
 # Verdicts of a flavour, and the CSS class html_page gives each.
 PUSHED, HELD_BACK, NOT_PUSHED = "pushed", "held back", "not pushed"
 _VERDICT_CLASS = {PUSHED: "passed", HELD_BACK: "FAILED", NOT_PUSHED: "muted"}
@@ -38,7 +38,7 @@ class EdgeView:
     @property
     def flavours(self) -> List[str]:
         """The TFLite flavours evaluated, in names.TFLITE_FLAVOURS order."""
-        models = self.evaluation.get(names.EDGE_MODELS, {})
+        models = self.evaluation.get(pipeline_names.EDGE_MODELS, {})
         return [f for f in names.TFLITE_FLAVOURS if f in models]
 
 
@@ -63,22 +63,22 @@ def held_back(value: Optional[str]) -> Dict[str, str]:
 
 def collect(nodes: Dict[str, store.NodeRun]) -> Optional[EdgeView]:
     """The run's edge models; None without an EdgeEvaluator output (or without its file)."""
-    node = nodes.get(names.EDGE_EVALUATOR_NODE)
-    uri = node.uri(names.EDGE_EVALUATION_OUTPUT) if node else None
-    evaluation = _read_json(os.path.join(uri, names.EDGE_EVALUATION_FILE)) if uri else None
+    node = nodes.get(pipeline_names.EDGE_EVALUATOR_NODE)
+    uri = node.uri(pipeline_names.EDGE_EVALUATION_OUTPUT) if node else None
+    evaluation = _read_json(os.path.join(uri, pipeline_names.EDGE_EVALUATION_FILE)) if uri else None
     if evaluation is None:
         return None
-    pusher = nodes.get(names.PUSHER_NODE)
+    pusher = nodes.get(pipeline_names.PUSHER_NODE)
 
     def prop(name):
-        return store.output_property(pusher, names.PUSHED_MODEL_OUTPUT, name)
+        return store.output_property(pusher, pipeline_names.PUSHED_MODEL_OUTPUT, name)
 
-    pushed = prop(names.PROP_PUSHED)
+    pushed = prop(pipeline_names.PROP_PUSHED)
     return EdgeView(evaluation=evaluation, uri=uri, state=node.state,
                     pushed=None if pushed is None else pushed == 1,
-                    destination=prop(names.PROP_PUSHED_DESTINATION),
-                    pushed_flavours=pushed_flavours(prop(names.PROP_PUSHED_EDGE_MODELS)),
-                    held_back=held_back(prop(names.PROP_EDGE_HELD_BACK)))
+                    destination=prop(pipeline_names.PROP_PUSHED_DESTINATION),
+                    pushed_flavours=pushed_flavours(prop(pipeline_names.PROP_PUSHED_EDGE_MODELS)),
+                    held_back=held_back(prop(pipeline_names.PROP_EDGE_HELD_BACK)))
 
 
 # ---------------------------------------------------------------- numbers and verdicts
@@ -88,13 +88,13 @@ def verdict(view: EdgeView, flavour: str) -> Tuple[str, str]:
 
     What the Pusher did decides; the gate's own entry explains a flavour the Pusher did not
     mention (the SavedModel was not pushed, or the run has no Pusher)."""
-    gate = view.evaluation.get(names.EDGE_GATE, {}).get(flavour, {})
-    reason = gate.get(names.EDGE_REASON, "")
+    gate = view.evaluation.get(pipeline_names.EDGE_GATE, {}).get(flavour, {})
+    reason = gate.get(pipeline_names.EDGE_REASON, "")
     if flavour in view.pushed_flavours:
         return PUSHED, reason
     if flavour in view.held_back:
         return HELD_BACK, view.held_back[flavour]
-    if gate and not gate.get(names.EDGE_PASSED):
+    if gate and not gate.get(pipeline_names.EDGE_PASSED):
         return HELD_BACK, reason
     why = "the SavedModel was not pushed" if view.pushed is False else "no push recorded in this run"
     return NOT_PUSHED, f"passed the edge gate, but {why}" + (f" ({reason})" if reason else "")
@@ -115,9 +115,9 @@ def _ratio(value, reference) -> str:
 def comparison_rows(view: EdgeView) -> List[Tuple[str, ...]]:
     """[(measure, SavedModel, flavour...)] as text: accuracy, drop, margin, recall per class,
     size and its ratio, latency single and batched."""
-    models = view.evaluation.get(names.EDGE_MODELS, {})
-    columns = [names.EDGE_SAVED_MODEL, *view.flavours]
-    gate = view.evaluation.get(names.EDGE_GATE, {})
+    models = view.evaluation.get(pipeline_names.EDGE_MODELS, {})
+    columns = [pipeline_names.EDGE_SAVED_MODEL, *view.flavours]
+    gate = view.evaluation.get(pipeline_names.EDGE_GATE, {})
 
     def model(key):
         return [models.get(c, {}).get(key) for c in columns]
@@ -125,24 +125,24 @@ def comparison_rows(view: EdgeView) -> List[Tuple[str, ...]]:
     def flavour_gate(key):
         return [None] + [gate.get(f, {}).get(key) for f in view.flavours]
 
-    saved_size = models.get(names.EDGE_SAVED_MODEL, {}).get(names.EDGE_SIZE_MB)
-    examples = view.evaluation.get(names.EDGE_EXAMPLES)
+    saved_size = models.get(pipeline_names.EDGE_SAVED_MODEL, {}).get(pipeline_names.EDGE_SIZE_MB)
+    examples = view.evaluation.get(pipeline_names.EDGE_EXAMPLES)
     rows = [(f"accuracy ({examples} eval images)" if examples else "accuracy",
-             *(_number(v, 4) for v in model(names.EDGE_ACCURACY))),
-            ("accuracy drop vs the SavedModel", *(_number(v, 4) for v in flavour_gate(names.EDGE_DROP))),
-            ("margin (largest drop allowed)", *(_number(v, 4) for v in flavour_gate(names.EDGE_MAX_DROP)))]
-    class_names = view.evaluation.get(names.EDGE_CLASS_NAMES) or sorted(
-        {c for m in models.values() for c in m.get(names.EDGE_RECALL, {})})
+             *(_number(v, 4) for v in model(pipeline_names.EDGE_ACCURACY))),
+            ("accuracy drop vs the SavedModel", *(_number(v, 4) for v in flavour_gate(pipeline_names.EDGE_DROP))),
+            ("margin (largest drop allowed)", *(_number(v, 4) for v in flavour_gate(pipeline_names.EDGE_MAX_DROP)))]
+    class_names = view.evaluation.get(pipeline_names.EDGE_CLASS_NAMES) or sorted(
+        {c for m in models.values() for c in m.get(pipeline_names.EDGE_RECALL, {})})
     for class_name in class_names:
         rows.append((f"recall: {class_name}",
-                     *(_number(r.get(class_name) if r else None, 3) for r in model(names.EDGE_RECALL))))
-    sizes = model(names.EDGE_SIZE_MB)
+                     *(_number(r.get(class_name) if r else None, 3) for r in model(pipeline_names.EDGE_RECALL))))
+    sizes = model(pipeline_names.EDGE_SIZE_MB)
     rows += [("size (MB; SavedModel: its variables)", *(_number(v, 2) for v in sizes)),
              ("size vs the SavedModel", *(_ratio(v, saved_size) for v in sizes)),
              ("CPU latency per image, one image per call (ms)",
-              *(_number(v, 2) for v in model(names.EDGE_LATENCY_MS))),
+              *(_number(v, 2) for v in model(pipeline_names.EDGE_LATENCY_MS))),
              ("CPU latency per image, in batches of 32 (ms)",
-              *(_number(v, 2) for v in model(names.EDGE_BATCH_LATENCY_MS)))]
+              *(_number(v, 2) for v in model(pipeline_names.EDGE_BATCH_LATENCY_MS)))]
     return rows
 
 
@@ -151,7 +151,7 @@ def pushed_paths(view: EdgeView) -> List[str]:
     beside them ([] when none was pushed)."""
     if not view.destination or not view.pushed_flavours:
         return []
-    folder = os.path.join(view.destination, names.PUSHED_EDGE_SUBDIR)
+    folder = os.path.join(view.destination, pipeline_names.PUSHED_EDGE_SUBDIR)
     return [os.path.join(folder, name) for name in
             [*(names.TFLITE_FILE.format(flavour=f) for f in view.pushed_flavours), names.TFLITE_LABELS_FILE]]
 
@@ -185,7 +185,7 @@ def _where(view: EdgeView) -> str:
 
 def section_html(view: EdgeView, table, markup) -> str:
     """The section's body (table and markup: html_page's table helper and its Markup class)."""
-    header = ["", *(MODEL_LABELS[c] for c in [names.EDGE_SAVED_MODEL, *view.flavours])]
+    header = ["", *(MODEL_LABELS[c] for c in [pipeline_names.EDGE_SAVED_MODEL, *view.flavours])]
     rows: List[Sequence] = comparison_rows(view)
     rows.append(("edge gate", "reference",
                  *(markup(_verdict_span(verdict(view, f)[0])) for f in view.flavours)))

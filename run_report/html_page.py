@@ -14,7 +14,8 @@ from typing import Collection, Dict, List, Sequence, Tuple
 
 import numpy as np
 
-from run_report import data_validation, edge_models, plots, store, tables, tensorboard_scalars
+from common import pipeline_names, store
+from run_report import data_validation, edge_models, plots, tables, tensorboard_scalars
 from run_report.run_data import RunData
 from trainer_module import names
 
@@ -92,16 +93,16 @@ def _section(section_id: str, title: str, body: str) -> str:
 
 
 def _verdict(data: RunData) -> str:
-    evaluator, pusher = data.nodes.get(names.EVALUATOR_NODE), data.nodes.get(names.PUSHER_NODE)
+    evaluator, pusher = data.nodes.get(pipeline_names.EVALUATOR_NODE), data.nodes.get(pipeline_names.PUSHER_NODE)
     if evaluator is None or data.evaluation is None:
         if data.validation is not None and data.validation.stopped:
             return _section("verdict", "Verdict", data_validation.verdict_html(data.validation)
                             + '<p>See <a href="#data">Data</a> for what the data validation found.</p>')
         return _section("verdict", "Verdict", '<p class="verdict neutral">No evaluation in this run '
                         "(the pipeline stopped before the Evaluator).</p>")
-    blessed = store.output_property(evaluator, names.BLESSING_OUTPUT, names.PROP_BLESSED) == 1
-    pushed = store.output_property(pusher, names.PUSHED_MODEL_OUTPUT, names.PROP_PUSHED) == 1
-    destination = store.output_property(pusher, names.PUSHED_MODEL_OUTPUT, names.PROP_PUSHED_DESTINATION)
+    blessed = store.output_property(evaluator, pipeline_names.BLESSING_OUTPUT, pipeline_names.PROP_BLESSED) == 1
+    pushed = store.output_property(pusher, pipeline_names.PUSHED_MODEL_OUTPUT, pipeline_names.PROP_PUSHED) == 1
+    destination = store.output_property(pusher, pipeline_names.PUSHED_MODEL_OUTPUT, pipeline_names.PROP_PUSHED_DESTINATION)
     if blessed:
         where = (f"pushed to <code>{_e(destination)}</code>" if pushed else "not pushed")
         if pusher is not None and pusher.state == "CACHED":
@@ -159,8 +160,8 @@ def _baseline(data: RunData, figures: Dict[str, bytes]) -> str:
         return _section("baseline", "Comparison with the baseline",
                         "<p>No baseline: no other model had been blessed, so only the absolute "
                         "thresholds applied (first blessed model).</p>")
-    baseline_uri = store.output_property(data.nodes[names.EVALUATOR_NODE], names.BLESSING_OUTPUT,
-                                         names.PROP_BASELINE_MODEL)
+    baseline_uri = store.output_property(data.nodes[pipeline_names.EVALUATOR_NODE], pipeline_names.BLESSING_OUTPUT,
+                                         pipeline_names.PROP_BASELINE_MODEL)
     body = (f"<p>Baseline: the latest blessed model other than the candidate, "
             f"<code>{_e(baseline_uri)}</code>.</p>"
             + table(["accuracy on", "candidate", "baseline", "change"],
@@ -228,24 +229,24 @@ def _data(data: RunData, figures: Dict[str, bytes]) -> str:
     if report is None:
         return _section("data", "Data", "<p>No ingest report in this run.</p>" + validation)
     splits, rows = tables.ingest_rows(report)
-    body = (f"<p>Data root <code>{_e(report['data_root'])}</code> ({_e(report['split_mode'])} split): "
-            f"{report['files_seen']} files seen, {report['ingested']} ingested, "
-            f"{report['skipped']} skipped.</p>"
+    body = (f"<p>Data root <code>{_e(report.data_root)}</code> ({_e(report.split_mode)} split): "
+            f"{report.files_seen} files seen, {report.ingested} ingested, "
+            f"{report.skipped} skipped.</p>"
             + table(["class", *splits, "total"], rows, numeric_columns=range(1, len(splits) + 2)))
-    png = plots.examples_per_class(report["ingested_by_split_and_class"])
+    png = plots.examples_per_class(report.ingested_by_split_and_class)
     figures[EXAMPLES_PER_CLASS_PNG] = png
     body += _img(png, "examples per class and split")
     body += "<h3>Skipped files by reason</h3>"
-    if not report["skipped_by_reason"]:
+    if not report.skipped_by_reason:
         return _section("data", "Data", body + "<p>None.</p>" + validation)
-    body += table(["reason", "files"], sorted(report["skipped_by_reason"].items()), numeric_columns={1})
-    skipped = report["skipped_files"]
+    body += table(["reason", "files"], sorted(report.skipped_by_reason.items()), numeric_columns={1})
+    skipped = report.skipped_files
     body += table(["file", "split", "class", "reason", "detail"],
-                  [(s["path"], s["split"], s["class_name"], s["reason"], s.get("detail", ""))
+                  [(s.path, s.split, s.class_name, s.reason, s.detail)
                    for s in skipped[:MAX_SKIPPED_ROWS]])
     if len(skipped) > MAX_SKIPPED_ROWS:
         body += (f"<p class='muted'>... and {len(skipped) - MAX_SKIPPED_ROWS} more "
-                 f"({names.INGEST_REPORT_FILE}).</p>")
+                 f"({pipeline_names.INGEST_REPORT_FILE}).</p>")
     return _section("data", "Data", body + validation)
 
 

@@ -37,20 +37,28 @@ run id (the pipeline_run context of its producing execution) may be older than t
 Exit codes (run_control.exit_codes): 0 printed; 1 data: no version in the serving dir, or the
 version is not recorded in ML Metadata (pushed by hand); 2 usage: no database at the path.
 """
-import argparse
-import json
-import os
-import sys
-import textwrap
-from typing import Any, Dict, List, Optional
 
-from ml_metadata import metadata_store
-from ml_metadata.proto import metadata_store_pb2
+if __name__ == "__main__":  # the project's Python (set up if missing), and a quiet start
+    from run_control.environment import ensure_project_python
+    from run_control.startup import quiet_startup
 
-from pipeline import configs
-from run_control import exit_codes
-from run_report import edge_models, store
-from trainer_module import names
+    ensure_project_python(__spec__.name)
+    quiet_startup()
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+import sys  # noqa: E402
+import textwrap  # noqa: E402
+from typing import Any, Dict, List, Optional  # noqa: E402
+
+from ml_metadata import metadata_store  # noqa: E402
+from ml_metadata.proto import metadata_store_pb2  # noqa: E402
+
+from common import output_dir, pipeline_names, store  # noqa: E402
+from run_control import exit_codes  # noqa: E402
+from run_report import edge_models  # noqa: E402
+from trainer_module import names  # noqa: E402
 
 # Input keys of TFX's Trainer, Evaluator and Pusher (standard_component_specs; importing it loads
 # TensorFlow).
@@ -60,7 +68,7 @@ _SCHEMA_INPUT = "schema"
 _MODEL_INPUT = "model"
 _BASELINE_MODEL_INPUT = "baseline_model"
 _BLESSING_INPUT = "model_blessing"
-_EDGE_EVALUATION_INPUT = names.EDGE_EVALUATION_OUTPUT  # the AtomicPusher's input of the EdgeEvaluator's verdict
+_EDGE_EVALUATION_INPUT = pipeline_names.EDGE_EVALUATION_OUTPUT  # the AtomicPusher's input of the EdgeEvaluator's verdict
 _CUSTOM_CONFIG = "custom_config"  # the Trainer execution's property, JSON
 _FINAL_METRICS = ("loss", "accuracy", "val_loss", "val_accuracy")
 
@@ -69,10 +77,9 @@ def serving_dir(metadata_path: str, pushes: List[metadata_store_pb2.Artifact]) -
     """The pipeline's serving dir: <output>/serving_model/<name> for a database at
     <output>/metadata/<name>/metadata.sqlite; elsewhere, the folder of the newest recorded push."""
     db_dir = os.path.dirname(os.path.abspath(metadata_path))
-    if os.path.basename(os.path.dirname(db_dir)) == configs.METADATA_DIR:
-        output_dir = os.path.dirname(os.path.dirname(db_dir))
-        return os.path.join(output_dir, configs.SERVING_DIR, os.path.basename(db_dir))
-    destination = store.custom_property(pushes[-1], names.PROP_PUSHED_DESTINATION) if pushes else None
+    if os.path.basename(os.path.dirname(db_dir)) == output_dir.METADATA_DIR:
+        return output_dir.serving_model_dir(os.path.dirname(os.path.dirname(db_dir)), os.path.basename(db_dir))
+    destination = store.custom_property(pushes[-1], pipeline_names.PROP_PUSHED_DESTINATION) if pushes else None
     return os.path.dirname(destination) if destination else None
 
 
@@ -86,9 +93,9 @@ def served_version(serving: Optional[str]) -> Optional[str]:
 
 def find_push(pushes: List[metadata_store_pb2.Artifact], version: str) -> metadata_store_pb2.Artifact:
     """The newest PushedModel recorded with this version; DataError when there is none."""
-    matching = [a for a in pushes if store.custom_property(a, names.PROP_PUSHED_VERSION) == version]
+    matching = [a for a in pushes if store.custom_property(a, pipeline_names.PROP_PUSHED_VERSION) == version]
     if not matching:
-        recorded = [store.custom_property(a, names.PROP_PUSHED_VERSION) for a in pushes]
+        recorded = [store.custom_property(a, pipeline_names.PROP_PUSHED_VERSION) for a in pushes]
         raise exit_codes.DataError(f"version {version} is not recorded in ML Metadata (pushed by hand?); "
                                    f"recorded pushes: {', '.join(recorded) or 'none'}")
     return matching[-1]
@@ -118,12 +125,12 @@ def _item(mlmd: metadata_store.MetadataStore, artifact: Optional[metadata_store_
 
 def _push_source(version_dir: str, model_uri: str) -> Optional[Dict[str, Any]]:
     """The AtomicPusher's marker in the version, checked against the model ML Metadata names."""
-    marker = _read_json(os.path.join(version_dir, names.EXTRA_ASSETS_DIR, names.PUSH_SOURCE_FILE))
+    marker = _read_json(os.path.join(version_dir, names.EXTRA_ASSETS_DIR, pipeline_names.PUSH_SOURCE_FILE))
     if marker is None:
         return None
-    return {"model_uri": marker.get(names.PUSH_SOURCE_MODEL_URI),
-            "fingerprint": marker.get(names.PUSH_SOURCE_FINGERPRINT),
-            "matches_model": marker.get(names.PUSH_SOURCE_MODEL_URI) == model_uri}
+    return {"model_uri": marker.get(pipeline_names.PUSH_SOURCE_MODEL_URI),
+            "fingerprint": marker.get(pipeline_names.PUSH_SOURCE_FINGERPRINT),
+            "matches_model": marker.get(pipeline_names.PUSH_SOURCE_MODEL_URI) == model_uri}
 
 
 def history_summary(history: Optional[dict]) -> Optional[Dict[str, Any]]:
@@ -138,7 +145,7 @@ def history_summary(history: Optional[dict]) -> Optional[Dict[str, Any]]:
 
 def _training(trainer: store.Step) -> Dict[str, Any]:
     custom_config = json.loads(store.custom_property(trainer.execution, _CUSTOM_CONFIG) or "{}")
-    model_run = trainer.output(names.MODEL_RUN_OUTPUT)
+    model_run = trainer.output(pipeline_names.MODEL_RUN_OUTPUT)
     model_run_uri = model_run.uri if model_run else None
     history = _read_json(model_run_uri and os.path.join(model_run_uri, names.HISTORY_FILE))
     return {"run_id": trainer.run_id, "model_run_uri": model_run_uri,
@@ -151,9 +158,9 @@ def _examples(mlmd: metadata_store.MetadataStore, examples: metadata_store_pb2.A
 
     gen = store.producing_step(mlmd, examples)
     counts = {key: store.custom_property(examples, prop) for key, prop in (
-        ("files_seen", names.PROP_FILES_SEEN), ("ingested", names.PROP_INGESTED),
-        ("skipped", names.PROP_SKIPPED), ("ingest_report", names.PROP_INGEST_REPORT))}
-    report = _read_json(counts["ingest_report"]) or {}
+        ("files_seen", pipeline_names.PROP_FILES_SEEN), ("ingested", pipeline_names.PROP_INGESTED),
+        ("skipped", pipeline_names.PROP_SKIPPED), ("ingest_report", pipeline_names.PROP_INGEST_REPORT))}
+    report = _read_json(counts["ingest_report"]) or {}  # as stored: lineage --json passes it on
     return {"uri": examples.uri, "run_id": gen.run_id,
             "data_root": store.custom_property(gen.execution, INPUT_BASE_KEY),
             "fingerprint": store.custom_property(gen.execution, INPUT_FINGERPRINT_KEY), **counts,
@@ -175,11 +182,11 @@ def evaluation_lineage(mlmd: metadata_store.MetadataStore, blessing: metadata_st
                        num_classes: int) -> Dict[str, Any]:
     """The --json "evaluation" item of the Evaluator execution that wrote a ModelBlessing."""
     evaluator = store.producing_step(mlmd, blessing)
-    evaluation = evaluator.output(names.EVALUATION_OUTPUT)
+    evaluation = evaluator.output(pipeline_names.EVALUATION_OUTPUT)
     return {"uri": evaluation.uri if evaluation else None, "run_id": evaluator.run_id,
             "accuracy": overall_accuracy(evaluation.uri, num_classes) if evaluation else None,
             "baseline": _item(mlmd, evaluator.input(_BASELINE_MODEL_INPUT)),
-            "blessing": {"uri": blessing.uri, "blessed": store.custom_property(blessing, names.PROP_BLESSED)}}
+            "blessing": {"uri": blessing.uri, "blessed": store.custom_property(blessing, pipeline_names.PROP_BLESSED)}}
 
 
 def _edge_evaluation(mlmd: metadata_store.MetadataStore, artifact: Optional[metadata_store_pb2.Artifact]
@@ -188,9 +195,9 @@ def _edge_evaluation(mlmd: metadata_store.MetadataStore, artifact: Optional[meta
     item = _item(mlmd, artifact)
     if item is None:
         return None
-    evaluation = _read_json(os.path.join(artifact.uri, names.EDGE_EVALUATION_FILE)) or {}
-    models = evaluation.get(names.EDGE_MODELS) or {}
-    return {**item, "accuracy": {m: e.get(names.EDGE_ACCURACY) for m, e in models.items()} or None}
+    evaluation = _read_json(os.path.join(artifact.uri, pipeline_names.EDGE_EVALUATION_FILE)) or {}
+    models = evaluation.get(pipeline_names.EDGE_MODELS) or {}
+    return {**item, "accuracy": {m: e.get(pipeline_names.EDGE_ACCURACY) for m, e in models.items()} or None}
 
 
 def edge_lineage(mlmd: metadata_store.MetadataStore, pusher: store.Step, pushed: metadata_store_pb2.Artifact,
@@ -199,15 +206,15 @@ def edge_lineage(mlmd: metadata_store.MetadataStore, pusher: store.Step, pushed:
     back and why (the Pusher's properties), and the EdgeEvaluation that decided it; None for a push
     with neither (a pipeline without an EdgeEvaluator)."""
     evaluation = pusher.input(_EDGE_EVALUATION_INPUT)
-    recorded = store.custom_property(pushed, names.PROP_PUSHED_EDGE_MODELS)
+    recorded = store.custom_property(pushed, pipeline_names.PROP_PUSHED_EDGE_MODELS)
     if evaluation is None and recorded is None:
         return None
-    folder = os.path.join(version_dir, names.PUSHED_EDGE_SUBDIR)
+    folder = os.path.join(version_dir, pipeline_names.PUSHED_EDGE_SUBDIR)
     flavours = edge_models.pushed_flavours(recorded)
     return {"pushed": [{"flavour": f, "path": os.path.join(folder, names.TFLITE_FILE.format(flavour=f))}
                        for f in flavours],
             "labels": os.path.join(folder, names.TFLITE_LABELS_FILE) if flavours else None,
-            "held_back": edge_models.held_back(store.custom_property(pushed, names.PROP_EDGE_HELD_BACK)),
+            "held_back": edge_models.held_back(store.custom_property(pushed, pipeline_names.PROP_EDGE_HELD_BACK)),
             "evaluation": _edge_evaluation(mlmd, evaluation)}
 
 
@@ -225,8 +232,8 @@ def lineage(metadata_path: str, version: Optional[str] = None) -> Dict[str, Any]
     model, blessing = pusher.input(_MODEL_INPUT), pusher.input(_BLESSING_INPUT)
     trainer = store.producing_step(mlmd, model)
     examples = trainer.input(_EXAMPLES_INPUT)
-    class_names = json.loads(store.custom_property(examples, names.PROP_CLASS_NAMES) or "[]")
-    destination = store.custom_property(pushed, names.PROP_PUSHED_DESTINATION)
+    class_names = json.loads(store.custom_property(examples, pipeline_names.PROP_CLASS_NAMES) or "[]")
+    destination = store.custom_property(pushed, pipeline_names.PROP_PUSHED_DESTINATION)
     version_dir = os.path.join(serving, version) if serving else destination
     return {
         "pipeline": store.pipeline_name(metadata_path, pusher.run_id),
@@ -299,7 +306,7 @@ def _push_lines(result: Dict[str, Any]) -> List[str]:
               f"fingerprint {source['fingerprint']}")
     return [_head("push", f"version {push['version']} ({served}) at {push['destination']}"),
             _row("run", push["run_id"]), _row("artifact", push["uri"]),
-            _row("marker", f"{names.PUSH_SOURCE_FILE}: {marker}")]
+            _row("marker", f"{pipeline_names.PUSH_SOURCE_FILE}: {marker}")]
 
 
 def _evaluation_lines(evaluation: Dict[str, Any]) -> List[str]:
@@ -324,7 +331,7 @@ def _edge_lines(edge: Optional[Dict[str, Any]]) -> List[str]:
         return lines + [_row("decided by", "no EdgeEvaluation input recorded")]
     accuracy = ", ".join(f"{model} {_number(value)}" for model, value in (evaluation["accuracy"] or {}).items())
     return lines + [_row("decided by", f"{evaluation['uri']} (run {evaluation['run_id']})"),
-                    _row("accuracy", accuracy or f"- ({names.EDGE_EVALUATION_FILE} missing)")]
+                    _row("accuracy", accuracy or f"- ({pipeline_names.EDGE_EVALUATION_FILE} missing)")]
 
 
 def format_text(result: Dict[str, Any]) -> str:
@@ -353,15 +360,16 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--json", action="store_true", help="print one JSON object (keys above)")
     args = parser.parse_args(argv)
     try:
-        metadata_path = store.find_metadata(args.path)
-    except (FileNotFoundError, ValueError) as exc:
-        print(f"error: {exc} (exit {exit_codes.USAGE_ERROR})", file=sys.stderr)
-        return exit_codes.USAGE_ERROR
-    try:
-        result = lineage(metadata_path, args.version)
-    except (exit_codes.DataError, LookupError) as exc:
-        print(f"error: {exc} (exit {exit_codes.DATA_ERROR})", file=sys.stderr)
-        return exit_codes.DATA_ERROR
+        try:
+            metadata_path = store.find_metadata(args.path)
+        except (FileNotFoundError, ValueError) as exc:
+            raise exit_codes.UsageError(str(exc)) from exc
+        try:
+            result = lineage(metadata_path, args.version)
+        except LookupError as exc:
+            raise exit_codes.DataError(str(exc).strip("'\"")) from exc
+    except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001 - every failure: one line, a documented code
+        return exit_codes.fail(exc)
     print(json.dumps(result, indent=1) if args.json else format_text(result))
     return exit_codes.OK
 

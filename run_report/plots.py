@@ -7,9 +7,9 @@ import io
 from typing import Dict, List, Mapping, Sequence
 
 import numpy as np
-from matplotlib.ticker import MaxNLocator
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from run_report.tfma_results import CalibrationBucket
 

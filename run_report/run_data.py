@@ -10,7 +10,8 @@ from typing import Dict, List, Optional
 
 import tensorflow as tf
 
-from run_report import data_validation, edge_models, store, tfma_results
+from common import ingest_report, pipeline_names, store
+from run_report import data_validation, edge_models, tfma_results
 from trainer_module import names
 
 
@@ -23,7 +24,7 @@ class RunData:
     nodes: Dict[str, store.NodeRun]
     root: Optional[str]  # the pipeline root
     class_names: List[str]
-    ingest: Optional[dict]  # ingest_report.json
+    ingest: Optional[ingest_report.IngestReport]
     history: Optional[dict]  # the Trainer's history.json
     lr_schedules: Dict[str, bytes]  # file name -> PNG written by the Trainer
     evaluation: Optional[tfma_results.EvalResults]
@@ -58,14 +59,15 @@ def collect(metadata_path: str, run_id: Optional[str] = None) -> RunData:
     """Reads one run (default: the latest) from ML Metadata and its artifacts."""
     run_id = run_id or _latest_run_id(metadata_path)
     nodes = store.read_run(metadata_path, run_id)
-    examples = nodes.get(names.EXAMPLE_GEN_NODE)
-    ingest = _read_json(store.output_property(examples, names.EXAMPLES_OUTPUT, names.PROP_INGEST_REPORT))
+    examples = nodes.get(pipeline_names.EXAMPLE_GEN_NODE)
+    ingest_path = store.output_property(examples, pipeline_names.EXAMPLES_OUTPUT, pipeline_names.PROP_INGEST_REPORT)
+    ingest = ingest_report.read(ingest_path) if ingest_path and os.path.exists(ingest_path) else None
     class_names = json.loads(
-        store.output_property(examples, names.EXAMPLES_OUTPUT, names.PROP_CLASS_NAMES) or "[]")
-    trainer = nodes.get(names.TRAINER_NODE)
-    model_run = trainer.uri(names.MODEL_RUN_OUTPUT) if trainer else None
-    evaluator = nodes.get(names.EVALUATOR_NODE)
-    eval_uri = evaluator.uri(names.EVALUATION_OUTPUT) if evaluator else None
+        store.output_property(examples, pipeline_names.EXAMPLES_OUTPUT, pipeline_names.PROP_CLASS_NAMES) or "[]")
+    trainer = nodes.get(pipeline_names.TRAINER_NODE)
+    model_run = trainer.uri(pipeline_names.MODEL_RUN_OUTPUT) if trainer else None
+    evaluator = nodes.get(pipeline_names.EVALUATOR_NODE)
+    eval_uri = evaluator.uri(pipeline_names.EVALUATION_OUTPUT) if evaluator else None
     results = None
     if tfma_results.has_results(eval_uri):
         configured = tfma_results.parse_eval_config(store.configured_eval_config_json(metadata_path, run_id))

@@ -3,8 +3,9 @@
 Plain rows of values (None where a number is absent); html_page.py formats and lays them out.
 """
 import dataclasses
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
+from common import ingest_report
 from pipeline import evaluation
 from run_report import tfma_results
 from run_report.tfma_results import EvalResults
@@ -95,11 +96,11 @@ def accuracy_by_slice_rows(results: EvalResults) -> List[Row]:
     return rows
 
 
-def ingest_rows(report: Dict[str, Any]) -> Tuple[List[str], List[Tuple]]:
-    """(splits, [(class, count per split..., total)] plus a "total" row) from ingest_report.json."""
-    counts = report["ingested_by_split_and_class"]
+def ingest_rows(report: ingest_report.IngestReport) -> Tuple[List[str], List[Tuple]]:
+    """(splits, [(class, count per split..., total)] plus a "total" row) from the ingest report."""
+    counts = report.ingested_by_split_and_class
     splits = list(counts)
     rows = [(c, *[counts[s].get(c, 0) for s in splits], sum(counts[s].get(c, 0) for s in splits))
-            for c in report["class_names"]]
-    rows.append(("total", *[sum(counts[s].values()) for s in splits], report["ingested"]))
+            for c in report.class_names]
+    rows.append(("total", *[sum(counts[s].values()) for s in splits], report.ingested))
     return splits, rows

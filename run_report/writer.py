@@ -20,7 +20,7 @@ def default_out_dir(data: run_data.RunData) -> str:
 
 def _check_not_in_data(out_dir: str, data: run_data.RunData) -> None:
     """Input data stays read-only: refuses an out_dir inside the run's (local) data root."""
-    data_root = (data.ingest or {}).get("data_root")
+    data_root = data.ingest.data_root if data.ingest else None
     if data_root and "://" not in data_root:
         data_root, out = os.path.abspath(data_root), os.path.abspath(out_dir)
         if os.path.commonpath([data_root, out]) == data_root:
@@ -42,7 +42,8 @@ def write_report(metadata_path: str, out_dir: Optional[str] = None, run_id: Opti
         with tf.io.gfile.GFile(os.path.join(out_dir, name), "wb") as f:
             f.write(png)
     path = os.path.join(out_dir, REPORT_FILE)
-    with tf.io.gfile.GFile(path, "w") as f:
+    with tf.io.gfile.GFile(path + ".partial", "w") as f:  # whole or absent: a reader never sees half a page
         f.write(page)
+    tf.io.gfile.rename(path + ".partial", path, overwrite=True)
     tensorboard_scalars.write_evaluator_scalars(data)
     return path

@@ -8,7 +8,7 @@ an exported TFLite model, as an app would.
 --model is a serving dir (the highest numeric version is used), one version dir, or a Trainer
 model artifact; or a .tflite file written by trainer_module/tflite_export.py, whose metadata holds
 the labels and the input spec. A TFLite model runs in this process
-(serving_client/tflite_classifier.py) on the pixels the SavedModel's signature gives its network
+(common/tflite_classifier.py) on the pixels the SavedModel's signature gives its network
 (the same decoding, resize and centre crop), and a file it cannot decode gets the signature's words.
 
 Folders are searched recursively for .jpg/.jpeg/.png/.gif/.bmp, following links but never into a
@@ -37,28 +37,30 @@ import os
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")  # before TensorFlow loads
 
-if __name__ == "__main__":  # under the project's .venv whatever `python` started this (set up if missing)
+if __name__ == "__main__":  # the project's Python (set up if missing), and a quiet start
     from run_control.environment import ensure_project_python
+    from run_control.startup import quiet_startup
 
     ensure_project_python(__spec__.name)
+    quiet_startup()
 
 import argparse  # noqa: E402
 import csv  # noqa: E402
 import dataclasses  # noqa: E402
 import re  # noqa: E402
 import sys  # noqa: E402
-from typing import Dict, Iterator, List, Optional, Sequence, Set, Tuple  # noqa: E402
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple  # noqa: E402
 
 import tensorflow as tf  # noqa: E402
 
+from common import file_walk, pipeline_names  # noqa: E402
 from run_control import exit_codes  # noqa: E402
 from run_control.exit_codes import UsageError  # noqa: E402
-from serving_client import tflite_classifier  # noqa: E402
-from trainer_module import image_header, names  # noqa: E402
-from trainer_module.train_config import TrainConfig  # noqa: E402
+from trainer_module import image_format, missing_piece, names  # noqa: E402
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".bmp")  # what a folder is searched for
 CSV_FIELDS = ("path", "predicted_class", "probability", "top_k", "error")
+PARTIAL_SUFFIX = ".partial"  # <out>.partial: the rows so far, until the last one is written
 
 
 @dataclasses.dataclass
@@ -79,18 +81,18 @@ def resolve_model_dir(path: str) -> str:
     The Pusher (and TF Serving) lay models out as <serving dir>/<version>/saved_model.pb.
     Raises FileNotFoundError naming the path and what is expected there.
     """
-    if tf.io.gfile.exists(os.path.join(path, names.SAVED_MODEL_FILE)):
+    if tf.io.gfile.exists(os.path.join(path, pipeline_names.SAVED_MODEL_FILE)):
         return path
-    if tf.io.gfile.exists(os.path.join(path, names.TRAINER_SERVING_SUBDIR, names.SAVED_MODEL_FILE)):
-        return os.path.join(path, names.TRAINER_SERVING_SUBDIR)
-    expected = (f"expected {names.SAVED_MODEL_FILE}, <version>/{names.SAVED_MODEL_FILE} or "
-                f"{names.TRAINER_SERVING_SUBDIR}/{names.SAVED_MODEL_FILE} in it")
+    if tf.io.gfile.exists(os.path.join(path, pipeline_names.TRAINER_SERVING_SUBDIR, pipeline_names.SAVED_MODEL_FILE)):
+        return os.path.join(path, pipeline_names.TRAINER_SERVING_SUBDIR)
+    expected = (f"expected {pipeline_names.SAVED_MODEL_FILE}, <version>/{pipeline_names.SAVED_MODEL_FILE} or "
+                f"{pipeline_names.TRAINER_SERVING_SUBDIR}/{pipeline_names.SAVED_MODEL_FILE} in it")
     if not tf.io.gfile.isdir(path):
         kind = "is a file, not a folder" if tf.io.gfile.exists(path) else "does not exist"
         raise FileNotFoundError(f"no model at {path}: it {kind}; {expected}")
     versions = [name.rstrip("/") for name in tf.io.gfile.listdir(path)]
     versions = sorted((int(v) for v in versions if v.isdigit()
-                       and tf.io.gfile.exists(os.path.join(path, v, names.SAVED_MODEL_FILE))), reverse=True)
+                       and tf.io.gfile.exists(os.path.join(path, v, pipeline_names.SAVED_MODEL_FILE))), reverse=True)
     if not versions:
         raise FileNotFoundError(f"no SavedModel in {path}: {expected} (nothing pushed yet?)")
     return os.path.join(path, str(versions[0]))
@@ -107,6 +109,9 @@ def load_signature(model_dir: str):
     if inputs != [names.SERVING_BYTES_INPUT]:
         raise ValueError(f"{model_dir}: {names.SERVING_BYTES_SIGNATURE!r} takes {inputs}, "
                          f"not [{names.SERVING_BYTES_INPUT!r}]")
+    if names.ERROR_OUTPUT not in signature.structured_outputs:
+        raise ValueError(f"{model_dir}: {names.SERVING_BYTES_SIGNATURE!r} has no {names.ERROR_OUTPUT!r} output "
+                         "(per-image errors): it was exported by an older version; run the pipeline again")
     return loaded, signature
 
 
@@ -118,7 +123,7 @@ def is_tflite(path: str) -> bool:
     return path.lower().endswith(TFLITE_EXTENSION)
 
 
-def tflite_signature(classifier: tflite_classifier.TFLiteClassifier, max_pixels: int):
+def tflite_signature(classifier, max_pixels: int):
     """A TFLite model behind serving_default's interface (image_bytes in; probabilities, class
     names and per-image errors out), so classify treats both kinds of model alike."""
     def signature(**inputs):
@@ -130,13 +135,18 @@ def tflite_signature(classifier: tflite_classifier.TFLiteClassifier, max_pixels:
     return signature
 
 
+def _tflite():
+    """The TFLite runtime (common/tflite_classifier.py), loaded when a .tflite model is asked for."""
+    return missing_piece.import_for("TFLite models", "common.tflite_classifier")
+
+
 def _load_tflite(path: str, max_pixels: int):
     """(classifier, tflite_signature), with what is wrong with the file as a one-line UsageError."""
     if not tf.io.gfile.exists(path):
         raise UsageError(f"--model: no model at {path}: it does not exist")
     print(f"[predict] model {path}", file=sys.stderr, flush=True)
     try:
-        classifier = tflite_classifier.TFLiteClassifier(path)
+        classifier = _tflite().TFLiteClassifier(path)
     except ValueError as e:  # not a TFLite model, or one without the labels and input spec
         raise UsageError(f"--model: {' '.join(str(e).split())}") from e
     except (OSError, tf.errors.OpError) as e:  # unreadable
@@ -144,7 +154,7 @@ def _load_tflite(path: str, max_pixels: int):
     return classifier, tflite_signature(classifier, max_pixels)
 
 
-def _load_model(path: str, max_pixels: int = TrainConfig.max_image_pixels):
+def _load_model(path: str, max_pixels: int = image_format.DEFAULT_MAX_IMAGE_PIXELS):
     """load_signature (or _load_tflite for a .tflite), with what is wrong with the --model path
     as a one-line UsageError."""
     if is_tflite(path):
@@ -179,60 +189,42 @@ def check_out_path(path: str) -> None:
         raise UsageError(f"--out {path} is not writable; pass a path you can write")
 
 
-def list_images(paths: Sequence[str]) -> List[str]:
-    """Named files as they are, folders searched recursively for image extensions (sorted).
+@dataclasses.dataclass
+class Inputs:
+    """What the command line names: image files to classify, and entries that get an error row
+    without being opened (a FIFO, a device, a name that is not valid UTF-8), each (path, why)."""
+    files: List[str]
+    refused: List[Tuple[str, str]]
+
+
+def list_images(paths: Sequence[str]) -> Inputs:
+    """Named files as they are, folders searched recursively for image extensions (sorted), through
+    the same walk as ingestion (common/file_walk.py): links followed but no loop entered, hidden
+    folders skipped, FIFOs and devices never opened, odd names reported.
 
     Each real file is listed once (by device and inode: a file linked twice, or named and also in
     a named folder, keeps its first path); a missing file is kept and gets its error row later.
     """
-    found, seen = [], set()
+    found, refused, seen = [], [], set()
     for path in paths:
-        for candidate in sorted(_folder_images(path)) if tf.io.gfile.isdir(path) else [path]:
-            key = _file_key(candidate)
+        if tf.io.gfile.isdir(path) if file_walk.is_valid_name(path) else os.path.isdir(path):
+            walk = file_walk.walk_files(path)
+            candidates = sorted(f for f in walk.files if f.lower().endswith(IMAGE_EXTENSIONS))
+            refused += [(p, f"{reason}: {detail}") for p, reason, detail in walk.unread
+                        if reason != file_walk.SKIP_DUPLICATE and p.lower().endswith(IMAGE_EXTENSIONS)]
+        else:
+            problem = file_walk.regular_file_problem(path)
+            if problem:
+                refused.append((file_walk.display_path(path), f"{problem[0]}: {problem[1]}"))
+                continue
+            candidates = [path]
+        for candidate in candidates:
+            key = file_walk.file_key(candidate)
             if key not in seen:
                 found.append(candidate)
             if key is not None:
                 seen.add(key)
-    return found
-
-
-def _folder_images(folder: str) -> Iterator[str]:
-    """Image files under `folder`, following links, but not a link to a folder that holds the one
-    it is in (a loop such as photos/loop -> ..) nor into a folder already walked."""
-    if "://" in folder:  # remote file systems have no links
-        yield from (os.path.join(d, f) for d, _, files in tf.io.gfile.walk(folder) for f in files
-                    if f.lower().endswith(IMAGE_EXTENSIONS))
-        return
-    walked: Set[Tuple[int, int]] = {_file_key(folder)}
-    for folder_path, subfolders, files in os.walk(folder, followlinks=True):
-        here = os.path.realpath(folder_path)
-        # Real folders before links: a folder reachable both ways is listed under its own path.
-        subfolders.sort(key=lambda d: (os.path.islink(os.path.join(folder_path, d)), d))
-        subfolders[:] = [d for d in subfolders if _enter(os.path.join(folder_path, d), here, walked)]
-        yield from (os.path.join(folder_path, f) for f in files if f.lower().endswith(IMAGE_EXTENSIONS))
-
-
-def _enter(path: str, here: str, walked: Set[Tuple[int, int]]) -> bool:
-    """Whether to walk the sub-folder `path` of the folder whose real path is `here`."""
-    target = os.path.realpath(path)
-    if os.path.islink(path) and (here == target or here.startswith(target.rstrip(os.sep) + os.sep)):
-        return False  # a link to `here` or a folder holding it: a loop
-    key = _file_key(path)
-    if key is None or key in walked:
-        return False
-    walked.add(key)
-    return True
-
-
-def _file_key(path: str) -> Optional[Tuple[int, int]]:
-    """(st_dev, st_ino) of what `path` points to; None for a missing or remote path."""
-    if "://" in path:
-        return None
-    try:
-        info = os.stat(path)
-    except OSError:
-        return None
-    return info.st_dev, info.st_ino
+    return Inputs(found, refused)
 
 
 _TF_NOISE = re.compile(r"^(Graph execution error|Detected at node|<stack traces|\[\[)")
@@ -263,9 +255,9 @@ def read_file(path: str) -> Tuple[Optional[bytes], str]:
 def read_checked(path: str, max_pixels: int) -> Tuple[Optional[bytes], str]:
     """read_file, then the pixel budget from the header: (None, "too_many_pixels: ...") over it."""
     data, error = read_file(path)
-    over = image_header.over_budget(data, max_pixels) if data is not None else None
+    over = image_format.over_budget(data, max_pixels) if data is not None else None
     if over:
-        return None, f"{image_header.TOO_MANY_PIXELS}: {over}"
+        return None, f"{image_format.TOO_MANY_PIXELS}: {over}"
     return data, error
 
 
@@ -288,14 +280,22 @@ def _predictions(paths: Sequence[str], outputs: Dict[str, tf.Tensor], top_k: int
 
 
 def classify(signature, paths: Sequence[str], batch_size: int = 32, top_k: int = 3,
-             progress=None, max_pixels: int = TrainConfig.max_image_pixels) -> List[Prediction]:
-    """One Prediction per path, in order; failures carry an error instead of a class.
+             progress=None, max_pixels: int = image_format.DEFAULT_MAX_IMAGE_PIXELS) -> List[Prediction]:
+    """One Prediction per path, in order (classify_batches, gathered)."""
+    return [p for batch in classify_batches(signature, paths, batch_size, top_k, progress, max_pixels)
+            for p in batch]
+
+
+def classify_batches(signature, paths: Sequence[str], batch_size: int = 32, top_k: int = 3, progress=None,
+                     max_pixels: int = image_format.DEFAULT_MAX_IMAGE_PIXELS) -> Iterator[List[Prediction]]:
+    """The Predictions of each batch of `paths`, in order; failures carry an error instead of a class.
 
     signature: load_signature's; progress(done, total, failed) is called after each batch. A file
     over `max_pixels` is refused from its header and never sent to the model.
     """
-    results: Dict[str, Prediction] = {}
+    failed = 0
     for start in range(0, len(paths), batch_size):
+        results: Dict[str, Prediction] = {}
         batch = []
         for path in paths[start:start + batch_size]:
             data, error = read_checked(path, max_pixels)
@@ -303,41 +303,52 @@ def classify(signature, paths: Sequence[str], batch_size: int = 32, top_k: int =
                 results[path] = Prediction(path, error=error)
             else:
                 batch.append((path, data))
-        for prediction in _run_batch(signature, batch, top_k):
-            results[prediction.path] = prediction
+        if batch:
+            names_, data = zip(*batch)
+            outputs = signature(**{names.SERVING_BYTES_INPUT: tf.constant(data)})
+            results.update((p.path, p) for p in _predictions(names_, outputs, top_k))
+        done = [results[p] for p in paths[start:start + batch_size]]
+        failed += sum(1 for p in done if p.error)
         if progress:
-            progress(min(start + batch_size, len(paths)), len(paths),
-                     sum(1 for r in results.values() if r.error))
-    return [results[p] for p in paths]
+            progress(min(start + batch_size, len(paths)), len(paths), failed)
+        yield done
 
 
-def _run_batch(signature, batch, top_k: int) -> List[Prediction]:
-    """Predicts a batch. The model reports a bad file in its error output; one exported before
-    that output rejects the whole batch instead, which is then retried file by file to isolate
-    the bad one."""
-    if not batch:
-        return []
-    paths, data = zip(*batch)
-    try:
-        return _predictions(paths, signature(**{names.SERVING_BYTES_INPUT: tf.constant(data)}), top_k)
-    except tf.errors.InvalidArgumentError as e:
-        if len(batch) > 1:
-            return [p for item in batch for p in _run_batch(signature, [item], top_k)]
-        over = image_header.over_budget_in_error(e.message)  # the model's own, smaller budget
-        if over:
-            return [Prediction(paths[0], error=f"{image_header.TOO_MANY_PIXELS}: {over}")]
-        return [Prediction(paths[0], error=f"not a decodable image: {_op_message(e)}")]
+class CsvOut:
+    """The CSV, written as the rows come: each batch is flushed to `<out>.partial` (a killed or
+    failed run keeps the rows it finished there), renamed to `<out>` once every row is in."""
+
+    def __init__(self, path: str):
+        self.path, self.partial = path, path + PARTIAL_SUFFIX
+        self.rows = 0
+        self._file = tf.io.gfile.GFile(self.partial, "w")
+        self._writer = csv.writer(self._file)
+        self._writer.writerow(CSV_FIELDS)
+
+    def write(self, predictions: Sequence[Prediction]) -> None:
+        for p in predictions:
+            self._writer.writerow([file_walk.display_path(p.path), p.predicted_class,
+                                   "" if p.probability is None else f"{p.probability:.6f}",
+                                   ";".join(f"{name}:{prob:.6f}" for name, prob in p.top_k), p.error])
+        self._file.flush()
+        self.rows += len(predictions)
+
+    def close(self) -> None:
+        """Every row is in: the partial file becomes --out."""
+        self._file.close()
+        tf.io.gfile.rename(self.partial, self.path, overwrite=True)
+
+    def abandon(self) -> str:
+        """The run stops early: the rows written so far stay in the partial file; a line saying so."""
+        self._file.close()
+        return f"{self.rows} finished row(s) kept in {self.partial}"
 
 
 def write_csv(predictions: Sequence[Prediction], path: str) -> None:
     """One row per prediction, with the CSV_FIELDS header."""
-    with tf.io.gfile.GFile(path, "w") as f:
-        writer = csv.writer(f)
-        writer.writerow(CSV_FIELDS)
-        for p in predictions:
-            writer.writerow([p.path, p.predicted_class,
-                             "" if p.probability is None else f"{p.probability:.6f}",
-                             ";".join(f"{name}:{prob:.6f}" for name, prob in p.top_k), p.error])
+    out = CsvOut(path)
+    out.write(predictions)
+    out.close()
 
 
 def _print_progress(done: int, total: int, failed: int) -> None:
@@ -357,7 +368,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument("--top-k", type=int, default=3, help="classes listed per file (default: %(default)s)")
     parser.add_argument("--batch-size", type=int, default=32,
                         help="files per model call (default: %(default)s)")
-    parser.add_argument("--max-image-pixels", type=int, default=TrainConfig.max_image_pixels,
+    parser.add_argument("--max-image-pixels", type=int, default=image_format.DEFAULT_MAX_IMAGE_PIXELS,
                         help="refuse a file whose header declares more pixels, width x height "
                              "(default: the pipeline's max_image_pixels, %(default)s)")
     parser.add_argument("--debug", action="store_true", help="raise a usage error with its traceback")
@@ -371,45 +382,54 @@ def _check_numbers(args: argparse.Namespace) -> None:
             raise UsageError(f"{flag}={value}: must be >= 1")
 
 
-def _inputs(paths: Sequence[str]) -> List[str]:
+def _inputs(paths: Sequence[str]) -> Inputs:
     """list_images, or a UsageError when no named path exists or no image file was found."""
-    missing = [p for p in paths if not tf.io.gfile.exists(p)]
+    missing = [p for p in paths if not os.path.lexists(p) and not tf.io.gfile.exists(p)]
     if len(missing) == len(paths):
         raise UsageError(f"no such file or folder: {', '.join(missing)}")
     found = list_images(paths)
-    if not found:
+    if not found.files and not found.refused:
         raise UsageError(f"no image files ({', '.join(IMAGE_EXTENSIONS)}) in {', '.join(paths)}")
     return found
 
 
 def run(args: argparse.Namespace) -> int:
-    """Checks --out, the inputs and --model, in that order, then classifies; returns the exit status."""
+    """Checks --out, the inputs and --model, in that order, then classifies, writing the CSV as it
+    goes; returns the exit status."""
     _check_numbers(args)
     check_out_path(args.out)
-    paths = _inputs(args.paths)
+    inputs = _inputs(args.paths)
     _loaded, signature = _load_model(args.model, args.max_image_pixels)
-    print(f"[predict] {len(paths)} files", file=sys.stderr, flush=True)
-    predictions = classify(signature, paths, args.batch_size, args.top_k, _print_progress,
-                           args.max_image_pixels)
-    write_csv(predictions, args.out)
-    failed = [p for p in predictions if p.error]
-    print(f"[predict] classified {len(predictions) - len(failed)} of {len(predictions)} files; "
+    print(f"[predict] {len(inputs.files) + len(inputs.refused)} files", file=sys.stderr, flush=True)
+    out = CsvOut(args.out)
+    failed: List[Prediction] = []
+    try:
+        refused = [Prediction(path, error=why) for path, why in inputs.refused]
+        out.write(refused)
+        failed += refused
+        for predictions in classify_batches(signature, inputs.files, args.batch_size, args.top_k,
+                                            _print_progress, args.max_image_pixels):
+            out.write(predictions)
+            failed += [p for p in predictions if p.error]
+    except BaseException as e:
+        e.partial_rows = out.abandon()  # the one-line error says where the finished rows are
+        raise
+    out.close()
+    print(f"[predict] classified {out.rows - len(failed)} of {out.rows} files; "
           f"{len(failed)} failed; wrote {args.out}", file=sys.stderr)
     for p in failed:
-        print(f"[predict]   FAILED {p.path}: {p.error}", file=sys.stderr)
+        print(f"[predict]   FAILED {file_walk.display_path(p.path)}: {p.error}", file=sys.stderr)
     return exit_codes.DATA_ERROR if failed else exit_codes.OK
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    """The command line (see the module docstring); returns the exit status."""
+    """The command line (see the module docstring); returns the exit status. Whatever stops it is
+    one line on stderr with its code (run_control/exit_codes.py); --debug adds the traceback."""
     args = parse_args(argv)
     try:
         return run(args)
-    except UsageError as e:
-        if args.debug:
-            raise
-        print(f"error: {e}", file=sys.stderr, flush=True)
-        return exit_codes.USAGE_ERROR
+    except (Exception, KeyboardInterrupt) as e:  # noqa: BLE001 - every failure: one line, a documented code
+        return exit_codes.fail(e, args.debug)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """Test set-up: Keras 2 before TensorFlow loads, tests/ importable, and the shared pipeline runs."""
 import os
+import subprocess
 import sys
 
 import pytest
@@ -38,3 +39,25 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gate_runs" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.xdist_group(PIPELINE_RUNS_GROUP))
+
+
+@pytest.fixture()
+def small_tmpfs(tmp_path):
+    """mount(size_bytes) -> a fresh tmpfs of that size (root only); unmounted after the test."""
+    mounted = []
+
+    def mount(size_bytes):
+        if os.geteuid() != 0:
+            pytest.skip("mounting a tmpfs needs root")
+        point = tmp_path / "tmpfs"
+        point.mkdir()
+        result = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_bytes // 1024}k", "tmpfs",
+                                 str(point)], capture_output=True, text=True)
+        if result.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here: {result.stderr.strip()}")
+        mounted.append(point)
+        return point
+
+    yield mount
+    for point in mounted:
+        subprocess.run(["umount", str(point)], check=True)

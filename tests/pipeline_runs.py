@@ -23,10 +23,10 @@ from ml_metadata.proto import metadata_store_pb2
 
 import image_factory
 import local_runner
+from common import pipeline_names, store
 from data_sources import demo_data
 from pipeline import configs
-from run_report import store
-from trainer_module import names
+from run_control import local_run
 
 # Small images and model input keep a training run to about a minute on 2 CPU cores.
 BASE_FLAGS = ["--epochs", "2", "--image-size", "64", "--resize-size", "72", "--batch-size", "16",
@@ -61,7 +61,7 @@ class GateRuns:
 def evaluator_executions(cfg: configs.PipelineConfig) -> int:
     """COMPLETE Evaluator executions recorded in ML Metadata."""
     mlmd = store.open_readonly(cfg.metadata_path)
-    node = mlmd.get_context_by_type_and_name("node", f"{cfg.pipeline_name}.{names.EVALUATOR_NODE}")
+    node = mlmd.get_context_by_type_and_name("node", f"{cfg.pipeline_name}.{pipeline_names.EVALUATOR_NODE}")
     return sum(1 for e in mlmd.get_executions_by_context(node.id)
                if e.last_known_state == metadata_store_pb2.Execution.COMPLETE)
 
@@ -98,7 +98,7 @@ def run_gate_pipelines(out_dir: str) -> GateRuns:
         runs.errors.append(err)
         runs.run_ids.append(store.run_ids(runs.cfg.metadata_path)[-1])
         runs.nodes.append(store.read_run(runs.cfg.metadata_path))
-        runs.summaries.append(local_runner.summarize(runs.cfg, runs.run_ids[-1]))
+        runs.summaries.append(local_run.summarize(runs.cfg, runs.run_ids[-1]))
         runs.serving.append(image_factory.tree_digest(runs.cfg.serving_model_dir))
         runs.evaluator_executions.append(evaluator_executions(runs.cfg))
     return runs
@@ -106,5 +106,5 @@ def run_gate_pipelines(out_dir: str) -> GateRuns:
 
 def pushed_dir(runs: GateRuns) -> str:
     """The version dir run A pushed."""
-    pushed = runs.nodes[0][names.PUSHER_NODE].outputs[names.PUSHED_MODEL_OUTPUT][0]
-    return store.custom_property(pushed, names.PROP_PUSHED_DESTINATION)
+    pushed = runs.nodes[0][pipeline_names.PUSHER_NODE].outputs[pipeline_names.PUSHED_MODEL_OUTPUT][0]
+    return store.custom_property(pushed, pipeline_names.PROP_PUSHED_DESTINATION)

@@ -5,7 +5,6 @@ import json
 import logging
 import os
 import re
-import subprocess
 import time
 
 import pytest
@@ -17,6 +16,7 @@ from tfx.proto import pusher_pb2
 from tfx.types import standard_artifacts, standard_component_specs
 from tfx.utils import proto_utils
 
+from common import pipeline_names
 from components.atomic_pusher import executor
 from components.atomic_pusher.component import AtomicPusher, AtomicPusherSpec
 from components.edge_evaluator import gate
@@ -42,12 +42,12 @@ def _model(tmp_path, value=2.0, size=4):
     """A Model artifact holding a real SavedModel where TFX's Trainer puts it."""
     model = standard_artifacts.Model()
     model.uri = str(tmp_path / f"model-{next(_uris)}")
-    tf.saved_model.save(_Scale(value, size), os.path.join(model.uri, names.TRAINER_SERVING_SUBDIR))
+    tf.saved_model.save(_Scale(value, size), os.path.join(model.uri, pipeline_names.TRAINER_SERVING_SUBDIR))
     return model
 
 
 def _serving_path(model):
-    return os.path.join(model.uri, names.TRAINER_SERVING_SUBDIR)
+    return os.path.join(model.uri, pipeline_names.TRAINER_SERVING_SUBDIR)
 
 
 def _pushed_model(tmp_path):
@@ -61,7 +61,7 @@ def _do(model, base, pushed, blessed=1, edge_evaluation=None):
     EdgeEvaluation when given)."""
     blessing = standard_artifacts.ModelBlessing()
     blessing.uri = str(base) + f"-blessing-{next(_uris)}"
-    blessing.set_int_custom_property(names.PROP_BLESSED, blessed)
+    blessing.set_int_custom_property(pipeline_names.PROP_BLESSED, blessed)
     destination = pusher_pb2.PushDestination(
         filesystem=pusher_pb2.PushDestination.Filesystem(base_directory=str(base)))
     edge = {executor.EDGE_EVALUATION_KEY: [edge_evaluation]} if edge_evaluation is not None else {}
@@ -83,7 +83,7 @@ def _files(root):
 
 
 def _marker(version_dir):
-    with open(os.path.join(version_dir, names.EXTRA_ASSETS_DIR, names.PUSH_SOURCE_FILE)) as f:
+    with open(os.path.join(version_dir, names.EXTRA_ASSETS_DIR, pipeline_names.PUSH_SOURCE_FILE)) as f:
         return json.load(f)
 
 
@@ -101,23 +101,23 @@ def test_push_writes_one_complete_loadable_version_with_marker(tmp_path):
     pushed = _push(model, base, tmp_path)
     [version] = os.listdir(base)
     assert start <= int(version) <= time.time()
-    assert pushed.get_int_custom_property(names.PROP_PUSHED) == 1
-    assert pushed.get_string_custom_property(names.PROP_PUSHED_DESTINATION) == os.path.join(base, version)
-    assert pushed.get_string_custom_property(names.PROP_PUSHED_VERSION) == version
-    marker_rel = os.path.join(names.EXTRA_ASSETS_DIR, names.PUSH_SOURCE_FILE)
+    assert pushed.get_int_custom_property(pipeline_names.PROP_PUSHED) == 1
+    assert pushed.get_string_custom_property(pipeline_names.PROP_PUSHED_DESTINATION) == os.path.join(base, version)
+    assert pushed.get_string_custom_property(pipeline_names.PROP_PUSHED_VERSION) == version
+    marker_rel = os.path.join(names.EXTRA_ASSETS_DIR, pipeline_names.PUSH_SOURCE_FILE)
     assert _files(base / version) == sorted(_files(_serving_path(model)) + [marker_rel])
     assert float(tf.saved_model.load(str(base / version))(tf.constant(2.0))) == 6.0
     marker = _marker(base / version)
-    assert marker[names.PUSH_SOURCE_FINGERPRINT] == _fingerprint(model)
-    assert marker[names.PUSH_SOURCE_MODEL_URI] == model.uri
+    assert marker[pipeline_names.PUSH_SOURCE_FINGERPRINT] == _fingerprint(model)
+    assert marker[pipeline_names.PUSH_SOURCE_MODEL_URI] == model.uri
     assert _files(pushed.uri) == _files(_serving_path(model))  # TFX's archive copy
 
 
 def test_not_blessed_writes_nothing(tmp_path):
     model, base = _model(tmp_path), tmp_path / "serving"
     pushed = _push(model, base, tmp_path, blessed=0)
-    assert pushed.get_int_custom_property(names.PROP_PUSHED) == 0
-    assert not pushed.has_custom_property(names.PROP_PUSHED_VERSION)
+    assert pushed.get_int_custom_property(pipeline_names.PROP_PUSHED) == 0
+    assert not pushed.has_custom_property(pipeline_names.PROP_PUSHED_VERSION)
     assert not os.path.exists(base) and not os.path.exists(pushed.uri)
 
 
@@ -136,33 +136,11 @@ def test_failed_copy_leaves_nothing_and_rerun_pushes_once(tmp_path, monkeypatch)
     with pytest.raises(executor.PushError, match=_push_failed(base)) as e:
         _do(model, base, pushed)
     assert len(calls) == 2 and e.value.__cause__.errno == errno.ENOSPC
-    assert os.listdir(base) == [] and not pushed.has_custom_property(names.PROP_PUSHED)
+    assert os.listdir(base) == [] and not pushed.has_custom_property(pipeline_names.PROP_PUSHED)
 
     monkeypatch.setattr(executor, "copy_file", real_copy)
     rerun = _push(model, base, tmp_path)
-    assert os.listdir(base) == [rerun.get_string_custom_property(names.PROP_PUSHED_VERSION)]
-
-
-@pytest.fixture()
-def small_tmpfs(tmp_path):
-    """mount(size_bytes) -> a fresh tmpfs of that size (root only); unmounted after the test."""
-    mounted = []
-
-    def mount(size_bytes):
-        if os.geteuid() != 0:
-            pytest.skip("mounting a tmpfs needs root")
-        point = tmp_path / "tmpfs"
-        point.mkdir()
-        result = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_bytes // 1024}k", "tmpfs",
-                                 str(point)], capture_output=True, text=True)
-        if result.returncode != 0:
-            pytest.skip(f"cannot mount a tmpfs here: {result.stderr.strip()}")
-        mounted.append(point)
-        return point
-
-    yield mount
-    for point in mounted:
-        subprocess.run(["umount", str(point)], check=True)
+    assert os.listdir(base) == [rerun.get_string_custom_property(pipeline_names.PROP_PUSHED_VERSION)]
 
 
 def test_full_disk_fails_clearly_and_leaves_nothing(tmp_path, small_tmpfs):
@@ -174,7 +152,7 @@ def test_full_disk_fails_clearly_and_leaves_nothing(tmp_path, small_tmpfs):
     with pytest.raises(executor.PushError, match=_push_failed(base)) as e:
         _do(model, base, pushed)
     assert e.value.__cause__.errno == errno.ENOSPC
-    assert os.listdir(base) == [] and not pushed.has_custom_property(names.PROP_PUSHED)
+    assert os.listdir(base) == [] and not pushed.has_custom_property(pipeline_names.PROP_PUSHED)
 
 
 def test_rerun_after_unrecorded_push_reuses_its_version(tmp_path, monkeypatch, caplog):
@@ -189,15 +167,15 @@ def test_rerun_after_unrecorded_push_reuses_its_version(tmp_path, monkeypatch, c
         _do(model, base, first)
     [version] = os.listdir(base)
     marker_before = _marker(base / version)
-    assert not first.has_custom_property(names.PROP_PUSHED)
+    assert not first.has_custom_property(pipeline_names.PROP_PUSHED)
 
     monkeypatch.undo()
     caplog.set_level(logging.INFO, logger="absl")
     rerun = _push(model, base, tmp_path)
     assert os.listdir(base) == [version]
-    assert rerun.get_int_custom_property(names.PROP_PUSHED) == 1
-    assert rerun.get_string_custom_property(names.PROP_PUSHED_VERSION) == version
-    assert rerun.get_string_custom_property(names.PROP_PUSHED_DESTINATION) == os.path.join(base, version)
+    assert rerun.get_int_custom_property(pipeline_names.PROP_PUSHED) == 1
+    assert rerun.get_string_custom_property(pipeline_names.PROP_PUSHED_VERSION) == version
+    assert rerun.get_string_custom_property(pipeline_names.PROP_PUSHED_DESTINATION) == os.path.join(base, version)
     assert _marker(base / version) == marker_before  # not copied again
     assert f"{os.path.join(base, version)} already holds this model" in caplog.text
     assert _files(rerun.uri) == _files(_serving_path(model))
@@ -205,12 +183,12 @@ def test_rerun_after_unrecorded_push_reuses_its_version(tmp_path, monkeypatch, c
 
 def test_older_version_of_the_same_model_is_pushed_again(tmp_path):
     model_a, model_b, base = _model(tmp_path, 1.0), _model(tmp_path, 5.0), tmp_path / "serving"
-    first_a = _push(model_a, base, tmp_path).get_string_custom_property(names.PROP_PUSHED_VERSION)
-    b = _push(model_b, base, tmp_path).get_string_custom_property(names.PROP_PUSHED_VERSION)
-    again_a = _push(model_a, base, tmp_path).get_string_custom_property(names.PROP_PUSHED_VERSION)
+    first_a = _push(model_a, base, tmp_path).get_string_custom_property(pipeline_names.PROP_PUSHED_VERSION)
+    b = _push(model_b, base, tmp_path).get_string_custom_property(pipeline_names.PROP_PUSHED_VERSION)
+    again_a = _push(model_a, base, tmp_path).get_string_custom_property(pipeline_names.PROP_PUSHED_VERSION)
     assert int(first_a) < int(b) < int(again_a)
     assert sorted(os.listdir(base), key=int) == [first_a, b, again_a]
-    assert _marker(base / again_a)[names.PUSH_SOURCE_FINGERPRINT] == _fingerprint(model_a)
+    assert _marker(base / again_a)[pipeline_names.PUSH_SOURCE_FINGERPRINT] == _fingerprint(model_a)
 
 
 def test_killed_push_leftover_is_removed(tmp_path):
@@ -219,7 +197,7 @@ def test_killed_push_leftover_is_removed(tmp_path):
     leftover.mkdir(parents=True)
     (leftover / "variables.data-00000-of-00001").write_bytes(b"half")
     pushed = _push(model, base, tmp_path)
-    assert os.listdir(base) == [pushed.get_string_custom_property(names.PROP_PUSHED_VERSION)]
+    assert os.listdir(base) == [pushed.get_string_custom_property(pipeline_names.PROP_PUSHED_VERSION)]
 
 
 def test_version_goes_above_a_future_version(tmp_path):
@@ -227,7 +205,7 @@ def test_version_goes_above_a_future_version(tmp_path):
     future = str(int(time.time()) + 100_000)
     (base / future).mkdir(parents=True)  # e.g. pushed by TFX's Pusher from a fast clock
     pushed = _push(model, base, tmp_path)
-    assert pushed.get_string_custom_property(names.PROP_PUSHED_VERSION) == str(int(future) + 1)
+    assert pushed.get_string_custom_property(pipeline_names.PROP_PUSHED_VERSION) == str(int(future) + 1)
     assert sorted(os.listdir(base)) == [future, str(int(future) + 1)]
 
 
@@ -251,14 +229,14 @@ def test_component_is_tfx_pusher_with_the_atomic_executor():
     pusher = AtomicPusher(model=types.Channel(type=standard_artifacts.Model),
                           model_blessing=types.Channel(type=standard_artifacts.ModelBlessing),
                           push_destination=destination)
-    assert pusher.id == names.PUSHER_NODE
+    assert pusher.id == pipeline_names.PUSHER_NODE
     assert type(pusher.spec) is AtomicPusherSpec  # TFX's PusherSpec with the optional edge input
     assert isinstance(pusher, Pusher) and isinstance(pusher.spec, standard_component_specs.PusherSpec)
     assert set(pusher.inputs) == {standard_component_specs.MODEL_KEY, standard_component_specs.MODEL_BLESSING_KEY}
     assert AtomicPusherSpec.INPUTS[executor.EDGE_EVALUATION_KEY].optional
     assert pusher.executor_spec.executor_class is executor.AtomicPusherExecutor
-    assert list(pusher.outputs) == [names.PUSHED_MODEL_OUTPUT]
-    assert pusher.outputs[names.PUSHED_MODEL_OUTPUT].type is standard_artifacts.PushedModel
+    assert list(pusher.outputs) == [pipeline_names.PUSHED_MODEL_OUTPUT]
+    assert pusher.outputs[pipeline_names.PUSHED_MODEL_OUTPUT].type is standard_artifacts.PushedModel
     with pytest.raises(ValueError, match="push_destination"):
         AtomicPusher(model=types.Channel(type=standard_artifacts.Model))
 
@@ -270,7 +248,7 @@ def test_component_takes_the_edge_evaluation():
                           model_blessing=types.Channel(type=standard_artifacts.ModelBlessing),
                           edge_evaluation=types.Channel(type=EdgeEvaluation), push_destination=destination)
     assert pusher.inputs[executor.EDGE_EVALUATION_KEY].type is EdgeEvaluation
-    assert list(pusher.outputs) == [names.PUSHED_MODEL_OUTPUT]
+    assert list(pusher.outputs) == [pipeline_names.PUSHED_MODEL_OUTPUT]
 
 
 # ---------------------------------------------------------------- edge (TFLite) models beside the SavedModel
@@ -297,18 +275,18 @@ def _edge_evaluation(tmp_path, model, correct, saved_correct=90, max_drops=None)
     """An EdgeEvaluation artifact of `model` whose flavours got `correct` {flavour: n} of EDGE_EXAMPLES."""
     max_drops = max_drops or {"float16": 0.002, "int8": 0.01}
     edge_dir = os.path.join(model.uri, names.EDGE_MODEL_SUBDIR)
-    models = {names.EDGE_SAVED_MODEL: {names.EDGE_ACCURACY: saved_correct / EDGE_EXAMPLES,
-                                       names.EDGE_PATH: _serving_path(model)}}
-    models.update({flavour: {names.EDGE_ACCURACY: n / EDGE_EXAMPLES,
-                             names.EDGE_PATH: os.path.join(edge_dir, names.TFLITE_FILE.format(flavour=flavour))}
+    models = {pipeline_names.EDGE_SAVED_MODEL: {pipeline_names.EDGE_ACCURACY: saved_correct / EDGE_EXAMPLES,
+                                       pipeline_names.EDGE_PATH: _serving_path(model)}}
+    models.update({flavour: {pipeline_names.EDGE_ACCURACY: n / EDGE_EXAMPLES,
+                             pipeline_names.EDGE_PATH: os.path.join(edge_dir, names.TFLITE_FILE.format(flavour=flavour))}
                    for flavour, n in correct.items()})
-    evaluation = {names.EDGE_EXAMPLES: EDGE_EXAMPLES, names.EDGE_CLASS_NAMES: ["a", "b"], names.EDGE_MODELS: models,
-                  names.EDGE_GATE: {flavour: gate.verdict(flavour, saved_correct, n, EDGE_EXAMPLES, max_drops[flavour])
+    evaluation = {pipeline_names.EDGE_EXAMPLES: EDGE_EXAMPLES, pipeline_names.EDGE_CLASS_NAMES: ["a", "b"], pipeline_names.EDGE_MODELS: models,
+                  pipeline_names.EDGE_GATE: {flavour: gate.verdict(flavour, saved_correct, n, EDGE_EXAMPLES, max_drops[flavour])
                                     for flavour, n in correct.items()}}
     artifact = EdgeEvaluation()
     artifact.uri = str(tmp_path / f"edge-evaluation-{next(_uris)}")
     os.makedirs(artifact.uri)
-    with open(os.path.join(artifact.uri, names.EDGE_EVALUATION_FILE), "w") as f:
+    with open(os.path.join(artifact.uri, pipeline_names.EDGE_EVALUATION_FILE), "w") as f:
         json.dump(evaluation, f)
     return artifact
 
@@ -333,23 +311,23 @@ def test_passing_flavour_lands_beside_the_savedmodel_and_failing_one_is_held_bac
     caplog.set_level(logging.INFO, logger="absl")
     pushed = _push(model, base, tmp_path, edge_evaluation=evaluation)
     [version] = os.listdir(base)
-    assert pushed.get_int_custom_property(names.PROP_PUSHED) == 1  # the SavedModel is pushed
+    assert pushed.get_int_custom_property(pipeline_names.PROP_PUSHED) == 1  # the SavedModel is pushed
     assert float(tf.saved_model.load(str(base / version))(tf.constant(2.0))) == 4.0
-    edge_dir = base / version / names.PUSHED_EDGE_SUBDIR
+    edge_dir = base / version / pipeline_names.PUSHED_EDGE_SUBDIR
     assert sorted(os.listdir(edge_dir)) == sorted([FLOAT16_FILE, names.TFLITE_LABELS_FILE])
     assert _read(edge_dir / FLOAT16_FILE) == _read(_edge_file(model, FLOAT16_FILE))
     assert _read(edge_dir / names.TFLITE_LABELS_FILE) == b"a\nb\n"
-    assert pushed.get_string_custom_property(names.PROP_PUSHED_EDGE_MODELS) == "float16"
-    held_back = json.loads(pushed.get_string_custom_property(names.PROP_EDGE_HELD_BACK))
+    assert pushed.get_string_custom_property(pipeline_names.PROP_PUSHED_EDGE_MODELS) == "float16"
+    held_back = json.loads(pushed.get_string_custom_property(pipeline_names.PROP_EDGE_HELD_BACK))
     assert list(held_back) == ["int8"]
     assert held_back["int8"] == ("int8 accuracy 0.870 is 3.0 points below the SavedModel's 0.900 on the same "
                                  "100 eval images (margin 1.0 point): not pushed")
     assert f"int8 TFLite model held back: {held_back['int8']}" in caplog.text
     # The files identify the version; the archive copy holds what was pushed.
     sources = {**executor.saved_model_sources(_serving_path(model))[1],
-               f"{names.PUSHED_EDGE_SUBDIR}/{FLOAT16_FILE}": _edge_file(model, FLOAT16_FILE),
-               f"{names.PUSHED_EDGE_SUBDIR}/{names.TFLITE_LABELS_FILE}": _edge_file(model, names.TFLITE_LABELS_FILE)}
-    assert _marker(base / version)[names.PUSH_SOURCE_FINGERPRINT] == executor.fingerprint(sources)
+               f"{pipeline_names.PUSHED_EDGE_SUBDIR}/{FLOAT16_FILE}": _edge_file(model, FLOAT16_FILE),
+               f"{pipeline_names.PUSHED_EDGE_SUBDIR}/{names.TFLITE_LABELS_FILE}": _edge_file(model, names.TFLITE_LABELS_FILE)}
+    assert _marker(base / version)[pipeline_names.PUSH_SOURCE_FINGERPRINT] == executor.fingerprint(sources)
     assert _files(pushed.uri) == sorted(sources)
 
 
@@ -358,18 +336,18 @@ def test_no_flavour_passes_pushes_the_savedmodel_alone(tmp_path):
     evaluation = _edge_evaluation(tmp_path, model, {"float16": 89, "int8": 80})
     pushed = _push(model, base, tmp_path, edge_evaluation=evaluation)
     [version] = os.listdir(base)
-    assert not os.path.exists(base / version / names.PUSHED_EDGE_SUBDIR)
-    assert _marker(base / version)[names.PUSH_SOURCE_FINGERPRINT] == _fingerprint(model)
-    assert pushed.get_string_custom_property(names.PROP_PUSHED_EDGE_MODELS) == ""
-    assert sorted(json.loads(pushed.get_string_custom_property(names.PROP_EDGE_HELD_BACK))) == ["float16", "int8"]
+    assert not os.path.exists(base / version / pipeline_names.PUSHED_EDGE_SUBDIR)
+    assert _marker(base / version)[pipeline_names.PUSH_SOURCE_FINGERPRINT] == _fingerprint(model)
+    assert pushed.get_string_custom_property(pipeline_names.PROP_PUSHED_EDGE_MODELS) == ""
+    assert sorted(json.loads(pushed.get_string_custom_property(pipeline_names.PROP_EDGE_HELD_BACK))) == ["float16", "int8"]
 
 
 def test_not_blessed_pushes_no_edge_model_either(tmp_path):
     model, base = _edge_model(tmp_path), tmp_path / "serving"
     pushed = _push(model, base, tmp_path, blessed=0,
                    edge_evaluation=_edge_evaluation(tmp_path, model, {"float16": 90, "int8": 90}))
-    assert pushed.get_int_custom_property(names.PROP_PUSHED) == 0
-    assert not pushed.has_custom_property(names.PROP_PUSHED_EDGE_MODELS)
+    assert pushed.get_int_custom_property(pipeline_names.PROP_PUSHED) == 0
+    assert not pushed.has_custom_property(pipeline_names.PROP_PUSHED_EDGE_MODELS)
     assert not os.path.exists(base) and not os.path.exists(pushed.uri)
 
 
@@ -377,8 +355,8 @@ def test_evaluation_of_another_model_pushes_none_of_its_flavours(tmp_path):
     model, other, base = _edge_model(tmp_path), _edge_model(tmp_path, 3.0), tmp_path / "serving"
     pushed = _push(model, base, tmp_path, edge_evaluation=_edge_evaluation(tmp_path, other, {"float16": 90}))
     [version] = os.listdir(base)
-    assert not os.path.exists(base / version / names.PUSHED_EDGE_SUBDIR)
-    held_back = json.loads(pushed.get_string_custom_property(names.PROP_EDGE_HELD_BACK))
+    assert not os.path.exists(base / version / pipeline_names.PUSHED_EDGE_SUBDIR)
+    held_back = json.loads(pushed.get_string_custom_property(pipeline_names.PROP_EDGE_HELD_BACK))
     assert "not the pushed model's" in held_back["float16"]
 
 
@@ -395,7 +373,7 @@ def test_failed_edge_copy_leaves_nothing(tmp_path, monkeypatch):
     pushed = _pushed_model(tmp_path)
     with pytest.raises(executor.PushError, match=_push_failed(base)):
         _do(model, base, pushed, edge_evaluation=_edge_evaluation(tmp_path, model, {"float16": 90, "int8": 90}))
-    assert os.listdir(base) == [] and not pushed.has_custom_property(names.PROP_PUSHED)
+    assert os.listdir(base) == [] and not pushed.has_custom_property(pipeline_names.PROP_PUSHED)
 
 
 def test_rerun_reuses_a_version_only_with_the_same_edge_models(tmp_path, monkeypatch):
@@ -411,12 +389,12 @@ def test_rerun_reuses_a_version_only_with_the_same_edge_models(tmp_path, monkeyp
     [version] = os.listdir(base)
     monkeypatch.undo()
     rerun = _push(model, base, tmp_path, edge_evaluation=only_float16)
-    assert os.listdir(base) == [version] and rerun.get_string_custom_property(names.PROP_PUSHED_VERSION) == version
+    assert os.listdir(base) == [version] and rerun.get_string_custom_property(pipeline_names.PROP_PUSHED_VERSION) == version
     # Wider margins: int8 passes too, so the version must hold other files: a new version.
     both = _edge_evaluation(tmp_path, model, {"float16": 90, "int8": 85}, max_drops={"float16": 0.002, "int8": 0.1})
     widened = _push(model, base, tmp_path, edge_evaluation=both)
-    new_version = widened.get_string_custom_property(names.PROP_PUSHED_VERSION)
+    new_version = widened.get_string_custom_property(pipeline_names.PROP_PUSHED_VERSION)
     assert int(new_version) > int(version)
-    assert sorted(os.listdir(base / new_version / names.PUSHED_EDGE_SUBDIR)) == sorted(
+    assert sorted(os.listdir(base / new_version / pipeline_names.PUSHED_EDGE_SUBDIR)) == sorted(
         [FLOAT16_FILE, INT8_FILE, names.TFLITE_LABELS_FILE])
-    assert widened.get_string_custom_property(names.PROP_PUSHED_EDGE_MODELS) == "float16,int8"
+    assert widened.get_string_custom_property(pipeline_names.PROP_PUSHED_EDGE_MODELS) == "float16,int8"

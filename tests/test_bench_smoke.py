@@ -14,6 +14,7 @@ import tensorflow as tf
 
 import image_factory
 from bench import edge_latency, gpu_check, machine, pipeline_scale, raw_examples, tables, transform_throughput
+from common import dataset, pipeline_names
 from components.image_example_gen import records
 from trainer_module import names
 
@@ -80,7 +81,7 @@ def test_raw_examples_are_image_example_gen_records(tmp_path):
 def test_synthetic_images_are_the_demo_classes(tmp_path):
     folder = raw_examples.make_synthetic_images(str(tmp_path / "images"), per_class=2)
     classes, files = raw_examples.list_class_images(folder)
-    assert classes == list(names.INTEL_CLASS_NAMES)
+    assert classes == list(dataset.INTEL_CLASS_NAMES)
     assert [len(f) for f in files] == [2] * 6
 
 
@@ -155,6 +156,7 @@ def _tiny_model_artifact(folder) -> str:
     (a stand-in Transform layer: the project's decoder) and Format-TFLite/ through the real edge export."""
     import numpy as np
     import tf_keras as keras
+
     from trainer_module import preprocessing, signatures, tflite_export
     from trainer_module.train_config import TrainConfig
 
@@ -176,7 +178,7 @@ def _tiny_model_artifact(folder) -> str:
     tflite_export.export_edge_models(model, cfg, tf.data.Dataset.from_tensor_slices(crops).batch(4),
                                      str(folder / names.EDGE_MODEL_SUBDIR))
     signatures.export_serving_model(model, Decode(), {names.IMAGE_KEY: tf.io.FixedLenFeature([1], tf.string)},
-                                    cfg, str(folder / names.TRAINER_SERVING_SUBDIR))
+                                    cfg, str(folder / pipeline_names.TRAINER_SERVING_SUBDIR))
     return str(folder)
 
 

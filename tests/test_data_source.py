@@ -19,8 +19,6 @@ import zipfile
 
 import pytest
 
-from local_http import LocalHttpServer
-
 from data_sources import archives, sources as ds
 from data_sources.archives import dataset_root, safe_extract
 from data_sources.errors import ChecksumMismatchError, DataSourceError, UnsafeArchiveError
@@ -33,6 +31,7 @@ from data_sources.sources import (
     resolve_data_source,
     verify_checksum,
 )
+from local_http import LocalHttpServer
 
 pytestmark = pytest.mark.timeout(60)
 

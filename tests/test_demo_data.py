@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from common.dataset import INTEL_CLASS_NAMES as CLASS_NAMES
 from data_sources import demo_data
 from data_sources.demo_data import MANIFEST_NAME, make_demo_dataset, render_image
-from trainer_module.names import INTEL_CLASS_NAMES as CLASS_NAMES
 
 try:  # tests/ is on sys.path when it is not a package; fall back to the package import.
     import image_factory

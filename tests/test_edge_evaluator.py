@@ -1,4 +1,4 @@
-"""EdgeEvaluator (issue 14): the SavedModel and its TFLite models scored on the same eval images, the
+"""EdgeEvaluator: the SavedModel and its TFLite models scored on the same eval images, the
 edge gate, and the AtomicPusher pushing only the flavours that passed.
 
 Real artifacts, made once per module: ImageExampleGen's eval records, a Transform graph written by
@@ -22,11 +22,12 @@ from tfx.utils import proto_utils
 
 import image_factory
 import transform_graphs
+from common import pipeline_names
 from components.atomic_pusher import executor as pusher_executor
 from components.edge_evaluator import executor, gate
 from components.edge_evaluator.component import EdgeEvaluation, EdgeEvaluator
 from components.image_example_gen.records import make_example
-from trainer_module import model_input, names, preprocessing, signatures, tflite_export
+from trainer_module import image_format, model_input, names, preprocessing, signatures, tflite_export
 from trainer_module.train_config import TrainConfig
 
 CLASSES = ("red", "green", "blue")
@@ -94,7 +95,7 @@ def _model_artifact(root, name, graph):
     network = _colour_model()
     tft_layer = tft.TFTransformOutput(graph.uri).transform_features_layer()
     signatures.export_serving_model(network, tft_layer, RAW_SPEC, CFG,
-                                    os.path.join(model.uri, names.TRAINER_SERVING_SUBDIR))
+                                    os.path.join(model.uri, pipeline_names.TRAINER_SERVING_SUBDIR))
     tflite_export.export_edge_models(network, CFG, _representative(), os.path.join(model.uri, names.EDGE_MODEL_SUBDIR))
     return model
 
@@ -115,19 +116,19 @@ def artifacts(tmp_path_factory):
     graph = _write_transform_graph(str(root / "transform_graph"), str(root / "tmp"))
     good = _model_artifact(root, "good", graph)
     # The int8 of a network whose classes are shifted: its accuracy falls far outside the margin.
-    wrong = _copy(good, root, "wrong_int8", [names.TRAINER_SERVING_SUBDIR, names.EDGE_MODEL_SUBDIR])
+    wrong = _copy(good, root, "wrong_int8", [pipeline_names.TRAINER_SERVING_SUBDIR, names.EDGE_MODEL_SUBDIR])
     shifted = tflite_export.export_edge_models(_colour_model(shift=1), CFG, _representative(), str(root / "shifted"))
     shutil.copyfile(shifted["int8"], os.path.join(wrong.uri, names.EDGE_MODEL_SUBDIR,
                                                   names.TFLITE_FILE.format(flavour="int8")))
     return dict(examples=_write_examples(root), graph=graph, good=good, wrong_int8=wrong,
-                no_tflite=_copy(good, root, "no_tflite", [names.TRAINER_SERVING_SUBDIR]), root=root)
+                no_tflite=_copy(good, root, "no_tflite", [pipeline_names.TRAINER_SERVING_SUBDIR]), root=root)
 
 
 
 def _blessing(root, blessed=1):
     blessing = standard_artifacts.ModelBlessing()
     blessing.uri = str(root / f"blessing-{blessed}")
-    blessing.set_int_custom_property(names.PROP_BLESSED, blessed)
+    blessing.set_int_custom_property(pipeline_names.PROP_BLESSED, blessed)
     return blessing
 
 
@@ -138,9 +139,9 @@ def _evaluate(artifacts, model_key, tag, max_drops=MAX_DROPS):
     executor.Executor().Do(
         {executor.EXAMPLES_KEY: [artifacts["examples"]], executor.TRANSFORM_GRAPH_KEY: [artifacts["graph"]],
          executor.MODEL_KEY: [artifacts[model_key]], executor.BLESSING_KEY: [_blessing(artifacts["root"])]},
-        {names.EDGE_EVALUATION_OUTPUT: [output]},
-        {executor.MAX_DROPS_KEY: json.dumps(max_drops), executor.MAX_IMAGE_PIXELS_KEY: CFG.max_image_pixels})
-    with open(os.path.join(output.uri, names.EDGE_EVALUATION_FILE)) as f:
+        {pipeline_names.EDGE_EVALUATION_OUTPUT: [output]},
+        {executor.MAX_DROPS_KEY: json.dumps(max_drops), executor.MAX_IMAGE_PIXELS_KEY: image_format.DEFAULT_MAX_IMAGE_PIXELS})
+    with open(os.path.join(output.uri, pipeline_names.EDGE_EVALUATION_FILE)) as f:
         return output, json.load(f)
 
 
@@ -158,7 +159,7 @@ def wrong_int8(artifacts):
 
 def _saved_model_predictions(model):
     """serving_default on the raw bytes: another path than the executor's serving_examples."""
-    loaded = tf.saved_model.load(os.path.join(model.uri, names.TRAINER_SERVING_SUBDIR))
+    loaded = tf.saved_model.load(os.path.join(model.uri, pipeline_names.TRAINER_SERVING_SUBDIR))
     outputs = loaded.signatures[names.SERVING_BYTES_SIGNATURE](**{names.SERVING_BYTES_INPUT: tf.constant(_images())})
     return np.argmax(outputs[names.PROBABILITIES_OUTPUT].numpy(), axis=-1).tolist()
 
@@ -191,34 +192,34 @@ def _edge_path(model, flavour):
 def test_evaluation_has_the_documented_keys_and_the_hand_computed_numbers(artifacts, good):
     output, evaluation = good
     model = artifacts["good"]
-    assert set(evaluation) == {names.EDGE_EXAMPLES, names.EDGE_CLASS_NAMES, names.EDGE_MODELS, names.EDGE_GATE}
-    assert evaluation[names.EDGE_EXAMPLES] == len(EVAL)
-    assert evaluation[names.EDGE_CLASS_NAMES] == list(CLASSES)
-    assert list(evaluation[names.EDGE_MODELS]) == [names.EDGE_SAVED_MODEL, *names.TFLITE_FLAVOURS]
-    hand = {names.EDGE_SAVED_MODEL: _by_hand(_saved_model_predictions(model))}
+    assert set(evaluation) == {pipeline_names.EDGE_EXAMPLES, pipeline_names.EDGE_CLASS_NAMES, pipeline_names.EDGE_MODELS, pipeline_names.EDGE_GATE}
+    assert evaluation[pipeline_names.EDGE_EXAMPLES] == len(EVAL)
+    assert evaluation[pipeline_names.EDGE_CLASS_NAMES] == list(CLASSES)
+    assert list(evaluation[pipeline_names.EDGE_MODELS]) == [pipeline_names.EDGE_SAVED_MODEL, *names.TFLITE_FLAVOURS]
+    hand = {pipeline_names.EDGE_SAVED_MODEL: _by_hand(_saved_model_predictions(model))}
     hand.update({f: _by_hand(_tflite_predictions(_edge_path(model, f))) for f in names.TFLITE_FLAVOURS})
-    assert hand[names.EDGE_SAVED_MODEL] == (0.75, {"red": 1.0, "green": 0.6, "blue": 0.75})  # EVAL's comment
-    for name, entry in evaluation[names.EDGE_MODELS].items():
-        assert set(entry) == {names.EDGE_ACCURACY, names.EDGE_RECALL, names.EDGE_SIZE_MB, names.EDGE_LATENCY_MS,
-                              names.EDGE_BATCH_LATENCY_MS, names.EDGE_PATH}
-        assert entry[names.EDGE_ACCURACY] == pytest.approx(hand[name][0])
-        assert entry[names.EDGE_RECALL] == pytest.approx(hand[name][1])
-        assert entry[names.EDGE_LATENCY_MS] > 0 and entry[names.EDGE_BATCH_LATENCY_MS] > 0
-    saved = evaluation[names.EDGE_MODELS][names.EDGE_SAVED_MODEL]
-    serving = os.path.join(model.uri, names.TRAINER_SERVING_SUBDIR)
-    assert saved[names.EDGE_PATH] == serving
+    assert hand[pipeline_names.EDGE_SAVED_MODEL] == (0.75, {"red": 1.0, "green": 0.6, "blue": 0.75})  # EVAL's comment
+    for name, entry in evaluation[pipeline_names.EDGE_MODELS].items():
+        assert set(entry) == {pipeline_names.EDGE_ACCURACY, pipeline_names.EDGE_RECALL, pipeline_names.EDGE_SIZE_MB, pipeline_names.EDGE_LATENCY_MS,
+                              pipeline_names.EDGE_BATCH_LATENCY_MS, pipeline_names.EDGE_PATH}
+        assert entry[pipeline_names.EDGE_ACCURACY] == pytest.approx(hand[name][0])
+        assert entry[pipeline_names.EDGE_RECALL] == pytest.approx(hand[name][1])
+        assert entry[pipeline_names.EDGE_LATENCY_MS] > 0 and entry[pipeline_names.EDGE_BATCH_LATENCY_MS] > 0
+    saved = evaluation[pipeline_names.EDGE_MODELS][pipeline_names.EDGE_SAVED_MODEL]
+    serving = os.path.join(model.uri, pipeline_names.TRAINER_SERVING_SUBDIR)
+    assert saved[pipeline_names.EDGE_PATH] == serving
     variables = os.path.join(serving, "variables")
-    assert saved[names.EDGE_SIZE_MB] == pytest.approx(
+    assert saved[pipeline_names.EDGE_SIZE_MB] == pytest.approx(
         sum(os.path.getsize(os.path.join(variables, f)) for f in os.listdir(variables)) / 1e6)
     for flavour in names.TFLITE_FLAVOURS:
-        entry, verdict = evaluation[names.EDGE_MODELS][flavour], evaluation[names.EDGE_GATE][flavour]
-        assert entry[names.EDGE_PATH] == _edge_path(model, flavour)
-        assert entry[names.EDGE_SIZE_MB] == pytest.approx(os.path.getsize(_edge_path(model, flavour)) / 1e6)
-        assert set(verdict) == {names.EDGE_MAX_DROP, names.EDGE_DROP, names.EDGE_PASSED, names.EDGE_REASON}
-        assert verdict[names.EDGE_MAX_DROP] == MAX_DROPS[flavour]
-        assert verdict[names.EDGE_DROP] == pytest.approx(saved[names.EDGE_ACCURACY] - entry[names.EDGE_ACCURACY])
-        assert verdict[names.EDGE_PASSED] and verdict[names.EDGE_DROP] == 0  # a colour is a colour, also in int8
-        assert verdict[names.EDGE_REASON].startswith(f"{flavour} accuracy 0.750 is level with the SavedModel's "
+        entry, verdict = evaluation[pipeline_names.EDGE_MODELS][flavour], evaluation[pipeline_names.EDGE_GATE][flavour]
+        assert entry[pipeline_names.EDGE_PATH] == _edge_path(model, flavour)
+        assert entry[pipeline_names.EDGE_SIZE_MB] == pytest.approx(os.path.getsize(_edge_path(model, flavour)) / 1e6)
+        assert set(verdict) == {pipeline_names.EDGE_MAX_DROP, pipeline_names.EDGE_DROP, pipeline_names.EDGE_PASSED, pipeline_names.EDGE_REASON}
+        assert verdict[pipeline_names.EDGE_MAX_DROP] == MAX_DROPS[flavour]
+        assert verdict[pipeline_names.EDGE_DROP] == pytest.approx(saved[pipeline_names.EDGE_ACCURACY] - entry[pipeline_names.EDGE_ACCURACY])
+        assert verdict[pipeline_names.EDGE_PASSED] and verdict[pipeline_names.EDGE_DROP] == 0  # a colour is a colour, also in int8
+        assert verdict[pipeline_names.EDGE_REASON].startswith(f"{flavour} accuracy 0.750 is level with the SavedModel's "
                                                       f"0.750 on the same {len(EVAL)} eval images")
     assert output.get_string_custom_property(executor.PROP_PASSED) == "float16,int8"
     assert output.get_string_custom_property(executor.PROP_FAILED) == ""
@@ -228,22 +229,22 @@ def test_evaluation_has_the_documented_keys_and_the_hand_computed_numbers(artifa
 
 def test_a_flavour_outside_the_margin_fails_the_gate(wrong_int8):
     output, evaluation = wrong_int8
-    verdict = evaluation[names.EDGE_GATE]["int8"]
+    verdict = evaluation[pipeline_names.EDGE_GATE]["int8"]
     # Every colour shifted: right only where the label is the next colour (2 of the mislabelled 3).
-    assert evaluation[names.EDGE_MODELS]["int8"][names.EDGE_ACCURACY] == pytest.approx(2 / 12)
-    assert not verdict[names.EDGE_PASSED] and verdict[names.EDGE_DROP] == pytest.approx(0.75 - 2 / 12)
-    assert verdict[names.EDGE_REASON] == (f"int8 accuracy 0.167 is 58.3 points below the SavedModel's 0.750 on the "
+    assert evaluation[pipeline_names.EDGE_MODELS]["int8"][pipeline_names.EDGE_ACCURACY] == pytest.approx(2 / 12)
+    assert not verdict[pipeline_names.EDGE_PASSED] and verdict[pipeline_names.EDGE_DROP] == pytest.approx(0.75 - 2 / 12)
+    assert verdict[pipeline_names.EDGE_REASON] == (f"int8 accuracy 0.167 is 58.3 points below the SavedModel's 0.750 on the "
                                           f"same {len(EVAL)} eval images (margin 1.0 point): not pushed")
-    assert evaluation[names.EDGE_GATE]["float16"][names.EDGE_PASSED]
+    assert evaluation[pipeline_names.EDGE_GATE]["float16"][pipeline_names.EDGE_PASSED]
     assert output.get_string_custom_property(executor.PROP_PASSED) == "float16"
     assert output.get_string_custom_property(executor.PROP_FAILED) == "int8"
 
 
 def test_a_model_without_tflite_is_evaluated_alone(artifacts):
     output, evaluation = _evaluate(artifacts, "no_tflite", "default")
-    assert list(evaluation[names.EDGE_MODELS]) == [names.EDGE_SAVED_MODEL]
-    assert evaluation[names.EDGE_GATE] == {}
-    assert evaluation[names.EDGE_MODELS][names.EDGE_SAVED_MODEL][names.EDGE_ACCURACY] == pytest.approx(0.75)
+    assert list(evaluation[pipeline_names.EDGE_MODELS]) == [pipeline_names.EDGE_SAVED_MODEL]
+    assert evaluation[pipeline_names.EDGE_GATE] == {}
+    assert evaluation[pipeline_names.EDGE_MODELS][pipeline_names.EDGE_SAVED_MODEL][pipeline_names.EDGE_ACCURACY] == pytest.approx(0.75)
     assert output.get_string_custom_property(executor.PROP_PASSED) == ""
 
 
@@ -269,16 +270,16 @@ def test_int8_outside_the_margin_is_not_pushed_while_the_savedmodel_and_float16_
     base = tmp_path / "serving"
     pushed = _push(artifacts, "wrong_int8", output, base)
     [version] = os.listdir(base)
-    assert pushed.get_int_custom_property(names.PROP_PUSHED) == 1
-    assert os.path.isfile(base / version / names.SAVED_MODEL_FILE)
-    edge_dir = base / version / names.PUSHED_EDGE_SUBDIR
+    assert pushed.get_int_custom_property(pipeline_names.PROP_PUSHED) == 1
+    assert os.path.isfile(base / version / pipeline_names.SAVED_MODEL_FILE)
+    edge_dir = base / version / pipeline_names.PUSHED_EDGE_SUBDIR
     assert sorted(os.listdir(edge_dir)) == [names.TFLITE_LABELS_FILE, names.TFLITE_FILE.format(flavour="float16")]
     assert (edge_dir / names.TFLITE_LABELS_FILE).read_text().split() == list(CLASSES)
-    assert pushed.get_string_custom_property(names.PROP_PUSHED_EDGE_MODELS) == "float16"
-    assert json.loads(pushed.get_string_custom_property(names.PROP_EDGE_HELD_BACK)) == {
-        "int8": evaluation[names.EDGE_GATE]["int8"][names.EDGE_REASON]}
+    assert pushed.get_string_custom_property(pipeline_names.PROP_PUSHED_EDGE_MODELS) == "float16"
+    assert json.loads(pushed.get_string_custom_property(pipeline_names.PROP_EDGE_HELD_BACK)) == {
+        "int8": evaluation[pipeline_names.EDGE_GATE]["int8"][pipeline_names.EDGE_REASON]}
     # The pushed float16 model is the evaluated one, and runs from there.
-    from serving_client.tflite_classifier import TFLiteClassifier
+    from common.tflite_classifier import TFLiteClassifier
     classifier = TFLiteClassifier(str(edge_dir / names.TFLITE_FILE.format(flavour="float16")))
     assert classifier.labels == CLASSES
 
@@ -288,17 +289,17 @@ def test_a_passing_int8_lands_beside_the_savedmodel(artifacts, good, tmp_path):
     base = tmp_path / "serving"
     pushed = _push(artifacts, "good", output, base)
     [version] = os.listdir(base)
-    assert sorted(os.listdir(base / version / names.PUSHED_EDGE_SUBDIR)) == sorted(
+    assert sorted(os.listdir(base / version / pipeline_names.PUSHED_EDGE_SUBDIR)) == sorted(
         [names.TFLITE_LABELS_FILE] + [names.TFLITE_FILE.format(flavour=f) for f in names.TFLITE_FLAVOURS])
-    assert pushed.get_string_custom_property(names.PROP_PUSHED_EDGE_MODELS) == "float16,int8"
-    assert pushed.get_string_custom_property(names.PROP_EDGE_HELD_BACK) == "{}"
+    assert pushed.get_string_custom_property(pipeline_names.PROP_PUSHED_EDGE_MODELS) == "float16,int8"
+    assert pushed.get_string_custom_property(pipeline_names.PROP_EDGE_HELD_BACK) == "{}"
 
 
 def test_not_blessed_pushes_nothing(artifacts, good, tmp_path):
     output, _ = good
     base = tmp_path / "serving"
     pushed = _push(artifacts, "good", output, base, blessed=0)
-    assert pushed.get_int_custom_property(names.PROP_PUSHED) == 0 and not os.path.exists(base)
+    assert pushed.get_int_custom_property(pipeline_names.PROP_PUSHED) == 0 and not os.path.exists(base)
 
 
 # ---------------------------------------------------------------- the component and the gate's words
@@ -310,8 +311,8 @@ def test_component_spec_and_bad_margins():
                               model=channel(type=standard_artifacts.Model),
                               blessing=channel(type=standard_artifacts.ModelBlessing),
                               float16_max_drop=0.002, int8_max_drop=0.01)
-    assert component.id == names.EDGE_EVALUATOR_NODE
-    assert list(component.outputs) == [names.EDGE_EVALUATION_OUTPUT]
+    assert component.id == pipeline_names.EDGE_EVALUATOR_NODE
+    assert list(component.outputs) == [pipeline_names.EDGE_EVALUATION_OUTPUT]
     assert EdgeEvaluation.TYPE_NAME == "components.EdgeEvaluation"
     assert json.loads(component.exec_properties[executor.MAX_DROPS_KEY]) == MAX_DROPS
     with pytest.raises(gate.EdgeGateError, match=r"max_drops\['int8'\]=1.5: must be a number in \[0, 1\]"):
@@ -322,17 +323,17 @@ def test_component_spec_and_bad_margins():
 
 def test_gate_verdicts_in_words():
     failed = gate.verdict("int8", 528, 517, 600, 0.01)
-    assert not failed[names.EDGE_PASSED] and failed[names.EDGE_DROP] == pytest.approx(11 / 600)
-    assert failed[names.EDGE_REASON] == ("int8 accuracy 0.862 is 1.8 points below the SavedModel's 0.880 on the same "
+    assert not failed[pipeline_names.EDGE_PASSED] and failed[pipeline_names.EDGE_DROP] == pytest.approx(11 / 600)
+    assert failed[pipeline_names.EDGE_REASON] == ("int8 accuracy 0.862 is 1.8 points below the SavedModel's 0.880 on the same "
                                          "600 eval images (margin 1.0 point): not pushed")
-    assert gate.verdict("int8", 100, 99, 100, 0.01)[names.EDGE_PASSED]  # a drop equal to the margin passes
+    assert gate.verdict("int8", 100, 99, 100, 0.01)[pipeline_names.EDGE_PASSED]  # a drop equal to the margin passes
     above = gate.verdict("float16", 528, 530, 600, 0.002)
-    assert above[names.EDGE_PASSED] and "0.3 points above" in above[names.EDGE_REASON]
+    assert above[pipeline_names.EDGE_PASSED] and "0.3 points above" in above[pipeline_names.EDGE_REASON]
     other = gate.verdict("float16", 10, 10, 10, 0.002, problem="its labels ['a'] are not the SavedModel's ['b']")
-    assert not other[names.EDGE_PASSED] and other[names.EDGE_REASON].endswith(
+    assert not other[pipeline_names.EDGE_PASSED] and other[pipeline_names.EDGE_REASON].endswith(
         "but its labels ['a'] are not the SavedModel's ['b']: not pushed")
     assert gate.scores([0, 1, 1], [0, 1, 0], ["a", "b", "c"]) == {
-        names.EDGE_ACCURACY: pytest.approx(2 / 3), names.EDGE_RECALL: {"a": 1.0, "b": 0.5, "c": None}}
+        pipeline_names.EDGE_ACCURACY: pytest.approx(2 / 3), pipeline_names.EDGE_RECALL: {"a": 1.0, "b": 0.5, "c": None}}
     for bad, message in (('{"int8": 0.01}', "missing \\['float16'\\]"), ("[]", "must be a JSON object"),
                          ("nope", "is not JSON")):
         with pytest.raises(gate.EdgeGateError, match=message):
@@ -342,20 +343,20 @@ def test_gate_verdicts_in_words():
 def test_console_key_figures(wrong_int8):
     from ml_metadata.proto import metadata_store_pb2
 
+    from common import store
     from run_control import figures
-    from run_report import store
 
     output, _ = wrong_int8
     evaluation = metadata_store_pb2.Artifact(uri=output.uri)
-    node = store.NodeRun(names.EDGE_EVALUATOR_NODE, "COMPLETE", {names.EDGE_EVALUATION_OUTPUT: [evaluation]})
-    assert figures._FIGURES[names.EDGE_EVALUATOR_NODE](node) == (
+    node = store.NodeRun(pipeline_names.EDGE_EVALUATOR_NODE, "COMPLETE", {pipeline_names.EDGE_EVALUATION_OUTPUT: [evaluation]})
+    assert figures._FIGURES[pipeline_names.EDGE_EVALUATOR_NODE](node) == (
         "12 eval images; SavedModel accuracy 0.750; float16 0.750 (passed: drop 0.0 points, margin 0.2); "
         "int8 0.167 (FAILED: drop 58.3 points, margin 1.0)")
     pushed = metadata_store_pb2.Artifact(uri="/pushed")
-    for name, value in ((names.PROP_PUSHED, 1), (names.PROP_PUSHED_DESTINATION, "/serving/7"),
-                        (names.PROP_PUSHED_EDGE_MODELS, "float16"), (names.PROP_EDGE_HELD_BACK, '{"int8": "why"}')):
+    for name, value in ((pipeline_names.PROP_PUSHED, 1), (pipeline_names.PROP_PUSHED_DESTINATION, "/serving/7"),
+                        (pipeline_names.PROP_PUSHED_EDGE_MODELS, "float16"), (pipeline_names.PROP_EDGE_HELD_BACK, '{"int8": "why"}')):
         field = "int_value" if isinstance(value, int) else "string_value"
         setattr(pushed.custom_properties[name], field, value)
-    pusher = store.NodeRun(names.PUSHER_NODE, "COMPLETE", {names.PUSHED_MODEL_OUTPUT: [pushed]})
-    assert figures._FIGURES[names.PUSHER_NODE](pusher) == (
+    pusher = store.NodeRun(pipeline_names.PUSHER_NODE, "COMPLETE", {pipeline_names.PUSHED_MODEL_OUTPUT: [pushed]})
+    assert figures._FIGURES[pipeline_names.PUSHER_NODE](pusher) == (
         "pushed /serving/7 with TFLite float16; TFLite held back: int8 (edge gate)")

@@ -3,7 +3,6 @@
 The slow tests read the session's pipeline runs A (blessed, pushed), B (unchanged: CACHED) and C
 (weak candidate: not blessed); see tests/pipeline_runs.py.
 """
-import json
 import os
 
 import pytest
@@ -13,16 +12,15 @@ from tfx.dsl.compiler import compiler
 from tfx.types import standard_artifacts
 
 import pipeline.pipeline as pipeline_module
+from common import pipeline_names, store
 from components import baseline_resolver
 from pipeline import configs, evaluation
 from pipeline_runs import pushed_dir
-from run_report import store
-from trainer_module import names
 from trainer_module.train_config import TrainConfig
 
 
 def _blessing(nodes):
-    return nodes[names.EVALUATOR_NODE].outputs[names.BLESSING_OUTPUT][0]
+    return nodes[pipeline_names.EVALUATOR_NODE].outputs[pipeline_names.BLESSING_OUTPUT][0]
 
 
 # ---------------------------------------------------------------- resolver strategy (fast)
@@ -36,8 +34,8 @@ def _model(model_id: int):
 def _blessing_for(model_id: int, blessed: bool):
     blessing = standard_artifacts.ModelBlessing()
     blessing.id = 1000 + model_id
-    blessing.set_int_custom_property(names.PROP_CURRENT_MODEL_ID, model_id)
-    blessing.set_int_custom_property(names.PROP_BLESSED, int(blessed))
+    blessing.set_int_custom_property(pipeline_names.PROP_CURRENT_MODEL_ID, model_id)
+    blessing.set_int_custom_property(pipeline_names.PROP_BLESSED, int(blessed))
     return blessing
 
 
@@ -63,27 +61,23 @@ def test_no_baseline_when_only_the_candidate_is_blessed():
 
 def _compiled_resolver(exclude_candidate: bool):
     """The resolver node of the compiled (IR) pipeline."""
-    class_names = ["a", "b"]
+    platform = pipeline_module.Platform(pipeline_root="/tmp/p", data_root="/tmp/data",
+                                        serving_model_dir="/tmp/serving", custom_resolvers=exclude_candidate)
     ir = compiler.Compiler().compile(pipeline_module.create_pipeline(
-        pipeline_name="p", pipeline_root="/tmp/p", data_root="/tmp/data", class_names=class_names,
-        eval_fraction=0.2, transform_module=configs.TRANSFORM_MODULE_FILE,
-        trainer_module=configs.TRAINER_MODULE_FILE,
-        train_config=json.loads(TrainConfig(class_names=tuple(class_names)).to_json()),
-        accuracy_lower_bound=0.5, accuracy_max_drop=0.02, serving_model_dir="/tmp/serving",
-        exclude_candidate_from_baseline=exclude_candidate))
+        configs.PipelineConfig(pipeline_name="p"), TrainConfig(class_names=("a", "b")), platform))
     return next(n.pipeline_node for n in ir.nodes
-                if n.pipeline_node.node_info.id == names.RESOLVER_NODE)
+                if n.pipeline_node.node_info.id == pipeline_names.RESOLVER_NODE)
 
 
 def test_compiled_resolver_reads_this_runs_candidate():
     node = _compiled_resolver(exclude_candidate=True)
     assert "LatestBlessedOtherModelStrategy" in str(node.inputs.input_graphs)
     candidate = [spec for spec in node.inputs.inputs.values()
-                 if any(c.producer_node_query.id == names.TRAINER_NODE for c in spec.channels)]
+                 if any(c.producer_node_query.id == pipeline_names.TRAINER_NODE for c in spec.channels)]
     assert len(candidate) == 1
     # Scoped to the current pipeline run: the candidate is this run's Trainer output only.
     assert "pipeline_run" in {q.type.name for q in candidate[0].channels[0].context_queries}
-    assert names.TRAINER_NODE in node.upstream_nodes
+    assert pipeline_names.TRAINER_NODE in node.upstream_nodes
 
 
 def test_stock_strategy_when_candidate_not_excluded():
@@ -91,7 +85,7 @@ def test_stock_strategy_when_candidate_not_excluded():
     node = _compiled_resolver(exclude_candidate=False)
     assert "LatestBlessedModelStrategy" in str(node.inputs.input_graphs)
     assert "LatestBlessedOtherModelStrategy" not in str(node.inputs.input_graphs)
-    assert not any(c.producer_node_query.id == names.TRAINER_NODE
+    assert not any(c.producer_node_query.id == pipeline_names.TRAINER_NODE
                    for spec in node.inputs.inputs.values() for c in spec.channels)
 
 
@@ -116,7 +110,8 @@ def offline_eval(tmp_path_factory):
                 "probabilities": tf.train.Feature(float_list=tf.train.FloatList(value=probabilities)),
             })).SerializeToString())
     # 0.45: the overall accuracy (0.5) passes; the slices b (0.5) and c (0.0) would not all pass.
-    config = evaluation.make_eval_config(0.45, 0.02, CLASSES)
+    config = evaluation.make_eval_config(
+        configs.PipelineConfig(accuracy_lower_bound=0.45, accuracy_max_drop=0.02), CLASSES)
     config.model_specs[0].ClearField("signature_name")  # predictions come from the examples
     # As TFX's Evaluator does on a first run: change thresholds need a baseline.
     config = tfma.utils.update_eval_config_with_defaults(config, has_baseline=False, rubber_stamp=True)
@@ -171,10 +166,10 @@ def runs(gate_runs):
 def test_first_model_is_blessed_without_baseline_and_pushed(runs):
     nodes = runs.nodes[0]
     blessing = _blessing(nodes)
-    assert store.custom_property(blessing, names.PROP_BLESSED) == 1
-    assert store.custom_property(blessing, names.PROP_BASELINE_MODEL_ID) is None
-    assert nodes[names.RESOLVER_NODE].outputs.get("model", []) == []
-    assert os.path.isfile(os.path.join(pushed_dir(runs), names.SAVED_MODEL_FILE))
+    assert store.custom_property(blessing, pipeline_names.PROP_BLESSED) == 1
+    assert store.custom_property(blessing, pipeline_names.PROP_BASELINE_MODEL_ID) is None
+    assert nodes[pipeline_names.RESOLVER_NODE].outputs.get("model", []) == []
+    assert os.path.isfile(os.path.join(pushed_dir(runs), pipeline_names.SAVED_MODEL_FILE))
     versions = {p.split(os.sep)[0] for p in runs.serving[0]}
     assert versions == {os.path.basename(pushed_dir(runs))}
 
@@ -182,10 +177,10 @@ def test_first_model_is_blessed_without_baseline_and_pushed(runs):
 @pytest.mark.slow
 def test_unchanged_rerun_evaluates_and_pushes_nothing(runs):
     nodes = runs.nodes[1]
-    for node in (names.TRAINER_NODE, names.EVALUATOR_NODE, names.PUSHER_NODE):
+    for node in (pipeline_names.TRAINER_NODE, pipeline_names.EVALUATOR_NODE, pipeline_names.PUSHER_NODE):
         assert nodes[node].state == "CACHED", (node, nodes[node].state)
     # The resolver excluded the (blessed) candidate: no baseline, as in run A.
-    assert nodes[names.RESOLVER_NODE].outputs.get("model", []) == []
+    assert nodes[pipeline_names.RESOLVER_NODE].outputs.get("model", []) == []
     assert runs.evaluator_executions[1] == runs.evaluator_executions[0] == 1
     assert runs.serving[1] == runs.serving[0]
 
@@ -193,15 +188,15 @@ def test_unchanged_rerun_evaluates_and_pushes_nothing(runs):
 @pytest.mark.slow
 def test_weak_candidate_is_not_blessed_and_serving_dir_is_untouched(runs):
     nodes = runs.nodes[2]
-    assert nodes[names.TRAINER_NODE].state == "COMPLETE"  # a new candidate
+    assert nodes[pipeline_names.TRAINER_NODE].state == "COMPLETE"  # a new candidate
     blessing = _blessing(nodes)
-    good_model = runs.nodes[0][names.TRAINER_NODE].outputs[names.MODEL_OUTPUT][0]
-    assert store.custom_property(blessing, names.PROP_BLESSED) == 0
-    assert store.custom_property(blessing, names.PROP_BASELINE_MODEL_ID) == good_model.id
-    validation = tfma.load_validation_result(nodes[names.EVALUATOR_NODE].uri(names.EVALUATION_OUTPUT))
+    good_model = runs.nodes[0][pipeline_names.TRAINER_NODE].outputs[pipeline_names.MODEL_OUTPUT][0]
+    assert store.custom_property(blessing, pipeline_names.PROP_BLESSED) == 0
+    assert store.custom_property(blessing, pipeline_names.PROP_BASELINE_MODEL_ID) == good_model.id
+    validation = tfma.load_validation_result(nodes[pipeline_names.EVALUATOR_NODE].uri(pipeline_names.EVALUATION_OUTPUT))
     assert not validation.validation_ok
     failed = {f.metric_key.name for s in validation.metric_validations_per_slice for f in s.failures}
     assert evaluation.ACCURACY in failed
-    pushed = nodes[names.PUSHER_NODE].outputs[names.PUSHED_MODEL_OUTPUT][0]
-    assert store.custom_property(pushed, names.PROP_PUSHED) == 0
+    pushed = nodes[pipeline_names.PUSHER_NODE].outputs[pipeline_names.PUSHED_MODEL_OUTPUT][0]
+    assert store.custom_property(pushed, pipeline_names.PROP_PUSHED) == 0
     assert runs.serving[2] == runs.serving[1] and runs.serving[2]  # byte-identical, not empty

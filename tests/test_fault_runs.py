@@ -21,9 +21,9 @@ from typing import List
 import pytest
 from ml_metadata.proto import metadata_store_pb2
 
+from common import pipeline_names, store
 from pipeline import configs
 from run_control import exit_codes, recovery
-from run_report import store
 from trainer_module import names
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("fault_runs")]
@@ -69,7 +69,7 @@ def _epochs_saved(cfg: configs.PipelineConfig) -> int:
     """Epochs whose state BackupAndRestore has saved (its checkpoint index files appear last)."""
     from trainer_module import trainer
 
-    backups = glob.glob(os.path.join(cfg.pipeline_root, names.TRAINER_NODE, names.MODEL_RUN_OUTPUT,
+    backups = glob.glob(os.path.join(cfg.pipeline_root, pipeline_names.TRAINER_NODE, pipeline_names.MODEL_RUN_OUTPUT,
                                      names.TRAINING_BACKUP_DIR, "*"))
     if not backups or not glob.glob(os.path.join(backups[0], "*", "*", "ckpt-*.index")):
         return 0
@@ -120,11 +120,11 @@ def test_the_killed_trainer_resumes_at_the_next_epoch(chain):
     # The console's progress lines: one per epoch the rerun trained.
     ran = [int(n) for n in re.findall(rf"Trainer: epoch (\d+)/{EPOCHS} in ", rerun)]
     assert ran == list(range(chain.epochs_done_at_kill + 1, EPOCHS + 1))
-    trainer = store.read_run(chain.cfg.metadata_path, store.run_ids(chain.cfg.metadata_path)[-2])[names.TRAINER_NODE]
-    with open(os.path.join(trainer.uri(names.MODEL_RUN_OUTPUT), names.HISTORY_FILE)) as f:
+    trainer = store.read_run(chain.cfg.metadata_path, store.run_ids(chain.cfg.metadata_path)[-2])[pipeline_names.TRAINER_NODE]
+    with open(os.path.join(trainer.uri(pipeline_names.MODEL_RUN_OUTPUT), names.HISTORY_FILE)) as f:
         series = json.load(f)[names.HISTORY_SERIES]
     assert {key: len(values) for key, values in series.items()} == {key: EPOCHS for key in series}
-    backups = os.path.join(os.path.dirname(trainer.uri(names.MODEL_RUN_OUTPUT)), names.TRAINING_BACKUP_DIR)
+    backups = os.path.join(os.path.dirname(trainer.uri(pipeline_names.MODEL_RUN_OUTPUT)), names.TRAINING_BACKUP_DIR)
     assert os.listdir(backups) == []  # a finished Trainer leaves no backup
 
 
@@ -155,7 +155,7 @@ def test_one_complete_push_and_the_waiting_runner_pushes_nothing(chain):
     assert "waiting for the run lock" in chain.outputs[3]
     versions = [v for v in os.listdir(chain.cfg.serving_model_dir) if v.isdigit()]
     assert len(versions) == 1
-    assert os.path.isfile(os.path.join(chain.cfg.serving_model_dir, versions[0], names.SAVED_MODEL_FILE))
+    assert os.path.isfile(os.path.join(chain.cfg.serving_model_dir, versions[0], pipeline_names.SAVED_MODEL_FILE))
     assert "nothing new (the Pusher was cached)" in chain.outputs[3]
     # Each runner's summary is of its own run, by run id.
     r3_id, r4_id = store.run_ids(chain.cfg.metadata_path)[-2:]

@@ -10,7 +10,8 @@ from tfx.dsl.components.base import base_beam_executor
 from tfx.types import standard_artifacts
 
 import image_factory
-from components.image_example_gen import executor, image_files, ingest_report
+from common import dataset, ingest_report, pipeline_names
+from components.image_example_gen import driver, executor, image_files
 from pipeline import configs
 from trainer_module import names
 
@@ -158,13 +159,13 @@ def test_each_shard_is_written_sorted_by_path_hash_with_classes_mixed(tmp_path, 
 
 
 def _report(examples):
-    with open(os.path.join(examples.uri, names.INGEST_REPORT_FILE)) as f:
+    with open(os.path.join(examples.uri, pipeline_names.INGEST_REPORT_FILE)) as f:
         return json.load(f)
 
 
 def _labels_by_path(examples):
     return {r[names.PATH_KEY].decode(): r[names.CLASS_NAME_KEY].decode()
-            for split in image_files.SPLITS for r in _read_split(examples, split)}
+            for split in dataset.SPLITS for r in _read_split(examples, split)}
 
 
 def test_hidden_and_tool_folders_are_never_classes(tmp_path):
@@ -179,7 +180,7 @@ def test_hidden_and_tool_folders_are_never_classes(tmp_path):
     assert all("x.jpg" not in f.path for f in listing.files)
 
 
-@pytest.mark.timeout(120)  # before, ingestion blocked forever opening the FIFO
+@pytest.mark.timeout(120)  # a FIFO that was opened would block forever
 def test_a_fifo_in_a_class_folder_is_skipped_without_being_opened(tmp_path):
     root = tmp_path / "data"
     image_factory.make_image_tree(root, {"train": {"a": 2, "b": 2}, "val": {"a": 1, "b": 1}}, size=(16, 16))
@@ -187,7 +188,7 @@ def test_a_fifo_in_a_class_folder_is_skipped_without_being_opened(tmp_path):
     report = _report(_run(root, tmp_path / "out"))
     [skip] = report["skipped_files"]
     assert (skip["path"], skip["reason"], skip["split"], skip["class_name"]) == (
-        "train/a/pipe.jpg", image_files.SKIP_NOT_REGULAR, "train", "a")
+        "train/a/pipe.jpg", ingest_report.SKIP_NOT_REGULAR, "train", "a")
     assert "FIFO" in skip["detail"]
     assert report["ingested"] + report["skipped"] == report["files_seen"] == 7
 
@@ -217,6 +218,26 @@ def test_linked_class_folders_outside_the_root_are_read_and_a_file_linked_twice_
     report = _report(examples)
     assert report["ingested_by_split_and_class"]["train"] == {"cat": 2, "dog": 2}
     [dup] = report["skipped_files"]
-    assert (dup["path"], dup["reason"]) == ("train/cat/cat_000.jpg", image_files.SKIP_DUPLICATE)
-    assert dup["detail"].endswith("train/cat/again.jpg")
+    assert (dup["path"], dup["reason"]) == ("train/cat/again.jpg", ingest_report.SKIP_DUPLICATE)
+    assert dup["detail"].endswith("train/cat/cat_000.jpg")  # the file keeps its own path, the link is the copy
     assert report["ingested"] + report["skipped"] == report["files_seen"]
+
+
+def test_a_file_name_that_is_not_utf8_is_a_counted_skip_and_the_fingerprint_holds(tmp_path):
+    """Such a name can be stored in no example, report or fingerprint as it is: it is one more
+    skipped file, shown with its bytes escaped, and the driver's fingerprint of the tree holds."""
+    root = tmp_path / "data"
+    image_factory.make_image_tree(root, {"train": {"a": 2, "b": 2}, "val": {"a": 1, "b": 1}}, size=(16, 16))
+    with open(os.fsencode(str(root / "train" / "a")) + b"/bad\xff.jpg", "wb") as f:
+        f.write(image_factory.jpeg_bytes(16, 16))
+    os.makedirs(os.fsencode(str(root / "train" / "b")) + b"/folder\xfe")  # a folder of that kind: not entered
+    properties = {driver.INPUT_BASE_KEY: str(root), driver.CLASS_NAMES_KEY: "[]", driver.EVAL_FRACTION_KEY: 0.2}
+    fingerprint = driver.resolve_exec_properties(properties)[driver.INPUT_FINGERPRINT_KEY]
+    assert fingerprint == driver.resolve_exec_properties(properties)[driver.INPUT_FINGERPRINT_KEY]
+    report = _report(_run(root, tmp_path / "out"))
+    [skip] = report["skipped_files"]
+    assert (skip["path"], skip["reason"], skip["split"], skip["class_name"]) == (
+        "train/a/bad\\xff.jpg", ingest_report.SKIP_BAD_NAME, "train", "a")
+    assert report["ingested"] == 6 and report["ingested"] + report["skipped"] == report["files_seen"] == 7
+    assert any(d["path"].endswith("train/b/folder\\xfe") and "not valid UTF-8" in d["why"]
+               for d in report["ignored_dirs"])

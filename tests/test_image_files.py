@@ -5,6 +5,7 @@ import struct
 import pytest
 
 import image_factory
+from common import ingest_report
 from components.image_example_gen import image_files
 from components.image_example_gen.image_files import DatasetLayoutError
 
@@ -71,7 +72,7 @@ def test_unlabelled_folder_is_ignored_and_root_files_listed(tmp_path):
     listing = image_files.list_image_files(str(tmp_path))
     assert len(listing.files) == 3
     assert listing.other_files == [str(tmp_path / "README.md")]
-    assert listing.stray_files == [str(tmp_path / "train" / "loose.jpg")]
+    assert [(u.path, u.reason) for u in listing.unread] == [("train/loose.jpg", ingest_report.SKIP_OUTSIDE_CLASS_FOLDER)]
 
 
 def test_missing_directory_is_a_clear_error(tmp_path):
@@ -110,17 +111,25 @@ def test_configured_class_names_must_match_the_folders(tmp_path):
         image_files.list_image_files(str(tmp_path), class_names=["a", "b", "c"])
 
 
-def test_discover_class_names_reads_folders_only(tmp_path):
+def test_the_label_space_is_read_from_folders_alone(tmp_path):
     image_factory.make_image_tree(str(tmp_path), {"seg_train": {"z": 1, "m": 1}, "seg_test": {"m": 1}})
-    assert image_files.discover_class_names(str(tmp_path)) == ["m", "z"]
+    listing = image_files.list_image_files(str(tmp_path), list_files=False)
+    assert (listing.class_names, listing.files) == (["m", "z"], [])
+
+
+def _fingerprint(root) -> str:
+    return image_files.list_image_files(str(root)).fingerprint()
 
 
 def test_fingerprint_changes_with_the_data(tmp_path):
     paths = image_factory.make_image_tree(str(tmp_path), {"train": {"a": 2}})
-    before = image_files.fingerprint_tree(str(tmp_path))
-    assert before == image_files.fingerprint_tree(str(tmp_path))
+    before = _fingerprint(tmp_path)
+    assert before == _fingerprint(tmp_path)
     image_factory.write_file(paths[0], image_factory.jpeg_bytes(9, 9, seed=5))
-    assert image_files.fingerprint_tree(str(tmp_path)) != before
+    changed = _fingerprint(tmp_path)
+    assert changed != before
+    os.mkfifo(tmp_path / "train" / "a" / "pipe.jpg")  # an unread entry counts too
+    assert _fingerprint(tmp_path) != changed
 
 
 @pytest.mark.parametrize("data,expected", [
@@ -135,15 +144,15 @@ def test_valid_images_pass_with_their_size(data, expected):
 
 
 @pytest.mark.parametrize("data,reason", [
-    (b"", image_files.SKIP_EMPTY),
-    (b"just some text\n", image_files.SKIP_NOT_IMAGE),
-    (b"%PDF-1.4 not an image", image_files.SKIP_NOT_IMAGE),
-    (image_factory.truncated_jpeg_bytes(), image_files.SKIP_TRUNCATED),
-    (image_factory.corrupt_jpeg_bytes(), image_files.SKIP_UNDECODABLE),
-    (image_factory.png_bytes(40, 40)[:60], image_files.SKIP_TRUNCATED),
+    (b"", ingest_report.SKIP_EMPTY),
+    (b"just some text\n", ingest_report.SKIP_NOT_IMAGE),
+    (b"%PDF-1.4 not an image", ingest_report.SKIP_NOT_IMAGE),
+    (image_factory.truncated_jpeg_bytes(), ingest_report.SKIP_TRUNCATED),
+    (image_factory.corrupt_jpeg_bytes(), ingest_report.SKIP_UNDECODABLE),
+    (image_factory.png_bytes(40, 40)[:60], ingest_report.SKIP_TRUNCATED),
     # A real PNG whose IHDR declares 20000x20000: refused from the header, never decoded.
     (image_factory.png_bytes(16, 16)[:16] + struct.pack(">II", 20000, 20000)
-     + image_factory.png_bytes(16, 16)[24:], image_files.SKIP_TOO_MANY_PIXELS),
+     + image_factory.png_bytes(16, 16)[24:], ingest_report.SKIP_TOO_MANY_PIXELS),
 ])
 def test_bad_bytes_get_a_reason(data, reason):
     assert image_files.inspect_image(data) == (reason, None)

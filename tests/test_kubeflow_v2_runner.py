@@ -21,9 +21,9 @@ from packaging.utils import canonicalize_name
 
 import kubeflow_v2_runner as runner
 import setup
+from common import dataset, pipeline_names
 from data_sources import demo_data
-from pipeline import configs, recipes
-from trainer_module import names
+from pipeline import configs, kubeflow, recipes
 from trainer_module.knobs import help_of
 from trainer_module.train_config import ConfigError, TrainConfig
 
@@ -32,12 +32,12 @@ PROD_FLAGS = ["--project", "test-proj", "--region", "europe-west4", "--bucket", 
               "--image", IMAGE]
 RUN_EXECUTOR = ["python", "-m", "tfx.orchestration.kubeflow.v2.container.kubeflow_v2_run_executor"]
 VERTEX_WORKER = ["python", "-m", "tfx.scripts.run_executor"]
-EXAMPLE_GEN, TRAINER, EVALUATOR, PUSHER = (names.EXAMPLE_GEN_NODE, names.TRAINER_NODE, names.EVALUATOR_NODE,
-                                           names.PUSHER_NODE)
-BLESSING_RESOLVER = f"{names.RESOLVER_NODE}-model-blessing-resolver"
-MODEL_RESOLVER = f"{names.RESOLVER_NODE}-model-resolver"
-SCHEMA, GATE, SKEW = names.SCHEMA_GEN_NODE, names.DATA_GATE_NODE, names.SKEW_VALIDATOR_NODE
-EDGE_EVALUATOR = names.EDGE_EVALUATOR_NODE
+EXAMPLE_GEN, TRAINER, EVALUATOR, PUSHER = (pipeline_names.EXAMPLE_GEN_NODE, pipeline_names.TRAINER_NODE, pipeline_names.EVALUATOR_NODE,
+                                           pipeline_names.PUSHER_NODE)
+BLESSING_RESOLVER = f"{pipeline_names.RESOLVER_NODE}-model-blessing-resolver"
+MODEL_RESOLVER = f"{pipeline_names.RESOLVER_NODE}-model-resolver"
+SCHEMA, GATE, SKEW = pipeline_names.SCHEMA_GEN_NODE, pipeline_names.DATA_GATE_NODE, pipeline_names.SKEW_VALIDATOR_NODE
+EDGE_EVALUATOR = pipeline_names.EDGE_EVALUATOR_NODE
 # No drift validation on Vertex AI (its baseline is a custom resolver strategy): the gate reads the
 # schema and skew checks. Transform waits for the gate (an order, not data).
 CONTAINER_DEPENDENCIES = {
@@ -115,7 +115,7 @@ def test_help_shows_every_knob_with_its_meaning():
     assert {f.name for f in shared} == {"pipeline_name", "class_names", "eval_fraction", "accuracy_lower_bound",
                                         "accuracy_max_drop", "enable_cache", "class_drift_max_linf",
                                         "size_drift_max_jsd", "stop_on_skew", "proceed_despite_anomalies",
-                                        "tflite_float16_max_drop", "tflite_int8_max_drop"}
+                                        "tflite_float16_max_drop", "tflite_int8_max_drop", "max_image_pixels"}
     training = [f for f in dataclasses.fields(TrainConfig) if f.name != "class_names"]
     for field in [*dataclasses.fields(configs.VertexConfig), *shared, *training]:
         assert _has_flag(help_text, field.name), field.name
@@ -124,7 +124,7 @@ def test_help_shows_every_knob_with_its_meaning():
     for shown in ("[default: $GOOGLE_CLOUD_PROJECT]", "[default: gs://{project}-intel-scenes]",
                   "[default: {bucket}/pipelines/{pipeline_name}]",
                   "[default: {region}-docker.pkg.dev/{project}/tfx/intel-scenes-tfx:latest]",
-                  f"[default: {','.join(names.INTEL_CLASS_NAMES)}"):
+                  f"[default: {','.join(dataset.INTEL_CLASS_NAMES)}"):
         assert _squeezed(shown) in _squeezed(help_text), shown
     # The cluster's --data-dir is VertexConfig's (gs://, passed as it is); the others do not exist.
     assert [k for k in runner.LOCAL_ONLY_KNOBS if _has_flag(help_text, k)] == ["data_dir"]
@@ -146,8 +146,8 @@ def test_derived_defaults(monkeypatch):
     cfg = runner.parse_args([*PROD_FLAGS, "--bucket", "gs://b/", "--data-dir", "gs://d/v7", "--epochs", "3"])
     assert (cfg.vertex.project, cfg.vertex.image, cfg.vertex.data_dir) == ("test-proj", IMAGE, "gs://d/v7")
     assert cfg.vertex.pipeline_root == "gs://b/pipelines/intel-scenes"
-    assert cfg.train.epochs == 3 and cfg.train.class_names == names.INTEL_CLASS_NAMES
-    assert cfg.pipeline.class_names == names.INTEL_CLASS_NAMES
+    assert cfg.train.epochs == 3 and cfg.train.class_names == dataset.INTEL_CLASS_NAMES
+    assert cfg.pipeline.class_names == dataset.INTEL_CLASS_NAMES
     assert cfg.pipeline.data_dir == ""  # the local runner's knob: the cluster's --data-dir is VertexConfig's
 
 
@@ -175,7 +175,7 @@ def test_spec_header(default_job):
     assert spec["schemaVersion"] == "2.1.0"
     assert spec["sdkVersion"] == "tfx-1.16.0"
     assert spec["pipelineInfo"]["name"] == default_job["displayName"] == "intel-scenes"
-    assert runner.PIPELINE_NAME_PATTERN.fullmatch(spec["pipelineInfo"]["name"])
+    assert kubeflow.PIPELINE_NAME_PATTERN.fullmatch(spec["pipelineInfo"]["name"])
     assert default_job["runtimeConfig"]["gcsOutputDirectory"] == "gs://test-bucket/pipelines/intel-scenes"
 
 
@@ -225,7 +225,7 @@ def test_code_by_import_path_and_data_passed_through(default_job, cloud_job):
     assert "module_path" not in tasks(default_job)["Transform"]["inputs"]["parameters"]
     assert param(default_job, EXAMPLE_GEN, "input_base") == "gs://test-bucket/data/v1"
     assert param(cloud_job, EXAMPLE_GEN, "input_base") == "gs://data-bucket/intel/v3"
-    assert json.loads(param(default_job, EXAMPLE_GEN, "class_names")) == list(names.INTEL_CLASS_NAMES)
+    assert json.loads(param(default_job, EXAMPLE_GEN, "class_names")) == list(dataset.INTEL_CLASS_NAMES)
 
 
 def test_trainer_runs_on_a_vertex_gpu_worker_pool(default_job, cloud_job):
@@ -239,8 +239,9 @@ def test_trainer_runs_on_a_vertex_gpu_worker_pool(default_job, cloud_job):
             "container_spec": {"image_uri": IMAGE}}]}},
     }
     config = json.loads(param(default_job, TRAINER, "custom_config"))
-    assert {k: v for k, v in config.items() if k != "train_config"} == expected
-    assert config["train_config"]["class_names"] == list(names.INTEL_CLASS_NAMES)
+    assert {k: v for k, v in config.items() if k not in ("train_config", "max_image_pixels")} == expected
+    assert config["max_image_pixels"] == configs.PipelineConfig.max_image_pixels  # the serving errors' budget
+    assert config["train_config"]["class_names"] == list(dataset.INTEL_CLASS_NAMES)
     assert executor_class(default_job, TRAINER) == \
         "tfx.extensions.google_cloud_ai_platform.trainer.executor.GenericExecutor"
 
@@ -256,7 +257,7 @@ def test_training_switches(tmp_path):
     assert pools["worker_pool_specs"][0]["machine_spec"] == {"machine_type": "n1-standard-8"}
     in_step = compile_job(tmp_path, *PROD_FLAGS, "--no-vertex-training", "--epochs", "2")
     config = json.loads(param(in_step, TRAINER, "custom_config"))
-    assert list(config) == ["train_config"] and config["train_config"]["epochs"] == 2
+    assert sorted(config) == ["max_image_pixels", "train_config"] and config["train_config"]["epochs"] == 2
     assert executor_class(in_step, TRAINER) == "tfx.components.trainer.executor.GenericExecutor"
 
 
@@ -295,7 +296,7 @@ def test_no_local_path_anywhere(job_name, request):
         assert local not in text, local
     # No string or flag value (also inside the nested JSON strings) starts with an absolute path.
     assert re.findall(r'(?:^|["\'=\s,\[])/\w', text.replace('\\"', '"')) == []
-    assert runner.find_local_paths(text) == []
+    assert kubeflow.find_local_paths(text) == []
 
 
 @pytest.mark.parametrize("name", ["Intel_Scenes", "-intel", "intel.scenes", "a" * 129, ""])
@@ -312,12 +313,12 @@ def test_local_paths_are_rejected_for_the_cluster(tmp_path):
         compile_job(tmp_path, *PROD_FLAGS, "--data-dir", "/data/intel", "--serving-model-dir", "serving")
     with pytest.raises(runner.RunnerError, match="--weights"):
         compile_job(tmp_path, *PROD_FLAGS, "--weights", "/models/mobilenet.h5")
-    assert runner.find_local_paths(f'{{"a": "{tempfile.gettempdir()}/x"}}') == [tempfile.gettempdir()]
+    assert kubeflow.find_local_paths(f'{{"a": "{tempfile.gettempdir()}/x"}}') == [tempfile.gettempdir()]
 
 
 def test_a_spec_naming_a_local_path_is_not_left_behind(tmp_path, monkeypatch):
     # Pretend the bucket were a directory of this machine: the check on the compiled JSON fires.
-    monkeypatch.setattr(runner, "local_path_markers", lambda: ["gs://test-bucket"])
+    monkeypatch.setattr(kubeflow, "local_path_markers", lambda: ["gs://test-bucket"])
     with pytest.raises(runner.RunnerError, match=r"names local paths under \['gs://test-bucket'\]"):
         compile_job(tmp_path, *PROD_FLAGS)
     assert not (tmp_path / "pipeline.json").exists()
@@ -512,7 +513,7 @@ def test_compiled_spec_executes_to_a_pushed_model(tmp_path, vertex_job_service):
     print("step seconds:", {k: round(v) for k, v in backend.seconds.items()})
     assert set(backend.seconds) == set(CONTAINER_DEPENDENCIES)  # every container step ran
 
-    examples = backend.outputs[EXAMPLE_GEN][names.EXAMPLES_OUTPUT][0]
+    examples = backend.outputs[EXAMPLE_GEN][pipeline_names.EXAMPLES_OUTPUT][0]
     assert examples["metadata"]["ingested"] == 6 * (8 + 4)
     [vertex] = vertex_job_service
     assert (vertex["project"], vertex["region"]) == ("test-proj", "europe-west4")
@@ -522,18 +523,18 @@ def test_compiled_spec_executes_to_a_pushed_model(tmp_path, vertex_job_service):
     assert pool["container_spec"]["image_uri"] == IMAGE
     assert pool["container_spec"]["command"][:5] == [
         *VERTEX_WORKER, "--executor_class_path", "tfx.components.trainer.executor.GenericExecutor"]
-    model = backend.outputs[TRAINER][names.MODEL_OUTPUT][0]
-    assert os.path.isfile(os.path.join(model["uri"], names.TRAINER_SERVING_SUBDIR, names.SAVED_MODEL_FILE))
+    model = backend.outputs[TRAINER][pipeline_names.MODEL_OUTPUT][0]
+    assert os.path.isfile(os.path.join(model["uri"], pipeline_names.TRAINER_SERVING_SUBDIR, pipeline_names.SAVED_MODEL_FILE))
 
-    blessing = backend.outputs[EVALUATOR][names.BLESSING_OUTPUT][0]
-    assert blessing["metadata"][names.PROP_BLESSED] == 1
+    blessing = backend.outputs[EVALUATOR][pipeline_names.BLESSING_OUTPUT][0]
+    assert blessing["metadata"][pipeline_names.PROP_BLESSED] == 1
     # The next run's resolver query finds the blessed model by this name.
-    assert blessing["metadata"][names.PROP_CURRENT_MODEL_ID] == model["name"]
-    assert os.listdir(backend.outputs[EVALUATOR][names.EVALUATION_OUTPUT][0]["uri"])  # TFMA results
-    pushed = backend.outputs[PUSHER][names.PUSHED_MODEL_OUTPUT][0]["metadata"]
-    assert pushed[names.PROP_PUSHED] == 1 and pushed[names.PROP_PUSHED_DESTINATION].startswith(serving + "/")
-    assert os.path.isfile(os.path.join(pushed[names.PROP_PUSHED_DESTINATION], names.SAVED_MODEL_FILE))
-    assert os.listdir(serving) == [os.path.basename(pushed[names.PROP_PUSHED_DESTINATION])]
+    assert blessing["metadata"][pipeline_names.PROP_CURRENT_MODEL_ID] == model["name"]
+    assert os.listdir(backend.outputs[EVALUATOR][pipeline_names.EVALUATION_OUTPUT][0]["uri"])  # TFMA results
+    pushed = backend.outputs[PUSHER][pipeline_names.PUSHED_MODEL_OUTPUT][0]["metadata"]
+    assert pushed[pipeline_names.PROP_PUSHED] == 1 and pushed[pipeline_names.PROP_PUSHED_DESTINATION].startswith(serving + "/")
+    assert os.path.isfile(os.path.join(pushed[pipeline_names.PROP_PUSHED_DESTINATION], pipeline_names.SAVED_MODEL_FILE))
+    assert os.listdir(serving) == [os.path.basename(pushed[pipeline_names.PROP_PUSHED_DESTINATION])]
 
 
 # --- 4. submission -------------------------------------------------------------------------------

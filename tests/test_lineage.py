@@ -14,24 +14,23 @@ from tfx.dsl.compiler import constants as tfx_constants
 
 import local_runner
 import pipeline_runs
-from pipeline import configs
-from run_control import exit_codes
-from run_report import lineage, run_data, store
+from common import dataset, output_dir, pipeline_names, store
+from run_control import exit_codes, local_run
+from run_report import lineage, run_data
 from trainer_module import names
 from trainer_module.train_config import TrainConfig
-
 
 # ---------------------------------------------------------------- errors and helpers (fast)
 
 def _output_dir_with_empty_metadata(tmp_path, versions=()):
     """<tmp>/metadata/p/metadata.sqlite (no run recorded) and serving_model/p/<version> folders."""
-    db = tmp_path / configs.METADATA_DIR / "p" / configs.METADATA_FILE
+    db = tmp_path / output_dir.METADATA_DIR / "p" / output_dir.METADATA_FILE
     db.parent.mkdir(parents=True)
     config = metadata_store_pb2.ConnectionConfig()
     config.sqlite.filename_uri = str(db)
     config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READWRITE_OPENCREATE
     metadata_store.MetadataStore(config)
-    serving = tmp_path / configs.SERVING_DIR / "p"
+    serving = tmp_path / output_dir.SERVING_DIR / "p"
     serving.mkdir(parents=True)
     for version in versions:
         (serving / version).mkdir()
@@ -63,7 +62,7 @@ def test_a_version_pushed_by_hand_is_a_data_error(tmp_path, capsys):
 def test_nothing_served_is_a_data_error(tmp_path, capsys):
     out = _output_dir_with_empty_metadata(tmp_path)
     assert lineage.main([str(out), "--json"]) == exit_codes.DATA_ERROR
-    serving = out / configs.SERVING_DIR / "p"
+    serving = out / output_dir.SERVING_DIR / "p"
     assert _error_line(capsys) == (f"error: no version folder in the serving dir {serving}: "
                                    "nothing is served (exit 1)")
 
@@ -138,35 +137,35 @@ def _pushed_run(tmp_path, edge: bool = True) -> str:
     gate passed float16 and held int8 back, and the Pusher's edge properties."""
     out = _output_dir_with_empty_metadata(tmp_path, versions=(VERSION,))
     root = tmp_path / "pipelines" / "p"
-    record = _Lineage(str(out / configs.METADATA_DIR / "p" / configs.METADATA_FILE))
+    record = _Lineage(str(out / output_dir.METADATA_DIR / "p" / output_dir.METADATA_FILE))
 
     def uri(node, key):
         return str(root / node / key / "1")
 
-    examples = record.put("r1", names.EXAMPLE_GEN_NODE, outputs={names.EXAMPLES_OUTPUT: (
-        "Examples", uri(names.EXAMPLE_GEN_NODE, names.EXAMPLES_OUTPUT),
-        {names.PROP_CLASS_NAMES: json.dumps(["a", "b"])})})[names.EXAMPLES_OUTPUT]
-    model = record.put("r1", names.TRAINER_NODE, inputs={"examples": examples}, outputs={
-        names.MODEL_OUTPUT: ("Model", uri(names.TRAINER_NODE, names.MODEL_OUTPUT), {})})[names.MODEL_OUTPUT]
-    blessing = record.put("r1", names.EVALUATOR_NODE, inputs={"model": model}, outputs={
-        names.BLESSING_OUTPUT: ("ModelBlessing", uri(names.EVALUATOR_NODE, names.BLESSING_OUTPUT),
-                                {names.PROP_BLESSED: 1})})[names.BLESSING_OUTPUT]
+    examples = record.put("r1", pipeline_names.EXAMPLE_GEN_NODE, outputs={pipeline_names.EXAMPLES_OUTPUT: (
+        "Examples", uri(pipeline_names.EXAMPLE_GEN_NODE, pipeline_names.EXAMPLES_OUTPUT),
+        {pipeline_names.PROP_CLASS_NAMES: json.dumps(["a", "b"])})})[pipeline_names.EXAMPLES_OUTPUT]
+    model = record.put("r1", pipeline_names.TRAINER_NODE, inputs={"examples": examples}, outputs={
+        pipeline_names.MODEL_OUTPUT: ("Model", uri(pipeline_names.TRAINER_NODE, pipeline_names.MODEL_OUTPUT), {})})[pipeline_names.MODEL_OUTPUT]
+    blessing = record.put("r1", pipeline_names.EVALUATOR_NODE, inputs={"model": model}, outputs={
+        pipeline_names.BLESSING_OUTPUT: ("ModelBlessing", uri(pipeline_names.EVALUATOR_NODE, pipeline_names.BLESSING_OUTPUT),
+                                {pipeline_names.PROP_BLESSED: 1})})[pipeline_names.BLESSING_OUTPUT]
     inputs, properties = {"model": model, "model_blessing": blessing}, {}
     if edge:
         edge_uri = tmp_path / "edge"
         edge_uri.mkdir()
-        (edge_uri / names.EDGE_EVALUATION_FILE).write_text(json.dumps({names.EDGE_MODELS: {
-            names.EDGE_SAVED_MODEL: {names.EDGE_ACCURACY: 0.9133}, "float16": {names.EDGE_ACCURACY: 0.9127},
-            "int8": {names.EDGE_ACCURACY: 0.8967}}}))
-        edge_outputs = {names.EDGE_EVALUATION_OUTPUT: ("EdgeEvaluation", str(edge_uri), {})}
-        inputs[names.EDGE_EVALUATION_OUTPUT] = record.put(
-            "r0", names.EDGE_EVALUATOR_NODE, inputs={"model": model}, outputs=edge_outputs)[names.EDGE_EVALUATION_OUTPUT]
-        properties = {names.PROP_PUSHED_EDGE_MODELS: "float16",
-                      names.PROP_EDGE_HELD_BACK: json.dumps({"int8": INT8_REASON})}
-    destination = str(out / configs.SERVING_DIR / "p" / VERSION)
-    record.put("r1", names.PUSHER_NODE, inputs=inputs, outputs={names.PUSHED_MODEL_OUTPUT: (
-        "PushedModel", uri(names.PUSHER_NODE, names.PUSHED_MODEL_OUTPUT),
-        {names.PROP_PUSHED: 1, names.PROP_PUSHED_VERSION: VERSION, names.PROP_PUSHED_DESTINATION: destination,
+        (edge_uri / pipeline_names.EDGE_EVALUATION_FILE).write_text(json.dumps({pipeline_names.EDGE_MODELS: {
+            pipeline_names.EDGE_SAVED_MODEL: {pipeline_names.EDGE_ACCURACY: 0.9133}, "float16": {pipeline_names.EDGE_ACCURACY: 0.9127},
+            "int8": {pipeline_names.EDGE_ACCURACY: 0.8967}}}))
+        edge_outputs = {pipeline_names.EDGE_EVALUATION_OUTPUT: ("EdgeEvaluation", str(edge_uri), {})}
+        inputs[pipeline_names.EDGE_EVALUATION_OUTPUT] = record.put(
+            "r0", pipeline_names.EDGE_EVALUATOR_NODE, inputs={"model": model}, outputs=edge_outputs)[pipeline_names.EDGE_EVALUATION_OUTPUT]
+        properties = {pipeline_names.PROP_PUSHED_EDGE_MODELS: "float16",
+                      pipeline_names.PROP_EDGE_HELD_BACK: json.dumps({"int8": INT8_REASON})}
+    destination = str(out / output_dir.SERVING_DIR / "p" / VERSION)
+    record.put("r1", pipeline_names.PUSHER_NODE, inputs=inputs, outputs={pipeline_names.PUSHED_MODEL_OUTPUT: (
+        "PushedModel", uri(pipeline_names.PUSHER_NODE, pipeline_names.PUSHED_MODEL_OUTPUT),
+        {pipeline_names.PROP_PUSHED: 1, pipeline_names.PROP_PUSHED_VERSION: VERSION, pipeline_names.PROP_PUSHED_DESTINATION: destination,
          **properties})})
     return str(out)
 
@@ -175,13 +174,13 @@ def test_a_push_lists_its_edge_models_and_the_evaluation_that_decided(tmp_path, 
     out = _pushed_run(tmp_path)
     result = lineage.lineage(store.find_metadata(out))
     assert (result["version"], result["push"]["run_id"]) == (VERSION, "r1")
-    edge_dir = os.path.join(out, configs.SERVING_DIR, "p", VERSION, names.PUSHED_EDGE_SUBDIR)
+    edge_dir = os.path.join(out, output_dir.SERVING_DIR, "p", VERSION, pipeline_names.PUSHED_EDGE_SUBDIR)
     assert result["edge_models"] == {
         "pushed": [{"flavour": "float16", "path": os.path.join(edge_dir, "model_float16.tflite")}],
         "labels": os.path.join(edge_dir, names.TFLITE_LABELS_FILE),
         "held_back": {"int8": INT8_REASON},
         "evaluation": {"uri": str(tmp_path / "edge"), "run_id": "r0",
-                       "accuracy": {names.EDGE_SAVED_MODEL: 0.9133, "float16": 0.9127, "int8": 0.8967}}}
+                       "accuracy": {pipeline_names.EDGE_SAVED_MODEL: 0.9133, "float16": 0.9127, "int8": 0.8967}}}
     assert lineage.main([out, "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["edge_models"] == result["edge_models"]
     assert lineage.main([out]) == 0
@@ -227,7 +226,7 @@ def test_the_served_version_is_the_one_run_a_pushed(runs, served):
     # B reran the Pusher CACHED and C pushed nothing: the push is A's.
     assert served["push"] == {
         "version": os.path.basename(pushed), "destination": pushed, "run_id": runs.run_ids[0],
-        "uri": _uri(runs, 0, names.PUSHER_NODE, names.PUSHED_MODEL_OUTPUT),
+        "uri": _uri(runs, 0, pipeline_names.PUSHER_NODE, pipeline_names.PUSHED_MODEL_OUTPUT),
         "push_source": served["push"]["push_source"]}
     source = served["push"]["push_source"]
     if source is not None:  # written by the AtomicPusher
@@ -237,14 +236,14 @@ def test_the_served_version_is_the_one_run_a_pushed(runs, served):
 @pytest.mark.slow
 def test_model_transform_schema_and_examples_are_run_a_outputs(runs, served):
     a = runs.run_ids[0]
-    assert served["model"] == {"uri": _uri(runs, 0, names.TRAINER_NODE, names.MODEL_OUTPUT), "run_id": a}
+    assert served["model"] == {"uri": _uri(runs, 0, pipeline_names.TRAINER_NODE, pipeline_names.MODEL_OUTPUT), "run_id": a}
     assert served["transform_graph"] == {"uri": _uri(runs, 0, "Transform", "transform_graph"), "run_id": a}
-    assert served["schema"] == {"uri": _uri(runs, 0, names.SCHEMA_GEN_NODE, names.SCHEMA_OUTPUT), "run_id": a}
+    assert served["schema"] == {"uri": _uri(runs, 0, pipeline_names.SCHEMA_GEN_NODE, pipeline_names.SCHEMA_OUTPUT), "run_id": a}
     examples = served["examples"]
-    examples_uri = _uri(runs, 0, names.EXAMPLE_GEN_NODE, names.EXAMPLES_OUTPUT)
+    examples_uri = _uri(runs, 0, pipeline_names.EXAMPLE_GEN_NODE, pipeline_names.EXAMPLES_OUTPUT)
     assert (examples["uri"], examples["run_id"]) == (examples_uri, a)
     # B's executions are CACHED on the same artifacts: the links name the run that wrote them.
-    assert runs.nodes[1][names.TRAINER_NODE].uri(names.MODEL_OUTPUT) == served["model"]["uri"]
+    assert runs.nodes[1][pipeline_names.TRAINER_NODE].uri(pipeline_names.MODEL_OUTPUT) == served["model"]["uri"]
     assert runs.run_ids[1] not in json.dumps(served)
 
 
@@ -253,14 +252,14 @@ def test_examples_name_the_demo_data_the_run_used(runs, served):
     from components.image_example_gen import image_files
 
     examples, cfg = served["examples"], runs.cfg
-    assert examples["data_root"] == local_runner.resolve_data(cfg)
-    assert examples["fingerprint"] == image_files.fingerprint_tree(examples["data_root"])
-    n_classes = len(names.INTEL_CLASS_NAMES)
+    assert examples["data_root"] == local_run.resolve_data(cfg)
+    assert examples["fingerprint"] == image_files.list_image_files(examples["data_root"]).fingerprint()
+    n_classes = len(dataset.INTEL_CLASS_NAMES)
     total = n_classes * (cfg.demo_train_per_class + cfg.demo_eval_per_class)
     assert (examples["files_seen"], examples["ingested"], examples["skipped"]) == (total, total, 0)
     assert examples["ingested_by_split_and_class"] == {
-        "train": {c: cfg.demo_train_per_class for c in names.INTEL_CLASS_NAMES},
-        "eval": {c: cfg.demo_eval_per_class for c in names.INTEL_CLASS_NAMES}}
+        "train": {c: cfg.demo_train_per_class for c in dataset.INTEL_CLASS_NAMES},
+        "eval": {c: cfg.demo_eval_per_class for c in dataset.INTEL_CLASS_NAMES}}
     assert examples["skipped_by_reason"] == {}
 
 
@@ -268,11 +267,11 @@ def test_examples_name_the_demo_data_the_run_used(runs, served):
 def test_training_config_and_history_are_what_run_a_trained_with(runs, served):
     training = served["training"]
     cfg, overrides = local_runner.parse_args(["--output-dir", runs.cfg.output_dir, *pipeline_runs.GOOD_FLAGS])
-    expected = TrainConfig.from_dict({**overrides, "class_names": list(names.INTEL_CLASS_NAMES)})
+    expected = TrainConfig.from_dict({**overrides, "class_names": list(dataset.INTEL_CLASS_NAMES)})
     assert training["config"] == json.loads(expected.to_json())
     config = training["config"]
     assert (config["epochs"], config["image_size"], config["schedule"]) == (2, 64, "warmup_cosine")
-    model_run = _uri(runs, 0, names.TRAINER_NODE, names.MODEL_RUN_OUTPUT)
+    model_run = _uri(runs, 0, pipeline_names.TRAINER_NODE, pipeline_names.MODEL_RUN_OUTPUT)
     assert (training["run_id"], training["model_run_uri"]) == (runs.run_ids[0], model_run)
     with open(os.path.join(model_run, names.HISTORY_FILE)) as f:
         history = json.load(f)
@@ -284,16 +283,16 @@ def test_training_config_and_history_are_what_run_a_trained_with(runs, served):
 
 @pytest.mark.slow
 def test_edge_models_are_the_ones_run_a_pushed(runs, served):
-    if names.EDGE_EVALUATOR_NODE not in runs.nodes[0]:
+    if pipeline_names.EDGE_EVALUATOR_NODE not in runs.nodes[0]:
         pytest.skip("the pipeline runs have no EdgeEvaluator")
     edge = served["edge_models"]
     assert (edge["evaluation"]["uri"], edge["evaluation"]["run_id"]) == (
-        _uri(runs, 0, names.EDGE_EVALUATOR_NODE, names.EDGE_EVALUATION_OUTPUT), runs.run_ids[0])
+        _uri(runs, 0, pipeline_names.EDGE_EVALUATOR_NODE, pipeline_names.EDGE_EVALUATION_OUTPUT), runs.run_ids[0])
     pushed = [p["flavour"] for p in edge["pushed"]]
-    assert set(pushed) | set(edge["held_back"]) == set(edge["evaluation"]["accuracy"]) - {names.EDGE_SAVED_MODEL}
+    assert set(pushed) | set(edge["held_back"]) == set(edge["evaluation"]["accuracy"]) - {pipeline_names.EDGE_SAVED_MODEL}
     version_dir = pipeline_runs.pushed_dir(runs)
     for item in edge["pushed"]:  # in the served version, beside the SavedModel
-        assert item["path"] == os.path.join(version_dir, names.PUSHED_EDGE_SUBDIR,
+        assert item["path"] == os.path.join(version_dir, pipeline_names.PUSHED_EDGE_SUBDIR,
                                             names.TFLITE_FILE.format(flavour=item["flavour"]))
         assert os.path.isfile(item["path"])
     assert edge["labels"] is None if not pushed else os.path.isfile(edge["labels"])
@@ -304,10 +303,10 @@ def test_evaluation_is_run_a_blessing_without_a_baseline(runs, served):
     from pipeline.evaluation import ACCURACY
 
     evaluation = served["evaluation"]
-    assert evaluation["uri"] == _uri(runs, 0, names.EVALUATOR_NODE, names.EVALUATION_OUTPUT)
+    assert evaluation["uri"] == _uri(runs, 0, pipeline_names.EVALUATOR_NODE, pipeline_names.EVALUATION_OUTPUT)
     assert evaluation["run_id"] == runs.run_ids[0]
     assert evaluation["baseline"] is None
-    assert evaluation["blessing"] == {"uri": _uri(runs, 0, names.EVALUATOR_NODE, names.BLESSING_OUTPUT),
+    assert evaluation["blessing"] == {"uri": _uri(runs, 0, pipeline_names.EVALUATOR_NODE, pipeline_names.BLESSING_OUTPUT),
                                       "blessed": 1}
     report = run_data.collect(runs.cfg.metadata_path, runs.run_ids[0])
     assert evaluation["accuracy"] == report.evaluation.metric(ACCURACY)
@@ -318,10 +317,10 @@ def test_evaluation_is_run_a_blessing_without_a_baseline(runs, served):
 def test_run_c_evaluation_links_its_baseline_to_the_run_that_trained_it(runs):
     # C's Evaluator read A's model as its baseline: the link names A, the run that wrote it.
     mlmd = store.open_readonly(runs.cfg.metadata_path)
-    blessing = runs.nodes[2][names.EVALUATOR_NODE].outputs[names.BLESSING_OUTPUT][0]
-    evaluation = lineage.evaluation_lineage(mlmd, blessing, len(names.INTEL_CLASS_NAMES))
+    blessing = runs.nodes[2][pipeline_names.EVALUATOR_NODE].outputs[pipeline_names.BLESSING_OUTPUT][0]
+    evaluation = lineage.evaluation_lineage(mlmd, blessing, len(dataset.INTEL_CLASS_NAMES))
     assert evaluation["run_id"] == runs.run_ids[2]
-    assert evaluation["baseline"] == {"uri": _uri(runs, 0, names.TRAINER_NODE, names.MODEL_OUTPUT),
+    assert evaluation["baseline"] == {"uri": _uri(runs, 0, pipeline_names.TRAINER_NODE, pipeline_names.MODEL_OUTPUT),
                                       "run_id": runs.run_ids[0]}
     assert evaluation["blessing"] == {"uri": blessing.uri, "blessed": 0}
 
@@ -362,7 +361,7 @@ def test_json_and_text_show_the_same_lineage(runs, served, capsys):
     assert (examples["data root"], examples["fingerprint"]) == (served["examples"]["data_root"],
                                                                 served["examples"]["fingerprint"])
     per_class = runs.cfg.demo_train_per_class
-    assert examples["train"] == ", ".join(f"{c} {per_class}" for c in names.INTEL_CLASS_NAMES)
+    assert examples["train"] == ", ".join(f"{c} {per_class}" for c in dataset.INTEL_CLASS_NAMES)
     assert evaluation["accuracy"] == f"{served['evaluation']['accuracy']:.4f}"
     assert (evaluation["baseline"], evaluation["blessing"]) == (
         "none", f"{served['evaluation']['blessing']['uri']} blessed=1")

@@ -1,4 +1,4 @@
-"""The pixel budget (issue 11): a decompression bomb is refused from its header, before a decoder
+"""The pixel budget: a decompression bomb is refused from its header, before a decoder
 allocates anything, at ingestion, in the Transform graph (so in both serving signatures) and in
 the prediction client; memory stays far below what decoding it takes (6.9 GB before the budget).
 
@@ -21,17 +21,17 @@ from tfx.dsl.components.base import base_beam_executor
 from tfx.types import standard_artifacts
 
 import image_factory
+from common import dataset, ingest_report, pipeline_names
 from components.image_example_gen import executor, image_files
 from components.image_example_gen.component import ImageExampleGen
-from pipeline import configs
-from pipeline import pipeline as pipeline_module
+from pipeline import configs, pipeline as pipeline_module
 from pipeline_runs import pushed_dir
 from serving_client import predict
-from trainer_module import image_header, names, preprocessing
+from trainer_module import image_format, names, preprocessing, signatures
 from trainer_module.train_config import TrainConfig, transform_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BUDGET = TrainConfig.max_image_pixels
+BUDGET = image_format.DEFAULT_MAX_IMAGE_PIXELS
 BOMB_DETAIL = "20000x20000 = 400000000 pixels > max_image_pixels = 100000000"
 BOMB_ERROR = f"too_many_pixels: {BOMB_DETAIL}"
 PEAK_RSS_LIMIT_MB = 1024
@@ -47,7 +47,7 @@ def zeros_png(width: int, height: int) -> bytes:
     compressor = zlib.compressobj(9)
     row = b"\0" * (1 + 3 * width)  # filter type 0, then the pixels
     idat = b"".join(compressor.compress(row) for _ in range(height)) + compressor.flush()
-    return (image_header.PNG_MAGIC + _png_chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+    return (image_format.PNG_MAGIC + _png_chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
             + _png_chunk(b"IDAT", idat) + _png_chunk(b"IEND", b""))
 
 
@@ -84,7 +84,7 @@ def bomb(bomb_png) -> bytes:
 def test_the_bombs_are_what_they_claim(bomb):
     assert BUDGET == 100_000_000  # the documented default, which BOMB_DETAIL quotes
     assert 1_000_000 < len(bomb) < 1_300_000
-    assert image_header.image_dimensions(bomb) == (20000, 20000)
+    assert image_format.image_dimensions(bomb) == (20000, 20000)
     # The same writer makes PNGs TensorFlow decodes: the bomb is a real image, not a broken header.
     assert preprocessing.decode_image(zeros_png(301, 7)).numpy().tolist() == np.zeros((7, 301, 3)).tolist()
     assert preprocessing.decode_image(jpeg_declaring(16, 16)).shape == (16, 16, 3)
@@ -140,7 +140,7 @@ REAL_IMAGES = {
 def test_the_graph_reads_the_header_as_python_does_and_the_budget_is_exact(name):
     make, width, height = REAL_IMAGES[name]
     data = make()
-    assert image_header.image_dimensions(data) == (width, height)
+    assert image_format.image_dimensions(data) == (width, height)
     assert [int(v) for v in preprocessing.header_dimensions(tf.constant(data))] == [width, height]
     pixels = width * height
     assert _graph_decode(pixels)(data).shape == (height, width, 3)  # exactly at the budget: decoded
@@ -182,37 +182,39 @@ def test_preprocessing_fn_takes_the_budget_from_transform_config():
 
 
 def test_the_pipeline_gives_the_budget_to_ingestion_and_transform():
-    train_config = json.loads(TrainConfig(class_names=("a", "b"), max_image_pixels=4321).to_json())
     pipeline = pipeline_module.create_pipeline(
-        pipeline_name="p", pipeline_root="/tmp/p", data_root="/tmp/data", class_names=["a", "b"],
-        eval_fraction=0.2, transform_module=configs.TRANSFORM_MODULE_FILE,
-        trainer_module=configs.TRAINER_MODULE_FILE, train_config=train_config,
-        accuracy_lower_bound=0.5, accuracy_max_drop=0.02, serving_model_dir="/tmp/serving")
+        configs.PipelineConfig(pipeline_name="p", max_image_pixels=4321), TrainConfig(class_names=("a", "b")),
+        pipeline_module.Platform(pipeline_root="/tmp/p", data_root="/tmp/data", serving_model_dir="/tmp/serving"))
     nodes = {c.id: c for c in pipeline.components}
-    assert nodes[names.EXAMPLE_GEN_NODE].exec_properties[names.MAX_IMAGE_PIXELS_KEY] == 4321
-    custom_config = nodes["Transform"].exec_properties["custom_config"]
-    custom_config = json.loads(custom_config) if isinstance(custom_config, str) else custom_config
-    assert custom_config[names.MAX_IMAGE_PIXELS_KEY] == 4321
+    assert nodes[pipeline_names.EXAMPLE_GEN_NODE].exec_properties[names.MAX_IMAGE_PIXELS_KEY] == 4321
+    assert nodes[pipeline_names.EDGE_EVALUATOR_NODE].exec_properties[names.MAX_IMAGE_PIXELS_KEY] == 4321
+    for node in (pipeline_names.TRANSFORM_NODE, pipeline_names.TRAINER_NODE):  # the Trainer's serving errors
+        custom_config = nodes[node].exec_properties["custom_config"]
+        custom_config = json.loads(custom_config) if isinstance(custom_config, str) else custom_config
+        assert custom_config[names.MAX_IMAGE_PIXELS_KEY] == 4321, node
     assert ImageExampleGen(input_base="/tmp/data").exec_properties[names.MAX_IMAGE_PIXELS_KEY] == BUDGET
 
 
 class _TinyModel(tf.Module):
-    """The pushed model's serving_default interface over decode_and_resize (the Transform decoder)."""
+    """The pushed model's serving_default (signatures.classify_images: per-image errors) over
+    decode_and_resize (the Transform decoder) with its own pixel budget, classifying by mean colour."""
 
     def __init__(self, max_pixels: int):
         super().__init__()
         self.class_names = tf.constant(CLASSES)
         self.max_pixels = max_pixels
+        self.cfg = TrainConfig(class_names=tuple(CLASSES), image_size=32, resize_size=32)
+
+    def _decode(self, features):
+        return {names.TRANSFORMED_IMAGE_KEY: preprocessing.decode_and_resize(
+            tf.reshape(features[names.IMAGE_KEY], [-1]), 32, self.max_pixels)}
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=names.SERVING_BYTES_INPUT)])
     def serve(self, image_bytes):
-        images = preprocessing.decode_and_resize(image_bytes, 8, self.max_pixels)
-        probabilities = tf.nn.softmax(tf.reduce_mean(images, axis=[1, 2]) / 20.0)
-        batch = tf.shape(probabilities)[0]
-        return {names.PROBABILITIES_OUTPUT: probabilities,
-                names.CLASS_NAMES_OUTPUT: tf.tile(self.class_names[tf.newaxis], [batch, 1]),
-                names.PREDICTED_CLASS_OUTPUT: tf.gather(self.class_names, tf.argmax(probabilities, axis=-1)),
-                names.PREDICTED_PROBABILITY_OUTPUT: tf.reduce_max(probabilities, axis=-1)}
+        return signatures.classify_images(
+            lambda images, training=False: tf.nn.softmax(tf.reduce_mean(images, axis=[1, 2]) / 20.0),
+            self._decode, tf.io.FixedLenFeature([1], tf.string), self.class_names, image_bytes, self.cfg,
+            self.max_pixels)
 
 
 def _save_tiny_model(folder, max_pixels: int) -> str:
@@ -230,8 +232,8 @@ def tiny_serving(tmp_path_factory) -> str:
 def test_a_saved_serving_signature_refuses_the_bomb_and_keeps_serving(tiny_serving, bomb):
     _, signature = predict.load_signature(tiny_serving)
     red = image_factory.jpeg_bytes(30, 20, color=(250, 10, 10))
-    with pytest.raises(tf.errors.InvalidArgumentError, match=re.escape(BOMB_ERROR)):
-        signature(**{names.SERVING_BYTES_INPUT: tf.constant([red, bomb])})
+    answer = signature(**{names.SERVING_BYTES_INPUT: tf.constant([red, bomb])})  # per image: never decoded
+    assert [e.decode() for e in answer[names.ERROR_OUTPUT].numpy()] == ["", BOMB_ERROR]
     out = signature(**{names.SERVING_BYTES_INPUT: tf.constant([red])})
     assert out[names.PREDICTED_CLASS_OUTPUT].numpy().tolist() == [b"red"]
 
@@ -239,18 +241,18 @@ def test_a_saved_serving_signature_refuses_the_bomb_and_keeps_serving(tiny_servi
 # ---------------------------------------------------------------- ingestion
 
 def test_check_image_refuses_the_bomb_from_its_header(bomb):
-    assert image_files.check_image(bomb) == (image_files.SKIP_TOO_MANY_PIXELS, BOMB_DETAIL, None)
-    assert image_files.inspect_image(bomb) == (image_files.SKIP_TOO_MANY_PIXELS, None)
+    assert image_files.check_image(bomb) == (ingest_report.SKIP_TOO_MANY_PIXELS, BOMB_DETAIL, None)
+    assert image_files.inspect_image(bomb) == (ingest_report.SKIP_TOO_MANY_PIXELS, None)
     assert image_files.check_image(image_factory.png_bytes(40, 30), 1199) == (
         "too_many_pixels", "40x30 = 1200 pixels > max_image_pixels = 1199", None)
     assert image_files.check_image(image_factory.png_bytes(40, 30), 1200) == (None, "", (30, 40, "png"))
-    assert image_files.SKIP_TOO_MANY_PIXELS in image_files.SKIP_REASONS
+    assert ingest_report.SKIP_TOO_MANY_PIXELS in ingest_report.SKIP_REASONS
 
 
 def test_the_graph_guard_backs_the_header_check_at_ingestion(bomb, monkeypatch):
     """A header the Python reader could not size is still refused, by decode_image's guard."""
-    monkeypatch.setattr(image_header, "over_budget", lambda data, max_pixels: None)
-    assert image_files.check_image(bomb) == (image_files.SKIP_TOO_MANY_PIXELS, BOMB_DETAIL, None)
+    monkeypatch.setattr(image_format, "over_budget", lambda data, max_pixels: None)
+    assert image_files.check_image(bomb) == (ingest_report.SKIP_TOO_MANY_PIXELS, BOMB_DETAIL, None)
 
 
 def test_ingestion_skips_bombs_and_counts_every_file(bomb, tmp_path):
@@ -267,9 +269,9 @@ def test_ingestion_skips_bombs_and_counts_every_file(bomb, tmp_path):
     examples.uri = str(tmp_path / "out")
     executor.Executor(base_beam_executor.BaseBeamExecutor.Context(
         beam_pipeline_args=list(configs.LOCAL_BEAM_ARGS), tmp_dir=str(tmp_path / "tmp"))).Do(
-        {}, {names.EXAMPLES_OUTPUT: [examples]},
+        {}, {pipeline_names.EXAMPLES_OUTPUT: [examples]},
         {"input_base": str(root), "class_names": "[]", "eval_fraction": 0.2, names.MAX_IMAGE_PIXELS_KEY: 1999})
-    with open(os.path.join(examples.uri, names.INGEST_REPORT_FILE)) as f:
+    with open(os.path.join(examples.uri, pipeline_names.INGEST_REPORT_FILE)) as f:
         report = json.load(f)
     assert (report["files_seen"], report["ingested"], report["skipped"]) == (7, 4, 3)
     assert report["ingested"] + report["skipped"] == report["files_seen"]
@@ -418,4 +420,4 @@ def test_the_pushed_models_signatures_refuse_the_bomb(gate_runs, bomb):
         loaded.signatures[names.SERVING_EXAMPLES_SIGNATURE](
             **{names.SERVING_EXAMPLES_INPUT: tf.constant([example.SerializeToString()])})
     out = signature(**{names.SERVING_BYTES_INPUT: tf.constant([good])})  # still serving
-    assert out[names.PROBABILITIES_OUTPUT].shape == (1, len(names.INTEL_CLASS_NAMES))
+    assert out[names.PROBABILITIES_OUTPUT].shape == (1, len(dataset.INTEL_CLASS_NAMES))

@@ -12,6 +12,10 @@ import csv
 import io
 import json
 import os
+import signal
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
@@ -20,12 +24,15 @@ import tf_keras as keras
 from PIL import Image
 
 import image_factory
+import tf_serving_rest as rest
+from common import dataset, pipeline_names, tflite_classifier
 from pipeline_runs import pushed_dir
 from run_control import exit_codes
-from serving_client import predict, rest, tflite_classifier
-from trainer_module import image_header, names, preprocessing, signatures, tflite_export
+from serving_client import predict
+from trainer_module import image_format, names, preprocessing, signatures, tflite_export
 from trainer_module.train_config import TrainConfig
 
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 COLOURS = ["red", "green", "blue"]
 
 
@@ -191,12 +198,12 @@ def test_a_bad_file_gets_the_models_error_and_the_batch_is_classified_in_one_cal
     assert results[1].probability is None and results[1].top_k == ()
 
 
-def test_a_model_without_the_error_output_is_retried_file_by_file(images, tmp_path):
-    _, signature = predict.load_signature(_save(_WholeBatchColourModel(COLOURS), tmp_path / "1"))
-    paths = [str(images / "red.jpg"), str(images / "corrupt.jpg"), str(images / "sub/green.png")]
-    results = predict.classify(signature, paths, batch_size=3)
-    assert [r.predicted_class for r in results] == ["red", "", "green"]
-    assert results[1].error.startswith("not a decodable image") and "Invalid JPEG" in results[1].error
+def test_a_model_without_the_error_output_is_refused_in_one_line(images, tmp_path, capsys):
+    model_dir = _save(_WholeBatchColourModel(COLOURS), tmp_path / "m" / "1")
+    code, err = _main(["--model", str(tmp_path / "m"), str(images), "--out", str(tmp_path / "p.csv")], capsys)
+    assert (code, err[-1]) == (2, f"error: --model: {model_dir}: 'serving_default' has no 'error' output "
+                                  "(per-image errors): it was exported by an older version; run the pipeline "
+                                  "again (exit 2)")
 
 
 def _b64(data: bytes) -> dict:
@@ -252,7 +259,7 @@ def test_pushed_layout_is_tf_serving_layout(pushed):
     serving, version_dir = pushed
     assert predict.resolve_model_dir(serving) == version_dir
     assert version_dir.rsplit("/", 1)[-1].isdigit()
-    assert tf.io.gfile.exists(f"{version_dir}/{names.SAVED_MODEL_FILE}")
+    assert tf.io.gfile.exists(f"{version_dir}/{pipeline_names.SAVED_MODEL_FILE}")
 
 
 @pytest.mark.slow
@@ -277,7 +284,7 @@ def test_cli_on_the_pushed_model(pushed, tmp_path):
     out = tmp_path / "p.csv"
     assert predict.main(["--model", pushed[0], str(folder), "--out", str(out)]) == 1
     rows = _read_csv(out)
-    assert rows[str(folder / "a.jpg")]["predicted_class"] in names.INTEL_CLASS_NAMES
+    assert rows[str(folder / "a.jpg")]["predicted_class"] in dataset.INTEL_CLASS_NAMES
     assert len(rows[str(folder / "b.png")]["top_k"].split(";")) == 3
     assert rows[str(folder / "broken.jpg")]["error"] == \
         f"{names.UNDECODABLE_ERROR}: corrupt or truncated JPEG data"
@@ -296,12 +303,12 @@ def test_out_in_a_missing_folder_is_refused_before_the_model_is_looked_at(images
     # The model does not exist either: the --out line coming alone shows --out is checked first.
     code, err = _main(["--model", str(tmp_path / "no-model"), str(images), "--out", str(out)], capsys)
     assert code == 2
-    assert err == [f"error: --out {out}: folder {out.parent} does not exist; create it or pass another path"]
+    assert err == [f"error: --out {out}: folder {out.parent} does not exist; create it or pass another path (exit 2)"]
 
 
 def test_out_that_is_a_folder_is_refused(serving_dir, images, tmp_path, capsys):
     code, err = _main(["--model", serving_dir, str(images), "--out", str(tmp_path)], capsys)
-    assert (code, err) == (2, [f"error: --out {tmp_path} is a folder; pass the CSV file to write"])
+    assert (code, err) == (2, [f"error: --out {tmp_path} is a folder; pass the CSV file to write (exit 2)"])
 
 
 def test_a_model_path_without_a_saved_model_is_one_line(images, tmp_path, capsys):
@@ -310,11 +317,11 @@ def test_a_model_path_without_a_saved_model_is_one_line(images, tmp_path, capsys
     out = str(tmp_path / "p.csv")
     code, err = _main(["--model", str(tmp_path / "empty"), str(images), "--out", out], capsys)
     assert (code, err) == (2, [f"error: --model: no SavedModel in {tmp_path / 'empty'}: {expected} "
-                               "(nothing pushed yet?)"])
+                               "(nothing pushed yet?) (exit 2)"])
     code, err = _main(["--model", str(tmp_path / "nowhere"), str(images), "--out", out], capsys)
     assert (code, err) == (
-        2, [f"error: --model: no model at {tmp_path / 'nowhere'}: it does not exist; {expected}"])
-    image_factory.write_file(tmp_path / "broken" / "3" / names.SAVED_MODEL_FILE, b"not a protobuf")
+        2, [f"error: --model: no model at {tmp_path / 'nowhere'}: it does not exist; {expected} (exit 2)"])
+    image_factory.write_file(tmp_path / "broken" / "3" / pipeline_names.SAVED_MODEL_FILE, b"not a protobuf")
     code, err = _main(["--model", str(tmp_path / "broken"), str(images), "--out", out], capsys)
     assert code == 2 and err[0] == f"[predict] model {tmp_path / 'broken' / '3'}" and len(err) == 2
     assert err[1].startswith(f"error: --model: cannot load the SavedModel in {tmp_path / 'broken' / '3'}: ")
@@ -328,29 +335,30 @@ def test_a_model_without_the_image_bytes_signature_is_one_line(images, tmp_path,
     code, err = _main(["--model", str(tmp_path / "m"), str(images), "--out", str(tmp_path / "p.csv")], capsys)
     assert code == 2
     assert err[-1] == (f"error: --model: {tmp_path / 'm' / '1'}: 'serving_default' takes ['pixels'], "
-                       "not ['image_bytes']")
+                       "not ['image_bytes'] (exit 2)")
 
 
 def test_missing_inputs_and_bad_numbers_are_one_line(serving_dir, images, tmp_path, capsys):
     out = str(tmp_path / "p.csv")
     gone = [str(tmp_path / "gone.jpg"), str(tmp_path / "gone")]
     assert _main(["--model", serving_dir, *gone, "--out", out], capsys) == (
-        2, [f"error: no such file or folder: {gone[0]}, {gone[1]}"])
+        2, [f"error: no such file or folder: {gone[0]}, {gone[1]} (exit 2)"])
     (tmp_path / "no-images").mkdir()
     (tmp_path / "no-images" / "notes.txt").write_text("x")
     assert _main(["--model", serving_dir, str(tmp_path / "no-images"), "--out", out], capsys) == (
-        2, [f"error: no image files (.jpg, .jpeg, .png, .gif, .bmp) in {tmp_path / 'no-images'}"])
+        2, [f"error: no image files (.jpg, .jpeg, .png, .gif, .bmp) in {tmp_path / 'no-images'} (exit 2)"])
     for flag in ("--top-k", "--batch-size", "--max-image-pixels"):
         assert _main(["--model", serving_dir, str(images), "--out", out, flag, "0"], capsys) == (
-            2, [f"error: {flag}=0: must be >= 1"])
+            2, [f"error: {flag}=0: must be >= 1 (exit 2)"])
     assert not os.path.exists(out)
 
 
-def test_debug_raises_the_error_with_its_traceback(images, tmp_path):
-    with pytest.raises(exit_codes.UsageError, match="does not exist") as error:
-        predict.main(["--model", str(tmp_path / "nowhere"), str(images), "--out", str(tmp_path / "p.csv"),
-                      "--debug"])
-    assert isinstance(error.value.__cause__, FileNotFoundError)  # the original error, chained
+def test_debug_adds_the_traceback_to_the_one_line(images, tmp_path, capsys):
+    code = predict.main(["--model", str(tmp_path / "nowhere"), str(images), "--out", str(tmp_path / "p.csv"),
+                         "--debug"])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" in err and "FileNotFoundError" in err  # the original error, chained
+    assert err.strip().splitlines()[-1].startswith("error: --model: no model at")
 
 
 def test_an_unknown_flag_exits_2():
@@ -373,8 +381,8 @@ def test_a_folder_with_link_loops_lists_each_real_file_once(serving_dir, tmp_pat
     os.symlink("sub", photos / "again")  # a second way into sub
     os.symlink("a.jpg", photos / "same.jpg")  # a link to a file
     os.link(photos / "a.jpg", photos / "sub" / "hard.jpg")  # a hard link
-    assert predict.list_images([str(photos)]) == real
-    assert predict.list_images([str(photos), real[1], str(photos / "sub")]) == real  # named again: once
+    assert predict.list_images([str(photos)]).files == real
+    assert predict.list_images([str(photos), real[1], str(photos / "sub")]).files == real  # named again: once
     out = tmp_path / "p.csv"
     assert predict.main(["--model", serving_dir, str(photos), "--out", str(out)]) == 0
     assert [(path, row["predicted_class"]) for path, row in _read_csv(out).items()] == list(
@@ -420,7 +428,7 @@ def edge_models(tmp_path_factory):
     root = tmp_path_factory.mktemp("edge")
     network = _edge_network()
     signatures.export_serving_model(network, _EdgeDecode(), {names.IMAGE_KEY: tf.io.FixedLenFeature(
-        [1], tf.string)}, EDGE_CFG, str(root / names.TRAINER_SERVING_SUBDIR))
+        [1], tf.string)}, EDGE_CFG, str(root / pipeline_names.TRAINER_SERVING_SUBDIR))
     crops = np.stack([tflite_classifier.preprocess(image_factory.jpeg_bytes(50, 60, seed=100 + i), 40, 32)
                       for i in range(EDGE_CFG.tflite_calibration_images)])
     representative = tf.data.Dataset.from_tensor_slices(crops.astype(np.float32)).batch(8)
@@ -458,7 +466,7 @@ def test_cli_with_a_tflite_model_agrees_with_the_saved_model(edge_models, edge_i
     errors = {path: row["error"] for path, row in rows["saved_model"].items() if row["error"]}
     assert errors == {
         str(edge_images / "corrupt.jpg"): f"{names.UNDECODABLE_ERROR}: corrupt or truncated JPEG data",
-        str(edge_images / "big.png"): (f"{image_header.TOO_MANY_PIXELS}: 150x150 = 22500 pixels > "
+        str(edge_images / "big.png"): (f"{image_format.TOO_MANY_PIXELS}: 150x150 = 22500 pixels > "
                                        f"max_image_pixels = {EDGE_BUDGET}")}
     good = [path for path in rows["saved_model"] if path not in errors]
     assert len(good) == 40
@@ -485,16 +493,104 @@ def test_a_tflite_model_without_metadata_or_a_file_that_is_none_is_one_line(imag
     code, err = _main(["--model", str(plain), str(images), "--out", out], capsys)
     assert (code, err) == (2, [f"[predict] model {plain}", (
         f"error: --model: {plain} has no readable labels and input spec in its TFLite metadata "
-        "(export it with trainer_module.tflite_export): The model does not have metadata.")])
+        "(export it with trainer_module.tflite_export): it has no TFLITE_METADATA entry (exit 2)")])
     text = image_factory.write_file(tmp_path / "notes.tflite", b"not a model")
     code, err = _main(["--model", text, str(images), "--out", out], capsys)
     assert (code, err) == (2, [f"[predict] model {text}",
-                               f"error: --model: {text} is not a TFLite model (no TFL3 identifier)"])
+                               f"error: --model: {text} is not a TFLite model (no TFL3 identifier) (exit 2)"])
     missing = str(tmp_path / "missing.tflite")
     code, err = _main(["--model", missing, str(images), "--out", out], capsys)
-    assert (code, err) == (2, [f"error: --model: no model at {missing}: it does not exist"])
+    assert (code, err) == (2, [f"error: --model: no model at {missing}: it does not exist (exit 2)"])
     assert not os.path.exists(out)
     bad_out = tmp_path / "no-such-folder" / "p.csv"  # --out first, before the model is looked at
     code, err = _main(["--model", str(plain), str(images), "--out", str(bad_out)], capsys)
     assert (code, err) == (2, [f"error: --out {bad_out}: folder {bad_out.parent} does not exist; "
-                               "create it or pass another path"])
+                               "create it or pass another path (exit 2)"])
+
+
+# ---------------------------------------------------------------- odd entries, long runs (real processes)
+
+def test_a_file_name_that_is_not_utf8_gets_its_row_and_the_others_are_classified(serving_dir, tmp_path):
+    photos = tmp_path / "photos"
+    image_factory.write_file(photos / "red.jpg", image_factory.jpeg_bytes(20, 20, color=(250, 10, 10)))
+    bad = os.fsencode(str(photos)) + b"/bad\xff.jpg"
+    with open(bad, "wb") as f:
+        f.write(image_factory.jpeg_bytes(20, 20, color=(10, 250, 10)))
+    out = tmp_path / "p.csv"
+    for named in ([str(photos)], [str(photos / "red.jpg"), os.fsdecode(bad)]):  # in a folder, and by name
+        assert predict.main(["--model", serving_dir, *named, "--out", str(out)]) == exit_codes.DATA_ERROR
+        rows = _read_csv(out)
+        assert rows[str(photos / "red.jpg")]["predicted_class"] == "red"
+        assert rows[f"{photos}/bad\\xff.jpg"]["error"].startswith("undecodable_file_name:")
+
+
+@pytest.mark.timeout(300)  # a FIFO that was opened would block forever
+def test_a_fifo_in_the_folder_gets_a_row_without_being_opened(serving_dir, tmp_path):
+    photos = tmp_path / "photos"
+    image_factory.write_file(photos / "red.jpg", image_factory.jpeg_bytes(20, 20, color=(250, 10, 10)))
+    os.mkfifo(photos / "pipe.jpg")
+    out = tmp_path / "p.csv"
+    done = subprocess.run([sys.executable, "-m", "serving_client.predict", "--model", serving_dir, str(photos),
+                           "--out", str(out)], cwd=REPO, capture_output=True, text=True, timeout=240)
+    assert done.returncode == exit_codes.DATA_ERROR, done.stderr[-2000:]
+    rows = _read_csv(out)
+    assert rows[str(photos / "red.jpg")]["predicted_class"] == "red"
+    assert rows[str(photos / "pipe.jpg")]["error"] == "not_a_regular_file: a FIFO (named pipe): not opened"
+
+
+def _many_images(folder, n: int):
+    for i in range(n):
+        image_factory.write_file(folder / f"img_{i:04d}.jpg", image_factory.jpeg_bytes(16, 16, seed=i))
+
+
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGKILL])
+def test_a_stopped_run_keeps_the_rows_it_finished(serving_dir, tmp_path, stop):
+    """Rows are written as they come to <out>.partial, renamed to <out> when all are in: Ctrl-C
+    (one line, exit 130) and kill -9 alike leave the finished rows, whole."""
+    photos = tmp_path / "photos"
+    _many_images(photos, 2000)
+    out = tmp_path / "p.csv"
+    partial = tmp_path / ("p.csv" + predict.PARTIAL_SUFFIX)
+    child = subprocess.Popen([sys.executable, "-m", "serving_client.predict", "--model", serving_dir, str(photos),
+                              "--out", str(out), "--batch-size", "4"], cwd=REPO, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 240
+    while not (partial.exists() and partial.read_text().count("\n") > 20):
+        assert child.poll() is None and time.monotonic() < deadline, "no rows written"
+        time.sleep(0.2)
+    child.send_signal(stop)
+    err = child.communicate(timeout=120)[1].strip().splitlines()
+    assert not out.exists()  # a complete CSV only once every row is in
+    with open(partial, newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert 20 <= len(rows) < 2000 and all(r["predicted_class"] or r["error"] for r in rows)
+    if stop == signal.SIGINT:
+        assert child.returncode == exit_codes.INTERRUPTED
+        assert err[-1].startswith("interrupted: stopped at your request") and err[-1].endswith(
+            f"finished row(s) kept in {partial} (exit 130)")
+        assert not any(line.startswith("Traceback") for line in err)
+
+
+def test_the_tflite_runtime_failing_to_load_is_one_line_naming_the_feature(tmp_path, images):
+    """A missing native piece (here the TFLite format's module, made to fail as a missing shared
+    library would: TensorFlow itself loads) stops only the feature that needs it, with one line and exit 4."""
+    shadow = tmp_path / "shadow"
+    shadow.mkdir()
+    (shadow / "sitecustomize.py").write_text(
+        "import sys\n"
+        "class _Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'third_party.tflite_metadata.metadata_schema_py_generated':\n"
+        "            raise ImportError('libflatbuffers.so.2: cannot open shared object file: "
+        "No such file or directory')\n"
+        "sys.meta_path.insert(0, _Block())\n")
+    model = image_factory.write_file(tmp_path / "m.tflite", b"\x1c\x00\x00\x00TFL3" + b"\0" * 64)
+    env = {**os.environ, "PYTHONPATH": f"{shadow}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    done = subprocess.run([sys.executable, "-m", "serving_client.predict", "--model", model, str(images),
+                           "--out", str(tmp_path / "p.csv")], cwd=REPO, capture_output=True, text=True,
+                          timeout=240, env=env)
+    err = done.stderr.strip().splitlines()
+    assert done.returncode == exit_codes.ENVIRONMENT_ERROR, done.stderr[-2000:]
+    assert err[-1].startswith("error: TFLite models cannot run: common.tflite_classifier (its native library "
+                              "libflatbuffers.so.2 is missing) does not load")
+    assert "install the system package that provides libflatbuffers.so.2" in err[-1] and err[-1].endswith("(exit 4)")
+    assert not any(line.startswith("Traceback") for line in err)

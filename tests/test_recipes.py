@@ -18,7 +18,7 @@ def test_every_recipe_is_a_valid_config_of_known_knobs(name):
     assert set(recipes.RECIPES) | {recipes.AUTO} == set(RECIPES)  # the flag's choices
 
 
-def test_the_recipes_say_what_the_issue_asks_of_them():
+def test_the_notebook_recipe_is_the_notebooks_and_cpu_needs_no_download():
     assert {k: recipes.NOTEBOOK[k] for k in ("image_size", "resize_size", "weights", "optimizer",
                                               "learning_rate", "cutmix_probability", "batch_size")} == \
         {"image_size": 224, "resize_size": 256, "weights": "imagenet", "optimizer": "sgd", "learning_rate": 0.01,

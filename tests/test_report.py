@@ -23,8 +23,9 @@ from ml_metadata.proto import metadata_store_pb2
 from PIL import Image
 from tfx.dsl.compiler import constants as tfx_constants
 
-from pipeline import configs, evaluation
-from run_report import edge_models, html_page, plots, run_data, store, tables, tfma_results, writer
+from common import dataset, ingest_report, output_dir, pipeline_names, store
+from pipeline import evaluation
+from run_report import edge_models, html_page, plots, run_data, tables, tfma_results, writer
 from run_report.__main__ import main as report_main
 from trainer_module import names
 
@@ -35,7 +36,7 @@ CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-back
 # ---------------------------------------------------------------- ML Metadata queries (fast)
 
 def test_find_metadata_from_output_dir_pipeline_root_or_file(tmp_path):
-    db = tmp_path / "metadata" / "p" / configs.METADATA_FILE
+    db = tmp_path / "metadata" / "p" / output_dir.METADATA_FILE
     db.parent.mkdir(parents=True)
     db.write_bytes(b"")
     (tmp_path / "pipelines" / "p").mkdir(parents=True)
@@ -45,7 +46,7 @@ def test_find_metadata_from_output_dir_pipeline_root_or_file(tmp_path):
     with pytest.raises(FileNotFoundError):
         store.find_metadata(str(tmp_path / "pipelines"))
     (tmp_path / "metadata" / "q").mkdir()
-    (tmp_path / "metadata" / "q" / configs.METADATA_FILE).write_bytes(b"")
+    (tmp_path / "metadata" / "q" / output_dir.METADATA_FILE).write_bytes(b"")
     with pytest.raises(ValueError, match="several pipelines"):
         store.find_metadata(str(tmp_path))
 
@@ -62,9 +63,9 @@ def _put_run(mlmd, pipeline: str, run_id: str, root: str, eval_config_json: str)
         metadata_store_pb2.ContextType(name=tfx_constants.NODE_CONTEXT_TYPE_NAME))
     execution_type = mlmd.put_execution_type(metadata_store_pb2.ExecutionType(name="component"))
     artifact_type = mlmd.put_artifact_type(metadata_store_pb2.ArtifactType(name="Artifact"))
-    for node_id, key, properties in ((names.TRAINER_NODE, names.MODEL_RUN_OUTPUT, {}),
-                                     (names.EVALUATOR_NODE, names.EVALUATION_OUTPUT,
-                                      {names.EVAL_CONFIG_EXEC_PROPERTY: eval_config_json})):
+    for node_id, key, properties in ((pipeline_names.TRAINER_NODE, pipeline_names.MODEL_RUN_OUTPUT, {}),
+                                     (pipeline_names.EVALUATOR_NODE, pipeline_names.EVALUATION_OUTPUT,
+                                      {pipeline_names.EVAL_CONFIG_EXEC_PROPERTY: eval_config_json})):
         node_name = f"{pipeline}.{node_id}"
         node = (mlmd.get_context_by_type_and_name(tfx_constants.NODE_CONTEXT_TYPE_NAME, node_name)
                 or metadata_store_pb2.Context(type_id=node_type, name=node_name))
@@ -83,7 +84,7 @@ def _put_run(mlmd, pipeline: str, run_id: str, root: str, eval_config_json: str)
 @pytest.fixture()
 def metadata_path(tmp_path):
     """Two runs of pipeline "p"; only the second Evaluator's config slices by class."""
-    path = str(tmp_path / configs.METADATA_FILE)
+    path = str(tmp_path / output_dir.METADATA_FILE)
     config = metadata_store_pb2.ConnectionConfig()
     config.sqlite.filename_uri = path
     mlmd = metadata_store.MetadataStore(config)
@@ -96,10 +97,10 @@ def metadata_path(tmp_path):
 def test_runs_nodes_and_eval_config_read_back_from_ml_metadata(metadata_path, tmp_path):
     assert store.run_ids(metadata_path) == ["run-1", "run-2"]
     nodes = store.read_run(metadata_path)  # the latest
-    assert sorted(nodes) == [names.EVALUATOR_NODE, names.TRAINER_NODE]
-    assert nodes[names.TRAINER_NODE].state == "COMPLETE"
-    assert nodes[names.EVALUATOR_NODE].uri(names.EVALUATION_OUTPUT) == \
-        f"{tmp_path}/root/{names.EVALUATOR_NODE}/{names.EVALUATION_OUTPUT}/7"
+    assert sorted(nodes) == [pipeline_names.EVALUATOR_NODE, pipeline_names.TRAINER_NODE]
+    assert nodes[pipeline_names.TRAINER_NODE].state == "COMPLETE"
+    assert nodes[pipeline_names.EVALUATOR_NODE].uri(pipeline_names.EVALUATION_OUTPUT) == \
+        f"{tmp_path}/root/{pipeline_names.EVALUATOR_NODE}/{pipeline_names.EVALUATION_OUTPUT}/7"
     assert store.pipeline_root(nodes) == f"{tmp_path}/root"
     assert store.pipeline_name(metadata_path, "run-1") == "p"
     configured = {run_id: tfma_results.parse_eval_config(
@@ -117,13 +118,13 @@ def test_cli_lists_the_runs_oldest_first(metadata_path, capsys):
 
 def test_custom_and_output_properties():
     artifact = metadata_store_pb2.Artifact(uri="/x")
-    artifact.custom_properties[names.PROP_BLESSED].int_value = 1
-    artifact.custom_properties[names.PROP_BASELINE_MODEL].string_value = "/models/3"
-    node = store.NodeRun(names.EVALUATOR_NODE, "COMPLETE", {names.BLESSING_OUTPUT: [artifact]})
-    assert store.custom_property(artifact, names.PROP_BLESSED) == 1
-    assert store.output_property(node, names.BLESSING_OUTPUT, names.PROP_BASELINE_MODEL) == "/models/3"
-    assert store.output_property(node, names.BLESSING_OUTPUT, names.PROP_PUSHED) is None
-    assert store.output_property(None, names.BLESSING_OUTPUT, names.PROP_BLESSED) is None
+    artifact.custom_properties[pipeline_names.PROP_BLESSED].int_value = 1
+    artifact.custom_properties[pipeline_names.PROP_BASELINE_MODEL].string_value = "/models/3"
+    node = store.NodeRun(pipeline_names.EVALUATOR_NODE, "COMPLETE", {pipeline_names.BLESSING_OUTPUT: [artifact]})
+    assert store.custom_property(artifact, pipeline_names.PROP_BLESSED) == 1
+    assert store.output_property(node, pipeline_names.BLESSING_OUTPUT, pipeline_names.PROP_BASELINE_MODEL) == "/models/3"
+    assert store.output_property(node, pipeline_names.BLESSING_OUTPUT, pipeline_names.PROP_PUSHED) is None
+    assert store.output_property(None, pipeline_names.BLESSING_OUTPUT, pipeline_names.PROP_BLESSED) is None
 
 
 # ---------------------------------------------------------------- numbers and tables (fast)
@@ -186,8 +187,9 @@ def test_overall_rows_with_and_without_a_baseline():
 
 
 def test_ingest_rows_count_per_split_and_total():
-    report = {"class_names": ["a", "b"], "ingested": 9,
-              "ingested_by_split_and_class": {"train": {"a": 4, "b": 2}, "eval": {"a": 2, "b": 1}}}
+    report = ingest_report.IngestReport.from_dict({
+        "data_root": "/d", "split_mode": "folders", "class_names": ["a", "b"], "files_seen": 9, "ingested": 9,
+        "skipped": 0, "ingested_by_split_and_class": {"train": {"a": 4, "b": 2}, "eval": {"a": 2, "b": 1}}})
     assert tables.ingest_rows(report) == (["train", "eval"], [("a", 4, 2, 6), ("b", 2, 1, 3),
                                                               ("total", 6, 3, 9)])
 
@@ -225,19 +227,19 @@ def test_page_of_a_rejected_candidate(tmp_path):
     results.confusion = {"cand": np.eye(3) * 4, "base": np.ones((3, 3))}
     results.thresholds = [tfma_results.ThresholdCheck(evaluation.ACCURACY, "lower bound", "overall", 0.8,
                                                       ">= 0.9", "FAILED")]
-    blessing = _artifact("/root/Evaluator/blessing/9", **{names.PROP_BLESSED: 0,
-                                                          names.PROP_BASELINE_MODEL: "/root/Trainer/model/2"})
-    pushed = _artifact("/root/Pusher/pushed_model/10", **{names.PROP_PUSHED: 0})
-    nodes = {names.EVALUATOR_NODE: store.NodeRun(names.EVALUATOR_NODE, "COMPLETE",
-                                                 {names.BLESSING_OUTPUT: [blessing]}),
-             names.PUSHER_NODE: store.NodeRun(names.PUSHER_NODE, "COMPLETE",
-                                              {names.PUSHED_MODEL_OUTPUT: [pushed]})}
-    ingest = {"data_root": "/data", "split_mode": "folders", "files_seen": 10, "ingested": 9,
+    blessing = _artifact("/root/Evaluator/blessing/9", **{pipeline_names.PROP_BLESSED: 0,
+                                                          pipeline_names.PROP_BASELINE_MODEL: "/root/Trainer/model/2"})
+    pushed = _artifact("/root/Pusher/pushed_model/10", **{pipeline_names.PROP_PUSHED: 0})
+    nodes = {pipeline_names.EVALUATOR_NODE: store.NodeRun(pipeline_names.EVALUATOR_NODE, "COMPLETE",
+                                                 {pipeline_names.BLESSING_OUTPUT: [blessing]}),
+             pipeline_names.PUSHER_NODE: store.NodeRun(pipeline_names.PUSHER_NODE, "COMPLETE",
+                                              {pipeline_names.PUSHED_MODEL_OUTPUT: [pushed]})}
+    ingest = ingest_report.IngestReport.from_dict({"data_root": "/data", "split_mode": "folders", "files_seen": 10, "ingested": 9,
               "skipped": 1, "class_names": ["a", "b", "c"], "skipped_by_reason": {"corrupt": 1},
               "skipped_files": [{"path": "a/x.jpg", "split": "train", "class_name": "a",
                                  "reason": "corrupt"}],
               "ingested_by_split_and_class": {"train": {"a": 3, "b": 2, "c": 1},
-                                              "eval": {"a": 1, "b": 1, "c": 1}}}
+                                              "eval": {"a": 1, "b": 1, "c": 1}}})
     history = {names.HISTORY_CONFIG: {"epochs": 2, "learning_rate": 1e-06}, names.HISTORY_TRAIN_EXAMPLES: 6,
                names.HISTORY_SERIES: {"loss": [1.0, 0.5], "val_loss": [1.1, 0.7]}}
     lr_png = plots.training_curves({"lr": [0.1, 0.2]})  # any PNG stands in for the Trainer's
@@ -255,7 +257,7 @@ def test_page_of_a_rejected_candidate(tmp_path):
     assert "10 files seen, 9 ingested, 1 skipped" in parsed.text
     assert "a 3 1 4 b 2 1 3 c 1 1 2 total 6 3 9" in parsed.text
     assert "corrupt 1 file split class reason detail a/x.jpg train a corrupt" in parsed.text
-    assert f"{names.PUSHER_NODE} COMPLETE {names.PUSHED_MODEL_OUTPUT}: {pushed.uri}" in parsed.text
+    assert f"{pipeline_names.PUSHER_NODE} COMPLETE {pipeline_names.PUSHED_MODEL_OUTPUT}: {pushed.uri}" in parsed.text
     assert set(figures) == {html_page.CONFUSION_MATRIX_PNG, html_page.BASELINE_CONFUSION_MATRIX_PNG,
                             html_page.RELIABILITY_PNG, html_page.TRAINING_CURVES_PNG,
                             html_page.EXAMPLES_PER_CLASS_PNG, names.LR_SCHEDULE_PLOT}
@@ -273,24 +275,24 @@ INT8_REASON = ("int8 accuracy 0.897 is 1.7 points below the SavedModel's 0.913 o
 def _edge_evaluation() -> dict:
     """An EdgeEvaluator file as names.py documents it: float16 within its margin, int8 not."""
     def model(accuracy, recall, size, latency, batch_latency, path):
-        return {names.EDGE_ACCURACY: accuracy, names.EDGE_RECALL: dict(zip("ab", recall)),
-                names.EDGE_SIZE_MB: size, names.EDGE_LATENCY_MS: latency,
-                names.EDGE_BATCH_LATENCY_MS: batch_latency, names.EDGE_PATH: path}
+        return {pipeline_names.EDGE_ACCURACY: accuracy, pipeline_names.EDGE_RECALL: dict(zip("ab", recall)),
+                pipeline_names.EDGE_SIZE_MB: size, pipeline_names.EDGE_LATENCY_MS: latency,
+                pipeline_names.EDGE_BATCH_LATENCY_MS: batch_latency, pipeline_names.EDGE_PATH: path}
 
     model_uri = "/root/Trainer/model/5"
     return {
-        names.EDGE_EXAMPLES: 300, names.EDGE_CLASS_NAMES: ["a", "b"],
-        names.EDGE_MODELS: {
-            names.EDGE_SAVED_MODEL: model(0.9133, (0.95, 0.876), 16.2, 21.4, 6.12, f"{model_uri}/Format-Serving"),
+        pipeline_names.EDGE_EXAMPLES: 300, pipeline_names.EDGE_CLASS_NAMES: ["a", "b"],
+        pipeline_names.EDGE_MODELS: {
+            pipeline_names.EDGE_SAVED_MODEL: model(0.9133, (0.95, 0.876), 16.2, 21.4, 6.12, f"{model_uri}/Format-Serving"),
             "float16": model(0.9127, (0.95, 0.875), 8.1, 9.87, 5.43, f"{model_uri}/Format-TFLite/model_float16.tflite"),
             "int8": model(0.8967, (0.93, 0.863), 4.374, 4.56, 2.1, f"{model_uri}/Format-TFLite/model_int8.tflite")},
-        names.EDGE_GATE: {
-            "float16": {names.EDGE_MAX_DROP: 0.002, names.EDGE_DROP: 0.0006, names.EDGE_PASSED: True,
-                        names.EDGE_REASON: "float16 accuracy 0.913 is 0.1 points below the SavedModel's "
+        pipeline_names.EDGE_GATE: {
+            "float16": {pipeline_names.EDGE_MAX_DROP: 0.002, pipeline_names.EDGE_DROP: 0.0006, pipeline_names.EDGE_PASSED: True,
+                        pipeline_names.EDGE_REASON: "float16 accuracy 0.913 is 0.1 points below the SavedModel's "
                                            "0.913 on the same 300 eval images (margin 0.2 points): pushed "
                                            "beside the SavedModel when it is blessed"},
-            "int8": {names.EDGE_MAX_DROP: 0.01, names.EDGE_DROP: 0.0166, names.EDGE_PASSED: False,
-                     names.EDGE_REASON: INT8_REASON}}}
+            "int8": {pipeline_names.EDGE_MAX_DROP: 0.01, pipeline_names.EDGE_DROP: 0.0166, pipeline_names.EDGE_PASSED: False,
+                     pipeline_names.EDGE_REASON: INT8_REASON}}}
 
 
 def _put_node(mlmd, pipeline: str, run_id: str, node_id: str, key: str, artifact, state="COMPLETE"):
@@ -315,26 +317,26 @@ def _put_node(mlmd, pipeline: str, run_id: str, node_id: str, key: str, artifact
 def _edge_metadata(tmp_path, with_edge: bool = True) -> str:
     """A run "r" with a pushing Pusher (float16 pushed, int8 held back) and, with_edge, an
     EdgeEvaluator whose artifact holds _edge_evaluation()."""
-    path = str(tmp_path / configs.METADATA_FILE)
+    path = str(tmp_path / output_dir.METADATA_FILE)
     config = metadata_store_pb2.ConnectionConfig()
     config.sqlite.filename_uri = path
     mlmd = metadata_store.MetadataStore(config)
     root = tmp_path / "root"
     if with_edge:
-        edge_dir = root / names.EDGE_EVALUATOR_NODE / names.EDGE_EVALUATION_OUTPUT / "8"
+        edge_dir = root / pipeline_names.EDGE_EVALUATOR_NODE / pipeline_names.EDGE_EVALUATION_OUTPUT / "8"
         edge_dir.mkdir(parents=True)
-        (edge_dir / names.EDGE_EVALUATION_FILE).write_text(json.dumps(_edge_evaluation()))
-        _put_node(mlmd, "p", "r", names.EDGE_EVALUATOR_NODE, names.EDGE_EVALUATION_OUTPUT, _artifact(str(edge_dir)))
-    pushed = _artifact(f"{root}/{names.PUSHER_NODE}/{names.PUSHED_MODEL_OUTPUT}/9", **{
-        names.PROP_PUSHED: 1, names.PROP_PUSHED_DESTINATION: EDGE_DESTINATION,
-        names.PROP_PUSHED_EDGE_MODELS: "float16", names.PROP_EDGE_HELD_BACK: json.dumps({"int8": INT8_REASON})})
-    _put_node(mlmd, "p", "r", names.PUSHER_NODE, names.PUSHED_MODEL_OUTPUT, pushed)
+        (edge_dir / pipeline_names.EDGE_EVALUATION_FILE).write_text(json.dumps(_edge_evaluation()))
+        _put_node(mlmd, "p", "r", pipeline_names.EDGE_EVALUATOR_NODE, pipeline_names.EDGE_EVALUATION_OUTPUT, _artifact(str(edge_dir)))
+    pushed = _artifact(f"{root}/{pipeline_names.PUSHER_NODE}/{pipeline_names.PUSHED_MODEL_OUTPUT}/9", **{
+        pipeline_names.PROP_PUSHED: 1, pipeline_names.PROP_PUSHED_DESTINATION: EDGE_DESTINATION,
+        pipeline_names.PROP_PUSHED_EDGE_MODELS: "float16", pipeline_names.PROP_EDGE_HELD_BACK: json.dumps({"int8": INT8_REASON})})
+    _put_node(mlmd, "p", "r", pipeline_names.PUSHER_NODE, pipeline_names.PUSHED_MODEL_OUTPUT, pushed)
     return path
 
 
 def test_edge_section_shows_the_comparison_and_the_gate_from_ml_metadata(tmp_path):
     data = run_data.collect(_edge_metadata(tmp_path))
-    assert data.edge.uri == str(tmp_path / "root" / names.EDGE_EVALUATOR_NODE / names.EDGE_EVALUATION_OUTPUT / "8")
+    assert data.edge.uri == str(tmp_path / "root" / pipeline_names.EDGE_EVALUATOR_NODE / pipeline_names.EDGE_EVALUATION_OUTPUT / "8")
     assert (data.edge.pushed, data.edge.pushed_flavours, data.edge.held_back) == (
         True, ["float16"], {"int8": INT8_REASON})
     page, _ = html_page.render(data)
@@ -355,7 +357,7 @@ def test_edge_section_shows_the_comparison_and_the_gate_from_ml_metadata(tmp_pat
     assert table_text in parsed.text
     assert f"int8 : held back : {INT8_REASON}" in parsed.text  # (the parser puts spaces between tags)
     assert "float16 : pushed : float16 accuracy 0.913 is 0.1 points below" in parsed.text
-    edge_dir = f"{EDGE_DESTINATION}/{names.PUSHED_EDGE_SUBDIR}"
+    edge_dir = f"{EDGE_DESTINATION}/{pipeline_names.PUSHED_EDGE_SUBDIR}"
     assert (f"Pushed beside the SavedModel: {edge_dir}/model_float16.tflite , "
             f"{edge_dir}/{names.TFLITE_LABELS_FILE} .") in parsed.text
 
@@ -367,9 +369,9 @@ def test_a_run_without_an_edge_evaluator_has_no_edge_section(tmp_path):
     assert parsed.ids == ["verdict", "training", "data", "components"]
     assert "Edge models" not in parsed.text and "TFLite" not in parsed.text
     # An EdgeEvaluator whose file is missing (a failed execution) shows nothing either.
-    node = store.NodeRun(names.EDGE_EVALUATOR_NODE, "FAILED",
-                         {names.EDGE_EVALUATION_OUTPUT: [_artifact(str(tmp_path / "empty"))]})
-    assert edge_models.collect({names.EDGE_EVALUATOR_NODE: node}) is None
+    node = store.NodeRun(pipeline_names.EDGE_EVALUATOR_NODE, "FAILED",
+                         {pipeline_names.EDGE_EVALUATION_OUTPUT: [_artifact(str(tmp_path / "empty"))]})
+    assert edge_models.collect({pipeline_names.EDGE_EVALUATOR_NODE: node}) is None
 
 
 def _edge_view(**overrides) -> edge_models.EdgeView:
@@ -435,7 +437,7 @@ def runs(gate_runs):
 def _section_ids(nodes) -> list:
     """The report's section ids for a run: the edge models' after calibration when it has an EdgeEvaluator."""
     ids = list(html_page.SECTION_IDS)
-    if names.EDGE_EVALUATOR_NODE in nodes:
+    if pipeline_names.EDGE_EVALUATOR_NODE in nodes:
         ids.insert(ids.index("calibration") + 1, edge_models.SECTION_ID)
     return ids
 
@@ -453,7 +455,7 @@ def test_report_of_a_rejected_candidate(runs, weak_report):
         page = _Page(f.read())
     assert page.ids == _section_ids(runs.nodes[2])
     assert "NOT BLESSED" in page.text and "nothing was pushed" in page.text
-    if names.EDGE_EVALUATOR_NODE in runs.nodes[2]:  # C's TFLite models, scored but not pushed
+    if pipeline_names.EDGE_EVALUATOR_NODE in runs.nodes[2]:  # C's TFLite models, scored but not pushed
         assert "SavedModel float16 int8 accuracy (" in page.text
         assert re.search(r"edge gate reference(?: not pushed| held back){2} float16 :", page.text)
         assert "No edge model was pushed in this run." in page.text
@@ -461,9 +463,9 @@ def test_report_of_a_rejected_candidate(runs, weak_report):
     assert re.search(r"sparse_categorical_accuracy lower bound overall [0-9.]+ >= 0\.5 FAILED", page.text)
     assert re.search(r"sparse_categorical_accuracy change vs baseline overall -?[0-9.]+ "
                      r"candidate - baseline >= -0\.02", page.text)
-    baseline_uri = runs.nodes[0][names.TRAINER_NODE].uri(names.MODEL_OUTPUT)
+    baseline_uri = runs.nodes[0][pipeline_names.TRAINER_NODE].uri(pipeline_names.MODEL_OUTPUT)
     assert f"Baseline: the latest blessed model other than the candidate, {baseline_uri}" in page.text
-    for class_name in names.INTEL_CLASS_NAMES:
+    for class_name in dataset.INTEL_CLASS_NAMES:
         assert f"{names.CLASS_NAME_KEY}={class_name}" in page.text
     assert "Expected calibration error" in page.text
     assert "learning_rate 1e-06" in page.text
@@ -477,7 +479,7 @@ def test_report_of_a_rejected_candidate(runs, weak_report):
             html_page.TRAINING_CURVES_PNG, html_page.EXAMPLES_PER_CLASS_PNG,
             html_page.RELIABILITY_PNG, names.LR_SCHEDULE_PLOT} <= set(pngs)
     # The Trainer's schedule plot, as it wrote it: beside the report and embedded in it.
-    with open(os.path.join(runs.nodes[2][names.TRAINER_NODE].uri(names.MODEL_RUN_OUTPUT),
+    with open(os.path.join(runs.nodes[2][pipeline_names.TRAINER_NODE].uri(pipeline_names.MODEL_RUN_OUTPUT),
                            names.LR_SCHEDULE_PLOT), "rb") as f:
         lr_png = f.read()
     with open(os.path.join(report_dir, names.LR_SCHEDULE_PLOT), "rb") as f:

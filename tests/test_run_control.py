@@ -128,3 +128,69 @@ def _raised_from(exc: Exception, cause: Exception) -> Exception:
 ])
 def test_classify_other_failures(exc, code):
     assert exit_codes.classify(exc)[0] == code
+
+
+# ---------------------------------------------------------------- what a real process prints
+
+def _run_process(args, env=None, timeout=300):
+    """(exit code, stdout lines, stderr lines) of `python local_runner.py ARGS` in a fresh process."""
+    done = subprocess.run([sys.executable, os.path.join(REPO, "local_runner.py"), *args], cwd=REPO,
+                          capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})})
+    return done.returncode, done.stdout.strip().splitlines(), done.stderr.strip().splitlines()
+
+
+@pytest.mark.parametrize("case", ["bad flag value", "bad settings file", "bad environment variable"])
+def test_a_usage_error_is_the_only_line_on_stderr(tmp_path, case):
+    """Nothing is printed before the error line: the libraries' start-up output (TensorFlow's C++
+    lines, CUDA probes, deprecation warnings) is held back (run_control/startup.py)."""
+    settings = image_factory.write_file(tmp_path / "settings.json", b"{not json")
+    args, env = {"bad flag value": (["--epochs", "0"], {}),
+                 "bad settings file": (["--config", settings], {}),
+                 "bad environment variable": ([], {"INTEL_SCENES_EPOCHS": "abc"})}[case]
+    code, out, err = _run_process(["--output-dir", str(tmp_path / "out"), *args], env)
+    assert code == exit_codes.USAGE_ERROR
+    assert out == [] and len(err) == 1 and err[0].startswith("error: ") and err[0].endswith("(exit 2)"), err
+    expected = {"bad flag value": "epochs=0: must be >= 1", "bad settings file": "is not valid JSON",
+                "bad environment variable": "INTEL_SCENES_EPOCHS='abc'"}[case]
+    assert expected in err[0]
+
+
+def test_help_is_clean_and_lists_the_knobs_a_user_changes_first(tmp_path):
+    code, out, err = _run_process(["--help"])
+    assert (code, err) == (0, [])
+    text = "\n".join(out)
+    groups = [line for line in out if line and not line.startswith(" ") and line.endswith(":")]
+    assert groups[:3] == ["options:", "pipeline (data, gates, outputs):", "training:"], groups
+    sections, current = {}, None
+    for line in out:  # each group's lines, up to the next group's title
+        if line in groups:
+            current = line
+        elif current:
+            sections[current] = sections.get(current, "") + line + "\n"
+    assert "--data-dir" in sections["pipeline (data, gates, outputs):"] and "--recipe" in sections["training:"]
+    assert "--shuffle-buffer" in sections["training: advanced:"] and "--shuffle-buffer" not in sections["training:"]
+    assert "--beam-pipeline-args" in sections["pipeline (data, gates, outputs): advanced:"]
+
+
+def test_a_damaged_metadata_database_is_one_line_naming_it_and_the_fix(tmp_path):
+    out = tmp_path / "out"
+    cfg = configs.PipelineConfig(output_dir=str(out))
+    os.makedirs(os.path.dirname(cfg.metadata_path))
+    with open(cfg.metadata_path, "wb") as f:
+        f.write(os.urandom(64 << 10))
+    code, _, err = _run_process(["--output-dir", str(out)])
+    assert code == exit_codes.ENVIRONMENT_ERROR
+    assert len(err) == 1 and err[0].startswith(
+        f"error: the ML Metadata database {cfg.metadata_path} is damaged (file is not a database): move it "
+        "aside to start a new run history"), err
+    assert not os.path.exists(cfg.cache_dir)  # stopped before any data was made
+
+
+def test_an_output_dir_inside_the_data_is_refused(tmp_path, capsys):
+    data = tmp_path / "data"
+    image_factory.make_image_tree(data, {"train": {"cat": 2, "dog": 2}, "val": {"cat": 1, "dog": 1}})
+    code, err = _main(["--output-dir", str(data / "outputs"), "--data-dir", str(data)], capsys)
+    assert code == exit_codes.USAGE_ERROR
+    assert err == [f"error: --output-dir {data / 'outputs'} is inside --data-dir {data}: the run would write "
+                   "into its input data; pass an output dir outside it (exit 2)"]
+    assert not os.path.exists(data / "outputs")

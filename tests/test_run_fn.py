@@ -21,11 +21,12 @@ import transform_graphs
 # It trains (tracing MobileNetV3's train steps and exporting a SavedModel costs about a minute);
 # one xdist worker runs the whole module, so its module-scoped run_fn call is made once.
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("run_fn")]
+from common import dataset
 from components.image_example_gen.records import make_example
 from trainer_module import model as model_lib, names, trainer
 from trainer_module.train_config import ConfigError, TrainConfig
 
-CLASSES = names.INTEL_CLASS_NAMES
+CLASSES = dataset.INTEL_CLASS_NAMES
 TRAIN_LABELS = tuple(range(len(CLASSES))) * 2
 # Unbalanced on purpose: with balanced labels, label smoothing changes the loss of a model that
 # scores every image alike by nothing, and the test could not see it.
@@ -154,7 +155,7 @@ def test_the_saved_model_holds_the_weights_and_no_training_state(trained):
 
 
 def test_edge_models_are_exported_beside_the_saved_model(trained):
-    from serving_client.tflite_classifier import TFLiteClassifier
+    from common.tflite_classifier import TFLiteClassifier
 
     fn_args, _ = trained
     edge_dir = os.path.join(os.path.dirname(fn_args.serving_model_dir), names.EDGE_MODEL_SUBDIR)

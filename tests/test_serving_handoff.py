@@ -1,4 +1,4 @@
-"""The serving handoff (issue 12): TF Serving warm-up requests, the per-image bad-image contract,
+"""The serving handoff: TF Serving warm-up requests, the per-image bad-image contract,
 docs/serving.md's request body and image tags, and the Vertex AI serving image's entrypoint.
 
 Fast tests export a tiny model through the real export (signatures.export_serving_model) with a
@@ -22,10 +22,12 @@ import tf_keras as keras
 from tensorflow_serving.apis import prediction_log_pb2
 
 import image_factory
+import tf_serving_rest as rest
+from common import dataset, pipeline_names
 from pipeline import configs
 from pipeline_runs import pushed_dir
-from serving_client import rest, vertex_server
-from trainer_module import image_header, names, preprocessing, serving_warmup, signatures
+from serving_client import vertex_server
+from trainer_module import image_format, names, preprocessing, serving_warmup, signatures
 from trainer_module.train_config import TrainConfig
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -64,9 +66,9 @@ WARMUP = [image_factory.jpeg_bytes(40, 30, color=RED), image_factory.png_bytes(2
 def tiny_export(tmp_path_factory) -> str:
     """A SavedModel written by signatures.export_serving_model, warm-up images included."""
     export_dir = str(tmp_path_factory.mktemp("tiny") / "Format-Serving")
-    cfg = TrainConfig(class_names=CLASSES, image_size=SIZE, resize_size=SIZE, max_image_pixels=BUDGET)
+    cfg = TrainConfig(class_names=CLASSES, image_size=SIZE, resize_size=SIZE)
     signatures.export_serving_model(_colour_model(), _Decode(), {names.IMAGE_KEY: tf.io.FixedLenFeature(
-        [1], tf.string)}, cfg, export_dir, WARMUP)
+        [1], tf.string)}, cfg, export_dir, WARMUP, max_pixels=BUDGET)
     return export_dir
 
 
@@ -140,7 +142,7 @@ def test_a_bad_image_gets_an_error_and_the_others_are_classified_as_if_alone(tin
              image_factory.png_bytes(200, 200, color=BLUE), image_factory.truncated_jpeg_bytes(), b"", good[1]]
     out = signature(**{names.SERVING_BYTES_INPUT: tf.constant(batch)})
     alone = signature(**{names.SERVING_BYTES_INPUT: tf.constant(good)})
-    over = f"{image_header.TOO_MANY_PIXELS}: {image_header.over_budget_message(200, 200, BUDGET)}"
+    over = f"{image_format.TOO_MANY_PIXELS}: {image_format.over_budget_message(200, 200, BUDGET)}"
     assert out[names.ERROR_OUTPUT].numpy().astype(str).tolist() == [
         "", UNDECODABLE_JPEG, NOT_AN_IMAGE, over, UNDECODABLE_JPEG, NOT_AN_IMAGE, ""]
     assert out[names.PREDICTED_CLASS_OUTPUT].numpy().astype(str).tolist() == ["red", "", "", "", "", "", "green"]
@@ -163,15 +165,15 @@ def test_a_request_of_bad_images_only_or_of_none_is_answered(tiny):
 
 
 def test_failure_reasons_read_each_format_and_a_header_libjpeg_cannot_read():
-    no_frame_header = image_header.JPEG_MAGIC + b"\xe0\x00\x10JFIF"  # libjpeg fails on the header
+    no_frame_header = image_format.JPEG_MAGIC + b"\xe0\x00\x10JFIF"  # libjpeg fails on the header
     reasons = signatures.failure_reasons(tf.constant([
         no_frame_header, image_factory.png_bytes(30, 40)[:40], b"GIF89a" + b"\x10\x00\x20\x00" + b"\0" * 4,
         image_factory.bmp_bytes(300, 2)[:40], b"\x00\x01"]), max_pixels=100)
     assert reasons.numpy().astype(str).tolist() == [
         UNDECODABLE_JPEG,
-        f"{image_header.TOO_MANY_PIXELS}: {image_header.over_budget_message(30, 40, 100)}",
-        f"{image_header.TOO_MANY_PIXELS}: {image_header.over_budget_message(16, 32, 100)}",
-        f"{image_header.TOO_MANY_PIXELS}: {image_header.over_budget_message(300, 2, 100)}",
+        f"{image_format.TOO_MANY_PIXELS}: {image_format.over_budget_message(30, 40, 100)}",
+        f"{image_format.TOO_MANY_PIXELS}: {image_format.over_budget_message(16, 32, 100)}",
+        f"{image_format.TOO_MANY_PIXELS}: {image_format.over_budget_message(300, 2, 100)}",
         NOT_AN_IMAGE]
 
 
@@ -313,11 +315,11 @@ def test_vertex_settings_and_a_local_model_copy(tmp_path):
         "AIP_STORAGE_URI": "gs://b/m", "MODEL_NAME": "intel-scenes"})
     assert settings == vertex_server.Settings(8080, "/h", "/p", "gs://b/m", "intel-scenes")
     source = tmp_path / "model"
-    image_factory.write_file(source / names.SAVED_MODEL_FILE, b"pb")
+    image_factory.write_file(source / pipeline_names.SAVED_MODEL_FILE, b"pb")
     image_factory.write_file(source / names.EXTRA_ASSETS_DIR / names.WARMUP_REQUESTS_FILE, b"w")
     version = tmp_path / "models" / "intel-scenes" / "1"
     vertex_server.copy_model(str(source), str(version))
-    assert (version / names.SAVED_MODEL_FILE).read_bytes() == b"pb"
+    assert (version / pipeline_names.SAVED_MODEL_FILE).read_bytes() == b"pb"
     assert (version / names.EXTRA_ASSETS_DIR / names.WARMUP_REQUESTS_FILE).read_bytes() == b"w"
 
 
@@ -327,7 +329,7 @@ def test_vertex_settings_and_a_local_model_copy(tmp_path):
 def pushed(gate_runs):
     """(the version dir run A pushed, the loaded SavedModel, run A's eval images)."""
     version_dir = pushed_dir(gate_runs)
-    examples = gate_runs.nodes[0][names.EXAMPLE_GEN_NODE].uri(names.EXAMPLES_OUTPUT)
+    examples = gate_runs.nodes[0][pipeline_names.EXAMPLE_GEN_NODE].uri(pipeline_names.EXAMPLES_OUTPUT)
     records = tf.data.TFRecordDataset(tf.io.gfile.glob(f"{examples}/Split-eval/*"), compression_type="GZIP")
     eval_images = {tf.train.Example.FromString(r).features.feature[names.IMAGE_KEY].bytes_list.value[0]
                    for r in records.as_numpy_iterator()}
@@ -338,7 +340,7 @@ def pushed(gate_runs):
 def test_pushed_warmup_requests_are_eval_images_and_replay_through_the_signature(pushed):
     version_dir, loaded, eval_images = pushed
     assert sorted(os.listdir(os.path.join(version_dir, names.EXTRA_ASSETS_DIR))) == sorted(
-        [names.CLASS_NAMES_ASSET, names.PUSH_SOURCE_FILE, names.WARMUP_REQUESTS_FILE])  # Pusher's file kept
+        [names.CLASS_NAMES_ASSET, pipeline_names.PUSH_SOURCE_FILE, names.WARMUP_REQUESTS_FILE])  # Pusher's file kept
     requests = _warmup_requests(version_dir)
     batches = [_images_of(r) for r in requests]
     assert [len(b) for b in batches] == [names.WARMUP_IMAGES, 1] and batches[1] == batches[0][:1]
@@ -346,9 +348,9 @@ def test_pushed_warmup_requests_are_eval_images_and_replay_through_the_signature
     for request in requests:
         outputs = _replay(loaded, request)
         n = len(_images_of(request))
-        assert outputs[names.PROBABILITIES_OUTPUT].shape == (n, len(names.INTEL_CLASS_NAMES))
+        assert outputs[names.PROBABILITIES_OUTPUT].shape == (n, len(dataset.INTEL_CLASS_NAMES))
         np.testing.assert_allclose(outputs[names.PROBABILITIES_OUTPUT].sum(axis=1), 1.0, atol=1e-5)
-        assert set(outputs[names.PREDICTED_CLASS_OUTPUT].astype(str)) <= set(names.INTEL_CLASS_NAMES)
+        assert set(outputs[names.PREDICTED_CLASS_OUTPUT].astype(str)) <= set(dataset.INTEL_CLASS_NAMES)
         assert outputs[names.ERROR_OUTPUT].tolist() == [b""] * n
 
 

@@ -20,8 +20,6 @@ import zipfile
 
 import pytest
 
-from local_http import LocalHttpServer
-
 from data_sources import archives, limits as limits_module, sources
 from data_sources.errors import (
     DataSourceError,
@@ -31,6 +29,7 @@ from data_sources.errors import (
 )
 from data_sources.limits import SourceLimits
 from data_sources.sources import resolve_data_source
+from local_http import LocalHttpServer
 
 pytestmark = pytest.mark.timeout(30)
 

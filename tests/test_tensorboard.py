@@ -17,6 +17,7 @@ import tensorflow as tf
 import tensorflow_model_analysis as tfma
 import tf_keras as keras
 
+from common import pipeline_names
 from pipeline import evaluation
 from run_report import run_data, tables, tensorboard_scalars, tfma_results, writer
 from trainer_module import names, trainer
@@ -109,17 +110,17 @@ def test_evaluator_scalars_leave_out_undefined_metrics():
 
 
 def test_evaluator_scalars_file_is_replaced_not_appended(tmp_path):
-    path = str(tmp_path / names.TB_EVALUATOR_RUN / names.TB_EVALUATOR_EVENTS_FILE)
+    path = str(tmp_path / tensorboard_scalars.TB_EVALUATOR_RUN / tensorboard_scalars.TB_EVALUATOR_EVENTS_FILE)
     tensorboard_scalars.write_scalars_file(path, {"evaluator/accuracy": 0.5, "evaluator/recall/a": 0.25}, 2)
     tensorboard_scalars.write_scalars_file(path, {"evaluator/accuracy": 0.75}, 3)
-    assert os.listdir(tmp_path / names.TB_EVALUATOR_RUN) == [names.TB_EVALUATOR_EVENTS_FILE]
-    assert _scalars(str(tmp_path / names.TB_EVALUATOR_RUN)) == {"evaluator/accuracy": {3: 0.75}}
+    assert os.listdir(tmp_path / tensorboard_scalars.TB_EVALUATOR_RUN) == [tensorboard_scalars.TB_EVALUATOR_EVENTS_FILE]
+    assert _scalars(str(tmp_path / tensorboard_scalars.TB_EVALUATOR_RUN)) == {"evaluator/accuracy": {3: 0.75}}
 
 
 # ---------------------------------------------------------------- the session's pipeline runs (slow)
 
 def _model_run(runs, index: int) -> str:
-    return runs.nodes[index][names.TRAINER_NODE].uri(names.MODEL_RUN_OUTPUT)
+    return runs.nodes[index][pipeline_names.TRAINER_NODE].uri(pipeline_names.MODEL_RUN_OUTPUT)
 
 
 def _tensorboard_dir(runs, index: int) -> str:
@@ -170,15 +171,15 @@ def test_evaluator_scalars_are_the_report_s_numbers(gate_runs, index, blessed):
     rewrote A's file."""
     data = run_data.collect(gate_runs.cfg.metadata_path, gate_runs.run_ids[index])
     rows = tables.class_rows(data.evaluation, data.class_names)
-    expected = {names.TB_EVALUATOR_ACCURACY: data.evaluation.metric(evaluation.ACCURACY),
-                names.TB_EVALUATOR_MACRO_F1: tables.macro_f1(rows), names.TB_EVALUATOR_BLESSED: blessed}
+    expected = {tensorboard_scalars.TB_EVALUATOR_ACCURACY: data.evaluation.metric(evaluation.ACCURACY),
+                tensorboard_scalars.TB_EVALUATOR_MACRO_F1: tables.macro_f1(rows), tensorboard_scalars.TB_EVALUATOR_BLESSED: blessed}
     for row in rows:
         for metric in ("precision", "recall", "f1"):
-            tag = names.TB_EVALUATOR_CLASS_TAG.format(metric=metric, class_name=row.name)
+            tag = tensorboard_scalars.TB_EVALUATOR_CLASS_TAG.format(metric=metric, class_name=row.name)
             expected[tag] = getattr(row, metric)
     epochs = data.history[names.HISTORY_CONFIG]["epochs"]
-    folder = os.path.join(_tensorboard_dir(gate_runs, index), names.TB_EVALUATOR_RUN)
-    assert os.listdir(folder) == [names.TB_EVALUATOR_EVENTS_FILE]
+    folder = os.path.join(_tensorboard_dir(gate_runs, index), tensorboard_scalars.TB_EVALUATOR_RUN)
+    assert os.listdir(folder) == [tensorboard_scalars.TB_EVALUATOR_EVENTS_FILE]
     assert _scalars(folder) == {tag: {epochs: _f32(value)} for tag, value in expected.items()
                                 if tfma_results.nan_to_none(value) is not None}
 

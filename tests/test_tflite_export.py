@@ -14,8 +14,8 @@ import tf_keras as keras
 from tensorflow.lite.python import schema_py_generated as model_fb
 
 import image_factory
-from serving_client import tflite_classifier
-from serving_client.tflite_classifier import TFLiteClassifier
+from common import tflite_classifier
+from common.tflite_classifier import TFLiteClassifier
 from third_party.tflite_metadata import metadata_schema_py_generated as metadata_fb
 from trainer_module import model as model_lib, model_input, names, preprocessing, tflite_export, tflite_format
 from trainer_module.train_config import TrainConfig

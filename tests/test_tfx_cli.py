@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from pipeline import configs
+from common import output_dir
 
 pytestmark = pytest.mark.slow
 
@@ -39,7 +39,7 @@ def test_local_pipeline_create_registers_without_running_or_writing(tmp_path):
     assert not out.exists()  # no demo data, no outputs/, no database, no lock
     with open(tmp_path / "home" / "tfx" / "local" / "intel-scenes" / "pipeline_args.json") as f:
         recorded = json.load(f)
-    assert recorded["pipeline_root"] == os.path.join(str(out), configs.PIPELINES_DIR, "intel-scenes")
+    assert recorded["pipeline_root"] == os.path.join(str(out), output_dir.PIPELINES_DIR, "intel-scenes")
     assert "Component " not in text  # nothing ran
 
 

@@ -6,7 +6,7 @@ import tensorflow as tf
 import image_factory
 from components.image_example_gen import records
 from components.image_example_gen.records import make_example
-from trainer_module import input_pipeline, model_input, names, preprocessing
+from trainer_module import input_pipeline, model_input, preprocessing
 from trainer_module.train_config import TrainConfig, transform_config
 
 CLASSES = ("a", "b", "c")

@@ -9,11 +9,10 @@ from typing import Tuple
 
 import tensorflow as tf
 
-from trainer_module import image_header, names
-from trainer_module.train_config import TrainConfig
+from trainer_module import image_format, names
 
 
-def decode_image(data: tf.Tensor, max_pixels: int = TrainConfig.max_image_pixels) -> tf.Tensor:
+def decode_image(data: tf.Tensor, max_pixels: int = image_format.DEFAULT_MAX_IMAGE_PIXELS) -> tf.Tensor:
     """One encoded JPEG/PNG/GIF/BMP image -> [H, W, 3] uint8 (grayscale and RGBA become RGB).
 
     The one decoder of the project: Transform and serving run it here, and ImageExampleGen checks
@@ -30,14 +29,14 @@ def decode_image(data: tf.Tensor, max_pixels: int = TrainConfig.max_image_pixels
 def pixel_budget_check(data: tf.Tensor, max_pixels: int) -> tf.Operation:
     """An assertion that the header's width x height is at most `max_pixels`.
 
-    Fails with "too_many_pixels: WxH = N pixels > max_image_pixels = B" (image_header's wording).
+    Fails with "too_many_pixels: WxH = N pixels > max_image_pixels = B" (image_format's wording).
     A header that tells no size passes: the decoder then fails on it with its own error.
     """
     width, height = header_dimensions(data)
     budget = tf.constant(max_pixels, tf.int64)
     # height <= budget // width is width x height <= budget without int64 overflow on absurd headers.
     within = tf.logical_or(width <= 0, height <= budget // tf.maximum(width, 1))
-    message = tf.strings.format(f"{image_header.TOO_MANY_PIXELS}: {image_header.OVER_BUDGET_TEMPLATE}",
+    message = tf.strings.format(f"{image_format.TOO_MANY_PIXELS}: {image_format.OVER_BUDGET_TEMPLATE}",
                                 [width, height, width * height, budget])
     return tf.debugging.Assert(within, [message])
 
@@ -57,7 +56,7 @@ def header_dimensions(data: tf.Tensor) -> Tuple[tf.Tensor, tf.Tensor]:
         shape = tf.cast(tf.io.extract_jpeg_shape(data), tf.int64)  # [height, width, channels]
         return shape[1], shape[0]
 
-    is_jpeg = tf.equal(tf.strings.substr(data, 0, len(image_header.JPEG_MAGIC)), image_header.JPEG_MAGIC)
+    is_jpeg = tf.equal(tf.strings.substr(data, 0, len(image_format.JPEG_MAGIC)), image_format.JPEG_MAGIC)
     return tf.cond(is_jpeg, jpeg, lambda: _fixed_header_dimensions(data))
 
 
@@ -78,9 +77,9 @@ def _fixed_header_dimensions(data: tf.Tensor) -> Tuple[tf.Tensor, tf.Tensor]:
         return tf.where(value >= 2 ** 31, value - 2 ** 32, value)
 
     sizes = (  # magic (as tf.io.decode_image tells the formats apart), width, height
-        (image_header.PNG_MAGIC, uint([16, 17, 18, 19]), uint([20, 21, 22, 23])),
-        (b"GIF8", uint([7, 6]), uint([9, 8])),
-        (image_header.BMP_MAGIC, int32([21, 20, 19, 18]), tf.abs(int32([25, 24, 23, 22]))),
+        (image_format.PNG_MAGIC, uint([16, 17, 18, 19]), uint([20, 21, 22, 23])),
+        *((magic, uint([7, 6]), uint([9, 8])) for magic in image_format.GIF_MAGICS),
+        (image_format.BMP_MAGIC, int32([21, 20, 19, 18]), tf.abs(int32([25, 24, 23, 22]))),
     )
     width = height = tf.constant(0, tf.int64)
     for magic, w, h in sizes:
@@ -90,7 +89,7 @@ def _fixed_header_dimensions(data: tf.Tensor) -> Tuple[tf.Tensor, tf.Tensor]:
 
 
 def decode_and_resize(image_bytes: tf.Tensor, size: int,
-                      max_pixels: int = TrainConfig.max_image_pixels) -> tf.Tensor:
+                      max_pixels: int = image_format.DEFAULT_MAX_IMAGE_PIXELS) -> tf.Tensor:
     """[batch] encoded JPEG/PNG/GIF/BMP bytes -> [batch, size, size, 3] float32 8-bit values.
 
     Grayscale and RGBA images become RGB; any input size is accepted. The output holds whole

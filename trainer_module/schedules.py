@@ -4,6 +4,7 @@ from typing import Optional
 import tensorflow as tf
 import tf_keras as keras
 
+from trainer_module import missing_piece
 from trainer_module.train_config import TrainConfig
 
 
@@ -43,7 +44,8 @@ def plot_schedule(schedule, total_steps: int, steps_per_epoch: int, path: str, t
     matplotlib's object API (Figure + Agg canvas), not pyplot: the Trainer switches no global
     backend and keeps no figure state in the process that runs the other components.
     """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    FigureCanvasAgg = missing_piece.import_for("the learning-rate schedule plot",
+                                               "matplotlib.backends.backend_agg").FigureCanvasAgg
     from matplotlib.figure import Figure
 
     steps = list(range(total_steps + 1))

@@ -17,7 +17,7 @@ from typing import Sequence
 import tensorflow as tf
 import tf_keras as keras
 
-from trainer_module import image_header, model_input, names, preprocessing, serving_warmup
+from trainer_module import image_format, model_input, names, preprocessing, serving_warmup
 from trainer_module.train_config import TrainConfig
 
 
@@ -45,7 +45,7 @@ def _surviving(elements: tf.data.Dataset, sentinel, count) -> tf.data.Dataset:
 def _transformed_images(tft_layer, image_spec, image_bytes, size: int):
     """(int32 indices of the images the Transform graph accepted, their [k, S, S, 3] images).
 
-    The whole batch goes through the Transform graph as one call, as before. Only when that fails
+    The whole batch goes through the Transform graph as one call. Only when that fails
     does each image go through it alone, in parallel, keeping those that pass: datasets are
     lazy, and take(1) stops at the whole batch when it succeeded.
     """
@@ -70,15 +70,12 @@ def _header_sizes(image_bytes):
     return tuple(tf.scatter_nd(index[:, tf.newaxis], side, [count]) for side in (width, height))
 
 
-_FORMATS = ((image_header.JPEG_MAGIC, "JPEG"), (image_header.PNG_MAGIC, "PNG"), (b"GIF8", "GIF"),
-            (image_header.BMP_MAGIC, "BMP"))  # as tf.io.decode_image tells them apart
-
-
 def _format_names(image_bytes):
     """[k] "JPEG", "PNG", "GIF", "BMP" from the magic bytes, "" for anything else."""
     name = tf.fill(tf.shape(image_bytes), "")
-    for magic, format_name in _FORMATS:
-        name = tf.where(tf.strings.substr(image_bytes, 0, len(magic)) == magic, format_name, name)
+    for format_name, magics in image_format.FORMATS:
+        for magic in magics:
+            name = tf.where(tf.strings.substr(image_bytes, 0, len(magic)) == magic, format_name.upper(), name)
     return name
 
 
@@ -93,7 +90,7 @@ def failure_reasons(image_bytes, max_pixels: int):
     # height > budget // width is width x height > budget without int64 overflow (as in the graph).
     over = tf.logical_and(width > 0, height > budget // tf.maximum(width, 1))
     over_text = tf.map_fn(
-        lambda sides: tf.strings.format(f"{image_header.TOO_MANY_PIXELS}: {image_header.OVER_BUDGET_TEMPLATE}",
+        lambda sides: tf.strings.format(f"{image_format.TOO_MANY_PIXELS}: {image_format.OVER_BUDGET_TEMPLATE}",
                                         [sides[0], sides[1], sides[0] * sides[1], budget]),
         tf.stack([width, height], axis=1), fn_output_signature=tf.string)
     undecodable = tf.strings.join([f"{names.UNDECODABLE_ERROR}: corrupt or truncated ", format_name, " data"])
@@ -110,7 +107,8 @@ def _errors(image_bytes, accepted, max_pixels: int):
     return tf.tensor_scatter_nd_update(tf.fill(tf.shape(image_bytes), ""), refused[:, tf.newaxis], reasons)
 
 
-def classify_images(model, tft_layer, image_spec, class_names, image_bytes, cfg: TrainConfig):
+def classify_images(model, tft_layer, image_spec, class_names, image_bytes, cfg: TrainConfig,
+                    max_pixels: int = image_format.DEFAULT_MAX_IMAGE_PIXELS):
     """serving_default's outputs for [n] encoded images; an image the Transform graph refuses
     gets an error, zero probabilities, predicted_class "" and does not fail the others."""
     count, classes = tf.size(image_bytes), len(cfg.class_names)
@@ -127,18 +125,20 @@ def classify_images(model, tft_layer, image_spec, class_names, image_bytes, cfg:
         names.PREDICTED_CLASS_OUTPUT: tf.where(
             accepted, tf.gather(class_names, tf.argmax(probabilities, axis=-1)), ""),
         names.PREDICTED_PROBABILITY_OUTPUT: tf.reduce_max(probabilities, axis=-1),
-        names.ERROR_OUTPUT: _errors(image_bytes, accepted, cfg.max_image_pixels),
+        names.ERROR_OUTPUT: _errors(image_bytes, accepted, max_pixels),
     }
 
 
-def make_signatures(model: keras.Model, tft_layer, raw_feature_spec, cfg: TrainConfig):
-    """{signature name: concrete function} for tf.saved_model.save."""
+def make_signatures(model: keras.Model, tft_layer, raw_feature_spec, cfg: TrainConfig,
+                    max_pixels: int = image_format.DEFAULT_MAX_IMAGE_PIXELS):
+    """{signature name: concrete function} for tf.saved_model.save; `max_pixels` is the pixel budget
+    the Transform graph holds images to, for the error text of an image over it."""
     image_spec = raw_feature_spec[names.IMAGE_KEY]
     class_names = tf.constant(list(cfg.class_names))
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=names.SERVING_BYTES_INPUT)])
     def serve_image_bytes(image_bytes):
-        return classify_images(model, tft_layer, image_spec, class_names, image_bytes, cfg)
+        return classify_images(model, tft_layer, image_spec, class_names, image_bytes, cfg, max_pixels)
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=names.SERVING_EXAMPLES_INPUT)])
     def serve_examples(serialized):
@@ -153,12 +153,13 @@ def make_signatures(model: keras.Model, tft_layer, raw_feature_spec, cfg: TrainC
 
 
 def export_serving_model(model: keras.Model, tft_layer, raw_feature_spec, cfg: TrainConfig,
-                         export_dir: str, warmup_images: Sequence[bytes] = ()) -> None:
+                         export_dir: str, warmup_images: Sequence[bytes] = (),
+                         max_pixels: int = image_format.DEFAULT_MAX_IMAGE_PIXELS) -> None:
     """Saves the model with both signatures; in assets.extra, the class names for humans and,
     from `warmup_images` (encoded eval images), TF Serving's warm-up requests."""
     model.tft_layer = tft_layer  # tracked, so the Transform graph and its assets are saved too
     tf.saved_model.save(model, export_dir,
-                        signatures=make_signatures(model, tft_layer, raw_feature_spec, cfg))
+                        signatures=make_signatures(model, tft_layer, raw_feature_spec, cfg, max_pixels))
     extra = os.path.join(export_dir, names.EXTRA_ASSETS_DIR)
     tf.io.gfile.makedirs(extra)
     with tf.io.gfile.GFile(os.path.join(extra, names.CLASS_NAMES_ASSET), "w") as f:

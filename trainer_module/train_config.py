@@ -9,7 +9,7 @@ import json
 import math
 from typing import Any, Dict, Sequence, Tuple
 
-from trainer_module import names
+from trainer_module import image_format, names
 from trainer_module.knobs import choices_of, knob
 
 MODEL_VARIANTS = ("small", "large")
@@ -26,7 +26,7 @@ class ConfigError(ValueError):
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-    """Hyper-parameters of the Trainer (defaults: the notebook's recipe)."""
+    """Hyper-parameters of the Trainer (a recipe fills the knobs nobody set: pipeline/recipes.py)."""
 
     class_names: Tuple[str, ...] = knob((), "label space, in label order (set from the data by the runner)")
     recipe: str = knob("auto", "named preset of the knobs below (pipeline/recipes.py; a knob set by flag, "
@@ -38,71 +38,67 @@ class TrainConfig:
     resize_size: int = knob(256, "Transform resizes every image to this square side (pixels)")
     image_size: int = knob(224, "model input side: training takes random crops of the resized image, "
                                 "evaluation and serving the centre crop (>= 32, <= resize size)")
-    max_image_pixels: int = knob(100_000_000, "pixel budget (width x height, read from the file header "
-                                              "before decoding): larger images are skipped at ingestion "
-                                              "(too_many_pixels) and refused by the serving signature; "
-                                              "fits a 100-megapixel photo, stops decompression bombs")
-    random_flip: bool = knob(True, "mirror training crops left-right with probability 1/2")
+    random_flip: bool = knob(True, "mirror training crops left-right with probability 1/2", advanced=True)
     # CutMix.
     cutmix_probability: float = knob(0.5, "share of training images that get a CutMix box pasted from "
                                           "another image of the batch (the notebook: a uniform draw > 0.5); "
                                           "0 disables")
-    cutmix_alpha: float = knob(1.0, "CutMix box area is 1 - Beta(alpha, alpha) of the image")
+    cutmix_alpha: float = knob(1.0, "CutMix box area is 1 - Beta(alpha, alpha) of the image", advanced=True)
     mixup_probability: float = knob(0.0, "share of training images blended with another image of the batch "
                                          "(MixUp, after CutMix); 0 disables")
-    mixup_alpha: float = knob(0.2, "MixUp weight of the partner image is min(l, 1 - l), l ~ Beta(alpha, alpha)")
+    mixup_alpha: float = knob(0.2, "MixUp weight of the partner image is min(l, 1 - l), l ~ Beta(alpha, alpha)", advanced=True)
     # Model.
     model_variant: str = knob("small", "MobileNetV3 variant", MODEL_VARIANTS)
-    alpha: float = knob(1.0, "MobileNetV3 width multiplier")
-    minimalistic: bool = knob(False, "MobileNetV3 minimalistic blocks (no squeeze-excite, no hard-swish)")
+    alpha: float = knob(1.0, "MobileNetV3 width multiplier", advanced=True)
+    minimalistic: bool = knob(False, "MobileNetV3 minimalistic blocks (no squeeze-excite, no hard-swish)", advanced=True)
     weights: str = knob("none", "backbone weights: none (from scratch), imagenet (Keras download) or a "
                                 "local .h5 file without top")
     weights_md5: str = knob("published", "md5 a local weights file must have: 'published' (Keras' ImageNet "
-                                         "file for this variant), a hex digest, or '' to skip the check")
+                                         "file for this variant), a hex digest, or '' to skip the check", advanced=True)
     frozen_backbone_epochs: int = knob(0, "epochs training the head only, with the backbone frozen, before "
                                           "fine-tuning everything (useful with pretrained weights)")
     fine_tune_lr_factor: float = knob(0.1, "fine-tuning learning rate as a fraction of learning_rate, "
-                                           "after frozen-backbone epochs")
-    dropout: float = knob(0.2, "dropout before the classification layer")
+                                           "after frozen-backbone epochs", advanced=True)
+    dropout: float = knob(0.2, "dropout before the classification layer", advanced=True)
     bn_momentum: float = knob(0.9, "BatchNorm momentum for a backbone trained from scratch: Keras' 0.999 "
-                                   "needs thousands of steps to settle, and short runs then score chance")
+                                   "needs thousands of steps to settle, and short runs then score chance", advanced=True)
     test_time_flip: bool = knob(False, "evaluation and serving average the predictions of the image and its "
                                        "mirror image (twice the inference cost)")
     bn_recalibration_batches: int = knob(20, "after training, re-estimate BatchNorm statistics over this "
                                              "many un-augmented train batches, kept only if they lower the "
-                                             "train loss; 0 skips")
+                                             "train loss; 0 skips", advanced=True)
     # Optimisation.
     batch_size: int = knob(64, "examples per step on each replica (GPU); the global batch scales with them")
     epochs: int = knob(5, "passes over the training examples, frozen-backbone epochs included")
     learning_rate: float = knob(0.01, "peak learning rate")
     optimizer: str = knob("sgd", "optimizer (sgd has momentum)", OPTIMIZERS)
-    momentum: float = knob(0.9, "momentum of the SGD optimizer (sgd only)")
+    momentum: float = knob(0.9, "momentum of the SGD optimizer (sgd only)", advanced=True)
     weight_decay: float = knob(0.0, "decoupled weight decay of the optimizer; 0 turns it off, for AdamW too")
     schedule: str = knob("constant", "learning-rate schedule: constant, linear warmup then cosine decay "
                                      "(Keras CosineDecay), or step decay (Keras ExponentialDecay, staircase)",
                          SCHEDULES)
     warmup_epochs: float = knob(1.0, "warmup_cosine: length of the linear warmup")
-    cosine_final_fraction: float = knob(0.0, "warmup_cosine: final learning rate as a fraction of the peak")
+    cosine_final_fraction: float = knob(0.0, "warmup_cosine: final learning rate as a fraction of the peak", advanced=True)
     step_every_epochs: int = knob(3, "step: epochs between decays (the notebook's best run: 3)")
     step_factor: float = knob(0.1, "step: learning-rate multiplier at each decay")
     label_smoothing: float = knob(0.0, "label smoothing of the categorical cross-entropy")
     ema_momentum: float = knob(0.0, "keep an exponential moving average of the weights with this momentum "
                                     "(Keras optimizer EMA) and export it instead of the last weights; 0 disables")
     precision: str = knob("auto", "numeric policy; auto is mixed_float16 on GPU and float32 on CPU "
-                                  "(where float16 is slow)", PRECISIONS)
+                                  "(where float16 is slow)", PRECISIONS, advanced=True)
     # Edge models.
     tflite_export: bool = knob(True, "also export TFLite models of the trained network (float16 and full-integer "
                                      "int8, uint8 RGB input at image_size) with labels and input spec in their "
                                      "metadata")
     tflite_calibration_images: int = knob(256, "int8: representative train images (centre crops through the "
-                                               "Transform graph) that calibrate the quantization ranges")
+                                               "Transform graph) that calibrate the quantization ranges", advanced=True)
     # Input pipeline.
     shuffle_buffer: int = knob(2048, "shuffle buffer of serialized records (~15 KB each) when decoded "
-                                     "images are not kept in memory")
+                                     "images are not kept in memory", advanced=True)
     decoded_cache_gb: float = knob(4.0, "keep the decoded uint8 images (resize_size^2 * 3 bytes each) in "
                                         "memory after the first epoch when train + eval fit in this many "
-                                        "GB; 0 decodes every epoch")
-    seed: int = knob(42, "seed of weights, shuffling and augmentation")
+                                        "GB; 0 decodes every epoch", advanced=True)
+    seed: int = knob(42, "seed of weights, shuffling and augmentation", advanced=True)
 
     def __post_init__(self):
         object.__setattr__(self, "class_names", tuple(self.class_names))
@@ -123,7 +119,6 @@ class TrainConfig:
                 _check(value in choices, field.name, value, f"must be one of {choices}")
         # Knobs others depend on come first, so a message names the knob the user set.
         _check(self.epochs >= 1, "epochs", self.epochs, "must be >= 1")
-        _check(self.max_image_pixels >= 1, "max_image_pixels", self.max_image_pixels, "must be >= 1")
         _check(self.image_size >= 32, "image_size", self.image_size, "must be >= 32")
         _check(self.resize_size >= self.image_size, "resize_size", self.resize_size,
                f"must be >= image_size ({self.image_size}): the crop cannot be larger than the image")
@@ -186,7 +181,7 @@ def _check(ok: bool, name: str, value: Any, rule: str) -> None:
 
 
 def transform_config(class_names: Sequence[str], resize_size: int,
-                     max_image_pixels: int = TrainConfig.max_image_pixels) -> Dict[str, Any]:
+                     max_image_pixels: int = image_format.DEFAULT_MAX_IMAGE_PIXELS) -> Dict[str, Any]:
     """The Transform component's custom_config: all preprocessing_fn depends on (the pixel
     budget too: the Transform graph, so serving, refuses an image over it before decoding)."""
     return {names.TRANSFORM_CLASS_NAMES_KEY: list(class_names),

@@ -20,8 +20,17 @@ import tensorflow_transform as tft
 import tf_keras as keras
 from absl import logging
 
-from trainer_module import (input_pipeline, model as model_lib, names, progress, schedules, serving_warmup,
-                            signatures, tflite_export)
+from trainer_module import (
+    image_format,
+    missing_piece,
+    input_pipeline,
+    model as model_lib,
+    names,
+    progress,
+    schedules,
+    serving_warmup,
+    signatures,
+)
 from trainer_module.train_config import ConfigError, TrainConfig
 
 
@@ -237,9 +246,12 @@ def train(model: keras.Model, cfg: TrainConfig, strategy, train_ds, eval_ds, ste
     phases = phases_of(cfg)
     for i, phase in enumerate(phases):
         schedule = schedules.make_schedule(cfg, steps_per_epoch, phase.epochs, phase.peak_learning_rate)
-        schedules.plot_schedule(schedule, phase.epochs * steps_per_epoch, steps_per_epoch,
-                                os.path.join(model_run_dir, schedule_plot_name(phase, i == len(phases) - 1)),
-                                f"{cfg.schedule} learning rate ({phase.name}), {cfg.optimizer}")
+        try:
+            schedules.plot_schedule(schedule, phase.epochs * steps_per_epoch, steps_per_epoch,
+                                    os.path.join(model_run_dir, schedule_plot_name(phase, i == len(phases) - 1)),
+                                    f"{cfg.schedule} learning rate ({phase.name}), {cfg.optimizer}")
+        except missing_piece.MissingPieceError as e:  # a picture: the training goes on without it
+            logging.warning("Trainer: %s; training goes on without the plot", e)
         model_lib.backbone_of(model).trainable = phase.backbone_trainable
         with strategy.scope():
             model_lib.compile_model(model, cfg, schedule)
@@ -326,10 +338,13 @@ def _train_and_export(fn_args, cfg: TrainConfig, strategy, policy: str, global_b
                    names.HISTORY_SERIES: history, names.HISTORY_BN_RECALIBRATION: recalibrated}, f, indent=1)
     # Flip-averaged when cfg.test_time_flip; no optimizer state in what is served.
     exported = model_lib.inference_model(model_lib.weights_only_copy(model), cfg)
+    max_pixels = fn_args.custom_config.get(names.MAX_IMAGE_PIXELS_KEY, image_format.DEFAULT_MAX_IMAGE_PIXELS)
     signatures.export_serving_model(exported, tft_layer, raw_spec, cfg, fn_args.serving_model_dir,
-                                    serving_warmup.sample_images(fn_args.eval_files))
+                                    serving_warmup.sample_images(fn_args.eval_files), max_pixels)
     logging.info("Trainer: exported %s", fn_args.serving_model_dir)
     if cfg.tflite_export:  # the same network for edge devices, beside the SavedModel in the Model artifact
+        tflite_export = missing_piece.import_for("the TFLite export (--no-tflite-export turns it off)",
+                                                 "trainer_module.tflite_export")
         representative = input_pipeline.make_dataset(fn_args.train_files, tft_layer, raw_spec, cfg, False,
                                                      global_batch)
         edge_dir = os.path.join(os.path.dirname(os.path.normpath(fn_args.serving_model_dir)), names.EDGE_MODEL_SUBDIR)

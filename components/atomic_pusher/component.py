@@ -10,9 +10,9 @@ from tfx.types import standard_artifacts, standard_component_specs
 from tfx.types.component_spec import ChannelParameter
 from tfx.utils import json_utils
 
+from common import pipeline_names
 from components.atomic_pusher import executor
 from components.edge_evaluator.component import EdgeEvaluation
-from trainer_module import names
 
 
 class AtomicPusherSpec(standard_component_specs.PusherSpec):
@@ -29,7 +29,7 @@ class AtomicPusher(pusher_component.Pusher):
 
     edge_evaluation (optional, the EdgeEvaluator's output): the TFLite flavours that passed the edge
     gate are pushed with their labels into the same version's tflite/ folder, in the same atomic
-    write. Its node id defaults to `Pusher`, the id the run readers look up (names.PUSHER_NODE).
+    write. Its node id defaults to `Pusher`, the id the run readers look up (pipeline_names.PUSHER_NODE).
     """
 
     SPEC_CLASS = AtomicPusherSpec
@@ -54,4 +54,4 @@ class AtomicPusher(pusher_component.Pusher):
             edge_evaluation=edge_evaluation,
             pushed_model=types.Channel(type=standard_artifacts.PushedModel))
         base_component.BaseComponent.__init__(self, spec=spec)
-        self.with_id(names.PUSHER_NODE)
+        self.with_id(pipeline_names.PUSHER_NODE)

@@ -16,8 +16,8 @@ A push to a local serving directory:
 The version is the unix time, or the newest existing version + 1 when that is not above it, so
 the latest push is always the version TF Serving's default policy serves.
 
-The pushed_model artifact also gets names.PROP_PUSHED_EDGE_MODELS (the flavours pushed) and
-names.PROP_EDGE_HELD_BACK ({flavour: why not}); the archive copy to its URI holds the same files.
+The pushed_model artifact also gets pipeline_names.PROP_PUSHED_EDGE_MODELS (the flavours pushed) and
+pipeline_names.PROP_EDGE_HELD_BACK ({flavour: why not}); the archive copy to its URI holds the same files.
 Not blessed, nothing is pushed and the properties are TFX's. Destinations other than a local
 folder (gs://, other URL schemes, non-filesystem) go to TFX's executor unchanged (an object store
 has no atomic rename): there the TFLite files stay in the Model artifact.
@@ -41,10 +41,11 @@ from tfx.proto import pusher_pb2
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import io_utils, proto_utils
 
+from common import pipeline_names
 from components.edge_evaluator import gate
 from trainer_module import names
 
-EDGE_EVALUATION_KEY = names.EDGE_EVALUATION_OUTPUT  # the optional input: the EdgeEvaluator's verdict
+EDGE_EVALUATION_KEY = pipeline_names.EDGE_EVALUATION_OUTPUT  # the optional input: the EdgeEvaluator's verdict
 PARTIAL_PREFIX = ".partial-"
 _CHUNK_BYTES = 1 << 20
 _SUPPORTED_VERSIONING = (pusher_pb2.Versioning.AUTO, pusher_pb2.Versioning.UNIX_TIMESTAMP)
@@ -116,7 +117,7 @@ class EdgePush:
 
 
 def read_edge_evaluation(uri: str) -> Dict[str, Any]:
-    path = os.path.join(uri, names.EDGE_EVALUATION_FILE)
+    path = os.path.join(uri, pipeline_names.EDGE_EVALUATION_FILE)
     with fileio.open(path, "r") as f:
         return json.load(f)
 
@@ -129,15 +130,15 @@ def edge_push(evaluation: Dict[str, Any], model_uri: str) -> EdgePush:
     held_back, sources = gate.held_back(evaluation), {}
     for flavour in gate.passed_flavours(evaluation):
         source = os.path.join(edge_dir, names.TFLITE_FILE.format(flavour=flavour))
-        scored = evaluation[names.EDGE_MODELS][flavour][names.EDGE_PATH]
+        scored = evaluation[pipeline_names.EDGE_MODELS][flavour][pipeline_names.EDGE_PATH]
         if os.path.normpath(scored) != os.path.normpath(source):
             held_back[flavour] = f"the edge evaluation scored {scored}, not the pushed model's {source}"
         elif not fileio.exists(labels):
             held_back[flavour] = f"its labels file {labels} is missing"
         else:
-            sources[posixpath.join(names.PUSHED_EDGE_SUBDIR, os.path.basename(source))] = source
+            sources[posixpath.join(pipeline_names.PUSHED_EDGE_SUBDIR, os.path.basename(source))] = source
     if sources:
-        sources[posixpath.join(names.PUSHED_EDGE_SUBDIR, names.TFLITE_LABELS_FILE)] = labels
+        sources[posixpath.join(pipeline_names.PUSHED_EDGE_SUBDIR, names.TFLITE_LABELS_FILE)] = labels
     return EdgePush(sources, [f for f in gate.passed_flavours(evaluation) if f not in held_back], held_back)
 
 
@@ -153,7 +154,7 @@ def next_version(existing: List[int], now: float) -> int:
 
 
 def marker_path(version_dir: str) -> str:
-    return os.path.join(version_dir, names.EXTRA_ASSETS_DIR, names.PUSH_SOURCE_FILE)
+    return os.path.join(version_dir, names.EXTRA_ASSETS_DIR, pipeline_names.PUSH_SOURCE_FILE)
 
 
 def read_marker(version_dir: str) -> Optional[Dict[str, Any]]:
@@ -173,7 +174,7 @@ def reusable_version(base: str, model_fingerprint: str) -> Optional[str]:
     """
     versions = numeric_versions(base)
     matching = [v for v, name in versions.items()
-                if (read_marker(os.path.join(base, name)) or {}).get(names.PUSH_SOURCE_FINGERPRINT)
+                if (read_marker(os.path.join(base, name)) or {}).get(pipeline_names.PUSH_SOURCE_FINGERPRINT)
                 == model_fingerprint]
     if not matching:
         return None
@@ -224,7 +225,7 @@ def write_version(sources: Dict[str, str], folders: List[str], target: str, reco
     for rel in folders:
         os.makedirs(os.path.join(target, rel), exist_ok=True)
     # saved_model.pb last, as TFX's Pusher: readers of a non-atomic copy wait for it.
-    for rel in sorted(sources, key=lambda r: (r == names.SAVED_MODEL_FILE, r)):
+    for rel in sorted(sources, key=lambda r: (r == pipeline_names.SAVED_MODEL_FILE, r)):
         copy_file(sources[rel], os.path.join(target, rel))
     write_marker(target, record)
     for rel in [""] + folders + [names.EXTRA_ASSETS_DIR]:
@@ -255,16 +256,16 @@ def push_to_directory(model_path: str, base: str, model_uri: str, edge: Optional
     remove_stale_partials(base)
     folders, sources = saved_model_sources(model_path)
     if edge and edge.sources:
-        folders, sources = folders + [names.PUSHED_EDGE_SUBDIR], {**sources, **edge.sources}
+        folders, sources = folders + [pipeline_names.PUSHED_EDGE_SUBDIR], {**sources, **edge.sources}
     model_fingerprint = fingerprint(sources)
     version = reusable_version(base, model_fingerprint)
     if version is not None:
         logging.info("AtomicPusher: %s already holds this model (fingerprint %s); reusing it.",
                      os.path.join(base, version), model_fingerprint[:16])
         return version
-    record = {names.PUSH_SOURCE_FINGERPRINT: model_fingerprint,
-              names.PUSH_SOURCE_MODEL_URI: model_uri,
-              names.PUSH_SOURCE_PUSHED_AT: datetime.datetime.now(datetime.timezone.utc).isoformat()}
+    record = {pipeline_names.PUSH_SOURCE_FINGERPRINT: model_fingerprint,
+              pipeline_names.PUSH_SOURCE_MODEL_URI: model_uri,
+              pipeline_names.PUSH_SOURCE_PUSHED_AT: datetime.datetime.now(datetime.timezone.utc).isoformat()}
     version = push_new_version(model_path, base, folders, sources, record)
     logging.info("AtomicPusher: model written to %s.", os.path.join(base, version))
     return version
@@ -288,8 +289,8 @@ def _edge_push(input_dict: Dict[str, List[types.Artifact]], model_uri: str) -> O
 
 def mark_edge_push(pushed_model: types.Artifact, edge: EdgePush) -> None:
     """The pushed_model's edge properties, and why each held-back flavour was not pushed."""
-    pushed_model.set_string_custom_property(names.PROP_PUSHED_EDGE_MODELS, ",".join(edge.pushed))
-    pushed_model.set_string_custom_property(names.PROP_EDGE_HELD_BACK, json.dumps(edge.held_back, sort_keys=True))
+    pushed_model.set_string_custom_property(pipeline_names.PROP_PUSHED_EDGE_MODELS, ",".join(edge.pushed))
+    pushed_model.set_string_custom_property(pipeline_names.PROP_EDGE_HELD_BACK, json.dumps(edge.held_back, sort_keys=True))
     for flavour, reason in sorted(edge.held_back.items()):
         logging.warning("AtomicPusher: %s TFLite model held back: %s", flavour, reason)
     if edge.pushed:

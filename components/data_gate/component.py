@@ -4,8 +4,8 @@ from tfx.dsl.components.base import base_component, executor_spec
 from tfx.types import standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
 
+from common import pipeline_names
 from components.data_gate import executor
-from trainer_module import names
 
 
 class DataValidationResult(types.Artifact):
@@ -23,15 +23,15 @@ class DataGateSpec(ComponentSpec):
         executor.STOP_ON_SKEW_KEY: ExecutionParameter(type=int),
     }
     INPUTS = {
-        names.STATISTICS_OUTPUT: ChannelParameter(type=standard_artifacts.ExampleStatistics),
-        names.SCHEMA_OUTPUT: ChannelParameter(type=standard_artifacts.Schema),
-        names.ANOMALIES_OUTPUT: ChannelParameter(type=standard_artifacts.ExampleAnomalies),
+        pipeline_names.STATISTICS_OUTPUT: ChannelParameter(type=standard_artifacts.ExampleStatistics),
+        pipeline_names.SCHEMA_OUTPUT: ChannelParameter(type=standard_artifacts.Schema),
+        pipeline_names.ANOMALIES_OUTPUT: ChannelParameter(type=standard_artifacts.ExampleAnomalies),
         executor.SKEW_KEY: ChannelParameter(type=standard_artifacts.ExampleAnomalies),
         # Absent before any model is blessed, for an unchanged rerun, and on Vertex AI.
         executor.DRIFT_KEY: ChannelParameter(type=standard_artifacts.ExampleAnomalies, optional=True),
         executor.BASELINE_KEY: ChannelParameter(type=standard_artifacts.ExampleStatistics, optional=True),
     }
-    OUTPUTS = {names.DATA_GATE_OUTPUT: ChannelParameter(type=DataValidationResult)}
+    OUTPUTS = {pipeline_names.DATA_GATE_OUTPUT: ChannelParameter(type=DataValidationResult)}
 
 
 class DataGate(base_component.BaseComponent):

@@ -9,8 +9,8 @@ from tfx import types
 from tfx.dsl.components.base import base_executor
 from tfx.types import artifact_utils
 
+from common import pipeline_names
 from components.data_gate import findings
-from trainer_module import names
 
 PROCEED_KEY = "proceed_despite_anomalies"
 STOP_ON_SKEW_KEY = "stop_on_skew"
@@ -42,9 +42,9 @@ class Executor(base_executor.BaseExecutor):
     def Do(self, input_dict: Dict[str, List[types.Artifact]],
            output_dict: Dict[str, List[types.Artifact]], exec_properties: Dict[str, Any]) -> None:
         validation = findings.validate(
-            schema_uri=_uri(input_dict, names.SCHEMA_OUTPUT),
-            statistics_uri=_uri(input_dict, names.STATISTICS_OUTPUT),
-            example_anomalies_uri=_uri(input_dict, names.ANOMALIES_OUTPUT),
+            schema_uri=_uri(input_dict, pipeline_names.SCHEMA_OUTPUT),
+            statistics_uri=_uri(input_dict, pipeline_names.STATISTICS_OUTPUT),
+            example_anomalies_uri=_uri(input_dict, pipeline_names.ANOMALIES_OUTPUT),
             skew_anomalies_uri=_uri(input_dict, SKEW_KEY), drift_anomalies_uri=_uri(input_dict, DRIFT_KEY),
             baseline_statistics_uri=_uri(input_dict, BASELINE_KEY),
             stop_on_skew=bool(exec_properties[STOP_ON_SKEW_KEY]))
@@ -56,10 +56,10 @@ class Executor(base_executor.BaseExecutor):
         if blocking:
             logging.warning("DataGate: going on despite %d anomalies (--proceed-despite-anomalies)",
                             len(blocking))
-        result = artifact_utils.get_single_instance(output_dict[names.DATA_GATE_OUTPUT])
+        result = artifact_utils.get_single_instance(output_dict[pipeline_names.DATA_GATE_OUTPUT])
         tf.io.gfile.makedirs(result.uri)  # a Kubeflow container gets the URI, not the folder
-        with tf.io.gfile.GFile(os.path.join(result.uri, names.DATA_VALIDATION_FILE), "w") as f:
+        with tf.io.gfile.GFile(os.path.join(result.uri, pipeline_names.DATA_VALIDATION_FILE), "w") as f:
             f.write(validation.to_json())
-        result.set_int_custom_property(names.PROP_FINDINGS, len(validation.findings))
-        result.set_int_custom_property(names.PROP_BLOCKING, len(blocking))
-        result.set_int_custom_property(names.PROP_OVERRIDDEN, int(bool(blocking) and proceed))
+        result.set_int_custom_property(pipeline_names.PROP_FINDINGS, len(validation.findings))
+        result.set_int_custom_property(pipeline_names.PROP_BLOCKING, len(blocking))
+        result.set_int_custom_property(pipeline_names.PROP_OVERRIDDEN, int(bool(blocking) and proceed))

@@ -320,4 +320,4 @@ def stop_message(blocking: Sequence[Finding]) -> str:
             f"{len(blocking)} anomal{'y' if len(blocking) == 1 else 'ies'}: "
             + " | ".join(f.line() for f in blocking)
             + ". Fix the data, or rerun with --proceed-despite-anomalies to train on it anyway (for "
-            "data that is right but breaks the schema: python -m pipeline.schema.update)")
+            "data that is right but breaks the schema: python -m run_control.schema_update)")

@@ -6,13 +6,13 @@ from tfx.dsl.components.base import base_component, executor_spec
 from tfx.types import standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
 
+from common import pipeline_names
 from components.edge_evaluator import executor, gate
-from trainer_module import names
-from trainer_module.train_config import TrainConfig
+from trainer_module import image_format
 
 
 class EdgeEvaluation(types.Artifact):
-    """names.EDGE_EVALUATION_FILE (the SavedModel and each TFLite flavour scored on the same eval
+    """pipeline_names.EDGE_EVALUATION_FILE (the SavedModel and each TFLite flavour scored on the same eval
     images, and the edge gate per flavour) and custom properties summarising it."""
     # The KFP v2 compiler requires "<module>.<Class>", and its containers import the class by it
     # (components/__init__.py resolves it).
@@ -32,7 +32,7 @@ class EdgeEvaluatorSpec(ComponentSpec):
         # Only recorded (the Pusher checks the blessing itself); it also orders this after the Evaluator.
         executor.BLESSING_KEY: ChannelParameter(type=standard_artifacts.ModelBlessing, optional=True),
     }
-    OUTPUTS = {names.EDGE_EVALUATION_OUTPUT: ChannelParameter(type=EdgeEvaluation)}
+    OUTPUTS = {pipeline_names.EDGE_EVALUATION_OUTPUT: ChannelParameter(type=EdgeEvaluation)}
 
 
 class EdgeEvaluator(base_component.BaseComponent):
@@ -41,7 +41,7 @@ class EdgeEvaluator(base_component.BaseComponent):
     accuracy is at most max_drop below the SavedModel's on the same images. The AtomicPusher
     pushes the flavours that passed beside a blessed SavedModel.
 
-    Node id: names.EDGE_EVALUATOR_NODE.
+    Node id: pipeline_names.EDGE_EVALUATOR_NODE.
     """
 
     SPEC_CLASS = EdgeEvaluatorSpec
@@ -50,11 +50,11 @@ class EdgeEvaluator(base_component.BaseComponent):
     def __init__(self, examples: types.BaseChannel, transform_graph: types.BaseChannel,
                  model: types.BaseChannel, float16_max_drop: float, int8_max_drop: float,
                  blessing: Optional[types.BaseChannel] = None,
-                 max_image_pixels: int = TrainConfig.max_image_pixels):
+                 max_image_pixels: int = image_format.DEFAULT_MAX_IMAGE_PIXELS):
         gate.parse_max_drops(gate.max_drops_json(float16_max_drop, int8_max_drop))  # fails at build time
         super().__init__(spec=EdgeEvaluatorSpec(
             examples=examples, transform_graph=transform_graph, model=model, blessing=blessing,
             max_drops=gate.max_drops_json(float16_max_drop, int8_max_drop),
             max_image_pixels=int(max_image_pixels),
             edge_evaluation=types.Channel(type=EdgeEvaluation)))
-        self.with_id(names.EDGE_EVALUATOR_NODE)
+        self.with_id(pipeline_names.EDGE_EVALUATOR_NODE)

@@ -5,7 +5,7 @@ TFMA 0.47's tf_lite model type cannot score our TFLite models: it feeds the inte
 example's raw features by input name, and the models take decoded, resized, centre-cropped uint8
 pixels (the Transform graph's work). So this component runs its own evaluation:
   - the SavedModel through `serving_examples` on the serialized eval examples (what TFMA calls);
-  - each TFLite model through the interpreter (serving_client.tflite_classifier) on the Transform
+  - each TFLite model through the interpreter (common.tflite_classifier) on the Transform
     graph's output of the same examples, centre-cropped and cast to uint8: the same pixels the
     SavedModel's signatures feed its network.
 Latency is measured from the encoded image bytes to probabilities, on CPU, one image per call
@@ -28,17 +28,17 @@ from tfx.dsl.io import fileio
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import path_utils
 
+from common import pipeline_names
 from components.edge_evaluator import gate
 from components.image_example_gen.image_files import EVAL
-from serving_client import tflite_classifier
-from trainer_module import model_input, names
+from trainer_module import missing_piece, model_input, names
 
 MAX_DROPS_KEY = "max_drops"  # JSON {flavour: margin}: gate.max_drops_json
 MAX_IMAGE_PIXELS_KEY = names.MAX_IMAGE_PIXELS_KEY  # the pixel budget the app's preprocess enforces
 EXAMPLES_KEY = standard_component_specs.EXAMPLES_KEY
 TRANSFORM_GRAPH_KEY = standard_component_specs.TRANSFORM_GRAPH_KEY
 MODEL_KEY = standard_component_specs.MODEL_KEY
-BLESSING_KEY = names.BLESSING_OUTPUT  # the Evaluator's blessing of the SavedModel (optional)
+BLESSING_KEY = pipeline_names.BLESSING_OUTPUT  # the Evaluator's blessing of the SavedModel (optional)
 # Custom properties of the EdgeEvaluation artifact (ML Metadata and the lineage show them).
 PROP_EXAMPLES = "examples"
 PROP_PASSED = "edge_gate_passed"  # comma-separated flavours, "" for none
@@ -46,7 +46,7 @@ PROP_FAILED = "edge_gate_failed"
 PROP_SAVED_MODEL_BLESSED = "saved_model_blessed"  # 1 or 0; absent without a blessing input
 PROP_ACCURACY = "{model}_accuracy"
 
-BATCH = 32  # evaluation batches, and the batch of the batched latency (names.EDGE_BATCH_LATENCY_MS)
+BATCH = 32  # evaluation batches, and the batch of the batched latency (pipeline_names.EDGE_BATCH_LATENCY_MS)
 LATENCY_IMAGES = 32  # single-image calls timed per model
 LATENCY_BATCHES = 4  # batches of BATCH images timed per model
 
@@ -79,7 +79,8 @@ class _TFLiteModel:
 
     def __init__(self, path: str, max_pixels: int):
         self.path = path
-        self.classifier = tflite_classifier.TFLiteClassifier(path)
+        tflite = missing_piece.import_for("the edge-model evaluation (TFLite)", "common.tflite_classifier")
+        self.classifier = tflite.TFLiteClassifier(path)
         self._max_pixels = max_pixels
 
     def predict_pixels(self, resized: tf.Tensor) -> np.ndarray:
@@ -131,7 +132,7 @@ def _blessed(input_dict: Dict[str, List[types.Artifact]]) -> Optional[bool]:
     blessings = input_dict.get(BLESSING_KEY) or []
     if not blessings:
         return None
-    return blessings[0].get_int_custom_property(names.PROP_BLESSED) == 1
+    return blessings[0].get_int_custom_property(pipeline_names.PROP_BLESSED) == 1
 
 
 # ---------------------------------------------------------------- evaluation
@@ -142,13 +143,13 @@ def predict_eval_split(files: Sequence[str], tft_output: tft.TFTransformOutput, 
     raw_spec = tft_output.raw_feature_spec()
     spec = {key: raw_spec[key] for key in (names.IMAGE_KEY, names.LABEL_KEY)}
     tft_layer = tft_output.transform_features_layer()
-    labels, predicted, sample = [], {model: [] for model in [names.EDGE_SAVED_MODEL, *edge]}, []
+    labels, predicted, sample = [], {model: [] for model in [pipeline_names.EDGE_SAVED_MODEL, *edge]}, []
     records = tf.data.TFRecordDataset(list(files), compression_type="GZIP").batch(BATCH)
     for serialized in records:
         parsed = tf.io.parse_example(serialized, spec)
         labels += tf.reshape(parsed[names.LABEL_KEY], [-1]).numpy().tolist()
         sample += tf.reshape(parsed[names.IMAGE_KEY], [-1]).numpy().tolist()[:LATENCY_IMAGES - len(sample)]
-        predicted[names.EDGE_SAVED_MODEL] += _argmax(saved.predict_examples(serialized))
+        predicted[pipeline_names.EDGE_SAVED_MODEL] += _argmax(saved.predict_examples(serialized))
         if edge:
             resized = tft_layer({names.IMAGE_KEY: parsed[names.IMAGE_KEY]})[names.TRANSFORMED_IMAGE_KEY]
             for flavour, model in edge.items():
@@ -174,15 +175,15 @@ def median_ms(call: Callable[[Sequence[bytes]], Any], inputs: Sequence[Sequence[
 def latencies(call: Callable[[Sequence[bytes]], Any], sample: Sequence[bytes]) -> Dict[str, float]:
     """CPU ms per image, one image per call and in batches of BATCH (the sample cycled to fill them)."""
     cycled = [sample[i % len(sample)] for i in range(BATCH * LATENCY_BATCHES)]
-    return {names.EDGE_LATENCY_MS: median_ms(call, [[image] for image in sample]),
-            names.EDGE_BATCH_LATENCY_MS: median_ms(call, [cycled[i:i + BATCH] for i in range(0, len(cycled), BATCH)])}
+    return {pipeline_names.EDGE_LATENCY_MS: median_ms(call, [[image] for image in sample]),
+            pipeline_names.EDGE_BATCH_LATENCY_MS: median_ms(call, [cycled[i:i + BATCH] for i in range(0, len(cycled), BATCH)])}
 
 
 def model_entry(model, labels: List[int], predicted: List[int], class_names: Sequence[str],
                 sample: Sequence[bytes]) -> Dict[str, Any]:
-    """One model's entry of names.EDGE_MODELS."""
-    return {**gate.scores(labels, predicted, class_names), names.EDGE_SIZE_MB: model.size_mb(),
-            **latencies(model.classify_bytes, sample), names.EDGE_PATH: model.path}
+    """One model's entry of pipeline_names.EDGE_MODELS."""
+    return {**gate.scores(labels, predicted, class_names), pipeline_names.EDGE_SIZE_MB: model.size_mb(),
+            **latencies(model.classify_bytes, sample), pipeline_names.EDGE_PATH: model.path}
 
 
 def consistency_problem(model: _TFLiteModel, class_names: Sequence[str], resize_size: int) -> Optional[str]:
@@ -198,7 +199,7 @@ def consistency_problem(model: _TFLiteModel, class_names: Sequence[str], resize_
 
 def evaluate(files: Sequence[str], transform_graph_uri: str, model_uri: str, max_drops: Dict[str, float],
              max_pixels: int) -> Dict[str, Any]:
-    """The contents of names.EDGE_EVALUATION_FILE, computed on CPU (where the executor has a GPU
+    """The contents of pipeline_names.EDGE_EVALUATION_FILE, computed on CPU (where the executor has a GPU
     too): the latencies are CPU latencies, and the SavedModel's variables are restored there."""
     with tf.device("/CPU:0"):
         return _evaluate(files, transform_graph_uri, model_uri, max_drops, max_pixels)
@@ -214,17 +215,17 @@ def _evaluate(files: Sequence[str], transform_graph_uri: str, model_uri: str, ma
     labels, predicted, sample = predict_eval_split(files, tft_output, saved, edge)
     if not labels:
         raise ValueError(f"EdgeEvaluator: the eval split {list(files)} holds no examples")
-    models = {names.EDGE_SAVED_MODEL: model_entry(saved, labels, predicted[names.EDGE_SAVED_MODEL],
+    models = {pipeline_names.EDGE_SAVED_MODEL: model_entry(saved, labels, predicted[pipeline_names.EDGE_SAVED_MODEL],
                                                   class_names, sample)}
     resize_size = int(tft_output.transformed_feature_spec()[names.TRANSFORMED_IMAGE_KEY].shape[0]) if edge else 0
     gate_entries = {}
     for flavour, model in edge.items():
         models[flavour] = model_entry(model, labels, predicted[flavour], class_names, sample)
         gate_entries[flavour] = gate.verdict(
-            flavour, _correct(labels, predicted[names.EDGE_SAVED_MODEL]), _correct(labels, predicted[flavour]),
+            flavour, _correct(labels, predicted[pipeline_names.EDGE_SAVED_MODEL]), _correct(labels, predicted[flavour]),
             len(labels), max_drops[flavour], consistency_problem(model, class_names, resize_size))
-    return {names.EDGE_EXAMPLES: len(labels), names.EDGE_CLASS_NAMES: class_names,
-            names.EDGE_MODELS: models, names.EDGE_GATE: gate_entries}
+    return {pipeline_names.EDGE_EXAMPLES: len(labels), pipeline_names.EDGE_CLASS_NAMES: class_names,
+            pipeline_names.EDGE_MODELS: models, pipeline_names.EDGE_GATE: gate_entries}
 
 
 def _correct(labels: Sequence[int], predicted: Sequence[int]) -> int:
@@ -236,24 +237,24 @@ def _correct(labels: Sequence[int], predicted: Sequence[int]) -> int:
 def write_evaluation(evaluation: Dict[str, Any], output: types.Artifact, blessed: Optional[bool]) -> None:
     """The JSON file in the artifact's folder, and the custom properties that summarise it."""
     fileio.makedirs(output.uri)  # a Kubeflow container gets the URI, not the folder
-    with fileio.open(os.path.join(output.uri, names.EDGE_EVALUATION_FILE), "w") as f:
+    with fileio.open(os.path.join(output.uri, pipeline_names.EDGE_EVALUATION_FILE), "w") as f:
         f.write(json.dumps(evaluation, indent=2))  # models in order: the SavedModel, then each flavour
-    output.set_int_custom_property(PROP_EXAMPLES, evaluation[names.EDGE_EXAMPLES])
+    output.set_int_custom_property(PROP_EXAMPLES, evaluation[pipeline_names.EDGE_EXAMPLES])
     output.set_string_custom_property(PROP_PASSED, ",".join(gate.passed_flavours(evaluation)))
     output.set_string_custom_property(PROP_FAILED, ",".join(gate.held_back(evaluation)))
-    for model, entry in evaluation[names.EDGE_MODELS].items():
-        output.set_float_custom_property(PROP_ACCURACY.format(model=model), entry[names.EDGE_ACCURACY])
+    for model, entry in evaluation[pipeline_names.EDGE_MODELS].items():
+        output.set_float_custom_property(PROP_ACCURACY.format(model=model), entry[pipeline_names.EDGE_ACCURACY])
     if blessed is not None:
         output.set_int_custom_property(PROP_SAVED_MODEL_BLESSED, int(blessed))
 
 
 def _log(evaluation: Dict[str, Any], blessed: Optional[bool]) -> None:
     """A summary line per model."""
-    logging.info("EdgeEvaluator: %d eval images; the SavedModel is %s", evaluation[names.EDGE_EXAMPLES],
+    logging.info("EdgeEvaluator: %d eval images; the SavedModel is %s", evaluation[pipeline_names.EDGE_EXAMPLES],
                  {None: "of unknown blessing", True: "blessed", False: "NOT blessed"}[blessed])
-    gate_entries = evaluation[names.EDGE_GATE]
-    for model, entry in evaluation[names.EDGE_MODELS].items():
-        failed = model in gate_entries and not gate_entries[model][names.EDGE_PASSED]
+    gate_entries = evaluation[pipeline_names.EDGE_GATE]
+    for model, entry in evaluation[pipeline_names.EDGE_MODELS].items():
+        failed = model in gate_entries and not gate_entries[model][pipeline_names.EDGE_PASSED]
         logging.log(logging.WARNING if failed else logging.INFO, "EdgeEvaluator: %s",
                     gate.summary_line(model, entry, gate_entries.get(model)))
     if not gate_entries:
@@ -262,7 +263,7 @@ def _log(evaluation: Dict[str, Any], blessed: Optional[bool]) -> None:
 
 
 class Executor(base_executor.BaseExecutor):
-    """Writes names.EDGE_EVALUATION_FILE into the EdgeEvaluation artifact."""
+    """Writes pipeline_names.EDGE_EVALUATION_FILE into the EdgeEvaluation artifact."""
 
     def Do(self, input_dict: Dict[str, List[types.Artifact]],
            output_dict: Dict[str, List[types.Artifact]], exec_properties: Dict[str, Any]) -> None:
@@ -274,5 +275,5 @@ class Executor(base_executor.BaseExecutor):
             int(exec_properties[MAX_IMAGE_PIXELS_KEY]))
         blessed = _blessed(input_dict)
         _log(evaluation, blessed)
-        write_evaluation(evaluation, artifact_utils.get_single_instance(output_dict[names.EDGE_EVALUATION_OUTPUT]),
+        write_evaluation(evaluation, artifact_utils.get_single_instance(output_dict[pipeline_names.EDGE_EVALUATION_OUTPUT]),
                          blessed)

@@ -1,12 +1,13 @@
 """The edge gate in plain Python: scores from predictions, the margins, and each flavour's verdict.
 
 No TensorFlow: the executor computes predictions, this module turns them into the numbers and
-sentences of names.EDGE_EVALUATION_FILE (and the tests check them by hand).
+sentences of pipeline_names.EDGE_EVALUATION_FILE (and the tests check them by hand).
 """
 import json
 import math
 from typing import Dict, List, Optional, Sequence
 
+from common import pipeline_names
 from trainer_module import names
 
 MB = 1e6  # sizes are reported in megabytes of 10^6 bytes, as file managers and app stores show them
@@ -52,7 +53,7 @@ def scores(labels: Sequence[int], predictions: Sequence[int], class_names: Seque
         of_class = [p for y, p in zip(labels, predictions) if y == index]
         recall[name] = sum(p == index for p in of_class) / len(of_class) if of_class else None
     correct = sum(int(y == p) for y, p in zip(labels, predictions))
-    return {names.EDGE_ACCURACY: correct / len(labels), names.EDGE_RECALL: recall}
+    return {pipeline_names.EDGE_ACCURACY: correct / len(labels), pipeline_names.EDGE_RECALL: recall}
 
 
 def _points(value: float) -> str:
@@ -78,30 +79,30 @@ def verdict(flavour: str, saved_correct: int, flavour_correct: int, examples: in
         reason += f", but {problem}: not pushed"
     else:
         reason += ": pushed beside the SavedModel when it is blessed" if passed else ": not pushed"
-    return {names.EDGE_MAX_DROP: max_drop, names.EDGE_DROP: drop, names.EDGE_PASSED: passed,
-            names.EDGE_REASON: reason}
+    return {pipeline_names.EDGE_MAX_DROP: max_drop, pipeline_names.EDGE_DROP: drop, pipeline_names.EDGE_PASSED: passed,
+            pipeline_names.EDGE_REASON: reason}
 
 
 def passed_flavours(evaluation: Dict) -> List[str]:
     """The flavours whose gate passed, in names.TFLITE_FLAVOURS order."""
-    gate = evaluation.get(names.EDGE_GATE) or {}
-    return [f for f in names.TFLITE_FLAVOURS if (gate.get(f) or {}).get(names.EDGE_PASSED)]
+    gate = evaluation.get(pipeline_names.EDGE_GATE) or {}
+    return [f for f in names.TFLITE_FLAVOURS if (gate.get(f) or {}).get(pipeline_names.EDGE_PASSED)]
 
 
 def held_back(evaluation: Dict) -> Dict[str, str]:
     """{flavour: reason} of the evaluated flavours whose gate failed."""
-    gate = evaluation.get(names.EDGE_GATE) or {}
-    return {f: gate[f][names.EDGE_REASON] for f in names.TFLITE_FLAVOURS
-            if f in gate and not gate[f].get(names.EDGE_PASSED)}
+    gate = evaluation.get(pipeline_names.EDGE_GATE) or {}
+    return {f: gate[f][pipeline_names.EDGE_REASON] for f in names.TFLITE_FLAVOURS
+            if f in gate and not gate[f].get(pipeline_names.EDGE_PASSED)}
 
 
 def summary_line(model: str, entry: Dict, gate_entry: Optional[Dict] = None) -> str:
     """One line per model for the log: accuracy, size, latencies and the gate's verdict."""
-    line = (f"{model}: accuracy {entry[names.EDGE_ACCURACY]:.3f}, {entry[names.EDGE_SIZE_MB]:.2f} MB, "
-            f"{_ms(entry[names.EDGE_LATENCY_MS])} ms/image alone, "
-            f"{_ms(entry[names.EDGE_BATCH_LATENCY_MS])} ms/image in batches of 32")
+    line = (f"{model}: accuracy {entry[pipeline_names.EDGE_ACCURACY]:.3f}, {entry[pipeline_names.EDGE_SIZE_MB]:.2f} MB, "
+            f"{_ms(entry[pipeline_names.EDGE_LATENCY_MS])} ms/image alone, "
+            f"{_ms(entry[pipeline_names.EDGE_BATCH_LATENCY_MS])} ms/image in batches of 32")
     if gate_entry is not None:
-        line += f"; gate {'passed' if gate_entry[names.EDGE_PASSED] else 'FAILED'}: {gate_entry[names.EDGE_REASON]}"
+        line += f"; gate {'passed' if gate_entry[pipeline_names.EDGE_PASSED] else 'FAILED'}: {gate_entry[pipeline_names.EDGE_REASON]}"
     return line
 
 

@@ -7,25 +7,24 @@ from tfx.dsl.components.base import base_beam_component, executor_spec
 from tfx.types import standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
 
+from common import pipeline_names
 from components.image_example_gen import driver, executor
-from trainer_module import names
-from trainer_module.train_config import TrainConfig
+from trainer_module import image_format, names
 
 
 class ImageExampleGenSpec(ComponentSpec):
     """Parameters and output of ImageExampleGen."""
     PARAMETERS = {
         driver.INPUT_BASE_KEY: ExecutionParameter(type=str),
-        # JSON list; "[]" derives the classes from the train folders.
-        "class_names": ExecutionParameter(type=str),
-        "eval_fraction": ExecutionParameter(type=float),
+        driver.CLASS_NAMES_KEY: ExecutionParameter(type=str),
+        driver.EVAL_FRACTION_KEY: ExecutionParameter(type=float),
         # The pixel budget: a file whose header declares more pixels is skipped (too_many_pixels).
         names.MAX_IMAGE_PIXELS_KEY: ExecutionParameter(type=int),
         # Set by the driver before the cache lookup (never by the caller).
         driver.INPUT_FINGERPRINT_KEY: ExecutionParameter(type=str, optional=True),
     }
     INPUTS = {}
-    OUTPUTS = {names.EXAMPLES_OUTPUT: ChannelParameter(type=standard_artifacts.Examples)}
+    OUTPUTS = {pipeline_names.EXAMPLES_OUTPUT: ChannelParameter(type=standard_artifacts.Examples)}
 
 
 class ImageExampleGen(base_beam_component.BaseBeamComponent):
@@ -41,7 +40,7 @@ class ImageExampleGen(base_beam_component.BaseBeamComponent):
     DRIVER_CLASS = driver.Driver
 
     def __init__(self, input_base: str, class_names: List[str] = (), eval_fraction: float = 0.2,
-                 max_image_pixels: int = TrainConfig.max_image_pixels):
+                 max_image_pixels: int = image_format.DEFAULT_MAX_IMAGE_PIXELS):
         super().__init__(spec=ImageExampleGenSpec(
             input_base=input_base, class_names=json.dumps(list(class_names)),
             eval_fraction=float(eval_fraction), max_image_pixels=int(max_image_pixels),

@@ -31,10 +31,10 @@ from tfx.dsl.components.base import base_beam_executor
 from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils
 
-from components.image_example_gen import image_files, ingest_report
+from common import dataset, ingest_report, pipeline_names
+from components.image_example_gen import driver, image_files
 from components.image_example_gen.records import make_example
-from trainer_module import names
-from trainer_module.train_config import TrainConfig
+from trainer_module import image_format, names
 
 # Records per output shard: a shard is sorted in one worker's memory (~15 KB a record on Intel).
 EXAMPLES_PER_SHARD = 4096
@@ -61,12 +61,12 @@ class _ReadAndEncode(beam.DoFn):
             with tf.io.gfile.GFile(entry["path"], "rb") as f:
                 data = f.read()
         except (OSError, tf.errors.OpError) as e:
-            reason, detail = image_files.SKIP_UNREADABLE, str(e)
+            reason, detail = ingest_report.SKIP_UNREADABLE, str(e)
         else:
             reason, detail, info = image_files.check_image(data, self._max_image_pixels)
         if reason is not None:
             beam.metrics.Metrics.counter("ImageExampleGen", f"skipped_{reason}").inc()
-            yield beam.pvalue.TaggedOutput(self.SKIPPED, dict(
+            yield beam.pvalue.TaggedOutput(self.SKIPPED, ingest_report.SkippedFile(
                 path=entry["relpath"], split=entry["split"], class_name=entry["class_name"],
                 reason=reason, detail=detail))
             return
@@ -104,17 +104,15 @@ class Executor(base_beam_executor.BaseBeamExecutor):
 
     def Do(self, input_dict: Dict[str, List[types.Artifact]],
            output_dict: Dict[str, List[types.Artifact]], exec_properties: Dict[str, Any]) -> None:
-        examples = artifact_utils.get_single_instance(output_dict[names.EXAMPLES_OUTPUT])
-        class_names = json.loads(exec_properties["class_names"]) or None
-        max_image_pixels = exec_properties.get(names.MAX_IMAGE_PIXELS_KEY, TrainConfig.max_image_pixels)
-        listing = image_files.list_image_files(
-            exec_properties["input_base"], class_names, exec_properties["eval_fraction"])
+        examples = artifact_utils.get_single_instance(output_dict[pipeline_names.EXAMPLES_OUTPUT])
+        max_image_pixels = exec_properties.get(names.MAX_IMAGE_PIXELS_KEY, image_format.DEFAULT_MAX_IMAGE_PIXELS)
+        listing = driver.take_listing(exec_properties)
         logging.info("ImageExampleGen: %d files under %s (%s split), classes %s",
                      len(listing.files), listing.root, listing.split_mode, listing.class_names)
         for path, why in listing.ignored_dirs:
             logging.warning("ImageExampleGen: not reading %s: %s", path, why)
 
-        examples.split_names = artifact_utils.encode_split_names(list(image_files.SPLITS))
+        examples.split_names = artifact_utils.encode_split_names(list(dataset.SPLITS))
         report_path = report_path_of(examples)
         tf.io.gfile.makedirs(examples.uri)
         with self._make_beam_pipeline() as p:
@@ -124,7 +122,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
                        | "ReadAndCheck" >> beam.ParDo(
                            _ReadAndEncode(listing.class_names, max_image_pixels)).with_outputs(
                                _ReadAndEncode.SKIPPED, main="examples"))
-            for split in image_files.SPLITS:
+            for split in dataset.SPLITS:
                 n_shards = num_shards_for(sum(f.split == split for f in listing.files))
                 split_uri = artifact_utils.get_split_uri([examples], split)
                 _ = (results.examples
@@ -143,33 +141,31 @@ class Executor(base_beam_executor.BaseBeamExecutor):
                      skipped=beam.pvalue.AsList(results[_ReadAndEncode.SKIPPED]),
                      counts=beam.pvalue.AsList(counts)))
 
-        with tf.io.gfile.GFile(report_path) as f:
-            report = json.load(f)
+        report = ingest_report.read(report_path)
         _record_on_artifact(examples, report)
-        logging.info("ImageExampleGen: ingested %d, skipped %d %s; report %s", report["ingested"],
-                     report["skipped"], report["skipped_by_reason"], report_path)
-        ingest_report.check_report(report, report_path)
+        logging.info("ImageExampleGen: ingested %d, skipped %d %s; report %s", report.ingested,
+                     report.skipped, report.skipped_by_reason, report_path)
+        ingest_report.check(report, report_path)
 
 
 def _write_report(_, listing, report_path, skipped, counts) -> None:
-    report = ingest_report.build_report(listing, ingest_report.stray_entries(listing), list(skipped),
-                                        list(counts))
+    report = ingest_report.build(listing, listing.unread, list(skipped), list(counts))
     with tf.io.gfile.GFile(report_path, "w") as f:
-        json.dump(report, f, indent=1)
+        f.write(report.to_json())
 
 
-def _record_on_artifact(examples: types.Artifact, report: Dict[str, Any]) -> None:
+def _record_on_artifact(examples: types.Artifact, report: ingest_report.IngestReport) -> None:
     examples.span = 0
     examples_utils.set_payload_format(examples, example_gen_pb2.PayloadFormat.FORMAT_TF_EXAMPLE)
     examples_utils.set_file_format(examples, "tfrecords_gzip")
-    examples.set_string_custom_property(names.PROP_CLASS_NAMES, json.dumps(report["class_names"]))
-    examples.set_int_custom_property(names.PROP_FILES_SEEN, report["files_seen"])
-    examples.set_int_custom_property(names.PROP_INGESTED, report["ingested"])
-    examples.set_int_custom_property(names.PROP_SKIPPED, report["skipped"])
-    examples.set_string_custom_property(names.PROP_INGEST_REPORT, report_path_of(examples))
-    with tf.io.gfile.GFile(os.path.join(examples.uri, names.CLASS_NAMES_FILE), "w") as f:
-        json.dump(report["class_names"], f)
+    examples.set_string_custom_property(pipeline_names.PROP_CLASS_NAMES, json.dumps(report.class_names))
+    examples.set_int_custom_property(pipeline_names.PROP_FILES_SEEN, report.files_seen)
+    examples.set_int_custom_property(pipeline_names.PROP_INGESTED, report.ingested)
+    examples.set_int_custom_property(pipeline_names.PROP_SKIPPED, report.skipped)
+    examples.set_string_custom_property(pipeline_names.PROP_INGEST_REPORT, report_path_of(examples))
+    with tf.io.gfile.GFile(os.path.join(examples.uri, pipeline_names.CLASS_NAMES_FILE), "w") as f:
+        json.dump(report.class_names, f)
 
 
 def report_path_of(examples: types.Artifact) -> str:
-    return os.path.join(examples.uri, names.INGEST_REPORT_FILE)
+    return os.path.join(examples.uri, pipeline_names.INGEST_REPORT_FILE)

@@ -2,7 +2,8 @@
 
     schema.pbtxt  the contract (text proto), with the Intel scenes' class set and the default budget
     curated.py    the schema of one pipeline: the contract with the configured class names and pixel
-                  budget; its version (a hash of the text)
-    update.py     python -m pipeline.schema.update: propose a schema from a run's statistics, show
-                  its diff against schema.pbtxt, write it with --write
+                  budget (its version is CuratedSchemaGen's, a hash of the text)
+
+`python -m run_control.schema_update` proposes a schema from a run's statistics, shows its diff
+against schema.pbtxt and writes it with --write.
 """

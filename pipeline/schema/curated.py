@@ -6,13 +6,13 @@ Metadata then key on the schema's content (ImportSchemaGen keys on a file path, 
 would be served stale from the cache), and the Kubeflow spec carries it without a file on gs://.
 No TensorFlow: only the tensorflow_metadata protos.
 """
-import hashlib
 import os
 from typing import Sequence
 
 from google.protobuf import text_format
 from tensorflow_metadata.proto.v0 import schema_pb2
 
+from components.curated_schema_gen import to_text  # noqa: F401 - the text form, defined with its version
 from trainer_module import names
 
 TEMPLATE_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "schema.pbtxt")
@@ -36,11 +36,6 @@ def header_of(path: str = TEMPLATE_FILE) -> str:
                 break
             lines.append(line)
     return "".join(lines)
-
-
-def to_text(schema: schema_pb2.Schema) -> str:
-    """The canonical text of a schema: what the template's body is written as, and what is hashed."""
-    return text_format.MessageToString(schema)
 
 
 def feature(schema: schema_pb2.Schema, name: str) -> schema_pb2.Feature:
@@ -75,6 +70,3 @@ def render_schema(class_names: Sequence[str], max_image_pixels: int, template: s
     return to_text(configure(read_schema(template), class_names, max_image_pixels))
 
 
-def schema_version(text: str) -> str:
-    """The version of a schema: the first 12 hex digits of the sha256 of its canonical text."""
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]

@@ -1,8 +1,8 @@
 """Propose a schema from a run's statistics, show its diff against the checked-in one, write it
 only when asked.
 
-    python -m pipeline.schema.update --output-dir outputs [--run-id ID]       # a past run's statistics
-    python -m pipeline.schema.update --data-dir DIR [--output-dir outputs]    # ingest DIR first
+    python -m run_control.schema_update --output-dir outputs [--run-id ID]     # a past run's statistics
+    python -m run_control.schema_update --data-dir DIR [--output-dir outputs]  # ingest DIR first
     ... --write                                                               # write the proposal
 
 The proposal is TFDV's update_schema: the smallest change to the schema the run imported (the
@@ -13,18 +13,26 @@ new feature); drift and skew are thresholds (--class-drift-max-linf, ...), not s
 StatisticsGen; nothing trained) in --output-dir, under its run lock. Exit 0, 1 when the data
 cannot be used, 2 for a bad flag or a missing run.
 """
-import argparse
-import difflib
-import os
-import sys
-from typing import List, Optional, Sequence, Tuple
 
-from tensorflow_metadata.proto.v0 import schema_pb2, statistics_pb2
+if __name__ == "__main__":  # the project's Python (set up if missing), and a quiet start
+    from run_control.environment import ensure_project_python
+    from run_control.startup import quiet_startup
 
-from components.data_gate import findings
-from pipeline import configs
-from pipeline.schema import curated
-from trainer_module import names
+    ensure_project_python(__spec__.name)
+    quiet_startup()
+
+import argparse  # noqa: E402
+import difflib  # noqa: E402
+import os  # noqa: E402
+import sys  # noqa: E402
+from typing import List, Optional, Sequence, Tuple  # noqa: E402
+
+from tensorflow_metadata.proto.v0 import schema_pb2, statistics_pb2  # noqa: E402
+
+from common import pipeline_names  # noqa: E402
+from components.data_gate import findings  # noqa: E402
+from pipeline import configs  # noqa: E402
+from pipeline.schema import curated  # noqa: E402
 
 SplitStatistics = List[Tuple[str, statistics_pb2.DatasetFeatureStatistics]]  # [(split, statistics)]
 
@@ -63,34 +71,35 @@ def diff(current: str, proposal: str, label: str) -> str:
 def run_schema_and_statistics(metadata_path: str, run_id: Optional[str]
                               ) -> Tuple[str, schema_pb2.Schema, SplitStatistics]:
     """(run id, the schema it imported, [(split, statistics)]) of a run (default: the latest)."""
-    from run_report import store
+    from common import store
 
     run_id = run_id or store.run_ids(metadata_path)[-1]
     nodes = store.read_run(metadata_path, run_id)
-    if names.STATISTICS_GEN_NODE not in nodes or names.SCHEMA_GEN_NODE not in nodes:
-        raise LookupError(f"run {run_id} has no {names.STATISTICS_GEN_NODE} and {names.SCHEMA_GEN_NODE} output")
-    stats_uri = nodes[names.STATISTICS_GEN_NODE].uri(names.STATISTICS_OUTPUT)
-    schema = findings.load_schema(nodes[names.SCHEMA_GEN_NODE].uri(names.SCHEMA_OUTPUT))
+    if pipeline_names.STATISTICS_GEN_NODE not in nodes or pipeline_names.SCHEMA_GEN_NODE not in nodes:
+        raise LookupError(f"run {run_id} has no {pipeline_names.STATISTICS_GEN_NODE} and {pipeline_names.SCHEMA_GEN_NODE} output")
+    stats_uri = nodes[pipeline_names.STATISTICS_GEN_NODE].uri(pipeline_names.STATISTICS_OUTPUT)
+    schema = findings.load_schema(nodes[pipeline_names.SCHEMA_GEN_NODE].uri(pipeline_names.SCHEMA_OUTPUT))
     stats = [(split, findings.load_statistics(stats_uri, split)) for split in (findings.TRAIN, findings.EVAL)]
     return run_id, schema, [(split, s) for split, s in stats if s is not None]
 
 
 def compute_statistics(argv: List[str]) -> str:
-    """Runs the pipeline as local_runner builds it from `argv` (its flags), as far as StatisticsGen,
-    under the output dir's run lock; returns the metadata database."""
-    import local_runner
-    from run_control.lock import RunLock
+    """Runs the pipeline as local_runner.py builds it from `argv` (its flags), as far as
+    StatisticsGen, under the output dir's run lock; returns the metadata database."""
     from tfx import v1 as tfx
     from tfx.orchestration import pipeline as tfx_pipeline
 
-    cfg, train_overrides = local_runner.parse_args(argv)
-    local_runner.check_output_dir(cfg)
-    with RunLock(cfg.lock_path, local_runner.new_run_id()).acquire(wait=cfg.wait_for_lock):
-        data_root = local_runner.resolve_data(cfg)
-        class_names = local_runner.check_data(cfg, data_root)
-        pipeline, _ = local_runner.build(cfg, train_overrides, data_root, class_names)
+    from run_control import local_run
+    from run_control.lock import RunLock
+
+    cfg, train_overrides = local_run.parse_args(argv)
+    local_run.check_output_dir(cfg)
+    with RunLock(cfg.lock_path, local_run.new_run_id()).acquire(wait=cfg.wait_for_lock):
+        data_root = local_run.resolve_data(cfg)
+        class_names = local_run.check_data(cfg, data_root)
+        pipeline, _ = local_run.build(cfg, train_overrides, data_root, class_names)
         tfx.orchestration.LocalDagRunner().run(
-            pipeline, run_options=tfx_pipeline.RunOptions(to_nodes=[names.STATISTICS_GEN_NODE]))
+            pipeline, run_options=tfx_pipeline.RunOptions(to_nodes=[pipeline_names.STATISTICS_GEN_NODE]))
     return cfg.metadata_path
 
 
@@ -109,8 +118,8 @@ def parse_args(argv: Optional[List[str]]) -> Tuple[argparse.Namespace, List[str]
 
 def main(argv: Optional[List[str]] = None) -> int:
     """Prints the anomalies and the diff; writes with --write. Returns an exit code."""
+    from common import store
     from run_control import exit_codes
-    from run_report import store
 
     args, runner_flags = parse_args(argv)
     try:
@@ -140,8 +149,9 @@ def main(argv: Optional[List[str]] = None) -> int:
                      "(the class set and the pixel budget come from the configuration at build time).")
     if args.write and changes:
         header = curated.header_of(args.schema_file)
-        with open(args.schema_file, "w") as f:
+        with open(args.schema_file + ".partial", "w") as f:  # whole or unchanged: never half a schema
             f.write(header + proposal)
+        os.replace(args.schema_file + ".partial", args.schema_file)
         print(f"Wrote {args.schema_file}")
     elif changes:
         print("Not written: rerun with --write to write the proposal.")

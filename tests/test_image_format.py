@@ -1,4 +1,4 @@
-"""trainer_module/image_header.py: image sizes from headers (no decoding, no TensorFlow)."""
+"""trainer_module/image_format.py: image sizes from headers (no decoding, no TensorFlow)."""
 import io
 import os
 import struct
@@ -10,8 +10,8 @@ import pytest
 from PIL import Image
 
 import image_factory
-from trainer_module import image_header
-from trainer_module.image_header import image_dimensions, over_budget, over_budget_in_error
+from trainer_module import image_format
+from trainer_module.image_format import image_dimensions, over_budget, over_budget_in_error
 
 SOI = b"\xff\xd8"
 
@@ -39,7 +39,7 @@ def _png_chunk(kind: bytes, payload: bytes) -> bytes:
 def _png_header(width: int, height: int) -> bytes:
     """Signature, IHDR (8-bit RGB), a one-byte IDAT and IEND: a header that declares any size."""
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (image_header.PNG_MAGIC + _png_chunk(b"IHDR", ihdr)
+    return (image_format.PNG_MAGIC + _png_chunk(b"IHDR", ihdr)
             + _png_chunk(b"IDAT", zlib.compress(b"\0")) + _png_chunk(b"IEND", b""))
 
 
@@ -146,7 +146,7 @@ def test_png_header():
     assert Image.open(io.BytesIO(_png_header(37, 5))).size == (37, 5)  # a well-formed header
     assert image_dimensions(_png_header(20000, 20000)[:23]) is None  # cut inside the height
     assert image_dimensions(_png_header(0, 5)) is None
-    other_first = image_header.PNG_MAGIC + _png_chunk(b"tEXt", b"a\0b") + _png_header(5, 5)[8:]
+    other_first = image_format.PNG_MAGIC + _png_chunk(b"tEXt", b"a\0b") + _png_header(5, 5)[8:]
     assert image_dimensions(other_first) is None  # IHDR must come first
 
 
@@ -197,7 +197,7 @@ def test_over_budget_text_is_found_in_tensorflow_errors():
 
 def test_importing_it_loads_no_tensorflow():
     """Ingestion and the prediction client read headers without paying for TensorFlow."""
-    code = "import sys, trainer_module.image_header; print(sorted(m for m in sys.modules if 'tensorflow' in m))"
+    code = "import sys, trainer_module.image_format; print(sorted(m for m in sys.modules if 'tensorflow' in m))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     assert out.stdout.strip() == "[]"

@@ -1,8 +1,10 @@
-"""What a pipeline run recorded in ML Metadata: its runs, each node's state and output artifacts,
-their properties, the run's pipeline and the eval config its Evaluator was given.
+"""ML Metadata: the connection to a local run's SQLite database, and what a pipeline run recorded
+there: its runs, each node's state and output artifacts, their properties, the run's pipeline, the
+eval config its Evaluator was given, and the lineage of an artifact.
 
-Every ML Metadata query of the run report lives here; the runner's closing log, bench/ and the
-tests read runs through it too. TensorFlow-free: opening a run does not load TensorFlow.
+Every ML Metadata connection and query of the project lives here: the runner (its pipeline's
+connection, its closing log, the recovery of a killed run), the progress lines, the run report,
+lineage, bench/ and the tests. TensorFlow-free: opening a run does not load TensorFlow.
 """
 import dataclasses
 import glob
@@ -13,8 +15,7 @@ from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 from tfx.dsl.compiler import constants as tfx_constants
 
-from pipeline import configs
-from trainer_module import names
+from common import output_dir, pipeline_names
 
 _OUTPUT_EVENTS = (metadata_store_pb2.Event.OUTPUT, metadata_store_pb2.Event.DECLARED_OUTPUT)
 _STATE_NAMES = {v: k for k, v in metadata_store_pb2.Execution.State.items()}
@@ -33,28 +34,71 @@ class NodeRun:
         return artifacts[0].uri if artifacts else None
 
 
-def open_readonly(metadata_path: str) -> metadata_store.MetadataStore:
-    """A read-only connection to a SQLite ML Metadata database."""
+_MODES = {"create": metadata_store_pb2.SqliteMetadataSourceConfig.READWRITE_OPENCREATE,
+          "write": metadata_store_pb2.SqliteMetadataSourceConfig.READWRITE,
+          "read": metadata_store_pb2.SqliteMetadataSourceConfig.READONLY}
+
+
+def connection_config(metadata_path: str, mode: str = "create") -> metadata_store_pb2.ConnectionConfig:
+    """The connection to a SQLite ML Metadata database: `create` (a run's pipeline: created on first
+    use; TFX's own helper would also create the folder, which registering with the tfx CLI must not
+    do), `write` (an existing database) or `read`."""
     config = metadata_store_pb2.ConnectionConfig()
     config.sqlite.filename_uri = metadata_path
-    config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
-    return metadata_store.MetadataStore(config)
+    config.sqlite.connection_mode = _MODES[mode]
+    return config
+
+
+class DamagedStoreError(RuntimeError):
+    """The ML Metadata database cannot be read as one; the message names it and the fix."""
+
+    def __init__(self, metadata_path: str, why: str):
+        super().__init__(f"the ML Metadata database {metadata_path} is damaged ({why}): move it aside to start a "
+                         "new run history (the artifacts stay on disk; the next run trains again), or restore "
+                         "it from a backup")
+
+
+_DAMAGED = ("file is not a database", "database disk image is malformed", "file is encrypted")
+
+
+def open_store(metadata_path: str, mode: str = "read") -> metadata_store.MetadataStore:
+    """A connection to a SQLite ML Metadata database (read-only by default), checked by one query:
+    DamagedStoreError when the file is not a database."""
+    try:
+        mlmd = metadata_store.MetadataStore(connection_config(metadata_path, mode))
+        mlmd.get_context_types()
+    except Exception as e:  # noqa: BLE001 - ML Metadata raises RuntimeError and absl status errors
+        why = next((d for d in _DAMAGED if d in str(e)), None)
+        if why:
+            raise DamagedStoreError(metadata_path, why) from e
+        raise
+    return mlmd
+
+
+def check_database(metadata_path: str) -> None:
+    """DamagedStoreError when an existing database file is damaged (before TFX opens it)."""
+    if os.path.exists(metadata_path):
+        open_store(metadata_path, "read")
+
+
+def open_readonly(metadata_path: str) -> metadata_store.MetadataStore:
+    """A read-only connection to a SQLite ML Metadata database."""
+    return open_store(metadata_path, "read")
 
 
 def find_metadata(path: str) -> str:
     """The ML Metadata database for an output dir, a pipeline root or the database itself."""
     if os.path.isfile(path):
         return path
-    candidates = [os.path.join(path, configs.METADATA_FILE)]
-    candidates += sorted(glob.glob(os.path.join(path, configs.METADATA_DIR, "*", configs.METADATA_FILE)))
+    candidates = [os.path.join(path, output_dir.METADATA_FILE)]
+    candidates += sorted(glob.glob(os.path.join(path, output_dir.METADATA_DIR, "*", output_dir.METADATA_FILE)))
     # <output>/pipelines/<name> (the pipeline root) -> <output>/metadata/<name>/metadata.sqlite
     parent, name = os.path.split(os.path.normpath(path))
-    if os.path.basename(parent) == configs.PIPELINES_DIR:
-        output_dir = os.path.dirname(parent)
-        candidates.append(os.path.join(output_dir, configs.METADATA_DIR, name, configs.METADATA_FILE))
+    if os.path.basename(parent) == output_dir.PIPELINES_DIR:
+        candidates.append(output_dir.metadata_path(os.path.dirname(parent), name))
     found = sorted({c for c in candidates if os.path.isfile(c)})
     if not found:
-        raise FileNotFoundError(f"no ML Metadata database ({configs.METADATA_FILE}) for {path}")
+        raise FileNotFoundError(f"no ML Metadata database ({output_dir.METADATA_FILE}) for {path}")
     if len(found) > 1:
         raise ValueError(f"{path} holds several pipelines; pass one database: {found}")
     return found[0]
@@ -142,11 +186,11 @@ def configured_eval_config_json(metadata_path: str, run_id: str) -> Optional[str
     mlmd = open_readonly(metadata_path)
     node_type = mlmd.get_context_type(tfx_constants.NODE_CONTEXT_TYPE_NAME).id
     for execution in mlmd.get_executions_by_context(_run(mlmd, metadata_path, run_id).id):
-        if names.EVAL_CONFIG_EXEC_PROPERTY not in execution.custom_properties:
+        if pipeline_names.EVAL_CONFIG_EXEC_PROPERTY not in execution.custom_properties:
             continue
-        if any(c.type_id == node_type and _node_id(c) == names.EVALUATOR_NODE
+        if any(c.type_id == node_type and _node_id(c) == pipeline_names.EVALUATOR_NODE
                for c in mlmd.get_contexts_by_execution(execution.id)):
-            return execution.custom_properties[names.EVAL_CONFIG_EXEC_PROPERTY].string_value
+            return execution.custom_properties[pipeline_names.EVAL_CONFIG_EXEC_PROPERTY].string_value
     return None
 
 
@@ -216,7 +260,7 @@ class Step:
 def pushed_models(mlmd: metadata_store.MetadataStore) -> List[metadata_store_pb2.Artifact]:
     """The PushedModel artifacts of pushes that happened (custom property pushed = 1), oldest first."""
     artifacts = mlmd.get_artifacts_by_type(_PUSHED_MODEL_TYPE)
-    return sorted((a for a in artifacts if custom_property(a, names.PROP_PUSHED) == 1), key=lambda a: a.id)
+    return sorted((a for a in artifacts if custom_property(a, pipeline_names.PROP_PUSHED) == 1), key=lambda a: a.id)
 
 
 def producer(mlmd: metadata_store.MetadataStore, artifact_id: int) -> Optional[metadata_store_pb2.Execution]:

@@ -1,4 +1,6 @@
-"""An image's width and height from its header, without decoding it: the pixel budget's first line.
+"""Image file formats, known in one place: which formats the pipeline reads (their magic bytes, as
+tf.io.decode_image tells them apart), and an image's width and height from its header, without
+decoding it: the pixel budget's first line.
 
 A few hundred KB of PNG or JPEG can declare 20000x20000 pixels (a decompression bomb): decoding
 it allocates gigabytes. Ingestion and the prediction client read the header here, in pure Python,
@@ -19,10 +21,25 @@ TOO_MANY_PIXELS = "too_many_pixels"
 # width, height, width x height, the budget.
 OVER_BUDGET_TEMPLATE = "{}x{} = {} pixels > " + names.MAX_IMAGE_PIXELS_KEY + " = {}"
 
+# The pixel budget's default (the max_image_pixels knob): width x height, read from the header.
+DEFAULT_MAX_IMAGE_PIXELS = 100_000_000
+
 JPEG_MAGIC = b"\xff\xd8\xff"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 GIF_MAGICS = (b"GIF87a", b"GIF89a")
 BMP_MAGIC = b"BM"
+# (format, its magic bytes): every format the pipeline reads. Ingestion, the prediction client and
+# the serving signature's error text all tell formats apart by this table.
+FORMATS = (("jpeg", (JPEG_MAGIC,)), ("png", (PNG_MAGIC,)), ("gif", GIF_MAGICS), ("bmp", (BMP_MAGIC,)))
+FORMAT_NAMES = tuple(name for name, _ in FORMATS)
+
+
+def sniff_format(data: bytes) -> Optional[str]:
+    """The format ("jpeg", "png", "gif", "bmp") from the magic bytes; None for any other bytes."""
+    for name, magics in FORMATS:
+        if data.startswith(magics):
+            return name
+    return None
 
 # JPEG start-of-frame markers (SOF0..SOF15) carry the frame size; C4 (DHT), C8 (JPG) and CC (DAC)
 # share the range but are not frames.
@@ -39,13 +56,14 @@ def image_dimensions(data: bytes) -> Optional[Tuple[int, int]]:
     None: another format, a header cut short, a malformed header, or a zero side (a JPEG whose
     height comes later in a DNL segment, a broken PNG). The decoder then gives its own error.
     """
-    if data.startswith(JPEG_MAGIC):
+    fmt = sniff_format(data)
+    if fmt == "jpeg":
         dims = _jpeg_dimensions(data)
-    elif data.startswith(PNG_MAGIC):
+    elif fmt == "png":
         dims = _png_dimensions(data)
-    elif data.startswith(GIF_MAGICS):
+    elif fmt == "gif":
         dims = struct.unpack_from("<HH", data, 6) if len(data) >= 10 else None
-    elif data.startswith(BMP_MAGIC):
+    elif fmt == "bmp":
         dims = _bmp_dimensions(data)
     else:
         dims = None

@@ -1,4 +1,5 @@
-"""Run an exported TFLite model (trainer_module/tflite_export.py) as an app would.
+"""Run an exported TFLite model (trainer_module/tflite_export.py) as an app would: the EdgeEvaluator
+scores the models with it and the prediction client serves them with it.
 
 The labels and the input spec come from the model's own metadata; `preprocess` makes the uint8
 centre crop from image bytes with the project's preprocessing functions, so a TFLite model sees
@@ -13,8 +14,7 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")  # before TensorFlow loads
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from trainer_module import model_input, names, preprocessing, signatures, tflite_format  # noqa: E402
-from trainer_module.train_config import TrainConfig  # noqa: E402
+from trainer_module import image_format, model_input, names, preprocessing, signatures, tflite_format  # noqa: E402
 
 
 def read_metadata(model: Union[bytes, str]) -> Tuple[Tuple[str, ...], dict]:
@@ -33,7 +33,7 @@ def _read(path: str) -> bytes:
 
 
 def preprocess(image_bytes: bytes, resize_size: int, image_size: int,
-               max_pixels: int = TrainConfig.max_image_pixels) -> np.ndarray:
+               max_pixels: int = image_format.DEFAULT_MAX_IMAGE_PIXELS) -> np.ndarray:
     """Encoded JPEG/PNG/GIF/BMP bytes -> uint8 [image_size, image_size, 3]: the model's input.
 
     The serving signature's pixels: preprocessing.decode_and_resize (decode, resize, round to 8
@@ -113,17 +113,21 @@ class TFLiteClassifier:
         return probabilities
 
     def classify_encoded(self, encoded: Sequence[bytes],
-                         max_pixels: int = TrainConfig.max_image_pixels) -> Tuple[np.ndarray, List[str]]:
+                         max_pixels: int = image_format.DEFAULT_MAX_IMAGE_PIXELS) -> Tuple[np.ndarray, List[str]]:
         """(probabilities [n, classes], errors [n]) for encoded images, as the SavedModel's
         serving_default answers: an image that fails gets zero probabilities and its reason
         (signatures.failure_reasons' words), the others are still classified, in one batch."""
-        crops, accepted, errors = [], [], [""] * len(encoded)
+        crops, accepted, refused, errors = [], [], [], [""] * len(encoded)
         for i, data in enumerate(encoded):
             try:
                 crops.append(preprocess(data, self.resize_size, self.image_size, max_pixels))
                 accepted.append(i)
             except tf.errors.InvalidArgumentError:
-                errors[i] = signatures.failure_reasons(tf.constant([data]), max_pixels)[0].numpy().decode()
+                refused.append(i)
+        if refused:  # the serving signature's words, for all refused images in one call
+            reasons = signatures.failure_reasons(tf.constant([encoded[i] for i in refused]), max_pixels)
+            for i, reason in zip(refused, reasons.numpy()):
+                errors[i] = reason.decode()
         probabilities = np.zeros([len(encoded), len(self.labels)], np.float32)
         if crops:
             probabilities[accepted] = self.predict(np.stack(crops))

@@ -1,6 +1,7 @@
-"""TF Serving's REST `:predict` request body, mapped onto a serving signature's input tensors.
+"""Test helper: TF Serving's REST `:predict` request body, mapped onto a serving signature's input
+tensors.
 
-Lets a test or a stand-in server take exactly what a TF Serving client sends
+Lets a test take exactly what a TF Serving client sends
 (tensorflow.org/tfx/serving/api_rest, "Predict API") and call the loaded signature with it.
 """
 import base64

@@ -1,0 +1,14 @@
+"""Level 1, above the Trainer user module: the names, formats and helpers that every level above it
+shares and the Trainer does not need (what the Trainer needs lives in trainer_module/, which TFX
+hashes for its cache, so nothing here re-runs Transform or the Trainer when it changes).
+
+    pipeline_names.py  the pipeline's node ids, output keys, artifact properties and files
+    dataset.py         the data layout: split names, split folder names, the default label space
+    output_dir.py      where a local run writes: pipeline root, ML Metadata, serving dir, caches, logs
+    ingest_report.py   the ingest report (what ImageExampleGen read, ingested and skipped, and why)
+    file_walk.py       the one walk of a user's folder: links, loops, FIFOs, devices, odd file names
+    store.py           the ML Metadata connection, and what a run recorded in it
+    tflite_classifier.py  running an exported TFLite model as an app would
+
+Imports only trainer_module/ and third_party/ of this project (tests/test_layout.py checks it).
+"""
