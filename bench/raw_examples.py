@@ -75,4 +75,5 @@ def write_raw_examples(data_dir: str, n: int, out_prefix: str, shards: int = 1) 
             writer.close()
     return {"files": paths, "n": written, "classes": classes, "file_bytes": sum(os.path.getsize(p) for p in paths),
             "record_bytes": record_bytes, "image_file_bytes": image_file_bytes, "skipped": skipped,
-            "repeated": max(0, k - total), "folder_images": total, "make_example": "components.image_example_gen.records.make_example"}
+            "repeated": max(0, k - total), "folder_images": total,
+            "make_example": "components.image_example_gen.records.make_example"}

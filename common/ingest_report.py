@@ -11,7 +11,7 @@ import json
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from common import dataset
-from common.file_walk import SKIP_BAD_NAME, SKIP_DUPLICATE, SKIP_NOT_REGULAR, SKIP_UNREADABLE, WALK_SKIP_REASONS  # noqa: F401
+from common import file_walk
 from trainer_module import image_format
 
 # Why a file was not ingested: the walk's reasons (file_walk), then what reading it found.
@@ -22,8 +22,11 @@ SKIP_UNDECODABLE = "undecodable_image"
 # The header declares more than max_image_pixels (a decompression bomb?): never decoded.
 SKIP_TOO_MANY_PIXELS = image_format.TOO_MANY_PIXELS
 SKIP_OUTSIDE_CLASS_FOLDER = "outside_class_folder"
+# The walk's reasons, the report's too: a file it did not read is skipped with its reason.
+SKIP_UNREADABLE, SKIP_NOT_REGULAR = file_walk.SKIP_UNREADABLE, file_walk.SKIP_NOT_REGULAR
+SKIP_DUPLICATE, SKIP_BAD_NAME = file_walk.SKIP_DUPLICATE, file_walk.SKIP_BAD_NAME
 SKIP_REASONS = (SKIP_EMPTY, SKIP_NOT_IMAGE, SKIP_TRUNCATED, SKIP_UNDECODABLE, SKIP_TOO_MANY_PIXELS,
-                *WALK_SKIP_REASONS, SKIP_OUTSIDE_CLASS_FOLDER)
+                *file_walk.WALK_SKIP_REASONS, SKIP_OUTSIDE_CLASS_FOLDER)
 
 
 class ImageIngestError(RuntimeError):

@@ -45,7 +45,8 @@ class PipelineConfig:
                                             "folder names of the train split")
     download_max_gb: float = knob(20.0, "largest download accepted (GB, announced or streamed); also "
                                         "checked against the free space of the cache before fetching", advanced=True)
-    download_deadline_minutes: float = knob(120.0, "a whole download must finish within this many minutes", advanced=True)
+    download_deadline_minutes: float = knob(120.0, "a whole download must finish within this many minutes",
+                                            advanced=True)
     extract_max_gb: float = knob(50.0, "largest total uncompressed size of an archive's members (GB); also "
                                        "checked against the free space of the cache before extracting", advanced=True)
     extract_max_ratio: float = knob(100.0, "largest uncompressed / compressed size of an archive (and of "

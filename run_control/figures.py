@@ -48,18 +48,22 @@ def _edge_evaluator(node: store.NodeRun) -> str:
     for flavour, verdict in gate.items():
         state = "passed" if verdict[pipeline_names.EDGE_PASSED] else "FAILED"
         parts.append(f"{flavour} {models[flavour][pipeline_names.EDGE_ACCURACY]:.3f} ({state}: drop "
-                     f"{verdict[pipeline_names.EDGE_DROP] * 100:.1f} points, margin {verdict[pipeline_names.EDGE_MAX_DROP] * 100:.1f})")
+                     f"{verdict[pipeline_names.EDGE_DROP] * 100:.1f} points, "
+                     f"margin {verdict[pipeline_names.EDGE_MAX_DROP] * 100:.1f})")
     if not gate:
         parts.append("no TFLite models")
     return f"{evaluation[pipeline_names.EDGE_EXAMPLES]} eval images; " + "; ".join(parts)
 
 
 def _pusher(node: store.NodeRun) -> str:
-    if store.output_property(node, pipeline_names.PUSHED_MODEL_OUTPUT, pipeline_names.PROP_PUSHED) != 1:
+    def pushed(name: str):
+        return store.output_property(node, pipeline_names.PUSHED_MODEL_OUTPUT, name)
+
+    if pushed(pipeline_names.PROP_PUSHED) != 1:
         return "nothing pushed"
-    text = f"pushed {store.output_property(node, pipeline_names.PUSHED_MODEL_OUTPUT, pipeline_names.PROP_PUSHED_DESTINATION)}"
-    edge = store.output_property(node, pipeline_names.PUSHED_MODEL_OUTPUT, pipeline_names.PROP_PUSHED_EDGE_MODELS)
-    held_back = json.loads(store.output_property(node, pipeline_names.PUSHED_MODEL_OUTPUT, pipeline_names.PROP_EDGE_HELD_BACK) or "{}")
+    text = f"pushed {pushed(pipeline_names.PROP_PUSHED_DESTINATION)}"
+    edge = pushed(pipeline_names.PROP_PUSHED_EDGE_MODELS)
+    held_back = json.loads(pushed(pipeline_names.PROP_EDGE_HELD_BACK) or "{}")
     if edge:
         text += f" with TFLite {edge.replace(',', ', ')}"
     if held_back:
@@ -69,7 +73,8 @@ def _pusher(node: store.NodeRun) -> str:
 
 _FIGURES: Dict[str, Callable[[store.NodeRun], str]] = {
     pipeline_names.EXAMPLE_GEN_NODE: _example_gen, pipeline_names.TRAINER_NODE: _trainer,
-    pipeline_names.EVALUATOR_NODE: _evaluator, pipeline_names.EDGE_EVALUATOR_NODE: _edge_evaluator, pipeline_names.PUSHER_NODE: _pusher}
+    pipeline_names.EVALUATOR_NODE: _evaluator, pipeline_names.EDGE_EVALUATOR_NODE: _edge_evaluator,
+    pipeline_names.PUSHER_NODE: _pusher}
 
 
 def key_figures(metadata_path: str, run_id: str, node_id: str) -> str:

@@ -76,7 +76,8 @@ def run_schema_and_statistics(metadata_path: str, run_id: Optional[str]
     run_id = run_id or store.run_ids(metadata_path)[-1]
     nodes = store.read_run(metadata_path, run_id)
     if pipeline_names.STATISTICS_GEN_NODE not in nodes or pipeline_names.SCHEMA_GEN_NODE not in nodes:
-        raise LookupError(f"run {run_id} has no {pipeline_names.STATISTICS_GEN_NODE} and {pipeline_names.SCHEMA_GEN_NODE} output")
+        raise LookupError(f"run {run_id} has no {pipeline_names.STATISTICS_GEN_NODE} and "
+                          f"{pipeline_names.SCHEMA_GEN_NODE} output")
     stats_uri = nodes[pipeline_names.STATISTICS_GEN_NODE].uri(pipeline_names.STATISTICS_OUTPUT)
     schema = findings.load_schema(nodes[pipeline_names.SCHEMA_GEN_NODE].uri(pipeline_names.SCHEMA_OUTPUT))
     stats = [(split, findings.load_statistics(stats_uri, split)) for split in (findings.TRAIN, findings.EVAL)]

@@ -44,12 +44,14 @@ def collect(metadata_path: str, run_id: str, nodes: Dict[str, store.NodeRun]) ->
     if pipeline_names.EXAMPLE_VALIDATOR_NODE not in nodes:
         return None
     statistics_uri = _uri(nodes, pipeline_names.STATISTICS_GEN_NODE, pipeline_names.STATISTICS_OUTPUT)
-    baseline = store.node_inputs(metadata_path, run_id, pipeline_names.DRIFT_VALIDATOR_NODE).get(gate_executor.BASELINE_KEY)
+    baseline = store.node_inputs(metadata_path, run_id,
+                                 pipeline_names.DRIFT_VALIDATOR_NODE).get(gate_executor.BASELINE_KEY)
     baseline_uri = baseline[0].uri if baseline else None
     stop_on_skew = store.execution_property(metadata_path, run_id, pipeline_names.DATA_GATE_NODE,
                                             gate_executor.STOP_ON_SKEW_KEY)
     validation = findings.validate(
-        schema_uri=_uri(nodes, pipeline_names.SCHEMA_GEN_NODE, pipeline_names.SCHEMA_OUTPUT), statistics_uri=statistics_uri,
+        schema_uri=_uri(nodes, pipeline_names.SCHEMA_GEN_NODE,
+                        pipeline_names.SCHEMA_OUTPUT), statistics_uri=statistics_uri,
         example_anomalies_uri=_uri(nodes, pipeline_names.EXAMPLE_VALIDATOR_NODE, pipeline_names.ANOMALIES_OUTPUT),
         skew_anomalies_uri=_uri(nodes, pipeline_names.SKEW_VALIDATOR_NODE, pipeline_names.ANOMALIES_OUTPUT),
         drift_anomalies_uri=_uri(nodes, pipeline_names.DRIFT_VALIDATOR_NODE, pipeline_names.ANOMALIES_OUTPUT),

@@ -102,7 +102,8 @@ def _verdict(data: RunData) -> str:
                         "(the pipeline stopped before the Evaluator).</p>")
     blessed = store.output_property(evaluator, pipeline_names.BLESSING_OUTPUT, pipeline_names.PROP_BLESSED) == 1
     pushed = store.output_property(pusher, pipeline_names.PUSHED_MODEL_OUTPUT, pipeline_names.PROP_PUSHED) == 1
-    destination = store.output_property(pusher, pipeline_names.PUSHED_MODEL_OUTPUT, pipeline_names.PROP_PUSHED_DESTINATION)
+    destination = store.output_property(pusher, pipeline_names.PUSHED_MODEL_OUTPUT,
+                                        pipeline_names.PROP_PUSHED_DESTINATION)
     if blessed:
         where = (f"pushed to <code>{_e(destination)}</code>" if pushed else "not pushed")
         if pusher is not None and pusher.state == "CACHED":

@@ -68,7 +68,8 @@ _SCHEMA_INPUT = "schema"
 _MODEL_INPUT = "model"
 _BASELINE_MODEL_INPUT = "baseline_model"
 _BLESSING_INPUT = "model_blessing"
-_EDGE_EVALUATION_INPUT = pipeline_names.EDGE_EVALUATION_OUTPUT  # the AtomicPusher's input of the EdgeEvaluator's verdict
+# The AtomicPusher's input of the EdgeEvaluator's verdict.
+_EDGE_EVALUATION_INPUT = pipeline_names.EDGE_EVALUATION_OUTPUT
 _CUSTOM_CONFIG = "custom_config"  # the Trainer execution's property, JSON
 _FINAL_METRICS = ("loss", "accuracy", "val_loss", "val_accuracy")
 

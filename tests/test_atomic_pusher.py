@@ -278,10 +278,13 @@ def _edge_evaluation(tmp_path, model, correct, saved_correct=90, max_drops=None)
     models = {pipeline_names.EDGE_SAVED_MODEL: {pipeline_names.EDGE_ACCURACY: saved_correct / EDGE_EXAMPLES,
                                        pipeline_names.EDGE_PATH: _serving_path(model)}}
     models.update({flavour: {pipeline_names.EDGE_ACCURACY: n / EDGE_EXAMPLES,
-                             pipeline_names.EDGE_PATH: os.path.join(edge_dir, names.TFLITE_FILE.format(flavour=flavour))}
+                             pipeline_names.EDGE_PATH: os.path.join(edge_dir,
+                                                                    names.TFLITE_FILE.format(flavour=flavour))}
                    for flavour, n in correct.items()})
-    evaluation = {pipeline_names.EDGE_EXAMPLES: EDGE_EXAMPLES, pipeline_names.EDGE_CLASS_NAMES: ["a", "b"], pipeline_names.EDGE_MODELS: models,
-                  pipeline_names.EDGE_GATE: {flavour: gate.verdict(flavour, saved_correct, n, EDGE_EXAMPLES, max_drops[flavour])
+    evaluation = {pipeline_names.EDGE_EXAMPLES: EDGE_EXAMPLES, pipeline_names.EDGE_CLASS_NAMES: ["a", "b"],
+                  pipeline_names.EDGE_MODELS: models,
+                  pipeline_names.EDGE_GATE: {flavour: gate.verdict(flavour, saved_correct, n, EDGE_EXAMPLES,
+                                                                   max_drops[flavour])
                                     for flavour, n in correct.items()}}
     artifact = EdgeEvaluation()
     artifact.uri = str(tmp_path / f"edge-evaluation-{next(_uris)}")
@@ -326,7 +329,8 @@ def test_passing_flavour_lands_beside_the_savedmodel_and_failing_one_is_held_bac
     # The files identify the version; the archive copy holds what was pushed.
     sources = {**executor.saved_model_sources(_serving_path(model))[1],
                f"{pipeline_names.PUSHED_EDGE_SUBDIR}/{FLOAT16_FILE}": _edge_file(model, FLOAT16_FILE),
-               f"{pipeline_names.PUSHED_EDGE_SUBDIR}/{names.TFLITE_LABELS_FILE}": _edge_file(model, names.TFLITE_LABELS_FILE)}
+               f"{pipeline_names.PUSHED_EDGE_SUBDIR}/{names.TFLITE_LABELS_FILE}": _edge_file(model,
+                                                                                             names.TFLITE_LABELS_FILE)}
     assert _marker(base / version)[pipeline_names.PUSH_SOURCE_FINGERPRINT] == executor.fingerprint(sources)
     assert _files(pushed.uri) == sorted(sources)
 
@@ -339,7 +343,8 @@ def test_no_flavour_passes_pushes_the_savedmodel_alone(tmp_path):
     assert not os.path.exists(base / version / pipeline_names.PUSHED_EDGE_SUBDIR)
     assert _marker(base / version)[pipeline_names.PUSH_SOURCE_FINGERPRINT] == _fingerprint(model)
     assert pushed.get_string_custom_property(pipeline_names.PROP_PUSHED_EDGE_MODELS) == ""
-    assert sorted(json.loads(pushed.get_string_custom_property(pipeline_names.PROP_EDGE_HELD_BACK))) == ["float16", "int8"]
+    assert sorted(json.loads(pushed.get_string_custom_property(pipeline_names.PROP_EDGE_HELD_BACK))) == ["float16",
+                                                                                                         "int8"]
 
 
 def test_not_blessed_pushes_no_edge_model_either(tmp_path):

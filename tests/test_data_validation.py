@@ -255,7 +255,8 @@ def test_gate_proceeds_when_told_and_records_that_it_did(tmp_path):
 def test_skew_between_eval_and_train_warns_unless_told_to_stop(tmp_path):
     train, eval_ = _balanced(30), _balanced(10, height=32)  # eval images 4x as tall as train's
     result = _validate_and_gate(tmp_path / "warn", train, eval_)
-    assert [result.get_int_custom_property(p) for p in (pipeline_names.PROP_FINDINGS, pipeline_names.PROP_BLOCKING)] == [1, 0]
+    assert [result.get_int_custom_property(p) for p in (pipeline_names.PROP_FINDINGS,
+                                                        pipeline_names.PROP_BLOCKING)] == [1, 0]
     with pytest.raises(findings.DataValidationError, match=r": 1 anomaly: height \(eval vs train\): .*"
                        r"expected Jensen-Shannon divergence <= 0\.1, found 1\.000: 8 100\.0% \(90 of 90\) -> "
                        r"0\.0% \(0 of 30\); now 32 100\.0% \(30 of 30\)\. Fix"):
@@ -292,7 +293,8 @@ def test_the_gate_runs_before_transform_and_after_every_validator(tmp_path):
     nodes = _nodes(local_run.build(cfg, overrides, str(tmp_path / "data"), list(CLASSES))[0])
     order = list(nodes)
     gate = nodes[pipeline_names.DATA_GATE_NODE]
-    assert set(gate.upstream_nodes) == {pipeline_names.STATISTICS_GEN_NODE, pipeline_names.SCHEMA_GEN_NODE, pipeline_names.EXAMPLE_VALIDATOR_NODE,
+    assert set(gate.upstream_nodes) == {pipeline_names.STATISTICS_GEN_NODE, pipeline_names.SCHEMA_GEN_NODE,
+                                        pipeline_names.EXAMPLE_VALIDATOR_NODE,
                                         pipeline_names.SKEW_VALIDATOR_NODE, pipeline_names.DRIFT_VALIDATOR_NODE,
                                         pipeline_names.STATISTICS_RESOLVER_NODE}
     assert order.index(pipeline_names.DATA_GATE_NODE) < order.index(pipeline_names.TRANSFORM_NODE)
@@ -387,7 +389,8 @@ def _figures(view):
     return {(m.check, m.feature): round(m.value, 3) for m in view.validation.measurements}
 
 
-AFTER_GATE = (pipeline_names.TRANSFORM_NODE, pipeline_names.TRAINER_NODE, pipeline_names.RESOLVER_NODE, pipeline_names.EVALUATOR_NODE, pipeline_names.PUSHER_NODE)
+AFTER_GATE = (pipeline_names.TRANSFORM_NODE, pipeline_names.TRAINER_NODE, pipeline_names.RESOLVER_NODE,
+              pipeline_names.EVALUATOR_NODE, pipeline_names.PUSHER_NODE)
 
 
 def _assert_stopped_and_nothing_pushed(runs, index):
@@ -468,13 +471,15 @@ def test_the_override_lets_the_stopped_drop_proceed_and_the_run_records_it(runs)
     nodes, view = runs.nodes[F], _validation(runs, F)
     assert runs.exit_codes[F] == 0 and view.gate_state == "COMPLETE" and view.overridden
     gate_result = nodes[pipeline_names.DATA_GATE_NODE].outputs[pipeline_names.DATA_GATE_OUTPUT][0]
-    assert [store.custom_property(gate_result, p) for p in (pipeline_names.PROP_BLOCKING, pipeline_names.PROP_OVERRIDDEN)] == [1, 1]
+    assert [store.custom_property(gate_result, p) for p in (pipeline_names.PROP_BLOCKING,
+                                                            pipeline_names.PROP_OVERRIDDEN)] == [1, 1]
     assert store.execution_property(runs.cfg.metadata_path, runs.run_ids[F], pipeline_names.DATA_GATE_NODE,
                                     gate_executor.PROCEED_KEY) == 1
     assert [f.line() for f in view.validation.findings] == [f.line() for f in _validation(runs, D).validation.findings]
     for node in (pipeline_names.TRANSFORM_NODE, pipeline_names.TRAINER_NODE, pipeline_names.EVALUATOR_NODE):
         assert nodes[node].state == "COMPLETE", node
-    assert store.output_property(nodes[pipeline_names.PUSHER_NODE], pipeline_names.PUSHED_MODEL_OUTPUT, pipeline_names.PROP_PUSHED) == 0
+    assert store.output_property(nodes[pipeline_names.PUSHER_NODE], pipeline_names.PUSHED_MODEL_OUTPUT,
+                                 pipeline_names.PROP_PUSHED) == 0
     assert runs.serving[F] == runs.serving[A]
     assert view.overridden and len(view.validation.findings) == 1
 
@@ -523,7 +528,8 @@ def _import_pipeline(data_dir: str, cfg: configs.PipelineConfig) -> tfx.dsl.Pipe
     example_validator = tfx.components.ExampleValidator(
         statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"])
     skew_validator = data_validation.skew_validator(statistics_gen.outputs["statistics"],
-                                                    configs.PipelineConfig(class_drift_max_linf=0.1, size_drift_max_jsd=0.1))
+                                                    configs.PipelineConfig(class_drift_max_linf=0.1,
+                                                                           size_drift_max_jsd=0.1))
     gate = DataGate(statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"],
                     anomalies=example_validator.outputs["anomalies"],
                     skew_anomalies=skew_validator.outputs["anomalies"])

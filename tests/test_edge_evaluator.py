@@ -140,7 +140,8 @@ def _evaluate(artifacts, model_key, tag, max_drops=MAX_DROPS):
         {executor.EXAMPLES_KEY: [artifacts["examples"]], executor.TRANSFORM_GRAPH_KEY: [artifacts["graph"]],
          executor.MODEL_KEY: [artifacts[model_key]], executor.BLESSING_KEY: [_blessing(artifacts["root"])]},
         {pipeline_names.EDGE_EVALUATION_OUTPUT: [output]},
-        {executor.MAX_DROPS_KEY: json.dumps(max_drops), executor.MAX_IMAGE_PIXELS_KEY: image_format.DEFAULT_MAX_IMAGE_PIXELS})
+        {executor.MAX_DROPS_KEY: json.dumps(max_drops),
+         executor.MAX_IMAGE_PIXELS_KEY: image_format.DEFAULT_MAX_IMAGE_PIXELS})
     with open(os.path.join(output.uri, pipeline_names.EDGE_EVALUATION_FILE)) as f:
         return output, json.load(f)
 
@@ -192,7 +193,8 @@ def _edge_path(model, flavour):
 def test_evaluation_has_the_documented_keys_and_the_hand_computed_numbers(artifacts, good):
     output, evaluation = good
     model = artifacts["good"]
-    assert set(evaluation) == {pipeline_names.EDGE_EXAMPLES, pipeline_names.EDGE_CLASS_NAMES, pipeline_names.EDGE_MODELS, pipeline_names.EDGE_GATE}
+    assert set(evaluation) == {pipeline_names.EDGE_EXAMPLES, pipeline_names.EDGE_CLASS_NAMES,
+                               pipeline_names.EDGE_MODELS, pipeline_names.EDGE_GATE}
     assert evaluation[pipeline_names.EDGE_EXAMPLES] == len(EVAL)
     assert evaluation[pipeline_names.EDGE_CLASS_NAMES] == list(CLASSES)
     assert list(evaluation[pipeline_names.EDGE_MODELS]) == [pipeline_names.EDGE_SAVED_MODEL, *names.TFLITE_FLAVOURS]
@@ -200,7 +202,8 @@ def test_evaluation_has_the_documented_keys_and_the_hand_computed_numbers(artifa
     hand.update({f: _by_hand(_tflite_predictions(_edge_path(model, f))) for f in names.TFLITE_FLAVOURS})
     assert hand[pipeline_names.EDGE_SAVED_MODEL] == (0.75, {"red": 1.0, "green": 0.6, "blue": 0.75})  # EVAL's comment
     for name, entry in evaluation[pipeline_names.EDGE_MODELS].items():
-        assert set(entry) == {pipeline_names.EDGE_ACCURACY, pipeline_names.EDGE_RECALL, pipeline_names.EDGE_SIZE_MB, pipeline_names.EDGE_LATENCY_MS,
+        assert set(entry) == {pipeline_names.EDGE_ACCURACY, pipeline_names.EDGE_RECALL, pipeline_names.EDGE_SIZE_MB,
+                              pipeline_names.EDGE_LATENCY_MS,
                               pipeline_names.EDGE_BATCH_LATENCY_MS, pipeline_names.EDGE_PATH}
         assert entry[pipeline_names.EDGE_ACCURACY] == pytest.approx(hand[name][0])
         assert entry[pipeline_names.EDGE_RECALL] == pytest.approx(hand[name][1])
@@ -215,7 +218,8 @@ def test_evaluation_has_the_documented_keys_and_the_hand_computed_numbers(artifa
         entry, verdict = evaluation[pipeline_names.EDGE_MODELS][flavour], evaluation[pipeline_names.EDGE_GATE][flavour]
         assert entry[pipeline_names.EDGE_PATH] == _edge_path(model, flavour)
         assert entry[pipeline_names.EDGE_SIZE_MB] == pytest.approx(os.path.getsize(_edge_path(model, flavour)) / 1e6)
-        assert set(verdict) == {pipeline_names.EDGE_MAX_DROP, pipeline_names.EDGE_DROP, pipeline_names.EDGE_PASSED, pipeline_names.EDGE_REASON}
+        assert set(verdict) == {pipeline_names.EDGE_MAX_DROP, pipeline_names.EDGE_DROP, pipeline_names.EDGE_PASSED,
+                                pipeline_names.EDGE_REASON}
         assert verdict[pipeline_names.EDGE_MAX_DROP] == MAX_DROPS[flavour]
         assert verdict[pipeline_names.EDGE_DROP] == pytest.approx(saved[pipeline_names.EDGE_ACCURACY] - entry[pipeline_names.EDGE_ACCURACY])
         assert verdict[pipeline_names.EDGE_PASSED] and verdict[pipeline_names.EDGE_DROP] == 0  # a colour is a colour, also in int8
@@ -348,13 +352,15 @@ def test_console_key_figures(wrong_int8):
 
     output, _ = wrong_int8
     evaluation = metadata_store_pb2.Artifact(uri=output.uri)
-    node = store.NodeRun(pipeline_names.EDGE_EVALUATOR_NODE, "COMPLETE", {pipeline_names.EDGE_EVALUATION_OUTPUT: [evaluation]})
+    node = store.NodeRun(pipeline_names.EDGE_EVALUATOR_NODE, "COMPLETE",
+                         {pipeline_names.EDGE_EVALUATION_OUTPUT: [evaluation]})
     assert figures._FIGURES[pipeline_names.EDGE_EVALUATOR_NODE](node) == (
         "12 eval images; SavedModel accuracy 0.750; float16 0.750 (passed: drop 0.0 points, margin 0.2); "
         "int8 0.167 (FAILED: drop 58.3 points, margin 1.0)")
     pushed = metadata_store_pb2.Artifact(uri="/pushed")
     for name, value in ((pipeline_names.PROP_PUSHED, 1), (pipeline_names.PROP_PUSHED_DESTINATION, "/serving/7"),
-                        (pipeline_names.PROP_PUSHED_EDGE_MODELS, "float16"), (pipeline_names.PROP_EDGE_HELD_BACK, '{"int8": "why"}')):
+                        (pipeline_names.PROP_PUSHED_EDGE_MODELS, "float16"), (pipeline_names.PROP_EDGE_HELD_BACK,
+                                                                              '{"int8": "why"}')):
         field = "int_value" if isinstance(value, int) else "string_value"
         setattr(pushed.custom_properties[name], field, value)
     pusher = store.NodeRun(pipeline_names.PUSHER_NODE, "COMPLETE", {pipeline_names.PUSHED_MODEL_OUTPUT: [pushed]})

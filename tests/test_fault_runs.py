@@ -120,7 +120,8 @@ def test_the_killed_trainer_resumes_at_the_next_epoch(chain):
     # The console's progress lines: one per epoch the rerun trained.
     ran = [int(n) for n in re.findall(rf"Trainer: epoch (\d+)/{EPOCHS} in ", rerun)]
     assert ran == list(range(chain.epochs_done_at_kill + 1, EPOCHS + 1))
-    trainer = store.read_run(chain.cfg.metadata_path, store.run_ids(chain.cfg.metadata_path)[-2])[pipeline_names.TRAINER_NODE]
+    trainer = store.read_run(chain.cfg.metadata_path,
+                             store.run_ids(chain.cfg.metadata_path)[-2])[pipeline_names.TRAINER_NODE]
     with open(os.path.join(trainer.uri(pipeline_names.MODEL_RUN_OUTPUT), names.HISTORY_FILE)) as f:
         series = json.load(f)[names.HISTORY_SERIES]
     assert {key: len(values) for key, values in series.items()} == {key: EPOCHS for key in series}

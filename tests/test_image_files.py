@@ -72,7 +72,8 @@ def test_unlabelled_folder_is_ignored_and_root_files_listed(tmp_path):
     listing = image_files.list_image_files(str(tmp_path))
     assert len(listing.files) == 3
     assert listing.other_files == [str(tmp_path / "README.md")]
-    assert [(u.path, u.reason) for u in listing.unread] == [("train/loose.jpg", ingest_report.SKIP_OUTSIDE_CLASS_FOLDER)]
+    assert [(u.path, u.reason) for u in listing.unread] == [("train/loose.jpg",
+                                                             ingest_report.SKIP_OUTSIDE_CLASS_FOLDER)]
 
 
 def test_missing_directory_is_a_clear_error(tmp_path):

@@ -32,7 +32,8 @@ PROD_FLAGS = ["--project", "test-proj", "--region", "europe-west4", "--bucket", 
               "--image", IMAGE]
 RUN_EXECUTOR = ["python", "-m", "tfx.orchestration.kubeflow.v2.container.kubeflow_v2_run_executor"]
 VERTEX_WORKER = ["python", "-m", "tfx.scripts.run_executor"]
-EXAMPLE_GEN, TRAINER, EVALUATOR, PUSHER = (pipeline_names.EXAMPLE_GEN_NODE, pipeline_names.TRAINER_NODE, pipeline_names.EVALUATOR_NODE,
+EXAMPLE_GEN, TRAINER, EVALUATOR, PUSHER = (pipeline_names.EXAMPLE_GEN_NODE, pipeline_names.TRAINER_NODE,
+                                           pipeline_names.EVALUATOR_NODE,
                                            pipeline_names.PUSHER_NODE)
 BLESSING_RESOLVER = f"{pipeline_names.RESOLVER_NODE}-model-blessing-resolver"
 MODEL_RESOLVER = f"{pipeline_names.RESOLVER_NODE}-model-resolver"
@@ -524,7 +525,8 @@ def test_compiled_spec_executes_to_a_pushed_model(tmp_path, vertex_job_service):
     assert pool["container_spec"]["command"][:5] == [
         *VERTEX_WORKER, "--executor_class_path", "tfx.components.trainer.executor.GenericExecutor"]
     model = backend.outputs[TRAINER][pipeline_names.MODEL_OUTPUT][0]
-    assert os.path.isfile(os.path.join(model["uri"], pipeline_names.TRAINER_SERVING_SUBDIR, pipeline_names.SAVED_MODEL_FILE))
+    assert os.path.isfile(os.path.join(model["uri"], pipeline_names.TRAINER_SERVING_SUBDIR,
+                                       pipeline_names.SAVED_MODEL_FILE))
 
     blessing = backend.outputs[EVALUATOR][pipeline_names.BLESSING_OUTPUT][0]
     assert blessing["metadata"][pipeline_names.PROP_BLESSED] == 1

@@ -146,9 +146,11 @@ def _pushed_run(tmp_path, edge: bool = True) -> str:
         "Examples", uri(pipeline_names.EXAMPLE_GEN_NODE, pipeline_names.EXAMPLES_OUTPUT),
         {pipeline_names.PROP_CLASS_NAMES: json.dumps(["a", "b"])})})[pipeline_names.EXAMPLES_OUTPUT]
     model = record.put("r1", pipeline_names.TRAINER_NODE, inputs={"examples": examples}, outputs={
-        pipeline_names.MODEL_OUTPUT: ("Model", uri(pipeline_names.TRAINER_NODE, pipeline_names.MODEL_OUTPUT), {})})[pipeline_names.MODEL_OUTPUT]
+        pipeline_names.MODEL_OUTPUT: ("Model", uri(pipeline_names.TRAINER_NODE, pipeline_names.MODEL_OUTPUT),
+                                      {})})[pipeline_names.MODEL_OUTPUT]
     blessing = record.put("r1", pipeline_names.EVALUATOR_NODE, inputs={"model": model}, outputs={
-        pipeline_names.BLESSING_OUTPUT: ("ModelBlessing", uri(pipeline_names.EVALUATOR_NODE, pipeline_names.BLESSING_OUTPUT),
+        pipeline_names.BLESSING_OUTPUT: ("ModelBlessing",
+                                         uri(pipeline_names.EVALUATOR_NODE, pipeline_names.BLESSING_OUTPUT),
                                 {pipeline_names.PROP_BLESSED: 1})})[pipeline_names.BLESSING_OUTPUT]
     inputs, properties = {"model": model, "model_blessing": blessing}, {}
     if edge:
@@ -165,7 +167,8 @@ def _pushed_run(tmp_path, edge: bool = True) -> str:
     destination = str(out / output_dir.SERVING_DIR / "p" / VERSION)
     record.put("r1", pipeline_names.PUSHER_NODE, inputs=inputs, outputs={pipeline_names.PUSHED_MODEL_OUTPUT: (
         "PushedModel", uri(pipeline_names.PUSHER_NODE, pipeline_names.PUSHED_MODEL_OUTPUT),
-        {pipeline_names.PROP_PUSHED: 1, pipeline_names.PROP_PUSHED_VERSION: VERSION, pipeline_names.PROP_PUSHED_DESTINATION: destination,
+        {pipeline_names.PROP_PUSHED: 1, pipeline_names.PROP_PUSHED_VERSION: VERSION,
+         pipeline_names.PROP_PUSHED_DESTINATION: destination,
          **properties})})
     return str(out)
 
@@ -236,9 +239,11 @@ def test_the_served_version_is_the_one_run_a_pushed(runs, served):
 @pytest.mark.slow
 def test_model_transform_schema_and_examples_are_run_a_outputs(runs, served):
     a = runs.run_ids[0]
-    assert served["model"] == {"uri": _uri(runs, 0, pipeline_names.TRAINER_NODE, pipeline_names.MODEL_OUTPUT), "run_id": a}
+    assert served["model"] == {"uri": _uri(runs, 0, pipeline_names.TRAINER_NODE, pipeline_names.MODEL_OUTPUT),
+                               "run_id": a}
     assert served["transform_graph"] == {"uri": _uri(runs, 0, "Transform", "transform_graph"), "run_id": a}
-    assert served["schema"] == {"uri": _uri(runs, 0, pipeline_names.SCHEMA_GEN_NODE, pipeline_names.SCHEMA_OUTPUT), "run_id": a}
+    assert served["schema"] == {"uri": _uri(runs, 0, pipeline_names.SCHEMA_GEN_NODE, pipeline_names.SCHEMA_OUTPUT),
+                                "run_id": a}
     examples = served["examples"]
     examples_uri = _uri(runs, 0, pipeline_names.EXAMPLE_GEN_NODE, pipeline_names.EXAMPLES_OUTPUT)
     assert (examples["uri"], examples["run_id"]) == (examples_uri, a)
@@ -306,7 +311,8 @@ def test_evaluation_is_run_a_blessing_without_a_baseline(runs, served):
     assert evaluation["uri"] == _uri(runs, 0, pipeline_names.EVALUATOR_NODE, pipeline_names.EVALUATION_OUTPUT)
     assert evaluation["run_id"] == runs.run_ids[0]
     assert evaluation["baseline"] is None
-    assert evaluation["blessing"] == {"uri": _uri(runs, 0, pipeline_names.EVALUATOR_NODE, pipeline_names.BLESSING_OUTPUT),
+    assert evaluation["blessing"] == {"uri": _uri(runs, 0, pipeline_names.EVALUATOR_NODE,
+                                                  pipeline_names.BLESSING_OUTPUT),
                                       "blessed": 1}
     report = run_data.collect(runs.cfg.metadata_path, runs.run_ids[0])
     assert evaluation["accuracy"] == report.evaluation.metric(ACCURACY)

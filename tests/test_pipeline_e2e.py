@@ -30,7 +30,8 @@ def test_closing_log_says_where_outputs_are(gate_runs):
     pushed = pushed_dir(gate_runs)
     assert f"Pushed model:       {pushed}" in summary
     assert nodes[pipeline_names.EVALUATOR_NODE].uri(pipeline_names.EVALUATION_OUTPUT) in summary
-    report = os.path.join(nodes[pipeline_names.EXAMPLE_GEN_NODE].uri(pipeline_names.EXAMPLES_OUTPUT), pipeline_names.INGEST_REPORT_FILE)
+    report = os.path.join(nodes[pipeline_names.EXAMPLE_GEN_NODE].uri(pipeline_names.EXAMPLES_OUTPUT),
+                          pipeline_names.INGEST_REPORT_FILE)
     assert report in summary and os.path.exists(report)
     assert pushed.startswith(gate_runs.cfg.serving_model_dir)
 

@@ -122,7 +122,8 @@ def test_custom_and_output_properties():
     artifact.custom_properties[pipeline_names.PROP_BASELINE_MODEL].string_value = "/models/3"
     node = store.NodeRun(pipeline_names.EVALUATOR_NODE, "COMPLETE", {pipeline_names.BLESSING_OUTPUT: [artifact]})
     assert store.custom_property(artifact, pipeline_names.PROP_BLESSED) == 1
-    assert store.output_property(node, pipeline_names.BLESSING_OUTPUT, pipeline_names.PROP_BASELINE_MODEL) == "/models/3"
+    assert store.output_property(node, pipeline_names.BLESSING_OUTPUT,
+                                 pipeline_names.PROP_BASELINE_MODEL) == "/models/3"
     assert store.output_property(node, pipeline_names.BLESSING_OUTPUT, pipeline_names.PROP_PUSHED) is None
     assert store.output_property(None, pipeline_names.BLESSING_OUTPUT, pipeline_names.PROP_BLESSED) is None
 
@@ -234,7 +235,8 @@ def test_page_of_a_rejected_candidate(tmp_path):
                                                  {pipeline_names.BLESSING_OUTPUT: [blessing]}),
              pipeline_names.PUSHER_NODE: store.NodeRun(pipeline_names.PUSHER_NODE, "COMPLETE",
                                               {pipeline_names.PUSHED_MODEL_OUTPUT: [pushed]})}
-    ingest = ingest_report.IngestReport.from_dict({"data_root": "/data", "split_mode": "folders", "files_seen": 10, "ingested": 9,
+    ingest = ingest_report.IngestReport.from_dict({"data_root": "/data", "split_mode": "folders", "files_seen": 10,
+                                                   "ingested": 9,
               "skipped": 1, "class_names": ["a", "b", "c"], "skipped_by_reason": {"corrupt": 1},
               "skipped_files": [{"path": "a/x.jpg", "split": "train", "class_name": "a",
                                  "reason": "corrupt"}],
@@ -283,15 +285,18 @@ def _edge_evaluation() -> dict:
     return {
         pipeline_names.EDGE_EXAMPLES: 300, pipeline_names.EDGE_CLASS_NAMES: ["a", "b"],
         pipeline_names.EDGE_MODELS: {
-            pipeline_names.EDGE_SAVED_MODEL: model(0.9133, (0.95, 0.876), 16.2, 21.4, 6.12, f"{model_uri}/Format-Serving"),
+            pipeline_names.EDGE_SAVED_MODEL: model(0.9133, (0.95, 0.876), 16.2, 21.4, 6.12,
+                                                   f"{model_uri}/Format-Serving"),
             "float16": model(0.9127, (0.95, 0.875), 8.1, 9.87, 5.43, f"{model_uri}/Format-TFLite/model_float16.tflite"),
             "int8": model(0.8967, (0.93, 0.863), 4.374, 4.56, 2.1, f"{model_uri}/Format-TFLite/model_int8.tflite")},
         pipeline_names.EDGE_GATE: {
-            "float16": {pipeline_names.EDGE_MAX_DROP: 0.002, pipeline_names.EDGE_DROP: 0.0006, pipeline_names.EDGE_PASSED: True,
+            "float16": {pipeline_names.EDGE_MAX_DROP: 0.002, pipeline_names.EDGE_DROP: 0.0006,
+                        pipeline_names.EDGE_PASSED: True,
                         pipeline_names.EDGE_REASON: "float16 accuracy 0.913 is 0.1 points below the SavedModel's "
                                            "0.913 on the same 300 eval images (margin 0.2 points): pushed "
                                            "beside the SavedModel when it is blessed"},
-            "int8": {pipeline_names.EDGE_MAX_DROP: 0.01, pipeline_names.EDGE_DROP: 0.0166, pipeline_names.EDGE_PASSED: False,
+            "int8": {pipeline_names.EDGE_MAX_DROP: 0.01, pipeline_names.EDGE_DROP: 0.0166,
+                     pipeline_names.EDGE_PASSED: False,
                      pipeline_names.EDGE_REASON: INT8_REASON}}}
 
 
@@ -326,7 +331,8 @@ def _edge_metadata(tmp_path, with_edge: bool = True) -> str:
         edge_dir = root / pipeline_names.EDGE_EVALUATOR_NODE / pipeline_names.EDGE_EVALUATION_OUTPUT / "8"
         edge_dir.mkdir(parents=True)
         (edge_dir / pipeline_names.EDGE_EVALUATION_FILE).write_text(json.dumps(_edge_evaluation()))
-        _put_node(mlmd, "p", "r", pipeline_names.EDGE_EVALUATOR_NODE, pipeline_names.EDGE_EVALUATION_OUTPUT, _artifact(str(edge_dir)))
+        _put_node(mlmd, "p", "r", pipeline_names.EDGE_EVALUATOR_NODE, pipeline_names.EDGE_EVALUATION_OUTPUT,
+                  _artifact(str(edge_dir)))
     pushed = _artifact(f"{root}/{pipeline_names.PUSHER_NODE}/{pipeline_names.PUSHED_MODEL_OUTPUT}/9", **{
         pipeline_names.PROP_PUSHED: 1, pipeline_names.PROP_PUSHED_DESTINATION: EDGE_DESTINATION,
         pipeline_names.PROP_PUSHED_EDGE_MODELS: "float16", pipeline_names.PROP_EDGE_HELD_BACK: json.dumps({"int8": INT8_REASON})})

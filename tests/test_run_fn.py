@@ -102,7 +102,8 @@ def trained(data, tmp_path_factory):
 def test_history_records_the_data_and_every_epoch(trained):
     _, history = trained
     assert history[names.HISTORY_CONFIG] == json.loads(TrainConfig(**RECIPE).to_json())
-    assert (history[names.HISTORY_TRAIN_EXAMPLES], history[names.HISTORY_EVAL_EXAMPLES]) == (len(TRAIN_LABELS), len(EVAL_LABELS))
+    assert (history[names.HISTORY_TRAIN_EXAMPLES], history[names.HISTORY_EVAL_EXAMPLES]) == (len(TRAIN_LABELS),
+                                                                                             len(EVAL_LABELS))
     assert history[names.HISTORY_STEPS_PER_EPOCH] == 1  # 12 examples, batches of 8, whole batches only
     assert history[names.HISTORY_PRECISION] == "float32" and history[names.HISTORY_REPLICAS] == 1
     assert history[names.HISTORY_DECODED_CACHED]  # 18 images of 40 x 40 fit the default budget

@@ -46,11 +46,13 @@ class TrainConfig:
     cutmix_alpha: float = knob(1.0, "CutMix box area is 1 - Beta(alpha, alpha) of the image", advanced=True)
     mixup_probability: float = knob(0.0, "share of training images blended with another image of the batch "
                                          "(MixUp, after CutMix); 0 disables")
-    mixup_alpha: float = knob(0.2, "MixUp weight of the partner image is min(l, 1 - l), l ~ Beta(alpha, alpha)", advanced=True)
+    mixup_alpha: float = knob(0.2, "MixUp weight of the partner image is min(l, 1 - l), l ~ Beta(alpha, alpha)",
+                              advanced=True)
     # Model.
     model_variant: str = knob("small", "MobileNetV3 variant", MODEL_VARIANTS)
     alpha: float = knob(1.0, "MobileNetV3 width multiplier", advanced=True)
-    minimalistic: bool = knob(False, "MobileNetV3 minimalistic blocks (no squeeze-excite, no hard-swish)", advanced=True)
+    minimalistic: bool = knob(False, "MobileNetV3 minimalistic blocks (no squeeze-excite, no hard-swish)",
+                              advanced=True)
     weights: str = knob("none", "backbone weights: none (from scratch), imagenet (Keras download) or a "
                                 "local .h5 file without top")
     weights_md5: str = knob("published", "md5 a local weights file must have: 'published' (Keras' ImageNet "
@@ -61,7 +63,8 @@ class TrainConfig:
                                            "after frozen-backbone epochs", advanced=True)
     dropout: float = knob(0.2, "dropout before the classification layer", advanced=True)
     bn_momentum: float = knob(0.9, "BatchNorm momentum for a backbone trained from scratch: Keras' 0.999 "
-                                   "needs thousands of steps to settle, and short runs then score chance", advanced=True)
+                                   "needs thousands of steps to settle, and short runs then score chance",
+                              advanced=True)
     test_time_flip: bool = knob(False, "evaluation and serving average the predictions of the image and its "
                                        "mirror image (twice the inference cost)")
     bn_recalibration_batches: int = knob(20, "after training, re-estimate BatchNorm statistics over this "
@@ -78,7 +81,8 @@ class TrainConfig:
                                      "(Keras CosineDecay), or step decay (Keras ExponentialDecay, staircase)",
                          SCHEDULES)
     warmup_epochs: float = knob(1.0, "warmup_cosine: length of the linear warmup")
-    cosine_final_fraction: float = knob(0.0, "warmup_cosine: final learning rate as a fraction of the peak", advanced=True)
+    cosine_final_fraction: float = knob(0.0, "warmup_cosine: final learning rate as a fraction of the peak",
+                                        advanced=True)
     step_every_epochs: int = knob(3, "step: epochs between decays (the notebook's best run: 3)")
     step_factor: float = knob(0.1, "step: learning-rate multiplier at each decay")
     label_smoothing: float = knob(0.0, "label smoothing of the categorical cross-entropy")

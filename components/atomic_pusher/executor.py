@@ -290,7 +290,8 @@ def _edge_push(input_dict: Dict[str, List[types.Artifact]], model_uri: str) -> O
 def mark_edge_push(pushed_model: types.Artifact, edge: EdgePush) -> None:
     """The pushed_model's edge properties, and why each held-back flavour was not pushed."""
     pushed_model.set_string_custom_property(pipeline_names.PROP_PUSHED_EDGE_MODELS, ",".join(edge.pushed))
-    pushed_model.set_string_custom_property(pipeline_names.PROP_EDGE_HELD_BACK, json.dumps(edge.held_back, sort_keys=True))
+    pushed_model.set_string_custom_property(pipeline_names.PROP_EDGE_HELD_BACK,
+                                            json.dumps(edge.held_back, sort_keys=True))
     for flavour, reason in sorted(edge.held_back.items()):
         logging.warning("AtomicPusher: %s TFLite model held back: %s", flavour, reason)
     if edge.pushed:

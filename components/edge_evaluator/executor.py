@@ -176,7 +176,9 @@ def latencies(call: Callable[[Sequence[bytes]], Any], sample: Sequence[bytes]) -
     """CPU ms per image, one image per call and in batches of BATCH (the sample cycled to fill them)."""
     cycled = [sample[i % len(sample)] for i in range(BATCH * LATENCY_BATCHES)]
     return {pipeline_names.EDGE_LATENCY_MS: median_ms(call, [[image] for image in sample]),
-            pipeline_names.EDGE_BATCH_LATENCY_MS: median_ms(call, [cycled[i:i + BATCH] for i in range(0, len(cycled), BATCH)])}
+            pipeline_names.EDGE_BATCH_LATENCY_MS: median_ms(call,
+                                                            [cycled[i:i + BATCH] for i in range(0, len(cycled),
+                                                                                                BATCH)])}
 
 
 def model_entry(model, labels: List[int], predicted: List[int], class_names: Sequence[str],
@@ -275,5 +277,6 @@ class Executor(base_executor.BaseExecutor):
             int(exec_properties[MAX_IMAGE_PIXELS_KEY]))
         blessed = _blessed(input_dict)
         _log(evaluation, blessed)
-        write_evaluation(evaluation, artifact_utils.get_single_instance(output_dict[pipeline_names.EDGE_EVALUATION_OUTPUT]),
+        write_evaluation(evaluation,
+                         artifact_utils.get_single_instance(output_dict[pipeline_names.EDGE_EVALUATION_OUTPUT]),
                          blessed)

@@ -98,11 +98,13 @@ def held_back(evaluation: Dict) -> Dict[str, str]:
 
 def summary_line(model: str, entry: Dict, gate_entry: Optional[Dict] = None) -> str:
     """One line per model for the log: accuracy, size, latencies and the gate's verdict."""
-    line = (f"{model}: accuracy {entry[pipeline_names.EDGE_ACCURACY]:.3f}, {entry[pipeline_names.EDGE_SIZE_MB]:.2f} MB, "
+    line = (f"{model}: accuracy {entry[pipeline_names.EDGE_ACCURACY]:.3f}, "
+            f"{entry[pipeline_names.EDGE_SIZE_MB]:.2f} MB, "
             f"{_ms(entry[pipeline_names.EDGE_LATENCY_MS])} ms/image alone, "
             f"{_ms(entry[pipeline_names.EDGE_BATCH_LATENCY_MS])} ms/image in batches of 32")
     if gate_entry is not None:
-        line += f"; gate {'passed' if gate_entry[pipeline_names.EDGE_PASSED] else 'FAILED'}: {gate_entry[pipeline_names.EDGE_REASON]}"
+        verdict = "passed" if gate_entry[pipeline_names.EDGE_PASSED] else "FAILED"
+        line += f"; gate {verdict}: {gate_entry[pipeline_names.EDGE_REASON]}"
     return line
 
 
