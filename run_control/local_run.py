@@ -219,13 +219,8 @@ def _run_as(pipeline, run_id: str) -> None:
     Runner().run(pipeline)
 
 
-@dataclasses.dataclass(frozen=True)
-class _Line:
-    label: str
-    text: str
-
-    def __str__(self) -> str:
-        return f"{self.label + ':':20s}{self.text}"
+def _line(label: str, text: str) -> str:
+    return f"{label + ':':20s}{text}"
 
 
 def summarize(cfg: configs.PipelineConfig, run_id: str) -> str:
@@ -241,14 +236,14 @@ def summarize(cfg: configs.PipelineConfig, run_id: str) -> str:
     if trainer:
         run_dir = trainer.uri(pipeline_names.MODEL_RUN_OUTPUT)
         tensorboard = os.path.join(run_dir, names.TENSORBOARD_DIR)
-        lines += [_Line("Trained model", trainer.uri(pipeline_names.MODEL_OUTPUT)),
-                  _Line("TensorBoard logs", f"{tensorboard}  (tensorboard --logdir {tensorboard})"),
-                  _Line("LR schedule plot", os.path.join(run_dir, names.LR_SCHEDULE_PLOT))]
+        lines += [_line("Trained model", trainer.uri(pipeline_names.MODEL_OUTPUT)),
+                  _line("TensorBoard logs", f"{tensorboard}  (tensorboard --logdir {tensorboard})"),
+                  _line("LR schedule plot", os.path.join(run_dir, names.LR_SCHEDULE_PLOT))]
     evaluator = nodes.get(pipeline_names.EVALUATOR_NODE)
     if evaluator:
         blessing = evaluator.outputs[pipeline_names.BLESSING_OUTPUT][0]
         blessed = store.custom_property(blessing, pipeline_names.PROP_BLESSED) == 1
-        lines.append(_Line("Evaluator output", f"{evaluator.uri(pipeline_names.EVALUATION_OUTPUT)} "
+        lines.append(_line("Evaluator output", f"{evaluator.uri(pipeline_names.EVALUATION_OUTPUT)} "
                                                f"({'BLESSED' if blessed else 'NOT blessed'}: {blessing.uri})"))
     pusher = nodes.get(pipeline_names.PUSHER_NODE)
     if pusher:
@@ -260,6 +255,6 @@ def summarize(cfg: configs.PipelineConfig, run_id: str) -> str:
             text = store.custom_property(pushed, pipeline_names.PROP_PUSHED_DESTINATION)
         else:
             text = f"nothing pushed (model not blessed); serving dir {cfg.serving_model_dir} unchanged"
-        lines.append(_Line("Pushed model", text))
+        lines.append(_line("Pushed model", text))
     lines.append("=" * 100)
-    return "\n".join(str(line) for line in lines)
+    return "\n".join(lines)

@@ -47,7 +47,6 @@ if __name__ == "__main__":  # the project's Python (set up if missing), and a qu
 import argparse  # noqa: E402
 import csv  # noqa: E402
 import dataclasses  # noqa: E402
-import re  # noqa: E402
 import sys  # noqa: E402
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple  # noqa: E402
 
@@ -227,23 +226,11 @@ def list_images(paths: Sequence[str]) -> Inputs:
     return Inputs(found, refused)
 
 
-_TF_NOISE = re.compile(r"^(Graph execution error|Detected at node|<stack traces|\[\[)")
-
-
-def _op_message(error: tf.errors.OpError) -> str:
-    """The op's own words, without TF's graph-error preamble, "{{function_node ...}}" or "[Op:...]"."""
-    lines = [line.strip() for line in error.message.splitlines()
-             if line.strip() and not _TF_NOISE.match(line.strip())]
-    message = re.sub(r"\{\{[^}]*\}\}\s*", "", lines[0] if lines else str(error))
-    return re.sub(r"\s*\[Op:[^\]]*\]", "", message).strip()
-
-
 def read_file(path: str) -> Tuple[Optional[bytes], str]:
     """(bytes, "") or (None, why the file cannot be read).
 
-    Bytes are not decoded here: the serving signature decodes them and answers per image (an
-    older model without the error output rejects the whole batch, which is then retried file by
-    file: _run_batch), so each image is decoded once on the normal path.
+    Bytes are not decoded here: the serving signature decodes them and answers per image, so each
+    image is decoded once.
     """
     try:
         with tf.io.gfile.GFile(path, "rb") as f:
@@ -264,10 +251,7 @@ def read_checked(path: str, max_pixels: int) -> Tuple[Optional[bytes], str]:
 def _predictions(paths: Sequence[str], outputs: Dict[str, tf.Tensor], top_k: int) -> List[Prediction]:
     probabilities = outputs[names.PROBABILITIES_OUTPUT].numpy()
     class_names = [n.decode("utf-8") for n in outputs[names.CLASS_NAMES_OUTPUT].numpy()[0]]
-    # The model's per-image errors ("" when classified); a model exported before the error output
-    # has none and rejects a whole batch instead (_run_batch).
-    errors = ([e.decode("utf-8") for e in outputs[names.ERROR_OUTPUT].numpy()]
-              if names.ERROR_OUTPUT in outputs else [""] * len(paths))
+    errors = [e.decode("utf-8") for e in outputs[names.ERROR_OUTPUT].numpy()]  # "" when classified
     results = []
     for path, row, error in zip(paths, probabilities, errors):
         if error:
