@@ -37,6 +37,9 @@ _ENVIRONMENT_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, er
 # How the machine's failures read when a library reports them in its own exception (TensorFlow's
 # ResourceExhaustedError for a full disk, a C++ status turned into RuntimeError).
 _ENVIRONMENT_WORDS = ("No space left on device", "Disk quota exceeded", "Read-only file system")
+# A full disk in any of its wordings (SQLite, the ML Metadata store, says it its own way); which
+# write meets it first depends on timing, so they all get the same line.
+_DISK_FULL_WORDS = ("No space left on device", "Disk quota exceeded", "database or disk is full")
 
 
 def _causes(exc: BaseException):
@@ -51,6 +54,11 @@ def _environment_cause(exc: BaseException) -> bool:
     """A failure of the machine (disk full, read-only, denied) is the exception or its cause."""
     return any((isinstance(e, OSError) and e.errno in _ENVIRONMENT_ERRNOS)
                or any(words in str(e) for words in _ENVIRONMENT_WORDS) for e in _causes(exc))
+
+
+def _disk_full(exc: BaseException) -> bool:
+    return any((isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT))
+               or any(words in str(e) for words in _DISK_FULL_WORDS) for e in _causes(exc))
 
 
 def prefix(code: int) -> str:
@@ -97,6 +105,9 @@ def classify(exc: BaseException) -> Tuple[int, str]:
     if library:
         return ENVIRONMENT_ERROR, (f"a native library does not load: {library} ({message}); install the "
                                    "system package that provides it, or run `bash scripts/bootstrap.sh`")
+    if _disk_full(exc):
+        return ENVIRONMENT_ERROR, (f"the disk is full ({_first_line(message)}); free space for the output dir "
+                                   "and run the same command again: finished steps are cached")
     if _environment_cause(exc):
         return ENVIRONMENT_ERROR, f"{_first_line(message)} (free space or permissions of the output dir?)"
     return INTERNAL_ERROR, f"internal error: {type(exc).__name__}: {message}"

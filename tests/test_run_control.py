@@ -130,6 +130,18 @@ def test_classify_other_failures(exc, code):
     assert exit_codes.classify(exc)[0] == code
 
 
+@pytest.mark.parametrize("exc", [
+    OSError(28, "No space left on device"),
+    _raised_from(RuntimeError("push failed"), OSError(28, "No space left on device")),
+    RuntimeError("Error when executing query: database or disk is full query: COMMIT;"),  # ML Metadata's SQLite
+    RuntimeError("ResourceExhaustedError: ckpt.data; No space left on device"),  # TensorFlow's wording
+])
+def test_a_full_disk_reads_the_same_whichever_write_met_it(exc):
+    code, line = exit_codes.classify(exc)
+    assert code == exit_codes.ENVIRONMENT_ERROR and line.startswith("the disk is full (")
+    assert line.endswith("free space for the output dir and run the same command again: finished steps are cached")
+
+
 # ---------------------------------------------------------------- what a real process prints
 
 def _run_process(args, env=None, timeout=300):

@@ -193,8 +193,10 @@ def test_served_model_scores_jpeg_bytes_as_the_last_evaluation_did(trained, serv
     assert series["val_accuracy"][-1] == pytest.approx((top == np.array(EVAL_LABELS)).mean())
     one_hot = np.eye(len(CLASSES))[list(EVAL_LABELS)]
     smoothed = one_hot * (1 - RECIPE["label_smoothing"]) + RECIPE["label_smoothing"] / len(CLASSES)
-    clipped = np.clip(probabilities, 1e-7, 1 - 1e-7)  # as Keras' cross-entropy does
-    cross_entropy = lambda targets: -(targets * np.log(clipped)).sum(1).mean()  # noqa: E731
+    # Keras computes the loss from the softmax's logits (no clipping at 1e-7: a true class scored
+    # below that counts in full), so the log of the served probabilities, in float64, is the same.
+    log_p = np.log(np.maximum(probabilities.astype(np.float64), np.finfo(np.float32).tiny))
+    cross_entropy = lambda targets: -(targets * log_p).sum(1).mean()  # noqa: E731
     assert series["val_loss"][-1] == pytest.approx(cross_entropy(smoothed), rel=1e-5)
     # The loss was the smoothed one: the plain one differs (by how much depends on how training went).
     assert series["val_loss"][-1] != pytest.approx(cross_entropy(one_hot), rel=1e-4)

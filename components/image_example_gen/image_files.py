@@ -131,8 +131,13 @@ def _find_split_dirs(root: str, ignored: List[Tuple[str, str]]) -> Dict[str, str
 
 
 def relative_path(path: str, root: str) -> str:
-    """`path` relative to `root`, with forward slashes (as stored in the examples and report)."""
-    return posixpath.relpath(path.replace("\\", "/"), root.replace("\\", "/"))
+    """`path` relative to `root`, with forward slashes (as stored in the examples and report).
+
+    Only a Windows separator is turned into a slash: on POSIX a backslash is part of a name
+    (and of the \\xNN escapes of an undecodable one)."""
+    if os.sep != "/":
+        path, root = path.replace(os.sep, "/"), root.replace(os.sep, "/")
+    return posixpath.relpath(path, root)
 
 
 def list_image_files(root: str, class_names: Optional[Sequence[str]] = None,
