@@ -7,8 +7,8 @@ from typing import List, Optional, Sequence, Tuple
 
 from common import ingest_report
 from pipeline import evaluation
-from run_report import tfma_results
-from run_report.tfma_results import EvalResults
+from common import tfma_results
+from common.tfma_results import EvalResults
 
 # Sub keys of the metrics pipeline/evaluation.py configures: per-class metrics binarized by class
 # id with top_k=1 (class i is predicted when it is the argmax), calibration binarized with k=1.
