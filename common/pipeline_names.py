@@ -68,6 +68,16 @@ EVAL_CONFIG_EXEC_PROPERTY = "eval_config"
 TRAINER_SERVING_SUBDIR = "Format-Serving"
 SAVED_MODEL_FILE = "saved_model.pb"
 
+# ---------------------------------------------------------------- TFMA metric keys
+# The metrics pipeline/evaluation.py configures and the readers (common/tfma_results.py, the run
+# report, the model card) look up in TFMA's results.
+ACCURACY = "sparse_categorical_accuracy"
+EXAMPLE_COUNT = "example_count"
+CONFUSION_MATRIX_PLOT = "multi_class_confusion_matrix_plot"
+PER_CLASS_METRICS = ("precision", "recall", "f1_score")
+CALIBRATION = "calibration"
+CALIBRATION_PLOT = "calibration_plot"
+
 # ---------------------------------------------------------------- the EdgeEvaluator's artifact
 # The SavedModel and each TFLite flavour scored on the same eval images by the same code, and the
 # edge gate's verdict per flavour, in EDGE_EVALUATION_FILE:

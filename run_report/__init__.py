@@ -1,6 +1,7 @@
 """Level 5: the run report: what a pipeline run did and why its model was or was not blessed, read back
-from ML Metadata (common/store.py) and the artifacts (TFMA's through common/tfma_results.py) (`python -m run_report OUTPUT_DIR`;
-`writer.write_report` in code).
+from ML Metadata (common/store.py) and the artifacts (`python -m run_report OUTPUT_DIR`;
+`writer.write_report` in code). TFMA's results are read by common/tfma_results.py, which the
+model card shares.
 
     run_data.py      everything one report shows, gathered from ML Metadata and the artifacts
     data_validation.py  the Data section's validation part: the gate's verdict, findings, distributions
