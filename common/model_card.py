@@ -250,8 +250,8 @@ def _limits(card: Dict[str, Any]) -> List[str]:
             ratio = evaluation["calibration"]
             tone = ("under-confident" if ratio < 1 else "over-confident") if abs(ratio - 1) >= 0.02 else "about right"
             limits.append(f"Probabilities: mean top-1 probability / accuracy {ratio:.3f} ({tone}), expected "
-                          f"calibration error {evaluation['ece']:.3f}: a probability is not a calibrated "
-                          "confidence unless both are close to 1 and 0.")
+                          f"calibration error {evaluation['ece']:.3f}: read a probability as a confidence only "
+                          "when the ratio is close to 1 and the error close to 0.")
     return limits
 
 

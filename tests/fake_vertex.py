@@ -49,7 +49,6 @@ class FakeVertex:
 
     # ------------------------------------------------------------ installation
     def install(self, monkeypatch) -> "FakeVertex":
-        from google.auth import default as _  # noqa: F401 - the module the SDK's credentials come from
         from google.auth.transport import requests as auth_requests
 
         fake = self

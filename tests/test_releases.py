@@ -6,7 +6,6 @@ tested in tests/test_atomic_pusher.py, and a real run's card in tests/test_model
 """
 import http.server
 import json
-import os
 import random
 import threading
 
