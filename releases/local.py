@@ -137,6 +137,14 @@ def listing(serving_dir: str) -> Dict[str, Any]:
             "versions": rows, "events": (state.events[-8:] if state else [])}
 
 
+def _short(release: str) -> str:
+    """A version's label or state in one word or two (releases.describe says more; --json has it)."""
+    for word in ("staged", "withdrawn", "rollback target", "not loaded", "no release file"):
+        if release.startswith(word):
+            return word
+    return release
+
+
 def _number(value: Optional[float]) -> str:
     return "-" if value is None else f"{value:.3f}"
 
@@ -151,14 +159,16 @@ def format_listing(result: Dict[str, Any]) -> str:
                 f"{result['canary'] or 'none'}, rollback target {result['rollback_target'] or 'none'}; TF Serving "
                 f"loads {', '.join(map(str, result['loaded'])) or 'nothing'}\n"
                 f"config {result['config']} ({result['config_state']}), base_path {result['base_path']}")
-    lines = [head, "", f"{'version':<11} {'release':<28} {'pushed (UTC)':<26} {'accuracy':>8} {'eval':>5} "
-                       f"{'gate':<11} {'edge':<13} card"]
+    lines = [head, "", f"{'version':<11} {'label':<16} {'loaded':<6} {'pushed (UTC)':<19} {'accuracy':>8} "
+                       f"{'eval':>5}  {'gate':<11} {'edge':<13} card"]
     for row in result["versions"]:
         gate = "-" if row["blessed"] is None else ("BLESSED" if row["blessed"] else "NOT BLESSED")
         edge = "-" if row["edge_pushed"] is None else (",".join(row["edge_pushed"]) or "none")
-        lines.append(f"{row['version']:<11} {row['release'][:28]:<28} {(row['pushed_at'] or '-')[:25]:<26} "
-                     f"{_number(row['accuracy']):>8} {row['eval_examples'] if row['eval_examples'] is not None else '-':>5} "
-                     f"{gate:<11} {edge:<13} {row['card'] or '- (pushed before model cards)'}")
+        loaded = "-" if row["loaded"] is None else ("yes" if row["loaded"] else "no")
+        eval_images = "-" if row["eval_examples"] is None else str(row["eval_examples"])
+        lines.append(f"{row['version']:<11} {_short(row['release']):<16} {loaded:<6} {(row['pushed_at'] or '-')[:19]:<19} "
+                     f"{_number(row['accuracy']):>8} {eval_images:>5}  {gate:<11} {edge:<13} "
+                     f"{row['card'] or '- (pushed before model cards)'}")
     if result["events"]:
         lines += ["", "recent changes:"]
         for e in result["events"]:

@@ -6,6 +6,7 @@ tested in tests/test_atomic_pusher.py, and a real run's card in tests/test_model
 """
 import http.server
 import json
+import os
 import random
 import threading
 
@@ -13,6 +14,7 @@ import pytest
 from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
+import pipeline_runs
 from common import pipeline_names, releases
 from local_http import LocalHttpServer
 from releases import __main__ as releases_cli
@@ -275,3 +277,20 @@ def test_server_check_refuses_a_label_move_onto_a_version_still_loading(three, c
         assert code == 0 and out.splitlines()[0] == f"stable: {V1} -> {V2}"
     finally:
         server.close()
+
+
+@pytest.mark.slow
+def test_the_pipelines_push_is_stable_and_later_runs_leave_the_release_files_alone(gate_runs):
+    """Runs of tests/pipeline_runs.py: A pushes (the first release: stable); B (cached), C (not
+    blessed) and D to F (stopped, or not blessed) write nothing into the serving dir."""
+    serving = gate_runs.cfg.serving_model_dir
+    version = int(os.path.basename(pipeline_runs.pushed_dir(gate_runs)))
+    config = text_format.Parse(open(os.path.join(serving, pipeline_names.MODEL_CONFIG_FILE)).read(),
+                               model_server_config_pb2.ModelServerConfig())
+    [model] = config.model_config_list.config
+    assert (model.name, model.base_path) == (gate_runs.cfg.pipeline_name, f"/models/{gate_runs.cfg.pipeline_name}")
+    assert (dict(model.version_labels), list(model.model_version_policy.specific.versions)) == ({"stable": version}, [version])
+    summary = gate_runs.summaries[0]
+    assert f"Release:            version {version} is stable (the first release)" in summary
+    assert f"Model card:         {os.path.join(serving, str(version), names.EXTRA_ASSETS_DIR, pipeline_names.MODEL_CARD_HTML)}" in summary
+    assert all(digest == gate_runs.serving[0] for digest in gate_runs.serving[1:])
