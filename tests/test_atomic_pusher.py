@@ -572,3 +572,19 @@ def test_component_takes_the_model_card_inputs():
     assert all(AtomicPusherSpec.INPUTS[k].optional for k in pusher.inputs if k not in (
         standard_component_specs.MODEL_KEY, standard_component_specs.MODEL_BLESSING_KEY))
     assert pusher.exec_properties[executor.SERVING_BASE_PATH_KEY] == "/models/x"
+
+
+def test_a_version_pushed_before_model_cards_gets_its_card_when_reused(tmp_path):
+    model, base = _model(tmp_path), tmp_path / "serving"
+    _push(model, base, tmp_path)
+    [version] = _versions(base)
+    card_paths = [base / version / rel for rel in CARD_FILES]
+    for path in card_paths:  # as an AtomicPusher before model cards left it
+        path.unlink()
+    marker = _marker(base / version)
+    rerun = _push(model, base, tmp_path)
+    assert rerun.get_string_custom_property(pipeline_names.PROP_PUSHED_VERSION) == version
+    assert all(path.exists() for path in card_paths)
+    assert _card(base / version)["push"]["pushed_at"] == marker[pipeline_names.PUSH_SOURCE_PUSHED_AT]
+    assert _files(base / version) == sorted(_files(_serving_path(model)) + [
+        os.path.join(names.EXTRA_ASSETS_DIR, pipeline_names.PUSH_SOURCE_FILE)] + CARD_FILES)  # no temporary file left

@@ -22,7 +22,8 @@ evaluation and data gate result, each optional) and written into the partial fol
 model, so a version never exists without its card. Once the version is in place, the push is
 recorded in the serving dir's release files (common/releases.py: releases.json and TF Serving's
 models.config with the labels stable and canary), under their lock; a rerun that reuses an
-unrecorded version records it there too. The card also goes into the PushedModel's archive copy.
+unrecorded version records it there too (and writes the card into a version pushed before
+model cards, file by file through a rename). The card also goes into the PushedModel's archive copy.
 
 The pushed_model artifact also gets pipeline_names.PROP_PUSHED_EDGE_MODELS (the flavours pushed) and
 pipeline_names.PROP_EDGE_HELD_BACK ({flavour: why not}); the archive copy to its URI holds the same files.
@@ -265,6 +266,18 @@ def write_version(sources: Dict[str, str], folders: List[str], target: str, reco
 ExtraFiles = Callable[[str, Dict[str, Any]], Dict[str, bytes]]  # (version, marker record) -> {rel path: bytes}
 
 
+def add_missing_files(version_dir: str, files: Dict[str, bytes]) -> None:
+    """Writes each file the version lacks, each through a temporary name and a rename (the version
+    is already served: a reader sees a file whole or not at all)."""
+    for rel, data in sorted(files.items()):
+        path = os.path.join(version_dir, rel)
+        if not os.path.exists(path):
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            tmp = f"{path}.{uuid.uuid4().hex[:8]}.tmp"
+            write_bytes(tmp, data)
+            os.replace(tmp, path)
+
+
 def push_new_version(model_path: str, base: str, folders: List[str], sources: Dict[str, str],
                      record: Dict[str, Any], extra_files: Optional[ExtraFiles] = None) -> str:
     """Writes the files as a new version through a partial folder; returns the version name.
@@ -297,6 +310,8 @@ def push_to_directory(model_path: str, base: str, model_uri: str, edge: Optional
     if version is not None:
         logging.info("AtomicPusher: %s already holds this model (fingerprint %s); reusing it.",
                      os.path.join(base, version), model_fingerprint[:16])
+        if extra_files:  # a version pushed before model cards gets its card now
+            add_missing_files(os.path.join(base, version), extra_files(version, read_marker(os.path.join(base, version))))
         return version
     record = {pipeline_names.PUSH_SOURCE_FINGERPRINT: model_fingerprint,
               pipeline_names.PUSH_SOURCE_MODEL_URI: model_uri,
