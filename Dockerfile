@@ -20,6 +20,7 @@ COPY trainer_module/ trainer_module/
 COPY data_sources/ data_sources/
 COPY run_report/ run_report/
 COPY serving_client/ serving_client/
+COPY releases/ releases/
 COPY run_control/ run_control/
 COPY common/ common/
 COPY third_party/ third_party/

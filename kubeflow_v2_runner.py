@@ -38,11 +38,13 @@ from trainer_module.train_config import TrainConfig  # noqa: E402
 log = logging.getLogger("kubeflow_v2_runner")
 
 # PipelineConfig knobs that mean this machine: its output folder, data that is downloaded,
-# checked or generated here (the cluster reads --data-dir on gs:// as it is), and the Beam
-# options (derived from --dataflow and its knobs).
+# checked or generated here (the cluster reads --data-dir on gs:// as it is), the Beam
+# options (derived from --dataflow and its knobs), and the TF Serving config file of a local
+# serving dir (a cluster pushes to gs:// or to the Vertex AI Model Registry).
 LOCAL_ONLY_KNOBS = ("output_dir", "data_dir", "data_checksum", "demo_train_per_class",
                     "demo_eval_per_class", "beam_pipeline_args", "download_max_gb",
-                    "download_deadline_minutes", "extract_max_gb", "extract_max_ratio", "wait_for_lock")
+                    "download_deadline_minutes", "extract_max_gb", "extract_max_ratio", "wait_for_lock",
+                    "serving_config_base_path")
 # VertexConfig knobs that are derived when left empty, in this order ({...}: other knobs). The
 # bucket is laid out as a local output dir.
 DERIVED_DEFAULTS = {

@@ -9,6 +9,12 @@ hashes for its cache, so nothing here re-runs Transform or the Trainer when it c
     file_walk.py       the one walk of a user's folder: links, loops, FIFOs, devices, odd file names
     store.py           the ML Metadata connection, and what a run recorded in it
     tflite_classifier.py  running an exported TFLite model as an app would
+    tfma_results.py    what TFMA wrote: metrics, plots, the validation and each threshold's verdict
+                       (the run report and the model card read the same numbers)
+    model_card.py      the model card of a pushed version, from the run's artifacts (JSON)
+    model_card_pages.py  the card as Markdown and as a self-contained HTML page
+    releases.py        release control of a serving dir: labels stable/canary, rollback history,
+                       TF Serving's model config file written from them
 
 Imports only trainer_module/ and third_party/ of this project (tests/test_layout.py checks it).
 """

@@ -42,6 +42,7 @@ PROP_FILES_SEEN = "files_seen"
 PROP_INGESTED = "ingested"
 PROP_SKIPPED = "skipped"
 PROP_INGEST_REPORT = "ingest_report"  # path of INGEST_REPORT_FILE
+PROP_INPUT_FINGERPRINT = "input_fingerprint"  # the driver's fingerprint of the input files (absent without a driver)
 
 # ---------------------------------------------------------------- data validation
 # The schema's version (CuratedSchemaGen); on the DataGate's result the number of findings, how
@@ -67,6 +68,16 @@ EVAL_CONFIG_EXEC_PROPERTY = "eval_config"
 # Inside a TFX Trainer's Model artifact: the exported SavedModel (TFX's own layout).
 TRAINER_SERVING_SUBDIR = "Format-Serving"
 SAVED_MODEL_FILE = "saved_model.pb"
+
+# ---------------------------------------------------------------- TFMA metric keys
+# The metrics pipeline/evaluation.py configures and the readers (common/tfma_results.py, the run
+# report, the model card) look up in TFMA's results.
+ACCURACY = "sparse_categorical_accuracy"
+EXAMPLE_COUNT = "example_count"
+CONFUSION_MATRIX_PLOT = "multi_class_confusion_matrix_plot"
+PER_CLASS_METRICS = ("precision", "recall", "f1_score")
+CALIBRATION = "calibration"
+CALIBRATION_PLOT = "calibration_plot"
 
 # ---------------------------------------------------------------- the EdgeEvaluator's artifact
 # The SavedModel and each TFLite flavour scored on the same eval images by the same code, and the
@@ -105,3 +116,14 @@ PUSH_SOURCE_FILE = "push_source.json"
 PUSH_SOURCE_FINGERPRINT = "fingerprint"  # sha256 of the SavedModel's relative paths and bytes
 PUSH_SOURCE_MODEL_URI = "model_uri"  # the pushed Model artifact's URI
 PUSH_SOURCE_PUSHED_AT = "pushed_at"  # ISO 8601 UTC
+# <serving dir>/<version>/assets.extra/: the version's model card (common/model_card.py), written by
+# the Pusher in the same atomic step as the model: the card as JSON, and its Markdown and HTML pages.
+MODEL_CARD_JSON = "model_card.json"
+MODEL_CARD_MD = "model_card.md"
+MODEL_CARD_HTML = "model_card.html"
+# <serving dir>/: release control (common/releases.py): the state (labels, rollback history) and
+# TF Serving's model config file written from it, with the version labels stable and canary.
+RELEASES_FILE = "releases.json"
+MODEL_CONFIG_FILE = "models.config"
+# The PushedModel's property: what the push did to the labels, in words (common/releases.py).
+PROP_RELEASE = "release"

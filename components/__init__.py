@@ -8,7 +8,10 @@
     data_gate/             DataGate: stops the run before Transform when data validation found anomalies
     baseline_resolver.py   the latest blessed model the Evaluator compares the candidate with
     edge_evaluator/        EdgeEvaluator: the TFLite models scored and gated against the SavedModel
-    atomic_pusher/         AtomicPusher: TFX's Pusher, writing each version aside and renaming it into place
+    atomic_pusher/         AtomicPusher: TFX's Pusher, writing each version aside and renaming it into place,
+                           with its model card, and recording it in the serving dir's release files
+    vertex_pusher/         VertexRegistryPusher: each push a version of one Vertex AI Model, with aliases
+                           and a canary share of the endpoint
 
 Imports trainer_module/ and common/ only.
 """

@@ -10,6 +10,7 @@ import os
 from typing import Tuple
 
 from common import output_dir
+from components.vertex_pusher.registry import MODEL_ID_PATTERN
 from data_sources.limits import GB, SourceLimits
 from trainer_module import image_format
 from trainer_module.knobs import knob
@@ -84,6 +85,10 @@ class PipelineConfig:
                                     "and code are unchanged (TFX caching)", advanced=True)
     beam_pipeline_args: Tuple[str, ...] = knob(LOCAL_BEAM_ARGS, "Apache Beam options of the Beam "
                                                                 "components", advanced=True)
+    serving_config_base_path: str = knob("", "base_path of the model in the TF Serving model config file the "
+                                             "Pusher keeps in the serving dir (models.config, version labels "
+                                             "stable and canary): where the server sees the serving dir; empty: "
+                                             "/models/<pipeline name>, TF Serving's docker layout", advanced=True)
     wait_for_lock: bool = knob(False, "when another run holds this pipeline's output dir, wait for it to "
                                       "finish instead of exiting with code 3", advanced=True)
 
@@ -117,6 +122,9 @@ class PipelineConfig:
         for name in ("download_max_gb", "download_deadline_minutes", "extract_max_gb"):
             _check(getattr(self, name) > 0, name, getattr(self, name), "must be > 0")
         _check(self.extract_max_ratio >= 1, "extract_max_ratio", self.extract_max_ratio, "must be >= 1")
+        _check(not self.serving_config_base_path or self.serving_config_base_path.startswith("/")
+               or "://" in self.serving_config_base_path, "serving_config_base_path", self.serving_config_base_path,
+               "must be an absolute path or a URI (gs://...) as the TF Serving server sees it")
 
     @property
     def source_limits(self) -> SourceLimits:
@@ -193,6 +201,12 @@ class VertexConfig:
     endpoint: str = knob("", "deploy a blessed model to this Vertex AI endpoint (created if missing); "
                              "empty copies it to --serving-model-dir")
     serving_machine_type: str = knob("n1-standard-4", "endpoint: machine type of the deployed model")
+    vertex_model: str = knob("", "Model Registry: the id of the Model every blessed push becomes a new version of "
+                                 "(projects/<project>/locations/<region>/models/<id>, created by the first push); "
+                                 "empty: the pipeline name")
+    canary_traffic_percent: int = knob(10, "endpoint: share of the traffic (percent) a new version gets beside the "
+                                           "stable version until `python -m releases promote` (the first version "
+                                           "gets 100); 0 deploys it without traffic")
     serving_image: str = knob("", "endpoint: serving container; empty: the TF Serving 2.16.1 image built from "
                                   "serving_client/vertex.Dockerfile in the project's registry (Vertex has no "
                                   "prebuilt TF 2.16 image; docs/serving.md)")
@@ -207,6 +221,11 @@ class VertexConfig:
         object.__setattr__(self, "labels", tuple(self.labels))
         _check(self.dataflow_max_workers >= 1, "dataflow_max_workers", self.dataflow_max_workers, "must be >= 1")
         _check(self.accelerator_count >= 0, "accelerator_count", self.accelerator_count, "must be >= 0")
+        _check(0 <= self.canary_traffic_percent <= 100, "canary_traffic_percent", self.canary_traffic_percent,
+               "must be in [0, 100]")
+        _check(not self.vertex_model or MODEL_ID_PATTERN.fullmatch(self.vertex_model) is not None,
+               "vertex_model", self.vertex_model, "a Vertex AI model id is 1 to 63 lowercase letters, digits, "
+               "'_' or '-', starting with a letter")
         for label in self.labels:
             key, sep, _ = label.partition("=")
             _check(bool(sep and key), "labels", label, "each label must be key=value")

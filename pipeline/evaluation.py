@@ -16,15 +16,15 @@ from typing import Sequence
 
 import tensorflow_model_analysis as tfma
 
+# The metric keys are defined in common/pipeline_names.py (readers below this level use them too)
+# and offered here with the config that computes them.
+from common.pipeline_names import (ACCURACY, CALIBRATION, CALIBRATION_PLOT, CONFUSION_MATRIX_PLOT,
+                                   EXAMPLE_COUNT, PER_CLASS_METRICS)
 from pipeline.configs import PipelineConfig
 from trainer_module import names
 
-ACCURACY = "sparse_categorical_accuracy"
-EXAMPLE_COUNT = "example_count"
-CONFUSION_MATRIX_PLOT = "multi_class_confusion_matrix_plot"
-PER_CLASS_METRICS = ("precision", "recall", "f1_score")
-CALIBRATION = "calibration"
-CALIBRATION_PLOT = "calibration_plot"
+__all__ = ["ACCURACY", "CALIBRATION", "CALIBRATION_BUCKETS", "CALIBRATION_PLOT", "CONFUSION_MATRIX_PLOT",
+           "EXAMPLE_COUNT", "PER_CLASS_METRICS", "make_eval_config"]
 CALIBRATION_BUCKETS = 10
 
 

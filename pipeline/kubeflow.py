@@ -88,11 +88,14 @@ def vertex_training_config(vertex: configs.VertexConfig) -> Optional[Dict[str, A
     }
 
 
-def vertex_serving_config(vertex: configs.VertexConfig) -> Optional[Dict[str, Any]]:
-    """The Pusher's custom_config for a Vertex endpoint (None: push to the serving dir)."""
+def vertex_serving_config(vertex: configs.VertexConfig, pipeline_name: str = "") -> Optional[Dict[str, Any]]:
+    """The VertexRegistryPusher's custom_config for a Vertex endpoint (None: push to the serving dir):
+    TFX's Vertex keys and serving args, and the Model Registry's parent model and canary share."""
     if not vertex.endpoint:
         return None
     from tfx import v1 as tfx
+
+    from components.vertex_pusher import executor as vertex_pusher
     extension = tfx.extensions.google_cloud_ai_platform
     return {
         extension.ENABLE_VERTEX_KEY: True,
@@ -100,6 +103,8 @@ def vertex_serving_config(vertex: configs.VertexConfig) -> Optional[Dict[str, An
         extension.VERTEX_CONTAINER_IMAGE_URI_KEY: vertex.serving_image,
         extension.SERVING_ARGS_KEY: {"project_id": vertex.project, "endpoint_name": vertex.endpoint,
                                      "machine_type": vertex.serving_machine_type},
+        vertex_pusher.REGISTRY_ARGS_KEY: {vertex_pusher.MODEL_ID: vertex.vertex_model or pipeline_name,
+                                          vertex_pusher.CANARY_TRAFFIC_PERCENT: vertex.canary_traffic_percent},
     }
 
 
@@ -150,21 +155,21 @@ def check_no_local_paths(spec_text: str) -> None:
         raise RunnerError(f"the compiled spec names local paths under {found}: the cluster cannot read them")
 
 
-def platform(vertex: configs.VertexConfig) -> Platform:
+def platform(vertex: configs.VertexConfig, pipeline_name: str = "") -> Platform:
     """The cluster: gs:// paths, the installed package's code by import path, no ML Metadata config
     (the backend owns metadata). The KFP v2 compiler turns only TFX's own resolver strategies into
     backend queries: no baseline other than the candidate, no drift against the served model's data."""
     return Platform(pipeline_root=vertex.pipeline_root, data_root=vertex.data_dir,
                     serving_model_dir=vertex.serving_model_dir, beam_pipeline_args=tuple(beam_pipeline_args(vertex)),
                     module_files=False, custom_resolvers=False,
-                    vertex_training=vertex_training_config(vertex), vertex_serving=vertex_serving_config(vertex))
+                    vertex_training=vertex_training_config(vertex), vertex_serving=vertex_serving_config(vertex, pipeline_name))
 
 
 def build_pipeline(pipeline: configs.PipelineConfig, vertex: configs.VertexConfig, train: TrainConfig):
     """The tfx Pipeline for the cluster. The edge gate runs there too; the TFLite files stay in the
     Model artifact (the Vertex endpoint's Pusher and TFX's gs:// push carry the SavedModel only)."""
     check_pipeline_name(pipeline.pipeline_name)
-    return create_pipeline(pipeline, train, platform(vertex))
+    return create_pipeline(pipeline, train, platform(vertex, pipeline.pipeline_name))
 
 
 def compile_pipeline(pipeline: configs.PipelineConfig, vertex: configs.VertexConfig, train: TrainConfig,

@@ -13,6 +13,7 @@ from components.data_gate.component import DataGate
 from components.edge_evaluator.component import EdgeEvaluator
 from components.image_example_gen.component import ImageExampleGen
 from components.statistics_resolver import blessed_model_statistics_resolver
+from components.vertex_pusher.component import VertexRegistryPusher
 from pipeline import configs, data_validation
 from pipeline.evaluation import make_eval_config
 from pipeline.schema.curated import render_schema
@@ -145,21 +146,36 @@ def create_pipeline(cfg: configs.PipelineConfig, train: TrainConfig, platform: P
     # models that passed the edge gate in <version>/tflite/, written aside and renamed: complete or
     # absent) or endpoint.
     if platform.vertex_serving:
-        pusher = tfx.extensions.google_cloud_ai_platform.Pusher(
+        # A new version of one Model in the Vertex AI Model Registry (TFX's Vertex Pusher uploads
+        # each push as a Model of its own), with its model card and a canary share of the endpoint.
+        pusher = VertexRegistryPusher(
             model=trainer.outputs["model"], model_blessing=evaluator.outputs["blessing"],
-            custom_config=platform.vertex_serving)
+            custom_config=platform.vertex_serving,
+            edge_evaluation=edge_evaluator.outputs[pipeline_names.EDGE_EVALUATION_OUTPUT],
+            **_model_card_inputs(example_gen, trainer, evaluator, data_gate))
     else:
         pusher = AtomicPusher(
             model=trainer.outputs["model"], model_blessing=evaluator.outputs["blessing"],
             edge_evaluation=edge_evaluator.outputs[pipeline_names.EDGE_EVALUATION_OUTPUT],
             push_destination=tfx.proto.PushDestination(
-                filesystem=tfx.proto.PushDestination.Filesystem(base_directory=platform.serving_model_dir)))
+                filesystem=tfx.proto.PushDestination.Filesystem(base_directory=platform.serving_model_dir)),
+            # What the version's model card shows, and where TF Serving finds the serving dir.
+            **_model_card_inputs(example_gen, trainer, evaluator, data_gate),
+            serving_base_path=cfg.serving_config_base_path)
     components.append(pusher)
 
     return tfx.dsl.Pipeline(
         pipeline_name=cfg.pipeline_name, pipeline_root=platform.pipeline_root, components=components,
         enable_cache=cfg.enable_cache, metadata_connection_config=platform.metadata_connection_config,
         beam_pipeline_args=list(platform.beam_pipeline_args))
+
+
+def _model_card_inputs(example_gen, trainer, evaluator, data_gate) -> Dict[str, Any]:
+    """The Pusher's inputs its model card reads: data, recipe, evaluation and the data gate's result."""
+    return {"examples": example_gen.outputs[pipeline_names.EXAMPLES_OUTPUT],
+            "model_run": trainer.outputs[pipeline_names.MODEL_RUN_OUTPUT],
+            "evaluation": evaluator.outputs[pipeline_names.EVALUATION_OUTPUT],
+            "data_validation": data_gate.outputs[pipeline_names.DATA_GATE_OUTPUT]}
 
 
 def _module_arg(platform: Platform, module_file: str, module_path: str, fn_name: str) -> Dict[str, str]:

@@ -68,6 +68,9 @@ def _pusher(node: store.NodeRun) -> str:
         text += f" with TFLite {edge.replace(',', ', ')}"
     if held_back:
         text += f"; TFLite held back: {', '.join(sorted(held_back))} (edge gate)"
+    release = store.output_property(node, pipeline_names.PUSHED_MODEL_OUTPUT, pipeline_names.PROP_RELEASE)
+    if release:
+        text += f"; release: {release}"
     return text
 
 

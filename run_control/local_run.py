@@ -256,5 +256,9 @@ def summarize(cfg: configs.PipelineConfig, run_id: str) -> str:
         else:
             text = f"nothing pushed (model not blessed); serving dir {cfg.serving_model_dir} unchanged"
         lines.append(_line("Pushed model", text))
+        release = store.custom_property(pushed, pipeline_names.PROP_RELEASE)
+        if pusher.state != "CACHED" and release:  # the version's card, and its label (python -m releases)
+            lines.append(_line("Model card", os.path.join(text, names.EXTRA_ASSETS_DIR, pipeline_names.MODEL_CARD_HTML)))
+            lines.append(_line("Release", f"{release} (python -m releases list {cfg.output_dir})"))
     lines.append("=" * 100)
     return "\n".join(lines)

@@ -1,8 +1,8 @@
 """Level 5: the run report: what a pipeline run did and why its model was or was not blessed, read back
 from ML Metadata (common/store.py) and the artifacts (`python -m run_report OUTPUT_DIR`;
-`writer.write_report` in code).
+`writer.write_report` in code). TFMA's results are read by common/tfma_results.py, which the
+model card shares.
 
-    tfma_results.py  what TFMA wrote: metrics, plots, the validation and each threshold's verdict
     run_data.py      everything one report shows, gathered from ML Metadata and the artifacts
     data_validation.py  the Data section's validation part: the gate's verdict, findings, distributions
     tables.py        numbers derived for the tables (class rows, macro F1, overall rows)

@@ -172,7 +172,7 @@ def _examples(mlmd: metadata_store.MetadataStore, examples: metadata_store_pb2.A
 def overall_accuracy(evaluation_uri: str, num_classes: int) -> Optional[float]:
     """The candidate's overall accuracy as TFMA wrote it (None without results)."""
     from pipeline.evaluation import ACCURACY  # TFMA and TensorFlow: only for this number
-    from run_report import tfma_results
+    from common import tfma_results
 
     if not tfma_results.has_results(evaluation_uri):
         return None

@@ -11,7 +11,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from run_report.tfma_results import CalibrationBucket
+from common.tfma_results import CalibrationBucket
 
 
 def _png(fig: Figure) -> bytes:

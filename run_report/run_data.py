@@ -10,8 +10,8 @@ from typing import Dict, List, Optional
 
 import tensorflow as tf
 
-from common import ingest_report, pipeline_names, store
-from run_report import data_validation, edge_models, tfma_results
+from common import ingest_report, pipeline_names, store, tfma_results
+from run_report import data_validation, edge_models
 from trainer_module import names
 
 

@@ -2,58 +2,15 @@
 
 Plain rows of values (None where a number is absent); html_page.py formats and lays them out.
 """
-import dataclasses
 from typing import List, Optional, Sequence, Tuple
 
-from common import ingest_report
+from common import ingest_report, tfma_results
+# The per-class rows are defined with the TFMA results in common/ (the model card shows them too).
+from common.tfma_results import TOP1, ClassRow, EvalResults, argmax_class, as_count, class_rows, macro_f1
 from pipeline import evaluation
-from run_report import tfma_results
-from run_report.tfma_results import EvalResults
 
-# Sub keys of the metrics pipeline/evaluation.py configures: per-class metrics binarized by class
-# id with top_k=1 (class i is predicted when it is the argmax), calibration binarized with k=1.
-TOP1: tfma_results.SubKey = (("k", 1),)
-
-
-def argmax_class(class_id: int) -> tfma_results.SubKey:
-    """The sub key of class class_id's per-class precision, recall and F1."""
-    return (("class_id", class_id), ("top_k", 1))
-
-
-@dataclasses.dataclass
-class ClassRow:
-    """One class: eval examples of that true class, and TFMA's argmax precision, recall and F1."""
-    name: str
-    support: int
-    precision: Optional[float]
-    recall: Optional[float]
-    f1: Optional[float]
-
-
-def _count(value: Optional[float]) -> Optional[int]:
-    """A count as an int (TFMA reports example counts as floats)."""
-    return None if value is None else int(value)
-
-
-def class_rows(results: EvalResults, class_names: Sequence[str],
-               model: Optional[str] = None) -> List[ClassRow]:
-    """Per-class rows of one model (default: the candidate) from TFMA's per-class metrics."""
-    rows = []
-    for i, name in enumerate(class_names):
-        precision, recall, f1 = (results.metric(m, model, sub_key=argmax_class(i))
-                                 for m in evaluation.PER_CLASS_METRICS)
-        # TFMA writes no slice for a class without eval examples.
-        support = _count(results.metric(evaluation.EXAMPLE_COUNT, model,
-                                        slice_key=tfma_results.class_slice(name))) or 0
-        rows.append(ClassRow(name, support, precision, recall, f1))
-    return rows
-
-
-def macro_f1(rows: Sequence[ClassRow]) -> Optional[float]:
-    """Mean F1 over the classes whose F1 is defined (TFMA reports 0/0 as NaN); None if none is."""
-    values = [r.f1 for r in rows if tfma_results.nan_to_none(r.f1) is not None]
-    return sum(values) / len(values) if values else None
-
+__all__ = ["TOP1", "ClassRow", "Row", "accuracy_by_slice_rows", "argmax_class", "class_rows", "ingest_rows",
+           "macro_f1", "overall_rows"]
 
 Row = Tuple[str, Optional[float], Optional[float], Optional[float]]  # label, candidate, baseline, change
 
@@ -68,7 +25,7 @@ def overall_rows(results: EvalResults, class_names: Sequence[str]) -> List[Row]:
     specs = [
         ("Accuracy (gated)", lambda m: results.metric(evaluation.ACCURACY, m),
          results.metric(evaluation.ACCURACY, diff=True), True),
-        ("Examples", lambda m: _count(results.metric(evaluation.EXAMPLE_COUNT, m)), None, False),
+        ("Examples", lambda m: as_count(results.metric(evaluation.EXAMPLE_COUNT, m)), None, False),
         ("Macro-averaged F1", lambda m: f1[m], None, True),
         ("Calibration (mean top-1 probability / accuracy; 1 is ideal)",
          lambda m: results.metric(evaluation.CALIBRATION, m, sub_key=TOP1),

@@ -14,9 +14,9 @@ from typing import Dict, Optional, Sequence
 
 import tensorflow as tf
 
-from common import pipeline_names, store
+from common import pipeline_names, store, tfma_results
 from pipeline import evaluation
-from run_report import tables, tfma_results
+from run_report import tables
 from run_report.run_data import RunData
 from trainer_module import names
 

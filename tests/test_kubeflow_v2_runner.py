@@ -52,7 +52,8 @@ CONTAINER_DEPENDENCIES = {
     TRAINER: [SCHEMA, EXAMPLE_GEN, "Transform"],
     EVALUATOR: [SCHEMA, EXAMPLE_GEN, TRAINER, MODEL_RESOLVER],
     EDGE_EVALUATOR: [EVALUATOR, EXAMPLE_GEN, TRAINER, "Transform"],
-    PUSHER: [EDGE_EVALUATOR, EVALUATOR, TRAINER],
+    # The model card's inputs too: the data gate's result, the examples, the Trainer's model run.
+    PUSHER: [GATE, EDGE_EVALUATOR, EVALUATOR, EXAMPLE_GEN, TRAINER],
 }
 
 
@@ -284,9 +285,11 @@ def test_pusher_targets(default_job, cloud_job):
             "europe-west4-docker.pkg.dev/test-proj/tfx/intel-scenes-serving:2.16.1",
         "ai_platform_serving_args": {"project_id": "test-proj", "endpoint_name": "intel-scenes-endpoint",
                                      "machine_type": "n1-standard-4"},
+        # Pushes are versions of one Model in the registry (the pipeline name), 10 % to a new canary.
+        "vertex_model_registry": {"model_id": "intel-scenes", "canary_traffic_percent": 10},
     }
     assert executor_class(cloud_job, PUSHER) == \
-        "tfx.extensions.google_cloud_ai_platform.pusher.executor.Executor"
+        "components.vertex_pusher.executor.VertexRegistryPusherExecutor"
 
 
 @pytest.mark.parametrize("job_name", ["default_job", "cloud_job"])

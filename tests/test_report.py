@@ -23,9 +23,9 @@ from ml_metadata.proto import metadata_store_pb2
 from PIL import Image
 from tfx.dsl.compiler import constants as tfx_constants
 
-from common import dataset, ingest_report, output_dir, pipeline_names, store
+from common import dataset, ingest_report, output_dir, pipeline_names, store, tfma_results
 from pipeline import evaluation
-from run_report import edge_models, html_page, plots, run_data, tables, tfma_results, writer
+from run_report import edge_models, html_page, plots, run_data, tables, writer
 from run_report.__main__ import main as report_main
 from trainer_module import names
 

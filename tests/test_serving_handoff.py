@@ -340,7 +340,8 @@ def pushed(gate_runs):
 def test_pushed_warmup_requests_are_eval_images_and_replay_through_the_signature(pushed):
     version_dir, loaded, eval_images = pushed
     assert sorted(os.listdir(os.path.join(version_dir, names.EXTRA_ASSETS_DIR))) == sorted(
-        [names.CLASS_NAMES_ASSET, pipeline_names.PUSH_SOURCE_FILE, names.WARMUP_REQUESTS_FILE])  # Pusher's file kept
+        [names.CLASS_NAMES_ASSET, pipeline_names.PUSH_SOURCE_FILE, names.WARMUP_REQUESTS_FILE,  # Pusher's files kept
+         pipeline_names.MODEL_CARD_HTML, pipeline_names.MODEL_CARD_JSON, pipeline_names.MODEL_CARD_MD])
     requests = _warmup_requests(version_dir)
     batches = [_images_of(r) for r in requests]
     assert [len(b) for b in batches] == [names.WARMUP_IMAGES, 1] and batches[1] == batches[0][:1]

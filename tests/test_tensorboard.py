@@ -17,9 +17,9 @@ import tensorflow as tf
 import tensorflow_model_analysis as tfma
 import tf_keras as keras
 
-from common import pipeline_names
+from common import pipeline_names, tfma_results
 from pipeline import evaluation
-from run_report import run_data, tables, tensorboard_scalars, tfma_results, writer
+from run_report import run_data, tables, tensorboard_scalars, writer
 from trainer_module import names, trainer
 
 

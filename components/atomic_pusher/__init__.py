@@ -2,7 +2,8 @@
 
   component.py  the component: TFX's Pusher (its spec plus an optional edge_evaluation input, the
                 same outputs) with the executor below
-  executor.py   writes a version (the SavedModel, and the TFLite models that passed the edge gate
-                in its tflite/ folder) through a hidden partial folder and a rename, and reuses a
-                version that a push wrote but never recorded
+  executor.py   writes a version (the SavedModel, the TFLite models that passed the edge gate in
+                its tflite/ folder, and its model card in assets.extra/) through a hidden partial
+                folder and a rename, reuses a version that a push wrote but never recorded, and
+                records the push in the serving dir's release files (releases.json, models.config)
 """

@@ -143,6 +143,9 @@ class Executor(base_beam_executor.BaseBeamExecutor):
 
         report = ingest_report.read(report_path)
         _record_on_artifact(examples, report)
+        if exec_properties.get(driver.INPUT_FINGERPRINT_KEY):  # the data a pushed model's card names
+            examples.set_string_custom_property(pipeline_names.PROP_INPUT_FINGERPRINT,
+                                                exec_properties[driver.INPUT_FINGERPRINT_KEY])
         logging.info("ImageExampleGen: ingested %d, skipped %d %s; report %s", report.ingested,
                      report.skipped, report.skipped_by_reason, report_path)
         ingest_report.check(report, report_path)

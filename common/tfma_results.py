@@ -1,4 +1,4 @@
-"""TFMA results of one Evaluator output, as plain Python values for the run report.
+"""TFMA results of one Evaluator output, as plain Python values for the run report and the model card.
 
 Reads only what TFMA wrote (tfma.load_metrics / load_plots / load_validation_result and the
 eval config TFMA saved beside them), so the report shows exactly what the gate decided on.
@@ -6,6 +6,8 @@ eval config TFMA saved beside them), so the report shows exactly what the gate d
 import dataclasses
 import math
 import os
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")  # before TensorFlow loads: TFMA needs Keras 2
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -15,6 +17,7 @@ from google.protobuf import json_format
 from tensorflow_model_analysis.slicer import slicer_lib
 from tensorflow_model_analysis.writers import eval_config_writer
 
+from common import pipeline_names
 from trainer_module import names
 
 SliceKey = Tuple[Tuple[str, object], ...]  # () is the overall slice
@@ -255,3 +258,49 @@ def load(output_uri: str, num_classes: int,
 def nan_to_none(value: Optional[float]) -> Optional[float]:
     """None for a missing or NaN metric (TFMA reports 0/0 as NaN)."""
     return None if value is None or math.isnan(value) else value
+
+
+# ---------------------------------------------------------------- per-class rows
+# Sub keys of the metrics pipeline/evaluation.py configures: per-class metrics binarized by class
+# id with top_k=1 (class i is predicted when it is the argmax), calibration binarized with k=1.
+TOP1: SubKey = (("k", 1),)
+
+
+def argmax_class(class_id: int) -> SubKey:
+    """The sub key of class class_id's per-class precision, recall and F1."""
+    return (("class_id", class_id), ("top_k", 1))
+
+
+@dataclasses.dataclass
+class ClassRow:
+    """One class: eval examples of that true class, and TFMA's argmax precision, recall and F1."""
+    name: str
+    support: int
+    precision: Optional[float]
+    recall: Optional[float]
+    f1: Optional[float]
+
+
+def as_count(value: Optional[float]) -> Optional[int]:
+    """A count as an int (TFMA reports example counts as floats)."""
+    return None if value is None else int(value)
+
+
+def class_rows(results: EvalResults, class_names: Sequence[str],
+               model: Optional[str] = None) -> List[ClassRow]:
+    """Per-class rows of one model (default: the candidate) from TFMA's per-class metrics."""
+    rows = []
+    for i, name in enumerate(class_names):
+        precision, recall, f1 = (results.metric(m, model, sub_key=argmax_class(i))
+                                 for m in pipeline_names.PER_CLASS_METRICS)
+        # TFMA writes no slice for a class without eval examples.
+        support = as_count(results.metric(pipeline_names.EXAMPLE_COUNT, model,
+                                        slice_key=class_slice(name))) or 0
+        rows.append(ClassRow(name, support, precision, recall, f1))
+    return rows
+
+
+def macro_f1(rows: Sequence[ClassRow]) -> Optional[float]:
+    """Mean F1 over the classes whose F1 is defined (TFMA reports 0/0 as NaN); None if none is."""
+    values = [r.f1 for r in rows if nan_to_none(r.f1) is not None]
+    return sum(values) / len(values) if values else None
