@@ -5,7 +5,7 @@ from typing import Any, Dict, Optional, Tuple
 
 from tfx import v1 as tfx
 
-from common import pipeline_names
+from common import dataset, pipeline_names
 from components.atomic_pusher.component import AtomicPusher
 from components.baseline_resolver import latest_blessed_model_resolver
 from components.curated_schema_gen import CuratedSchemaGen
@@ -133,6 +133,23 @@ def create_pipeline(cfg: configs.PipelineConfig, train: TrainConfig, platform: P
         eval_config=make_eval_config(cfg, class_names))
     components.append(evaluator)
 
+    # With a fixed reference set: ingest it (versioned by its files' fingerprint, like the data) and
+    # score candidate and baseline on every image of it with the same thresholds, so the bar cannot
+    # move with the data drop; the Pusher needs this blessing too.
+    reference_evaluator = None
+    if cfg.reference_eval_dir:
+        reference_gen = ImageExampleGen(
+            input_base=cfg.reference_eval_dir, class_names=class_names, eval_fraction=cfg.eval_fraction,
+            max_image_pixels=cfg.max_image_pixels).with_id(pipeline_names.REFERENCE_EXAMPLE_GEN_NODE)
+        components.append(reference_gen)
+        reference_evaluator = tfx.components.Evaluator(
+            examples=reference_gen.outputs["examples"], model=trainer.outputs["model"],
+            baseline_model=model_resolver.outputs["model"], schema=schema_gen.outputs["schema"],
+            eval_config=make_eval_config(cfg, class_names),
+            example_splits=list(dataset.SPLITS)).with_id(pipeline_names.REFERENCE_EVALUATOR_NODE)
+        components.append(reference_evaluator)
+    reference_blessing = reference_evaluator.outputs["blessing"] if reference_evaluator else None
+
     # Score the TFLite models like the SavedModel on the same images; gate each against it (edge gate).
     edge_evaluator = EdgeEvaluator(
         examples=example_gen.outputs["examples"], transform_graph=transform.outputs["transform_graph"],
@@ -144,7 +161,12 @@ def create_pipeline(cfg: configs.PipelineConfig, train: TrainConfig, platform: P
     # Push a blessed model to the serving directory (<dir>/<version>/saved_model.pb, and the TFLite
     # models that passed the edge gate in <version>/tflite/, written aside and renamed: complete or
     # absent) or endpoint.
-    if platform.vertex_serving:
+    if platform.vertex_serving and reference_blessing is not None:
+        from components.atomic_pusher.vertex_pusher import VertexPusher  # loads the Vertex AI clients
+
+        pusher = VertexPusher(model=trainer.outputs["model"], model_blessing=evaluator.outputs["blessing"],
+                              reference_blessing=reference_blessing, custom_config=platform.vertex_serving)
+    elif platform.vertex_serving:
         pusher = tfx.extensions.google_cloud_ai_platform.Pusher(
             model=trainer.outputs["model"], model_blessing=evaluator.outputs["blessing"],
             custom_config=platform.vertex_serving)
@@ -152,6 +174,7 @@ def create_pipeline(cfg: configs.PipelineConfig, train: TrainConfig, platform: P
         pusher = AtomicPusher(
             model=trainer.outputs["model"], model_blessing=evaluator.outputs["blessing"],
             edge_evaluation=edge_evaluator.outputs[pipeline_names.EDGE_EVALUATION_OUTPUT],
+            reference_blessing=reference_blessing,
             push_destination=tfx.proto.PushDestination(
                 filesystem=tfx.proto.PushDestination.Filesystem(base_directory=platform.serving_model_dir)))
     components.append(pusher)

@@ -56,15 +56,22 @@ def _pushed_model(tmp_path):
     return pushed
 
 
-def _do(model, base, pushed, blessed=1, edge_evaluation=None):
-    """Runs the executor as TFX's launcher would: one model, one blessing, one PushedModel (and an
-    EdgeEvaluation when given)."""
+def _blessing(base, blessed: int):
     blessing = standard_artifacts.ModelBlessing()
     blessing.uri = str(base) + f"-blessing-{next(_uris)}"
     blessing.set_int_custom_property(pipeline_names.PROP_BLESSED, blessed)
+    return blessing
+
+
+def _do(model, base, pushed, blessed=1, edge_evaluation=None, reference_blessed=None):
+    """Runs the executor as TFX's launcher would: one model, one blessing, one PushedModel (and an
+    EdgeEvaluation, a reference set's blessing when given)."""
+    blessing = _blessing(base, blessed)
     destination = pusher_pb2.PushDestination(
         filesystem=pusher_pb2.PushDestination.Filesystem(base_directory=str(base)))
     edge = {executor.EDGE_EVALUATION_KEY: [edge_evaluation]} if edge_evaluation is not None else {}
+    if reference_blessed is not None:
+        edge[executor.REFERENCE_BLESSING_KEY] = [_blessing(base, reference_blessed)]
     executor.AtomicPusherExecutor().Do(
         {standard_component_specs.MODEL_KEY: [model],
          standard_component_specs.MODEL_BLESSING_KEY: [blessing], **edge},
@@ -111,6 +118,37 @@ def test_push_writes_one_complete_loadable_version_with_marker(tmp_path):
     assert marker[pipeline_names.PUSH_SOURCE_FINGERPRINT] == _fingerprint(model)
     assert marker[pipeline_names.PUSH_SOURCE_MODEL_URI] == model.uri
     assert _files(pushed.uri) == _files(_serving_path(model))  # TFX's archive copy
+
+
+@pytest.mark.parametrize("blessed,reference_blessed,pushed", [(1, 1, 1), (1, 0, 0), (0, 1, 0)])
+def test_a_reference_set_blessing_is_required_too(tmp_path, blessed, reference_blessed, pushed):
+    model, base = _model(tmp_path), tmp_path / "serving"
+    result = _do(model, base, _pushed_model(tmp_path), blessed=blessed, reference_blessed=reference_blessed)
+    assert result.get_int_custom_property(pipeline_names.PROP_PUSHED) == pushed
+    assert len(os.listdir(base)) == pushed if base.exists() else not pushed
+
+
+def test_the_vertex_endpoint_pusher_checks_the_reference_blessing_before_deploying(tmp_path):
+    from components.atomic_pusher import vertex_pusher
+
+    vertex = vertex_pusher.VertexPusherExecutor()
+    inputs = {standard_component_specs.MODEL_BLESSING_KEY: [_blessing(tmp_path, 1)]}
+    assert vertex.CheckBlessing(inputs)
+    assert not vertex.CheckBlessing({**inputs, executor.REFERENCE_BLESSING_KEY: [_blessing(tmp_path, 0)]})
+    assert vertex.CheckBlessing({**inputs, executor.REFERENCE_BLESSING_KEY: [_blessing(tmp_path, 1)]})
+    assert not vertex.CheckBlessing({standard_component_specs.MODEL_BLESSING_KEY: [_blessing(tmp_path, 0)],
+                                     executor.REFERENCE_BLESSING_KEY: [_blessing(tmp_path, 1)]})
+    component = vertex_pusher.VertexPusher(
+        model=tfx_channel(standard_artifacts.Model), model_blessing=tfx_channel(standard_artifacts.ModelBlessing),
+        reference_blessing=tfx_channel(standard_artifacts.ModelBlessing), custom_config={"k": 1})
+    assert component.id == pipeline_names.PUSHER_NODE
+    assert set(component.inputs) == {standard_component_specs.MODEL_KEY, standard_component_specs.MODEL_BLESSING_KEY,
+                                     executor.REFERENCE_BLESSING_KEY}
+    assert component.executor_spec.executor_class is vertex_pusher.VertexPusherExecutor
+
+
+def tfx_channel(artifact_type):
+    return types.Channel(type=artifact_type)
 
 
 def test_not_blessed_writes_nothing(tmp_path):

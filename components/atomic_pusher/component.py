@@ -1,4 +1,5 @@
-"""AtomicPusher: TFX's Pusher component with the atomic executor and an optional edge input."""
+"""AtomicPusher: TFX's Pusher component with the atomic executor, an optional edge input and an
+optional reference-set blessing."""
 from typing import Any, Dict, Optional, Union
 
 from tfx import types
@@ -20,6 +21,7 @@ class AtomicPusherSpec(standard_component_specs.PusherSpec):
     INPUTS = {
         **standard_component_specs.PusherSpec.INPUTS,
         executor.EDGE_EVALUATION_KEY: ChannelParameter(type=EdgeEvaluation, optional=True),
+        executor.REFERENCE_BLESSING_KEY: ChannelParameter(type=standard_artifacts.ModelBlessing, optional=True),
     }
 
 
@@ -29,7 +31,9 @@ class AtomicPusher(pusher_component.Pusher):
 
     edge_evaluation (optional, the EdgeEvaluator's output): the TFLite flavours that passed the edge
     gate are pushed with their labels into the same version's tflite/ folder, in the same atomic
-    write. Its node id defaults to `Pusher`, the id the run readers look up (pipeline_names.PUSHER_NODE).
+    write. reference_blessing (optional, the ReferenceEvaluator's blessing): the model must be blessed
+    on the fixed reference set too. Its node id defaults to `Pusher`, the id the run readers look up
+    (pipeline_names.PUSHER_NODE).
     """
 
     SPEC_CLASS = AtomicPusherSpec
@@ -41,7 +45,8 @@ class AtomicPusher(pusher_component.Pusher):
                  push_destination: Optional[Union[pusher_pb2.PushDestination,
                                                    data_types.RuntimeParameter]] = None,
                  custom_config: Optional[Dict[str, Any]] = None,
-                 edge_evaluation: Optional[types.BaseChannel] = None):
+                 edge_evaluation: Optional[types.BaseChannel] = None,
+                 reference_blessing: Optional[types.BaseChannel] = None):
         # TFX's Pusher checks this only when its own executor is in use.
         if push_destination is None:
             raise ValueError("AtomicPusher needs a push_destination.")
@@ -51,7 +56,7 @@ class AtomicPusher(pusher_component.Pusher):
         spec = AtomicPusherSpec(
             model=model, model_blessing=model_blessing, infra_blessing=infra_blessing,
             push_destination=push_destination, custom_config=json_utils.dumps(custom_config),
-            edge_evaluation=edge_evaluation,
+            edge_evaluation=edge_evaluation, reference_blessing=reference_blessing,
             pushed_model=types.Channel(type=standard_artifacts.PushedModel))
         base_component.BaseComponent.__init__(self, spec=spec)
         self.with_id(pipeline_names.PUSHER_NODE)

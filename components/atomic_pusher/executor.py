@@ -16,6 +16,10 @@ A push to a local serving directory:
 The version is the unix time, or the newest existing version + 1 when that is not above it, so
 the latest push is always the version TF Serving's default policy serves.
 
+With a reference_blessing input (the ReferenceEvaluator's, when the pipeline has a fixed
+reference set), the model must be blessed there too (ReferenceBlessingCheck); not blessed on
+either, nothing is pushed.
+
 The pushed_model artifact also gets pipeline_names.PROP_PUSHED_EDGE_MODELS (the flavours pushed) and
 pipeline_names.PROP_EDGE_HELD_BACK ({flavour: why not}); the archive copy to its URI holds the same files.
 Not blessed, nothing is pushed and the properties are TFX's. Destinations other than a local
@@ -36,6 +40,7 @@ from typing import Any, Dict, List, Optional, Tuple
 from absl import logging
 from tfx import types
 from tfx.components.pusher import executor as pusher_executor
+from tfx.components.util import model_utils
 from tfx.dsl.io import fileio
 from tfx.proto import pusher_pb2
 from tfx.types import artifact_utils, standard_component_specs
@@ -46,6 +51,7 @@ from components.edge_evaluator import gate
 from trainer_module import names
 
 EDGE_EVALUATION_KEY = pipeline_names.EDGE_EVALUATION_OUTPUT  # the optional input: the EdgeEvaluator's verdict
+REFERENCE_BLESSING_KEY = pipeline_names.REFERENCE_BLESSING_INPUT  # the optional input: the reference set's verdict
 PARTIAL_PREFIX = ".partial-"
 _CHUNK_BYTES = 1 << 20
 _SUPPORTED_VERSIONING = (pusher_pb2.Versioning.AUTO, pusher_pb2.Versioning.UNIX_TIMESTAMP)
@@ -303,7 +309,25 @@ def _model_uri(input_dict: Dict[str, List[types.Artifact]]) -> str:
     return artifact_utils.get_single_instance(models).uri
 
 
-class AtomicPusherExecutor(pusher_executor.Executor):
+class ReferenceBlessingCheck:
+    """For a TFX Pusher executor (before it in the bases): with a reference_blessing input (the
+    ReferenceEvaluator's, pipeline_names.REFERENCE_BLESSING_INPUT), the model is pushed only if that
+    blessing says blessed too. TFX's executors, the Vertex one included, ask CheckBlessing before
+    they push anything."""
+
+    def CheckBlessing(self, input_dict: Dict[str, List[types.Artifact]]) -> bool:  # noqa: N802 - TFX's name
+        if not super().CheckBlessing(input_dict):
+            return False
+        reference = input_dict.get(REFERENCE_BLESSING_KEY)
+        if reference:
+            blessing = artifact_utils.get_single_instance(reference)
+            if not model_utils.is_model_blessed(blessing):
+                logging.info("Model was not blessed on the reference set (%s): not pushed.", blessing.uri)
+                return False
+        return True
+
+
+class AtomicPusherExecutor(ReferenceBlessingCheck, pusher_executor.Executor):
     """TFX's Pusher executor; pushes to a local folder are atomic and found again on a rerun."""
 
     def Do(self, input_dict: Dict[str, List[types.Artifact]],
