@@ -275,6 +275,12 @@ def summarize(cfg: configs.PipelineConfig, run_id: str) -> str:
         blessed = store.custom_property(blessing, pipeline_names.PROP_BLESSED) == 1
         lines.append(_Line("Evaluator output", f"{evaluator.uri(pipeline_names.EVALUATION_OUTPUT)} "
                                                f"({'BLESSED' if blessed else 'NOT blessed'}: {blessing.uri})"))
+    reference = nodes.get(pipeline_names.REFERENCE_EVALUATOR_NODE)
+    if reference:
+        blessed = store.custom_property(reference.outputs[pipeline_names.BLESSING_OUTPUT][0],
+                                        pipeline_names.PROP_BLESSED) == 1
+        lines.append(_Line("Reference set", f"{reference.uri(pipeline_names.EVALUATION_OUTPUT)} "
+                                            f"({'BLESSED' if blessed else 'NOT blessed'} on {cfg.reference_eval_dir})"))
     pusher = nodes.get(pipeline_names.PUSHER_NODE)
     if pusher:
         pushed = pusher.outputs[pipeline_names.PUSHED_MODEL_OUTPUT][0]

@@ -75,9 +75,7 @@ def collect(metadata_path: str, run_id: Optional[str] = None) -> RunData:
     results = _evaluation(metadata_path, run_id, nodes, pipeline_names.EVALUATOR_NODE, len(class_names))
     reference = _evaluation(metadata_path, run_id, nodes, pipeline_names.REFERENCE_EVALUATOR_NODE, len(class_names))
     reference_ingest = _ingest(nodes.get(pipeline_names.REFERENCE_EXAMPLE_GEN_NODE))
-    reference_fingerprint = (store.execution_property(metadata_path, run_id, pipeline_names.REFERENCE_EXAMPLE_GEN_NODE,
-                                                      image_example_gen_driver.INPUT_FINGERPRINT_KEY)
-                             if pipeline_names.REFERENCE_EXAMPLE_GEN_NODE in nodes else None)
+    reference_fingerprint = _input_fingerprint(metadata_path, nodes.get(pipeline_names.REFERENCE_EXAMPLE_GEN_NODE))
     return RunData(
         metadata_path=metadata_path, pipeline_name=store.pipeline_name(metadata_path, run_id),
         run_id=run_id, nodes=nodes, root=store.pipeline_root(nodes), class_names=class_names,
@@ -96,6 +94,17 @@ def _evaluation(metadata_path: str, run_id: str, nodes: Dict[str, store.NodeRun]
         return None
     configured = tfma_results.parse_eval_config(store.configured_eval_config_json(metadata_path, run_id, node_id))
     return tfma_results.load(uri, num_classes, configured)
+
+
+def _input_fingerprint(metadata_path: str, node: Optional[store.NodeRun]) -> Optional[str]:
+    """The fingerprint of the files an ImageExampleGen node's examples were made from (its driver's
+    execution property), read from the execution that wrote them: a CACHED node reused them."""
+    examples = node.outputs.get(pipeline_names.EXAMPLES_OUTPUT) if node else None
+    if not examples:
+        return None
+    execution = store.producer(store.open_readonly(metadata_path), examples[0].id)
+    value = execution.custom_properties.get(image_example_gen_driver.INPUT_FINGERPRINT_KEY) if execution else None
+    return value.string_value if value is not None else None
 
 
 def _ingest(node: Optional[store.NodeRun]) -> Optional[ingest_report.IngestReport]:
