@@ -20,6 +20,11 @@ from trainer_module import names
 from trainer_module.train_config import TrainConfig, transform_config
 
 
+# A reference set of class folders is hashed into two splits like any data, and both are scored: an
+# even split makes an empty one (which the Evaluator could not read) least likely.
+REFERENCE_EVAL_FRACTION = 0.5
+
+
 @dataclasses.dataclass(frozen=True)
 class Platform:
     """Where the pipeline runs: what a local run and a cluster run differ in (the knobs are the same).
@@ -139,7 +144,7 @@ def create_pipeline(cfg: configs.PipelineConfig, train: TrainConfig, platform: P
     reference_evaluator = None
     if cfg.reference_eval_dir:
         reference_gen = ImageExampleGen(
-            input_base=cfg.reference_eval_dir, class_names=class_names, eval_fraction=cfg.eval_fraction,
+            input_base=cfg.reference_eval_dir, class_names=class_names, eval_fraction=REFERENCE_EVAL_FRACTION,
             max_image_pixels=cfg.max_image_pixels).with_id(pipeline_names.REFERENCE_EXAMPLE_GEN_NODE)
         components.append(reference_gen)
         reference_evaluator = tfx.components.Evaluator(

@@ -233,6 +233,8 @@ def test_a_reference_set_is_ingested_and_gated_like_the_eval_split_and_the_pushe
     generator = nodes[pipeline_names.REFERENCE_EXAMPLE_GEN_NODE]
     assert _parameter(generator, "input_base") == "/data/reference"
     assert _parameter(generator, "class_names") == _parameter(nodes[pipeline_names.EXAMPLE_GEN_NODE], "class_names")
+    # Both splits are scored: an even split of a folder of class folders leaves neither empty.
+    assert generator.parameters.parameters["eval_fraction"].field_value.double_value == 0.5
     reference = nodes[pipeline_names.REFERENCE_EVALUATOR_NODE]
     assert _producers(reference, "examples") == [pipeline_names.REFERENCE_EXAMPLE_GEN_NODE]
     assert _producers(reference, "model") == [pipeline_names.TRAINER_NODE]
