@@ -133,7 +133,8 @@ def runner_argv(data_dir: str, out_dir: str, args):
     """local_runner flags of one run: fresh output folder, no cache, a gate that always passes
     (so the Pusher does the same work at every size), then the user's extra flags."""
     return ["--data-dir", data_dir, "--output-dir", out_dir, "--epochs", str(args.epochs),
-            "--no-enable-cache", "--accuracy-lower-bound", "0.0", *args.runner_args]
+            "--no-enable-cache", "--accuracy-lower-bound", "0.0", "--class-recall-lower-bound", "0.0",
+            *args.runner_args]
 
 
 def runner_config(data_dir: str, out_dir: str, args):

@@ -20,6 +20,10 @@ RESOLVER_NODE = "latest_blessed_model_resolver"
 EVALUATOR_NODE = "Evaluator"
 EDGE_EVALUATOR_NODE = "EdgeEvaluator"
 PUSHER_NODE = "Pusher"
+# With a fixed reference set (--reference-eval-dir): its ingestion, and the Evaluator that scores
+# candidate and baseline on it (every split) with the same thresholds; the Pusher needs both blessings.
+REFERENCE_EXAMPLE_GEN_NODE = "ReferenceExampleGen"
+REFERENCE_EVALUATOR_NODE = "ReferenceEvaluator"
 
 # ---------------------------------------------------------------- output keys
 EXAMPLES_OUTPUT = "examples"
@@ -33,6 +37,7 @@ EVALUATION_OUTPUT = "evaluation"
 BLESSING_OUTPUT = "blessing"
 EDGE_EVALUATION_OUTPUT = "edge_evaluation"
 PUSHED_MODEL_OUTPUT = "pushed_model"
+REFERENCE_BLESSING_INPUT = "reference_blessing"  # the Pusher's input: the ReferenceEvaluator's blessing
 
 # ---------------------------------------------------------------- the Examples artifact (ImageExampleGen)
 INGEST_REPORT_FILE = "ingest_report.json"  # beside the splits (common/ingest_report.py)

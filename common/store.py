@@ -177,18 +177,20 @@ def pipeline_name(metadata_path: str, run_id: str) -> str:
     return ""
 
 
-def configured_eval_config_json(metadata_path: str, run_id: str) -> Optional[str]:
-    """The eval config the run's Evaluator was given (its execution property), as JSON text.
+def configured_eval_config_json(metadata_path: str, run_id: str,
+                                node_id: str = pipeline_names.EVALUATOR_NODE) -> Optional[str]:
+    """The eval config the run's Evaluator (or another node's, e.g. the ReferenceEvaluator) was
+    given (its execution property), as JSON text.
 
     It still holds the change thresholds that TFX drops when there is no baseline; the eval
-    config TFMA saves beside its results does not. None when the run has no Evaluator.
+    config TFMA saves beside its results does not. None when the run has no such node.
     """
     mlmd = open_readonly(metadata_path)
     node_type = mlmd.get_context_type(tfx_constants.NODE_CONTEXT_TYPE_NAME).id
     for execution in mlmd.get_executions_by_context(_run(mlmd, metadata_path, run_id).id):
         if pipeline_names.EVAL_CONFIG_EXEC_PROPERTY not in execution.custom_properties:
             continue
-        if any(c.type_id == node_type and _node_id(c) == pipeline_names.EVALUATOR_NODE
+        if any(c.type_id == node_type and _node_id(c) == node_id
                for c in mlmd.get_contexts_by_execution(execution.id)):
             return execution.custom_properties[pipeline_names.EVAL_CONFIG_EXEC_PROPERTY].string_value
     return None

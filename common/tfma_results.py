@@ -42,6 +42,7 @@ class ThresholdCheck:
     bound: str
     status: str  # "passed", "FAILED", "not applied"
     message: str = ""
+    slice_key: Optional[SliceKey] = None  # the one slice it applies to (() overall); None: several
 
 
 @dataclasses.dataclass
@@ -163,10 +164,28 @@ def _bound_text(threshold) -> Tuple[str, str]:
 def _slice_desc(slice_spec) -> str:
     if slice_spec is None:
         return "every slice"
-    if isinstance(slice_spec, tfma.SlicingSpec) and not (
-            slice_spec.feature_keys or slice_spec.feature_values or slice_spec.slice_keys_sql):
+    single = _single_slice(slice_spec)
+    if single == OVERALL:
         return "overall"
+    if single is not None:
+        return ", ".join(f"{k}={v}" for k, v in single)  # e.g. class_name=forest
     return str(slice_spec).replace("\n", " ")
+
+
+def _single_slice(slice_spec) -> Optional[SliceKey]:
+    """The one slice key a spec selects (() for the overall slice, ((feature, value),) for
+    feature_values); None for a spec that selects several (feature_keys) or none given."""
+    if not isinstance(slice_spec, tfma.SlicingSpec) or slice_spec.feature_keys or slice_spec.slice_keys_sql:
+        return None
+    return tuple(sorted(slice_spec.feature_values.items()))
+
+
+def _applies(slice_spec, slice_key: SliceKey) -> bool:
+    if slice_spec is None:
+        return True
+    if not isinstance(slice_spec, tfma.SlicingSpec):
+        return False
+    return slicer_lib.SingleSliceSpec(spec=slice_spec).is_slice_applicable(slice_key)
 
 
 def _failures(validation) -> Dict[Tuple[str, str, SubKey, bool], List]:
@@ -183,8 +202,10 @@ def _failures(validation) -> Dict[Tuple[str, str, SubKey, bool], List]:
 
 def _threshold_checks(eval_config: tfma.EvalConfig, candidate: str, metrics, validation
                       ) -> List[ThresholdCheck]:
-    """Every threshold TFMA applied to the candidate, with its overall value and TFMA's verdict."""
+    """Every threshold TFMA applied to the candidate, one per slice spec (the overall slice, each
+    class's slice), with the value on that slice and TFMA's verdict there."""
     failures = _failures(validation)
+    missing = {_single_slice(spec) for spec in validation.missing_slices}
     checks = []
     thresholds = tfma.metrics.metric_thresholds_from_metrics_specs(eval_config.metrics_specs,
                                                                     eval_config=eval_config)
@@ -193,22 +214,30 @@ def _threshold_checks(eval_config: tfma.EvalConfig, candidate: str, metrics, val
     for key, slice_thresholds in sorted(candidate_thresholds, key=lambda kt: (kt[0].name, kt[0].is_diff)):
         sub_key = tuple((f, v) for f, v in zip(("class_id", "k", "top_k"), key.sub_key or ())
                         if v is not None)
-        failed = failures.get((key.name, key.model_name, sub_key, key.is_diff), [])
+        failed_on = failures.get((key.name, key.model_name, sub_key, key.is_diff), [])
         for slice_spec, threshold in slice_thresholds:
             kind, bound = _bound_text(threshold)
-            value = metrics.get((OVERALL, key.model_name, key.name, sub_key, key.is_diff))
+            single = _single_slice(slice_spec)
+            value = metrics.get((OVERALL if single is None else single, key.model_name, key.name, sub_key,
+                                 key.is_diff))
+            failed = [(s, f) for s, f in failed_on if _applies(slice_spec, s)]
             messages = [f"{slicer_lib.stringify_slice_key(s)}: {_double(f.metric_value):.4g}"
                         for s, f in failed if _double(f.metric_value) is not None]
-            checks.append(ThresholdCheck(
-                metric=key.name, kind=kind, slice_desc=_slice_desc(slice_spec), value=value, bound=bound,
-                status="FAILED" if failed else "passed",
-                message=("failed on " + ", ".join(messages)) if messages else ""))
+            if single is not None and single in missing:
+                status, message = "FAILED", "no examples of this slice in the evaluation data"
+            else:  # a single slice's value is in the row already
+                status = "FAILED" if failed else "passed"
+                message = ("failed on " + ", ".join(messages)) if messages and single is None else ""
+            checks.append(ThresholdCheck(metric=key.name, kind=kind, slice_desc=_slice_desc(slice_spec), value=value,
+                                         bound=bound, status=status, message=message, slice_key=single))
     if validation.missing_thresholds:
         checks.append(ThresholdCheck("(some metric)", "threshold", "", None, "", "FAILED",
                                      "a thresholded metric is missing from the results"))
+    listed = {c.slice_key for c in checks}
     for spec in validation.missing_slices:
-        checks.append(ThresholdCheck("(all)", "threshold", _slice_desc(spec), None, "", "FAILED",
-                                     "slice missing from the evaluation data"))
+        if _single_slice(spec) not in listed:
+            checks.append(ThresholdCheck("(all)", "threshold", _slice_desc(spec), None, "", "FAILED",
+                                         "slice missing from the evaluation data"))
     return checks
 
 
@@ -219,7 +248,7 @@ def _unapplied_change_thresholds(configured: Optional[tfma.EvalConfig]) -> List[
     thresholds = tfma.metrics.metric_thresholds_from_metrics_specs(configured.metrics_specs,
                                                                     eval_config=configured)
     return [ThresholdCheck(key.name, kind, _slice_desc(slice_spec), None, bound, "not applied",
-                           "no baseline: no other model was blessed before")
+                           "no baseline: no other model was blessed before", _single_slice(slice_spec))
             for key, slice_thresholds in thresholds.items() if key.is_diff
             for slice_spec, threshold in slice_thresholds
             for kind, bound in [_bound_text(threshold)]]

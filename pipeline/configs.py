@@ -65,6 +65,19 @@ class PipelineConfig:
                                             "eval accuracy")
     accuracy_max_drop: float = knob(0.02, "gate: largest accuracy drop allowed against the latest "
                                           "blessed model (not applied to the first model)")
+    # Per-class gates (every threshold above and here also gates the reference set, when given).
+    class_recall_lower_bound: float = knob(0.5, "gate: every class's recall (the accuracy on the eval images "
+                                                "of that class) must be at least this; a class without eval "
+                                                "images fails it; 0 turns it off")
+    class_recall_max_drop: float = knob(0.1, "gate: largest drop of any one class's recall against the latest "
+                                             "blessed model on the same images (not applied to the first "
+                                             "model); 1 turns it off")
+    reference_eval_dir: str = knob("", "a fixed labelled image folder (<class>/<image>, every class; a local "
+                                       "folder, or gs:// on the cluster) that the Evaluator also scores the "
+                                       "candidate and the baseline on, with the same thresholds: the model is "
+                                       "pushed only if it passes on the eval split and on this set, so the "
+                                       "bar does not move with the data; versioned by its files' "
+                                       "fingerprint. Empty: none")
     tflite_float16_max_drop: float = knob(0.002, "edge gate: the float16 TFLite model is pushed beside a blessed "
                                                  "SavedModel only if its eval accuracy is at most this far below "
                                                  "the SavedModel's on the same images")
@@ -102,7 +115,8 @@ class PipelineConfig:
         for name in ("eval_fraction", "accuracy_lower_bound", "accuracy_max_drop", "download_max_gb",
                      "download_deadline_minutes", "extract_max_gb", "extract_max_ratio",
                      "tflite_float16_max_drop", "tflite_int8_max_drop",
-                     "class_drift_max_linf", "size_drift_max_jsd"):
+                     "class_drift_max_linf", "size_drift_max_jsd",
+                     "class_recall_lower_bound", "class_recall_max_drop"):
             value = getattr(self, name)
             if not math.isfinite(value):
                 raise ConfigError(f"{name}={value!r}: must be a finite number")
@@ -111,7 +125,8 @@ class PipelineConfig:
                "must be in [0, 1]")
         _check(0.0 <= self.accuracy_max_drop <= 1.0, "accuracy_max_drop", self.accuracy_max_drop,
                "must be in [0, 1]")
-        for name in ("tflite_float16_max_drop", "tflite_int8_max_drop"):
+        for name in ("tflite_float16_max_drop", "tflite_int8_max_drop", "class_recall_lower_bound",
+                     "class_recall_max_drop"):
             _check(0.0 <= getattr(self, name) <= 1.0, name, getattr(self, name), "must be in [0, 1]")
         for name in ("class_drift_max_linf", "size_drift_max_jsd"):  # both measures lie in [0, 1]
             _check(0.0 <= getattr(self, name) <= 1.0, name, getattr(self, name), "must be in [0, 1]")

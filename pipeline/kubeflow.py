@@ -30,10 +30,12 @@ def check_pipeline_name(name: str) -> None:
                           "characters ([a-z0-9][a-z0-9-]{0,127})")
 
 
-def check_remote_paths(vertex: configs.VertexConfig, train: TrainConfig) -> None:
+def check_remote_paths(vertex: configs.VertexConfig, train: TrainConfig, reference_eval_dir: str = "") -> None:
     """Every location the steps read or write must be gs://: a cluster cannot see this disk."""
     paths = {"--pipeline-root": vertex.pipeline_root, "--data-dir": vertex.data_dir,
              "--serving-model-dir": vertex.serving_model_dir, "--temp-location": vertex.temp_location}
+    if reference_eval_dir:
+        paths["--reference-eval-dir"] = reference_eval_dir
     if train.weights not in ("none", "imagenet"):
         paths["--weights"] = train.weights
     local = {flag: path for flag, path in paths.items() if not path.startswith("gs://")}
@@ -120,8 +122,10 @@ def set_ingestion_caching(job: Dict[str, Any], enable: bool) -> None:
     artifact, every later step misses the cache as well. --cache-ingestion caches it again, for
     versioned data paths.
     """
-    task = job["pipelineSpec"]["root"]["dag"]["tasks"][pipeline_names.EXAMPLE_GEN_NODE]
-    task["cachingOptions"] = {"enableCache": enable}
+    tasks = job["pipelineSpec"]["root"]["dag"]["tasks"]
+    for node in (pipeline_names.EXAMPLE_GEN_NODE, pipeline_names.REFERENCE_EXAMPLE_GEN_NODE):
+        if node in tasks:  # the reference set's ingestion likewise (a fixed set: version its path)
+            tasks[node]["cachingOptions"] = {"enableCache": enable}
 
 
 
@@ -182,7 +186,7 @@ def compile_pipeline(pipeline: configs.PipelineConfig, vertex: configs.VertexCon
     from tfx.dsl.io import fileio
 
     if not allow_local_paths:
-        check_remote_paths(vertex, train)
+        check_remote_paths(vertex, train, pipeline.reference_eval_dir)
     runner = tfx.orchestration.experimental.KubeflowV2DagRunner(
         config=tfx.orchestration.experimental.KubeflowV2DagRunnerConfig(
             default_image=vertex.image,

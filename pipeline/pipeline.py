@@ -5,7 +5,7 @@ from typing import Any, Dict, Optional, Tuple
 
 from tfx import v1 as tfx
 
-from common import pipeline_names
+from common import dataset, pipeline_names
 from components.atomic_pusher.component import AtomicPusher
 from components.baseline_resolver import latest_blessed_model_resolver
 from components.curated_schema_gen import CuratedSchemaGen
@@ -19,6 +19,11 @@ from pipeline.evaluation import make_eval_config
 from pipeline.schema.curated import render_schema
 from trainer_module import names
 from trainer_module.train_config import TrainConfig, transform_config
+
+
+# A reference set of class folders is hashed into two splits like any data, and both are scored: an
+# even split makes an empty one (which the Evaluator could not read) least likely.
+REFERENCE_EVAL_FRACTION = 0.5
 
 
 @dataclasses.dataclass(frozen=True)
@@ -134,6 +139,23 @@ def create_pipeline(cfg: configs.PipelineConfig, train: TrainConfig, platform: P
         eval_config=make_eval_config(cfg, class_names))
     components.append(evaluator)
 
+    # With a fixed reference set: ingest it (versioned by its files' fingerprint, like the data) and
+    # score candidate and baseline on every image of it with the same thresholds, so the bar cannot
+    # move with the data drop; the Pusher needs this blessing too.
+    reference_evaluator = None
+    if cfg.reference_eval_dir:
+        reference_gen = ImageExampleGen(
+            input_base=cfg.reference_eval_dir, class_names=class_names, eval_fraction=REFERENCE_EVAL_FRACTION,
+            max_image_pixels=cfg.max_image_pixels).with_id(pipeline_names.REFERENCE_EXAMPLE_GEN_NODE)
+        components.append(reference_gen)
+        reference_evaluator = tfx.components.Evaluator(
+            examples=reference_gen.outputs["examples"], model=trainer.outputs["model"],
+            baseline_model=model_resolver.outputs["model"], schema=schema_gen.outputs["schema"],
+            eval_config=make_eval_config(cfg, class_names),
+            example_splits=list(dataset.SPLITS)).with_id(pipeline_names.REFERENCE_EVALUATOR_NODE)
+        components.append(reference_evaluator)
+    reference_blessing = reference_evaluator.outputs["blessing"] if reference_evaluator else None
+
     # Score the TFLite models like the SavedModel on the same images; gate each against it (edge gate).
     edge_evaluator = EdgeEvaluator(
         examples=example_gen.outputs["examples"], transform_graph=transform.outputs["transform_graph"],
@@ -152,11 +174,13 @@ def create_pipeline(cfg: configs.PipelineConfig, train: TrainConfig, platform: P
             model=trainer.outputs["model"], model_blessing=evaluator.outputs["blessing"],
             custom_config=platform.vertex_serving,
             edge_evaluation=edge_evaluator.outputs[pipeline_names.EDGE_EVALUATION_OUTPUT],
+            reference_blessing=reference_blessing,
             **_model_card_inputs(example_gen, trainer, evaluator, data_gate))
     else:
         pusher = AtomicPusher(
             model=trainer.outputs["model"], model_blessing=evaluator.outputs["blessing"],
             edge_evaluation=edge_evaluator.outputs[pipeline_names.EDGE_EVALUATION_OUTPUT],
+            reference_blessing=reference_blessing,
             push_destination=tfx.proto.PushDestination(
                 filesystem=tfx.proto.PushDestination.Filesystem(base_directory=platform.serving_model_dir)),
             # What the version's model card shows, and where TF Serving finds the serving dir.

@@ -1,6 +1,8 @@
 """The key figures of a finished component, for its progress line: what a person watching the run
-wants to know at that point (files ingested and skipped, epochs and accuracy, the verdict, the
-edge gate per TFLite flavour, the pushed version and TFLite models), read from what the run recorded in ML Metadata."""
+wants to know at that point (files ingested and skipped, epochs and accuracy, the temperature and
+the calibration error before and after, the verdict with each failed threshold, on the eval split
+and on the reference set, the edge gate per TFLite flavour, the pushed version and TFLite models),
+read from what the run recorded in ML Metadata."""
 import json
 import logging
 import os
@@ -32,12 +34,25 @@ def _trainer(node: store.NodeRun) -> str:
     after = (history.get(names.HISTORY_BN_RECALIBRATION) or {}).get("eval") or {}
     if "accuracy" in after:
         text += f"; after BatchNorm re-estimation: val_accuracy {after['accuracy']:.3f}"
+    calibrated = history.get(names.HISTORY_CALIBRATION) or {}
+    if calibrated:
+        text += (f"; temperature {calibrated[names.CALIBRATION_TEMPERATURE]:.3f}: expected calibration error "
+                 f"{calibrated[names.CALIBRATION_ECE_BEFORE]:.3f} -> {calibrated[names.CALIBRATION_ECE_AFTER]:.3f} "
+                 f"on {calibrated[names.CALIBRATION_EXAMPLES]} eval images")
     return text
 
 
 def _evaluator(node: store.NodeRun) -> str:
+    """BLESSED with the accuracy and the weakest class, or NOT blessed with each failed threshold:
+    which class, which figure, against which bound (pipeline/evaluation.py reads TFMA's verdict)."""
+    from pipeline import evaluation  # TFMA: loaded by the Evaluator that just ran in this process
+
     blessed = store.output_property(node, pipeline_names.BLESSING_OUTPUT, pipeline_names.PROP_BLESSED) == 1
-    return "BLESSED" if blessed else "NOT blessed (see the report for the failed threshold)"
+    try:
+        return evaluation.verdict_line(node.uri(pipeline_names.EVALUATION_OUTPUT), blessed)
+    except Exception:  # noqa: BLE001 - the verdict without its figures
+        log.debug("no TFMA figures for %s", node.uri(pipeline_names.EVALUATION_OUTPUT), exc_info=True)
+        return "BLESSED" if blessed else "NOT blessed (see the report for the failed threshold)"
 
 
 def _edge_evaluator(node: store.NodeRun) -> str:
@@ -77,7 +92,8 @@ def _pusher(node: store.NodeRun) -> str:
 _FIGURES: Dict[str, Callable[[store.NodeRun], str]] = {
     pipeline_names.EXAMPLE_GEN_NODE: _example_gen, pipeline_names.TRAINER_NODE: _trainer,
     pipeline_names.EVALUATOR_NODE: _evaluator, pipeline_names.EDGE_EVALUATOR_NODE: _edge_evaluator,
-    pipeline_names.PUSHER_NODE: _pusher}
+    pipeline_names.PUSHER_NODE: _pusher,
+    pipeline_names.REFERENCE_EXAMPLE_GEN_NODE: _example_gen, pipeline_names.REFERENCE_EVALUATOR_NODE: _evaluator}
 
 
 def key_figures(metadata_path: str, run_id: str, node_id: str) -> str:

@@ -123,14 +123,16 @@ def check_output_dir(cfg: configs.PipelineConfig) -> None:
 
 def _check_outside_data(cfg: configs.PipelineConfig) -> None:
     """Input data is read-only, and a run's outputs inside its data would be read as data (every
-    rerun would find the data changed): an output dir inside a local data dir is refused."""
-    data = os.path.expanduser(cfg.data_dir)
-    if not cfg.data_dir or "://" in cfg.data_dir or not os.path.isdir(data):
-        return  # the demo dataset (in the cache), an archive, a URL: the run writes nothing there
-    data, out = os.path.realpath(data), os.path.realpath(cfg.output_dir)
-    if os.path.commonpath([data, out]) == data:
-        raise exit_codes.UsageError(f"--output-dir {cfg.output_dir} is inside --data-dir {cfg.data_dir}: the "
-                                    "run would write into its input data; pass an output dir outside it")
+    rerun would find the data changed): an output dir inside a local data dir (or reference set)
+    is refused."""
+    for flag, folder in (("--data-dir", cfg.data_dir), ("--reference-eval-dir", cfg.reference_eval_dir)):
+        data = os.path.expanduser(folder)
+        if not folder or "://" in folder or not os.path.isdir(data):
+            continue  # the demo dataset (in the cache), an archive, a URL: the run writes nothing there
+        data, out = os.path.realpath(data), os.path.realpath(cfg.output_dir)
+        if os.path.commonpath([data, out]) == data:
+            raise exit_codes.UsageError(f"--output-dir {cfg.output_dir} is inside {flag} {folder}: the "
+                                        "run would write into its input data; pass an output dir outside it")
 
 
 def platform(cfg: configs.PipelineConfig, data_root: str) -> Platform:
@@ -140,10 +142,33 @@ def platform(cfg: configs.PipelineConfig, data_root: str) -> Platform:
                     metadata_connection_config=store.connection_config(cfg.metadata_path))
 
 
+def check_reference(cfg: configs.PipelineConfig, class_names: List[str]) -> configs.PipelineConfig:
+    """The config with reference_eval_dir made absolute, once it is checked to be a labelled image
+    folder of exactly these classes (folders only; ImageExampleGen lists and checks the files);
+    the config as it is without a reference set. DatasetLayoutError (exit 1) naming the knob."""
+    if not cfg.reference_eval_dir:
+        return cfg
+    from components.image_example_gen import image_files
+
+    reference = cfg.reference_eval_dir
+    if reference.startswith("file://"):
+        reference = reference[len("file://"):]
+    if "://" not in reference:
+        reference = os.path.abspath(os.path.expanduser(reference))
+    try:
+        image_files.list_image_files(reference, class_names=class_names, eval_fraction=cfg.eval_fraction,
+                                     list_files=False)
+    except image_files.DatasetLayoutError as e:
+        raise image_files.DatasetLayoutError(f"reference_eval_dir {cfg.reference_eval_dir}: {e} (a reference set "
+                                             f"holds a folder for each of the classes {class_names})") from None
+    return dataclasses.replace(cfg, reference_eval_dir=reference)
+
+
 def build(cfg: configs.PipelineConfig, train_overrides: dict, data_root: str, class_names: List[str]):
     """Returns (tfx Pipeline, TrainConfig) for the resolved data and its label space."""
     from pipeline.pipeline import create_pipeline
 
+    cfg = check_reference(cfg, class_names)
     train = TrainConfig.from_dict({**train_overrides, "class_names": class_names})
     log.info("data %s, classes %s", data_root, class_names)
     return create_pipeline(cfg, train, platform(cfg, data_root)), train
@@ -245,6 +270,12 @@ def summarize(cfg: configs.PipelineConfig, run_id: str) -> str:
         blessed = store.custom_property(blessing, pipeline_names.PROP_BLESSED) == 1
         lines.append(_line("Evaluator output", f"{evaluator.uri(pipeline_names.EVALUATION_OUTPUT)} "
                                                f"({'BLESSED' if blessed else 'NOT blessed'}: {blessing.uri})"))
+    reference = nodes.get(pipeline_names.REFERENCE_EVALUATOR_NODE)
+    if reference:
+        blessed = store.custom_property(reference.outputs[pipeline_names.BLESSING_OUTPUT][0],
+                                        pipeline_names.PROP_BLESSED) == 1
+        lines.append(_line("Reference set", f"{reference.uri(pipeline_names.EVALUATION_OUTPUT)} "
+                                            f"({'BLESSED' if blessed else 'NOT blessed'} on {cfg.reference_eval_dir})"))
     pusher = nodes.get(pipeline_names.PUSHER_NODE)
     if pusher:
         pushed = pusher.outputs[pipeline_names.PUSHED_MODEL_OUTPUT][0]

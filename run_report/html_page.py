@@ -1,7 +1,9 @@
 """The run report as one self-contained HTML page: its sections, tables and embedded figures.
 
-Sections: verdict (each threshold with its value and bound, from TFMA's validation result),
-overall and per-class metrics, confusion matrix, comparison with the baseline, calibration, the
+Sections: verdict (each threshold with its value and bound, from TFMA's validation result, and
+what failed in words), overall and per-class metrics with the per-class gate, confusion matrix,
+comparison with the baseline, the reference set (only in a run with one), calibration (the
+Trainer's temperature, the calibration error before and after), the
 edge models (TFLite, only in a run with an EdgeEvaluator: run_report/edge_models.py),
 training (history.json, the learning-rate schedule plots, the TensorBoard command) and data
 (ingest_report.json; the data validation: run_report/data_validation.py).
@@ -10,18 +12,20 @@ training (history.json, the learning-rate schedule plots, the TensorBoard comman
 import base64
 import datetime
 import html
-from typing import Collection, Dict, List, Sequence, Tuple
+from typing import Collection, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from common import pipeline_names, store
+from common import pipeline_names, store, tfma_results
 from run_report import data_validation, edge_models, plots, tables, tensorboard_scalars
 from run_report.run_data import RunData
 from trainer_module import names
 
 SECTION_IDS = ("verdict", "overall-metrics", "per-class-metrics", "confusion-matrix", "baseline",
                "calibration", "training", "data", "components")
-# A run with an EdgeEvaluator also has edge_models.SECTION_ID, after "calibration".
+# A run with an EdgeEvaluator also has edge_models.SECTION_ID, after "calibration"; a run with a
+# fixed reference set has REFERENCE_SECTION_ID after "baseline".
+REFERENCE_SECTION_ID = "reference-set"
 # Figures the report draws (the Trainer's learning-rate plots keep their own file names).
 CONFUSION_MATRIX_PNG = "confusion_matrix.png"
 BASELINE_CONFUSION_MATRIX_PNG = "baseline_confusion_matrix.png"
@@ -92,37 +96,71 @@ def _section(section_id: str, title: str, body: str) -> str:
     return f'<section id="{section_id}"><h2>{_e(title)}</h2>\n{body}\n</section>'
 
 
+def _blessed(node) -> Optional[bool]:
+    """An Evaluator node's verdict (None without the node)."""
+    if node is None:
+        return None
+    return store.output_property(node, pipeline_names.BLESSING_OUTPUT, pipeline_names.PROP_BLESSED) == 1
+
+
+def _failure_list(node) -> str:
+    """TFMA's failed thresholds of an Evaluator node, in words (pipeline/evaluation.py), as a list."""
+    from pipeline import evaluation
+
+    uri = node.uri(pipeline_names.EVALUATION_OUTPUT) if node is not None else None
+    try:
+        lines = evaluation.failure_lines(uri) if uri else []
+    except Exception:  # noqa: BLE001 - the thresholds table below says the same, less directly
+        return ""
+    return "<ul>" + "".join(f"<li>{_e(line)}</li>" for line in lines) + "</ul>" if lines else ""
+
+
+def _thresholds_table(results) -> str:
+    rows = [(t.metric, t.kind, t.slice_desc, t.value, t.bound,
+             Markup(f'<span class="{_e(t.status.split()[0])}">{_e(t.status)}</span>'), t.message)
+            for t in results.thresholds]
+    return table(["metric", "threshold", "slice", "value", "bound", "result", "details"], rows,
+                 numeric_columns={3})
+
+
 def _verdict(data: RunData) -> str:
     evaluator, pusher = data.nodes.get(pipeline_names.EVALUATOR_NODE), data.nodes.get(pipeline_names.PUSHER_NODE)
+    reference = data.nodes.get(pipeline_names.REFERENCE_EVALUATOR_NODE)
     if evaluator is None or data.evaluation is None:
         if data.validation is not None and data.validation.stopped:
             return _section("verdict", "Verdict", data_validation.verdict_html(data.validation)
                             + '<p>See <a href="#data">Data</a> for what the data validation found.</p>')
         return _section("verdict", "Verdict", '<p class="verdict neutral">No evaluation in this run '
                         "(the pipeline stopped before the Evaluator).</p>")
-    blessed = store.output_property(evaluator, pipeline_names.BLESSING_OUTPUT, pipeline_names.PROP_BLESSED) == 1
+    blessed_eval, blessed_reference = _blessed(evaluator), _blessed(reference)
+    blessed = blessed_eval and blessed_reference is not False
     pushed = store.output_property(pusher, pipeline_names.PUSHED_MODEL_OUTPUT, pipeline_names.PROP_PUSHED) == 1
     destination = store.output_property(pusher, pipeline_names.PUSHED_MODEL_OUTPUT,
                                         pipeline_names.PROP_PUSHED_DESTINATION)
+    where_checked = " on the eval split and on the reference set" if reference is not None else ""
     if blessed:
         where = (f"pushed to <code>{_e(destination)}</code>" if pushed else "not pushed")
         if pusher is not None and pusher.state == "CACHED":
             where += " (Pusher CACHED: pushed by an earlier run, nothing new pushed)"
-        banner = f'<p class="verdict ok">BLESSED: the candidate passed every threshold; {where}.</p>'
+        banner = f'<p class="verdict ok">BLESSED: the candidate passed every threshold{where_checked}; {where}.</p>'
     else:
-        banner = ('<p class="verdict bad">NOT BLESSED: the candidate failed the gate; nothing was '
+        failed_on = " and ".join(name for name, ok in (("the eval split", blessed_eval),
+                                                       ("the reference set", blessed_reference)) if ok is False)
+        banner = (f'<p class="verdict bad">NOT BLESSED: the candidate failed the gate on {failed_on}; nothing was '
                   "pushed and the served model is unchanged.</p>")
     if evaluator.state == "CACHED":
         banner += ('<p class="muted">Evaluator CACHED: the same candidate and baseline were '
                    "evaluated by an earlier run; these are that run's results.</p>")
-    rows = [(t.metric, t.kind, t.slice_desc, t.value, t.bound,
-             Markup(f'<span class="{_e(t.status.split()[0])}">{_e(t.status)}</span>'), t.message)
-            for t in data.evaluation.thresholds]
-    checks = table(["metric", "threshold", "slice", "value", "bound", "result", "details"], rows,
-                   numeric_columns={3})
+    why = _failure_list(evaluator) if blessed_eval is False else ""
+    if why:
+        banner += "<p>Failed on the eval split:</p>" + why
+    if blessed_reference is False:
+        banner += ('<p>Failed on the reference set (see <a href="#reference-set">Reference set</a>):</p>'
+                   + _failure_list(reference))
     tfma_note = (f'<p class="muted">TFMA validation_ok = {str(data.evaluation.validation_ok).lower()}; '
-                 f"change values are candidate minus baseline.</p>")
-    return _section("verdict", "Verdict", banner + checks + tfma_note)
+                 f"change values are candidate minus baseline; a class's recall is the accuracy on the "
+                 f"slice of its true class.</p>")
+    return _section("verdict", "Verdict", banner + _thresholds_table(data.evaluation) + tfma_note)
 
 
 def _overall(data: RunData) -> str:
@@ -134,14 +172,27 @@ def _overall(data: RunData) -> str:
     return _section("overall-metrics", "Overall metrics (eval split)", body)
 
 
+def _verdict_cell(status: str):
+    return Markup(f'<span class="{_e(status.split()[0])}">{_e(status)}</span>') if status else "–"
+
+
+def class_gate_table(results, class_names) -> str:
+    """Each class's recall against the per-class gate (floor, largest drop), with the verdicts."""
+    rows = [(r.name, r.recall, r.baseline_recall, r.change, _verdict_cell(r.floor), _verdict_cell(r.max_drop),
+             r.details) for r in tables.class_gate_rows(results, class_names)]
+    return table(["class", "recall", "baseline recall", "change", "floor", "largest drop", "details"], rows,
+                 numeric_columns={1, 2, 3})
+
+
 def _per_class(data: RunData) -> str:
     rows = tables.class_rows(data.evaluation, data.class_names)
     body = table(["class", "examples", "precision", "recall", "F1"],
                  [(r.name, r.support, r.precision, r.recall, r.f1) for r in rows],
                  numeric_columns={1, 2, 3, 4})
-    return _section("per-class-metrics", "Per-class metrics",
-                    body + '<p class="muted">TFMA per-class metrics: a class is predicted when it is the '
-                    "top-1 (argmax) class. Precision n/a: no example was predicted as that class.</p>")
+    body += ('<p class="muted">TFMA per-class metrics: a class is predicted when it is the '
+             "top-1 (argmax) class. Precision n/a: no example was predicted as that class.</p>")
+    body += "<h3>Per-class gate</h3>" + class_gate_table(data.evaluation, data.class_names)
+    return _section("per-class-metrics", "Per-class metrics", body)
 
 
 def _confusion(data: RunData, figures: Dict[str, bytes]) -> str:
@@ -184,9 +235,75 @@ def _calibration(data: RunData, figures: Dict[str, bytes]) -> str:
         return _section("calibration", "Calibration", "<p>No calibration plot in the results.</p>")
     png = plots.reliability(curves)
     figures[RELIABILITY_PNG] = png
-    return _section("calibration", "Calibration", _img(png, "reliability diagram") +
+    return _section("calibration", "Calibration", _temperature(data) + _img(png, "reliability diagram") +
                     '<p class="muted">Expected calibration error = sum over probability buckets of '
                     "|mean top-1 probability - top-1 accuracy| weighted by the bucket's share.</p>")
+
+
+def _temperature(data: RunData) -> str:
+    """The Trainer's temperature and the calibration error before and after it (history.json),
+    beside what the Evaluator measured on the served model."""
+    fitted = (data.history or {}).get(names.HISTORY_CALIBRATION) or {}
+    if not fitted:
+        return "<p>No temperature was fitted: the probabilities are served as the network was trained.</p>"
+    results = data.evaluation
+    rows = [("expected calibration error, eval split (Trainer)", fitted[names.CALIBRATION_ECE_BEFORE],
+             fitted[names.CALIBRATION_ECE_AFTER]),
+            ("mean top-1 probability, eval split (Trainer)", fitted[names.CALIBRATION_MEAN_TOP1_BEFORE],
+             fitted[names.CALIBRATION_MEAN_TOP1_AFTER]),
+            ("negative log-likelihood, eval split (Trainer)", fitted[names.CALIBRATION_NLL_BEFORE],
+             fitted[names.CALIBRATION_NLL_AFTER]),
+            ("top-1 accuracy, eval split (Trainer)", fitted[names.CALIBRATION_ACCURACY],
+             fitted[names.CALIBRATION_ACCURACY]),
+            ("expected calibration error, eval split (Evaluator, the served model)", None,
+             tfma_results.expected_calibration_error(results.calibration.get(results.candidate, [])))]
+    if data.reference is not None:
+        rows.append(("expected calibration error, reference set (Evaluator, the served model)", None,
+                     tfma_results.expected_calibration_error(
+                         data.reference.calibration.get(data.reference.candidate, []))))
+    bound = (" It stopped at its bound: the eval split has too few errors to calibrate on."
+             if fitted.get(names.CALIBRATION_AT_BOUND) else "")
+    return (f"<p>Temperature scaling: the served probabilities are softmax(logits / T) with "
+            f"<b>T = {fitted[names.CALIBRATION_TEMPERATURE]:.3f}</b>, fitted by the Trainer on the "
+            f"{fitted[names.CALIBRATION_EXAMPLES]} eval images (least negative log-likelihood); T &lt; 1 "
+            f"sharpens an under-confident network. It changes no prediction's class.{_e(bound)}</p>"
+            + table(["", "before (T = 1)", "after (served)"], rows, numeric_columns={1, 2})
+            + '<p class="muted">The eval split both fits T and measures "after" there; the reference set, '
+              "when given, is an independent check.</p>")
+
+
+def _reference(data: RunData) -> str:
+    """The fixed reference set: its version, the verdict on it, and the candidate against the
+    baseline there."""
+    node = data.nodes.get(pipeline_names.REFERENCE_EVALUATOR_NODE)
+    ingest = data.reference_ingest
+    where = (f"<p>Fixed reference set <code>{_e(ingest.data_root)}</code>: {ingest.ingested} images "
+             f"({', '.join(f'{c} {n}' for c, n in _per_class_counts(ingest).items())}), version "
+             f"(fingerprint of its files) <code>{_e((data.reference_fingerprint or '')[:16])}</code>. "
+             "Candidate and baseline are scored on every image of it with the same thresholds as on the "
+             "eval split; the model is pushed only if it passes on both.</p>" if ingest is not None else "")
+    results = data.reference
+    if results is None:
+        return _section(REFERENCE_SECTION_ID, "Reference set",
+                        where + "<p>No evaluation on the reference set in this run.</p>")
+    blessed = _blessed(node)
+    banner = (f'<p class="verdict {"ok" if blessed else "bad"}">'
+              f'{"Passed" if blessed else "FAILED"} on the reference set.</p>')
+    rows = tables.overall_rows(results, data.class_names)
+    overall = (table(["metric", "candidate"], [r[:2] for r in rows], numeric_columns={1}) if results.baseline is None
+               else table(["metric", "candidate", "baseline", "change"], rows, numeric_columns={1, 2, 3}))
+    return _section(REFERENCE_SECTION_ID, "Reference set",
+                    where + banner + _failure_list(node) + overall + "<h3>Per-class gate</h3>"
+                    + class_gate_table(results, data.class_names) + "<h3>Thresholds</h3>"
+                    + _thresholds_table(results))
+
+
+def _per_class_counts(report) -> Dict[str, int]:
+    counts: Dict[str, int] = {}
+    for per_class in report.ingested_by_split_and_class.values():
+        for name, n in per_class.items():
+            counts[name] = counts.get(name, 0) + n
+    return counts
 
 
 def _tensorboard(data: RunData) -> str:
@@ -267,8 +384,10 @@ def render(data: RunData) -> Tuple[str, Dict[str, bytes]]:
     figures: Dict[str, bytes] = {}
     sections: List[str] = [_verdict(data)]
     if data.evaluation is not None:
-        sections += [_overall(data), _per_class(data), _confusion(data, figures),
-                     _baseline(data, figures), _calibration(data, figures)]
+        sections += [_overall(data), _per_class(data), _confusion(data, figures), _baseline(data, figures)]
+        if pipeline_names.REFERENCE_EVALUATOR_NODE in data.nodes:  # a run with a fixed reference set
+            sections.append(_reference(data))
+        sections.append(_calibration(data, figures))
     if data.edge is not None:  # only a run with an EdgeEvaluator: after the SavedModel's evaluation
         sections.append(_edge_models(data))
     sections += [_training(data, figures), _data(data, figures), _components(data)]

@@ -19,7 +19,9 @@ run id (the pipeline_run context of its producing execution) may be older than t
     model           uri, run_id (the Trainer execution that wrote the Model artifact)
     training        run_id, model_run_uri, config (the Trainer's custom_config train_config),
                     history: epochs, final (last epoch's loss, accuracy, val_loss, val_accuracy),
-                    bn_recalibration (history.json's after_bn_recalibration; null when absent)
+                    bn_recalibration (history.json's after_bn_recalibration; null when absent),
+                    calibration (the served temperature and the calibration error before and
+                    after it, history.json's calibration; null when absent)
     transform_graph uri, run_id
     examples        uri, run_id, data_root, fingerprint (ImageExampleGen's input_base and
                     input_fingerprint), files_seen, ingested, skipped, ingest_report (its path),
@@ -135,13 +137,14 @@ def _push_source(version_dir: str, model_uri: str) -> Optional[Dict[str, Any]]:
 
 
 def history_summary(history: Optional[dict]) -> Optional[Dict[str, Any]]:
-    """Epochs, the last epoch's metrics and the BatchNorm recalibration of a history.json."""
+    """Epochs, the last epoch's metrics, the BatchNorm recalibration and the temperature of a history.json."""
     if history is None:
         return None
     series = history.get(names.HISTORY_SERIES, {})
     return {"epochs": len(series.get("loss", [])),
             "final": {k: series[k][-1] for k in _FINAL_METRICS if series.get(k)},
-            "bn_recalibration": history.get(names.HISTORY_BN_RECALIBRATION) or None}
+            "bn_recalibration": history.get(names.HISTORY_BN_RECALIBRATION) or None,
+            "calibration": history.get(names.HISTORY_CALIBRATION) or None}
 
 
 def _training(trainer: store.Step) -> Dict[str, Any]:
@@ -286,6 +289,13 @@ def _training_lines(training: Dict[str, Any]) -> List[str]:
                                        f"{_number(bn.get('train_loss_after'))}, "
                                        f"{'kept' if bn.get('kept') else 'not kept'}; eval accuracy "
                                        f"{_number((bn.get('eval') or {}).get('accuracy'))}"))
+    calibrated = history.get("calibration")
+    if calibrated:
+        lines.append(_row("temperature", f"{_number(calibrated.get(names.CALIBRATION_TEMPERATURE))} (served "
+                                         f"probabilities softmax(logits / T)); expected calibration error on "
+                                         f"{calibrated.get(names.CALIBRATION_EXAMPLES)} eval images "
+                                         f"{_number(calibrated.get(names.CALIBRATION_ECE_BEFORE))} -> "
+                                         f"{_number(calibrated.get(names.CALIBRATION_ECE_AFTER))}"))
     return lines
 
 

@@ -2,6 +2,7 @@
 
 Plain rows of values (None where a number is absent); html_page.py formats and lays them out.
 """
+import dataclasses
 from typing import List, Optional, Sequence, Tuple
 
 from common import ingest_report, tfma_results
@@ -9,8 +10,40 @@ from common import ingest_report, tfma_results
 from common.tfma_results import TOP1, ClassRow, EvalResults, argmax_class, as_count, class_rows, macro_f1
 from pipeline import evaluation
 
-__all__ = ["TOP1", "ClassRow", "Row", "accuracy_by_slice_rows", "argmax_class", "class_rows", "ingest_rows",
-           "macro_f1", "overall_rows"]
+__all__ = ["TOP1", "ClassGateRow", "ClassRow", "Row", "accuracy_by_slice_rows", "argmax_class", "class_gate_rows",
+           "class_rows", "ingest_rows", "macro_f1", "overall_rows"]
+
+@dataclasses.dataclass
+class ClassGateRow:
+    """One class's recall (the accuracy on its eval images) against the per-class thresholds:
+    the values and each threshold's verdict ("passed", "FAILED", "not applied", "" for none)."""
+    name: str
+    recall: Optional[float]
+    baseline_recall: Optional[float]
+    change: Optional[float]
+    floor: str
+    max_drop: str
+    details: str
+
+
+def class_gate_rows(results: EvalResults, class_names: Sequence[str]) -> List[ClassGateRow]:
+    """Per class: candidate and baseline recall, TFMA's change, and the verdict of its floor and of
+    its largest drop (TFMA's per-class-slice thresholds, pipeline/evaluation.py)."""
+    rows = []
+    for name in class_names:
+        slice_key = tfma_results.class_slice(name)
+        checks = [c for c in results.thresholds if c.metric == evaluation.ACCURACY and c.slice_key == slice_key]
+        verdict = {kind: next((c.status for c in checks if c.kind == kind), "")
+                   for kind in ("lower bound", "change vs baseline")}
+        rows.append(ClassGateRow(
+            name, results.metric(evaluation.ACCURACY, slice_key=slice_key),
+            results.metric(evaluation.ACCURACY, results.baseline, slice_key=slice_key)
+            if results.baseline is not None else None,
+            results.metric(evaluation.ACCURACY, slice_key=slice_key, diff=True),
+            verdict["lower bound"], verdict["change vs baseline"],
+            "; ".join(c.message for c in checks if c.status == "FAILED" and c.message)))
+    return rows
+
 
 Row = Tuple[str, Optional[float], Optional[float], Optional[float]]  # label, candidate, baseline, change
 

@@ -59,15 +59,22 @@ def _pushed_model(tmp_path):
     return pushed
 
 
-def _do(model, base, pushed, blessed=1, edge_evaluation=None, inputs=None, base_path=None):
-    """Runs the executor as TFX's launcher would: one model, one blessing, one PushedModel (and an
-    EdgeEvaluation and the model card's inputs {key: artifact} when given)."""
+def _blessing(base, blessed: int):
     blessing = standard_artifacts.ModelBlessing()
     blessing.uri = str(base) + f"-blessing-{next(_uris)}"
     blessing.set_int_custom_property(pipeline_names.PROP_BLESSED, blessed)
+    return blessing
+
+
+def _do(model, base, pushed, blessed=1, edge_evaluation=None, inputs=None, base_path=None, reference_blessed=None):
+    """Runs the executor as TFX's launcher would: one model, one blessing, one PushedModel (and an
+    EdgeEvaluation, the model card's inputs {key: artifact} and a reference set's blessing when given)."""
+    blessing = _blessing(base, blessed)
     destination = pusher_pb2.PushDestination(
         filesystem=pusher_pb2.PushDestination.Filesystem(base_directory=str(base)))
     edge = {executor.EDGE_EVALUATION_KEY: [edge_evaluation]} if edge_evaluation is not None else {}
+    if reference_blessed is not None:
+        edge[executor.REFERENCE_BLESSING_KEY] = [_blessing(base, reference_blessed)]
     executor.AtomicPusherExecutor().Do(
         {standard_component_specs.MODEL_KEY: [model],
          standard_component_specs.MODEL_BLESSING_KEY: [blessing], **edge,
@@ -126,6 +133,15 @@ def test_push_writes_one_complete_loadable_version_with_marker(tmp_path):
     assert marker[pipeline_names.PUSH_SOURCE_FINGERPRINT] == _fingerprint(model)
     assert marker[pipeline_names.PUSH_SOURCE_MODEL_URI] == model.uri
     assert _files(pushed.uri) == sorted(_files(_serving_path(model)) + CARD_FILES)  # TFX's archive copy, and the card
+
+
+@pytest.mark.parametrize("blessed,reference_blessed,pushed", [(1, 1, 1), (1, 0, 0), (0, 1, 0)])
+def test_a_reference_set_blessing_is_required_too(tmp_path, blessed, reference_blessed, pushed):
+    model, base = _model(tmp_path), tmp_path / "serving"
+    result = _do(model, base, _pushed_model(tmp_path), blessed=blessed, reference_blessed=reference_blessed)
+    assert result.get_int_custom_property(pipeline_names.PROP_PUSHED) == pushed
+    versions = [name for name in os.listdir(base) if name.isdigit()] if base.exists() else []
+    assert len(versions) == pushed
 
 
 def test_not_blessed_writes_nothing(tmp_path):

@@ -8,14 +8,16 @@ import os
 import pytest
 import tensorflow as tf
 import tensorflow_model_analysis as tfma
+from tensorflow_model_analysis.slicer import slicer_lib
 from tfx.dsl.compiler import compiler
 from tfx.types import standard_artifacts
 
 import pipeline.pipeline as pipeline_module
-from common import pipeline_names, store
+from common import pipeline_names, store, tfma_results
 from components import baseline_resolver
 from pipeline import configs, evaluation
 from pipeline_runs import pushed_dir
+from run_report import tables
 from trainer_module.train_config import TrainConfig
 
 
@@ -97,26 +99,33 @@ LABELS = [0, 0, 0, 1, 1, 2]
 PROBABILITIES = [[.7, .2, .1], [.2, .7, .1], [.5, .4, .1], [.1, .8, .1], [.6, .3, .1], [.2, .5, .3]]
 
 
-@pytest.fixture(scope="module")
-def offline_eval(tmp_path_factory):
-    """TFMA run of make_eval_config's metrics on stored predictions (no model)."""
-    root = tmp_path_factory.mktemp("tfma")
+def _offline_tfma(root, cfg: configs.PipelineConfig, class_names=CLASSES) -> str:
+    """Runs TFMA with make_eval_config(cfg, class_names) on the stored predictions; returns its
+    output folder."""
     data = str(root / "data.tfrecord")
     with tf.io.TFRecordWriter(data) as writer:
         for label, probabilities in zip(LABELS, PROBABILITIES):
             writer.write(tf.train.Example(features=tf.train.Features(feature={
                 "label": tf.train.Feature(int64_list=tf.train.Int64List(value=[label])),
                 "class_name": tf.train.Feature(bytes_list=tf.train.BytesList(value=[CLASSES[label].encode()])),
-                "probabilities": tf.train.Feature(float_list=tf.train.FloatList(value=probabilities)),
+                "probabilities": tf.train.Feature(float_list=tf.train.FloatList(  # 0 for classes beyond a, b, c
+                    value=list(probabilities) + [0.0] * (len(class_names) - len(probabilities)))),
             })).SerializeToString())
-    # 0.45: the overall accuracy (0.5) passes; the slices b (0.5) and c (0.0) would not all pass.
-    config = evaluation.make_eval_config(
-        configs.PipelineConfig(accuracy_lower_bound=0.45, accuracy_max_drop=0.02), CLASSES)
+    config = evaluation.make_eval_config(cfg, class_names)
     config.model_specs[0].ClearField("signature_name")  # predictions come from the examples
     # As TFX's Evaluator does on a first run: change thresholds need a baseline.
     config = tfma.utils.update_eval_config_with_defaults(config, has_baseline=False, rubber_stamp=True)
     out = str(root / "out")
     tfma.run_model_analysis(eval_config=config, data_location=data, output_path=out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def offline_eval(tmp_path_factory):
+    """TFMA run of make_eval_config's metrics on stored predictions (no model), per-class floor off."""
+    # 0.45: the overall accuracy (0.5) passes; the slices b (0.5) and c (0.0) would not all pass.
+    out = _offline_tfma(tmp_path_factory.mktemp("tfma"), configs.PipelineConfig(
+        accuracy_lower_bound=0.45, accuracy_max_drop=0.02, class_recall_lower_bound=0.0))
     metrics = {}
     for per_slice in tfma.load_metrics(out):
         if not per_slice.slice_key.single_slice_keys:
@@ -149,10 +158,61 @@ def test_accuracy_count_and_top1_calibration(offline_eval):
     assert metrics[(evaluation.CALIBRATION, None)] == pytest.approx(mean_top1 / 0.5, rel=1e-5)
 
 
-def test_gate_applies_to_the_overall_slice_only(offline_eval):
+def test_overall_accuracy_is_gated_on_the_overall_slice_only(offline_eval):
     _, validation = offline_eval
     assert validation.validation_ok, validation
     assert [d.num_matching_slices for d in validation.validation_details.slicing_details] == [1]
+
+
+def test_the_class_thresholds_follow_their_knobs():
+    def class_thresholds(**knobs):
+        config = evaluation.make_eval_config(configs.PipelineConfig(**knobs), CLASSES)
+        [accuracy] = [m for spec in config.metrics_specs for m in spec.metrics
+                      if m.class_name == "SparseCategoricalAccuracy"]
+        return [t for t in accuracy.per_slice_thresholds if t.slicing_specs[0].feature_values]
+
+    [both] = class_thresholds()  # defaults: a floor of 0.5 and a largest drop of 0.1, on every class
+    assert [dict(spec.feature_values) for spec in both.slicing_specs] == [{"class_name": c} for c in CLASSES]
+    assert both.threshold.value_threshold.lower_bound.value == 0.5
+    assert both.threshold.change_threshold.absolute.value == -0.1
+    assert both.threshold.change_threshold.direction == tfma.MetricDirection.HIGHER_IS_BETTER
+    [drop_only] = class_thresholds(class_recall_lower_bound=0.0)
+    assert not drop_only.threshold.HasField("value_threshold")
+    [floor_only] = class_thresholds(class_recall_max_drop=1.0)
+    assert not floor_only.threshold.HasField("change_threshold")
+    assert class_thresholds(class_recall_lower_bound=0.0, class_recall_max_drop=1.0) == []
+
+
+@pytest.fixture(scope="module")
+def class_floor_eval(tmp_path_factory):
+    """TFMA run with a per-class recall floor of 0.4, a fourth class "d" without eval examples."""
+    return _offline_tfma(tmp_path_factory.mktemp("tfma_floor"), configs.PipelineConfig(
+        accuracy_lower_bound=0.45, class_recall_lower_bound=0.4), CLASSES + ["d"])
+
+
+def test_a_class_below_its_recall_floor_fails_while_the_overall_accuracy_passes(class_floor_eval):
+    """Recall a 2/3, b 1/2, c 0 (never predicted), d no examples; overall accuracy 0.5 >= 0.45."""
+    validation = tfma.load_validation_result(class_floor_eval)
+    assert not validation.validation_ok
+    assert {f.metric_key.name for s in validation.metric_validations_per_slice for f in s.failures} == {
+        evaluation.ACCURACY}
+    failed_slices = [slicer_lib.deserialize_slice_key(s.slice_key) for s in validation.metric_validations_per_slice]
+    assert failed_slices == [(("class_name", "c"),)]  # not the overall slice, not a or b
+    assert [dict(spec.feature_values) for spec in validation.missing_slices] == [{"class_name": "d"}]
+    assert evaluation.failure_lines(class_floor_eval) == [
+        "class c: recall 0.000 is below the lower bound 0.4",
+        "class d: no examples of it in the evaluation data, so its recall cannot be checked"]
+    # The report: one row per threshold and slice, the value on that slice.
+    results = tfma_results.load(class_floor_eval, 4)
+    rows = {(t.slice_desc, t.kind): (t.value, t.status) for t in results.thresholds}
+    assert rows[("overall", "lower bound")] == (pytest.approx(0.5), "passed")
+    assert rows[("class_name=a", "lower bound")] == (pytest.approx(2 / 3), "passed")
+    assert rows[("class_name=b", "lower bound")] == (pytest.approx(0.5), "passed")
+    assert rows[("class_name=c", "lower bound")] == (0.0, "FAILED")
+    assert rows[("class_name=d", "lower bound")] == (None, "FAILED")
+    gate = {r.name: (r.recall, r.floor, r.max_drop) for r in tables.class_gate_rows(results, CLASSES + ["d"])}
+    assert gate == {"a": (pytest.approx(2 / 3), "passed", ""), "b": (pytest.approx(0.5), "passed", ""),
+                    "c": (0.0, "FAILED", ""), "d": (None, "FAILED", "")}
 
 
 # ---------------------------------------------------------------- the gate in pipeline runs

@@ -117,7 +117,8 @@ def test_help_shows_every_knob_with_its_meaning():
     assert {f.name for f in shared} == {"pipeline_name", "class_names", "eval_fraction", "accuracy_lower_bound",
                                         "accuracy_max_drop", "enable_cache", "class_drift_max_linf",
                                         "size_drift_max_jsd", "stop_on_skew", "proceed_despite_anomalies",
-                                        "tflite_float16_max_drop", "tflite_int8_max_drop", "max_image_pixels"}
+                                        "tflite_float16_max_drop", "tflite_int8_max_drop", "max_image_pixels",
+                                        "class_recall_lower_bound", "class_recall_max_drop", "reference_eval_dir"}
     training = [f for f in dataclasses.fields(TrainConfig) if f.name != "class_names"]
     for field in [*dataclasses.fields(configs.VertexConfig), *shared, *training]:
         assert _has_flag(help_text, field.name), field.name
@@ -292,6 +293,25 @@ def test_pusher_targets(default_job, cloud_job):
         "components.vertex_pusher.executor.VertexRegistryPusherExecutor"
 
 
+def test_a_reference_set_adds_its_ingestion_and_evaluator_and_the_endpoint_pusher_waits_for_both(tmp_path):
+    job = compile_job(tmp_path, *PROD_FLAGS, "--endpoint", "intel-scenes-endpoint",
+                      "--reference-eval-dir", "gs://data-bucket/reference/v1")
+    reference_gen, reference_evaluator = pipeline_names.REFERENCE_EXAMPLE_GEN_NODE, pipeline_names.REFERENCE_EVALUATOR_NODE
+    assert param(job, reference_gen, "input_base") == "gs://data-bucket/reference/v1"
+    assert sorted(upstream_tasks(tasks(job)[reference_evaluator])) == sorted(
+        [SCHEMA, reference_gen, TRAINER, MODEL_RESOLVER])
+    assert json.loads(param(job, reference_evaluator, "example_splits")) == ["train", "eval"]
+    assert json.loads(param(job, reference_evaluator, "eval_config")) == json.loads(param(job, EVALUATOR, "eval_config"))
+    # The Vertex registry Pusher with the reference set's blessing as a second input.
+    assert executor_class(job, PUSHER) == "components.vertex_pusher.executor.VertexRegistryPusherExecutor"
+    assert {"model", "model_blessing", "reference_blessing"} <= set(tasks(job)[PUSHER]["inputs"]["artifacts"])
+    assert reference_evaluator in upstream_tasks(tasks(job)[PUSHER])
+    # Its ingestion is cached like the data's: not unless asked (a fixed set: version its path).
+    assert caching(job)[reference_gen] is False
+    # Without a reference set the DAG is the default one.
+    assert reference_gen not in tasks(compile_job(tmp_path, *PROD_FLAGS, "--endpoint", "e"))
+
+
 @pytest.mark.parametrize("job_name", ["default_job", "cloud_job"])
 def test_no_local_path_anywhere(job_name, request):
     text = json.dumps(request.getfixturevalue(job_name))
@@ -315,6 +335,8 @@ def test_bad_pipeline_name_is_rejected(name, tmp_path, capsys):
 def test_local_paths_are_rejected_for_the_cluster(tmp_path):
     with pytest.raises(runner.RunnerError, match=r"--data-dir.*/data/intel.*--serving-model-dir"):
         compile_job(tmp_path, *PROD_FLAGS, "--data-dir", "/data/intel", "--serving-model-dir", "serving")
+    with pytest.raises(runner.RunnerError, match=r"--reference-eval-dir': '/data/reference'"):
+        compile_job(tmp_path, *PROD_FLAGS, "--reference-eval-dir", "/data/reference")
     with pytest.raises(runner.RunnerError, match="--weights"):
         compile_job(tmp_path, *PROD_FLAGS, "--weights", "/models/mobilenet.h5")
     assert kubeflow.find_local_paths(f'{{"a": "{tempfile.gettempdir()}/x"}}') == [tempfile.gettempdir()]
@@ -511,6 +533,7 @@ def test_compiled_spec_executes_to_a_pushed_model(tmp_path, vertex_job_service):
     job = compile_job(tmp_path, *PROD_FLAGS, "--recipe", "cpu", "--pipeline-root", root, "--data-dir", data,
                       "--serving-model-dir", serving, "--image-size", "64", "--resize-size", "72",
                       "--batch-size", "8", "--epochs", "1", "--accuracy-lower-bound", "0.0",
+                      "--class-recall-lower-bound", "0.0",
                       allow_local_paths=True)
     backend = LocalBackend(job, root)
     backend.run()

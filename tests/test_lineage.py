@@ -72,9 +72,12 @@ def test_history_summary_takes_the_last_epoch_and_the_recalibration():
                                       names.HISTORY_LEARNING_RATE: [0.1, 0.05]},
                names.HISTORY_BN_RECALIBRATION: {}}
     assert lineage.history_summary(history) == {
-        "epochs": 2, "final": {"loss": 1.5, "accuracy": 0.4, "val_accuracy": 0.3}, "bn_recalibration": None}
+        "epochs": 2, "final": {"loss": 1.5, "accuracy": 0.4, "val_accuracy": 0.3}, "bn_recalibration": None,
+        "calibration": None}
     history[names.HISTORY_BN_RECALIBRATION] = {"kept": True, "batches": 5}
     assert lineage.history_summary(history)["bn_recalibration"] == {"kept": True, "batches": 5}
+    history[names.HISTORY_CALIBRATION] = {names.CALIBRATION_TEMPERATURE: 0.65, names.CALIBRATION_ECE_BEFORE: 0.13}
+    assert lineage.history_summary(history)["calibration"] == history[names.HISTORY_CALIBRATION]
     assert lineage.history_summary(None) is None
 
 

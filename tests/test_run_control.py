@@ -170,7 +170,6 @@ def test_a_usage_error_is_the_only_line_on_stderr(tmp_path, case):
 def test_help_is_clean_and_lists_the_knobs_a_user_changes_first(tmp_path):
     code, out, err = _run_process(["--help"])
     assert (code, err) == (0, [])
-    text = "\n".join(out)
     groups = [line for line in out if line and not line.startswith(" ") and line.endswith(":")]
     assert groups[:3] == ["options:", "pipeline (data, gates, outputs):", "training:"], groups
     sections, current = {}, None

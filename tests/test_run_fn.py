@@ -23,7 +23,7 @@ import transform_graphs
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("run_fn")]
 from common import dataset
 from components.image_example_gen.records import make_example
-from trainer_module import model as model_lib, names, trainer
+from trainer_module import calibration, model as model_lib, names, trainer
 from trainer_module.train_config import ConfigError, TrainConfig
 
 CLASSES = dataset.INTEL_CLASS_NAMES
@@ -188,18 +188,44 @@ def test_served_model_scores_jpeg_bytes_as_the_last_evaluation_did(trained, serv
     assert outputs[names.PREDICTED_CLASS_OUTPUT].astype(str).tolist() == [CLASSES[i] for i in top]
     np.testing.assert_allclose(outputs[names.PREDICTED_PROBABILITY_OUTPUT], probabilities.max(1))
     assert outputs[names.CLASS_NAMES_OUTPUT].astype(str).tolist() == [list(CLASSES)] * len(EVAL_LABELS)
-    # The exported model is the one the last epoch evaluated, preprocessing included.
+    # The exported model is the one the last epoch evaluated, preprocessing included, with its
+    # temperature: the argmax is the evaluated one, and undoing the temperature gives the evaluated
+    # probabilities.
     series = history[names.HISTORY_SERIES]
     assert series["val_accuracy"][-1] == pytest.approx((top == np.array(EVAL_LABELS)).mean())
     one_hot = np.eye(len(CLASSES))[list(EVAL_LABELS)]
     smoothed = one_hot * (1 - RECIPE["label_smoothing"]) + RECIPE["label_smoothing"] / len(CLASSES)
     # Keras computes the loss from the softmax's logits (no clipping at 1e-7: a true class scored
-    # below that counts in full), so the log of the served probabilities, in float64, is the same.
-    log_p = np.log(np.maximum(probabilities.astype(np.float64), np.finfo(np.float32).tiny))
+    # below that counts in full), so the log of the probabilities as trained, in float64, is the same.
+    log_p = np.log(np.maximum(_as_trained(probabilities.astype(np.float64), history), 1e-300))
     cross_entropy = lambda targets: -(targets * log_p).sum(1).mean()  # noqa: E731
     assert series["val_loss"][-1] == pytest.approx(cross_entropy(smoothed), rel=1e-5)
     # The loss was the smoothed one: the plain one differs (by how much depends on how training went).
     assert series["val_loss"][-1] != pytest.approx(cross_entropy(one_hot), rel=1e-4)
+
+
+def _as_trained(served_probabilities, history):
+    """The network's probabilities before the temperature: softmax(T log p) of the served p."""
+    temperature = history[names.HISTORY_CALIBRATION][names.CALIBRATION_TEMPERATURE]
+    return calibration.softmax(temperature * np.log(np.maximum(served_probabilities, 1e-30)))
+
+
+def test_the_served_probabilities_carry_the_temperature_fitted_on_the_eval_split(trained, served):
+    _, history = trained
+    _, outputs = served
+    fitted = history[names.HISTORY_CALIBRATION]
+    served_probabilities = outputs[names.PROBABILITIES_OUTPUT]
+    labels = np.array(EVAL_LABELS)
+    assert fitted[names.CALIBRATION_EXAMPLES] == len(EVAL_LABELS)
+    assert fitted[names.CALIBRATION_TEMPERATURE] != 1.0
+    # What the history says before and after is what the served model gives, and the evaluated
+    # model as trained: the same accuracy, the fit's likelihood no worse.
+    assert fitted[names.CALIBRATION_ACCURACY] == pytest.approx(history[names.HISTORY_SERIES]["val_accuracy"][-1])
+    assert fitted[names.CALIBRATION_ECE_AFTER] == pytest.approx(
+        calibration.expected_calibration_error(served_probabilities, labels), abs=1e-5)
+    assert fitted[names.CALIBRATION_ECE_BEFORE] == pytest.approx(
+        calibration.expected_calibration_error(_as_trained(served_probabilities, history), labels), abs=1e-5)
+    assert fitted[names.CALIBRATION_NLL_AFTER] <= fitted[names.CALIBRATION_NLL_BEFORE]
 
 
 def test_examples_signature_agrees_with_the_bytes_signature(trained, served, data):

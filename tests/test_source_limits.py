@@ -313,7 +313,7 @@ def test_extraction_checks_free_space(tmp_path, cache_dir, monkeypatch):
     with pytest.raises(SourceLimitError) as err:
         resolve_data_source(archive, cache_dir)
     message = str(err.value)
-    assert f"needs 2,400 bytes (0.00 GB) plus 67,108,864 bytes" in message
+    assert "needs 2,400 bytes (0.00 GB) plus 67,108,864 bytes" in message
     assert f"only 10,485,760 bytes (0.01 GB) is free in {os.path.join(cache_dir, 'extracted')};" \
         in message
     assert probed == [str(tmp_path)]  # The nearest existing folder: the cache is not made yet.

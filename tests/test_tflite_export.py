@@ -4,6 +4,7 @@ One tiny MobileNetV3 small (32 px, alpha 0.5), trained for a few steps on genera
 class is the brightest channel, is converted once to both flavours (module fixtures); the tests
 check the files, the metadata, the input contract and the numbers against the Keras model.
 """
+import dataclasses
 import io
 import zipfile
 
@@ -235,6 +236,41 @@ def test_a_mixed_precision_model_is_exported_from_a_float32_clone(keras_model):
         "float32"}
     images = _crops(4, seed=6)[0].astype(np.float32)
     np.testing.assert_allclose(clone(images).numpy(), keras_model(images).numpy(), atol=1e-5)
+
+
+# ---------------------------------------------------------------- the served model: flip-averaged, calibrated
+
+TEMPERATURE = 0.5  # sharper: the recipes' networks are under-confident
+
+
+@pytest.fixture(scope="module")
+def calibrated(keras_model, tmp_path_factory):
+    """(the Keras inference model as the Trainer exports it: flip-averaged logits divided by a
+    temperature; {flavour: TFLiteClassifier} of its conversions)."""
+    cfg = dataclasses.replace(CFG, test_time_flip=True)
+    network = model_lib.inference_model(keras_model, cfg, TEMPERATURE)
+    out_dir = tmp_path_factory.mktemp("calibrated")
+    paths = tflite_export.export_edge_models(network, cfg, _batches(*_crops(64, seed=2)), str(out_dir))
+    return network, {flavour: TFLiteClassifier(path) for flavour, path in paths.items()}
+
+
+def test_the_temperature_is_in_both_edge_models_and_int8_keeps_its_output_scale(calibrated, eval_crops):
+    network, classifiers = calibrated
+    images, _ = eval_crops
+    expected = network(images.astype(np.float32), training=False).numpy()
+    assert expected.max(axis=1).mean() > 0.8  # sharpened: a wrong temperature would show
+    float16 = classifiers["float16"].predict(images)
+    assert np.abs(float16 - expected).max() < 0.01
+    assert (float16.argmax(1) == expected.argmax(1)).mean() == 1.0
+    int8 = classifiers["int8"].predict(images)
+    assert (int8.argmax(1) == expected.argmax(1)).mean() >= 0.9
+    assert np.abs(int8.max(1) - expected.max(1)).mean() < 0.05  # the top-1 probability, 8 bits
+    interpreter = tf.lite.Interpreter(model_path=classifiers["int8"].path)
+    assert interpreter.get_output_details()[0]["quantization"] == (1 / 256, 0)  # probabilities, not logits
+    for classifier in classifiers.values():
+        content = open(classifier.path, "rb").read()
+        output = tflite_format.model_metadata(content).subgraphMetadata[0].outputTensorMetadata[0]
+        assert f"temperature {TEMPERATURE:g} fitted on the eval split" in output.description.decode()
 
 
 def test_an_unknown_flavour_is_refused(keras_model):

@@ -232,14 +232,19 @@ def test_model_outputs_probabilities_and_fixes_batchnorm_momentum():
     assert momenta == {0.9}
 
 
-def test_flip_averaging_is_the_mean_of_both_views_and_mirror_invariant():
+def test_flip_averaging_averages_both_views_logits_and_is_mirror_invariant():
     c = cfg(image_size=32, resize_size=32, test_time_flip=True)
     model = model_lib.build_model(c)
+    model_lib.recalibrate_batchnorm(  # distinct scores per image (a fresh network's are all alike)
+        model, tf.data.Dataset.from_tensors((tf.random.uniform([8, 32, 32, 3], 0, 255), 0)), 1)
     averaged = model_lib.inference_model(model, c)
     assert model_lib.inference_model(model, cfg(image_size=32, resize_size=32)) is model
     images = tf.random.uniform([3, 32, 32, 3], 0, 255)
     mirrored = images[:, :, ::-1, :]
-    expected = (model(images).numpy() + model(mirrored).numpy()) / 2
+    # softmax of the mean logits: the normalised geometric mean of the views' probabilities.
+    geometric = np.sqrt(model(images).numpy().astype(np.float64) * model(mirrored).numpy())
+    expected = geometric / geometric.sum(axis=1, keepdims=True)
+    assert np.abs(expected - 1 / 3).max() > 0.05  # the views' scores differ from uniform
     np.testing.assert_allclose(averaged(images).numpy(), expected, atol=1e-5)
     np.testing.assert_allclose(averaged(mirrored).numpy(), averaged(images).numpy(), atol=1e-5)
 

@@ -13,10 +13,12 @@ import pytest
 import tensorflow as tf
 from google.cloud.aiplatform import initializer
 from tfx.extensions.google_cloud_ai_platform import constants
+from tfx import types
 from tfx.types import standard_artifacts, standard_component_specs
 from tfx.utils import json_utils
 
 from common import pipeline_names
+from components.atomic_pusher import executor as atomic
 from components.vertex_pusher import executor, registry
 from components.vertex_pusher.component import VertexRegistryPusher
 from fake_vertex import FakeVertex
@@ -222,3 +224,27 @@ def test_registry_errors_and_bad_settings_are_one_line(tmp_path, fake, capsys):
     with pytest.raises(ValueError, match="canary_traffic_percent=101"):
         executor.RegistrySettings.from_custom_config(
             {**CUSTOM_CONFIG, executor.REGISTRY_ARGS_KEY: {executor.MODEL_ID: "m", executor.CANARY_TRAFFIC_PERCENT: 101}})
+
+
+def _blessing(tmp_path, blessed: int):
+    blessing = standard_artifacts.ModelBlessing()
+    blessing.uri = str(tmp_path / f"blessing-{blessed}")
+    blessing.set_int_custom_property(pipeline_names.PROP_BLESSED, blessed)
+    return blessing
+
+
+def test_the_registry_pusher_needs_the_reference_sets_blessing_too(tmp_path):
+    """With a fixed reference set the model must be blessed there too before it becomes a version."""
+    check = executor.VertexRegistryPusherExecutor()
+    inputs = {standard_component_specs.MODEL_BLESSING_KEY: [_blessing(tmp_path, 1)]}
+    assert check.CheckBlessing(inputs)
+    assert not check.CheckBlessing({**inputs, atomic.REFERENCE_BLESSING_KEY: [_blessing(tmp_path, 0)]})
+    assert check.CheckBlessing({**inputs, atomic.REFERENCE_BLESSING_KEY: [_blessing(tmp_path, 1)]})
+    assert not check.CheckBlessing({standard_component_specs.MODEL_BLESSING_KEY: [_blessing(tmp_path, 0)],
+                                    atomic.REFERENCE_BLESSING_KEY: [_blessing(tmp_path, 1)]})
+    component = VertexRegistryPusher(
+        model=types.Channel(type=standard_artifacts.Model),
+        model_blessing=types.Channel(type=standard_artifacts.ModelBlessing),
+        reference_blessing=types.Channel(type=standard_artifacts.ModelBlessing), custom_config=CUSTOM_CONFIG)
+    assert component.id == pipeline_names.PUSHER_NODE
+    assert atomic.REFERENCE_BLESSING_KEY in component.inputs

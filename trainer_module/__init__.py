@@ -4,7 +4,9 @@ write. TFX packages this folder as the user module.
     preprocessing.py   the Transform module: decode, resize, one-hot (preprocessing_fn)
     trainer.py         the Trainer module: run_fn trains, evaluates per epoch and exports
     input_pipeline.py  tf.data input: raw examples through the Transform graph; augmentation.py its ops
-    model.py           MobileNetV3 with a small head; model_input.py the crop made for eval and serving
+    model.py           MobileNetV3 with a small head, and the inference model (flip-averaged logits,
+                       divided by the temperature); model_input.py the crop made for eval and serving
+    calibration.py     temperature scaling: the fit on the eval split, the expected calibration error
     schedules.py       learning-rate schedules (Keras'); progress.py the Trainer's progress lines
     signatures.py      the serving signatures (image bytes; tf.Example for TFMA); serving_warmup.py
                        TF Serving's warm-up requests

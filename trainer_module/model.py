@@ -6,6 +6,9 @@ import tf_keras as keras
 
 from trainer_module.train_config import ConfigError, TrainConfig
 
+HEAD_LAYER = "probabilities"  # build_model's classification layer (Dense with softmax)
+LOGITS_LAYER = "logits"  # the inference model's copy of it without the softmax
+TEMPERATURE_LAYER = "temperature"
 _BACKBONES = {"small": keras.applications.MobileNetV3Small, "large": keras.applications.MobileNetV3Large}
 
 
@@ -62,30 +65,70 @@ def build_model(cfg: TrainConfig) -> keras.Model:
     x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
     x = keras.layers.Dropout(cfg.dropout, name="head_dropout")(x)
     outputs = keras.layers.Dense(cfg.num_classes, activation="softmax", dtype="float32",
-                                 name="probabilities")(x)
+                                 name=HEAD_LAYER)(x)
     return keras.Model(inputs, outputs, name=f"mobilenetv3_{cfg.model_variant}_classifier")
 
 
-def with_flip_averaging(model: keras.Model) -> keras.Model:
-    """The model whose prediction is the mean of model(image) and model(mirrored image).
+class Temperature(keras.layers.Layer):
+    """logits / temperature, the temperature a constant of the graph (calibration.py fits it)."""
+
+    def __init__(self, temperature: float = 1.0, **kwargs):
+        super().__init__(**kwargs)
+        if not temperature > 0:
+            raise ValueError(f"temperature must be > 0, got {temperature}")
+        self.temperature = float(temperature)
+
+    def call(self, logits):
+        return logits * (1.0 / self.temperature)
+
+    def get_config(self):
+        return {**super().get_config(), "temperature": self.temperature}
+
+
+def logits_model(model: keras.Model, cfg: TrainConfig) -> keras.Model:
+    """The trained network's logits (the head without its softmax), averaged over the image and its
+    mirror image when cfg.test_time_flip.
 
     Test-time flip averaging: the training crops are mirrored at random, so both views are in
     distribution; it doubles the inference cost (the cpu recipe's ablation in bench/RESULTS.md
-    measures what it buys). The weights are shared with `model`, and the images and their mirrors
-    go through it as one batch: one call of the network, so a converted (TFLite int8) model holds
-    one copy of its quantized weights rather than one per call.
+    measures what it buys). The images and their mirrors go through the network as one batch: one
+    call, so a converted (TFLite int8) model holds one copy of its quantized weights. The views'
+    logits are averaged, not their probabilities: the average then has logits, which temperature
+    scaling divides without changing its argmax, and the int8 model needs no logarithm to get them
+    back (an 8-bit LOG of probabilities would merge close scores). The softmax of the mean logits
+    is the normalised geometric mean of the views' probabilities.
+    The weights are shared with `model`, the head's copied.
     """
+    head = model.get_layer(HEAD_LAYER)
+    features = keras.Model(model.input, head.input, name=f"{model.name}_features")  # dropout: identity here
+    logits_layer = keras.layers.Dense(head.units, dtype="float32", name=LOGITS_LAYER)
     inputs = keras.Input(model.input_shape[1:], name="image")
-    both = keras.layers.Lambda(lambda x: tf.concat([x, tf.reverse(x, axis=[2])], axis=0), name="with_mirror")(inputs)
-    averaged = keras.layers.Lambda(lambda s: 0.5 * tf.add_n(tf.split(s, 2, axis=0)), name="flip_average",
-                                   dtype="float32")(model(both))
-    return keras.Model(inputs, averaged, name=f"{model.name}_flip_averaged")
+    if cfg.test_time_flip:
+        both = keras.layers.Lambda(lambda x: tf.concat([x, tf.reverse(x, axis=[2])], axis=0),
+                                   name="with_mirror")(inputs)
+        logits = keras.layers.Lambda(lambda s: 0.5 * tf.add_n(tf.split(s, 2, axis=0)), name="flip_average",
+                                     dtype="float32")(logits_layer(features(both)))
+    else:
+        logits = logits_layer(features(inputs))
+    logits_layer.set_weights(head.get_weights())
+    return keras.Model(inputs, logits, name=f"{model.name}{'_flip_averaged' if cfg.test_time_flip else ''}_logits")
 
 
-def inference_model(model: keras.Model, cfg: TrainConfig) -> keras.Model:
-    """What evaluation, serving and the edge models run: the trained model, flip-averaged when
-    cfg.test_time_flip."""
-    return with_flip_averaging(model) if cfg.test_time_flip else model
+def inference_model(model: keras.Model, cfg: TrainConfig, temperature: float = 1.0) -> keras.Model:
+    """What evaluation, serving and the edge models run: softmax(logits_model / temperature), the
+    trained model itself when there is neither flip averaging nor a temperature to apply."""
+    if not cfg.test_time_flip and temperature == 1.0:
+        return model
+    logits = logits_model(model, cfg)
+    scaled = Temperature(temperature, dtype="float32", name=TEMPERATURE_LAYER)(logits.output)
+    probabilities = keras.layers.Softmax(dtype="float32", name=HEAD_LAYER)(scaled)
+    return keras.Model(logits.input, probabilities, name=f"{model.name}_inference")
+
+
+def temperature_of(model: keras.Model) -> float:
+    """The temperature an inference model divides its logits by (1.0 without a Temperature layer)."""
+    layer = next((l for l in model.submodules if isinstance(l, Temperature)), None)
+    return 1.0 if layer is None else layer.temperature
 
 
 def weights_only_copy(model: keras.Model) -> keras.Model:

@@ -111,3 +111,15 @@ HISTORY_PHASES = "phases"  # one dict per model.fit (head, fine_tune or train)
 HISTORY_SERIES = "history"  # per-epoch lists: loss, accuracy, val_*, learning_rate
 HISTORY_LEARNING_RATE = "learning_rate"  # in HISTORY_SERIES: the rate of each epoch's last step
 HISTORY_BN_RECALIBRATION = "after_bn_recalibration"
+# The temperature fitted after training (calibration.py), in HISTORY_FILE: {key: value} below.
+HISTORY_CALIBRATION = "calibration"  # {} when temperature_scaling is off
+CALIBRATION_TEMPERATURE = "temperature"  # the served probabilities are softmax(logits / temperature)
+CALIBRATION_EXAMPLES = "examples"  # eval examples it was fitted and measured on
+CALIBRATION_AT_BOUND = "at_bound"  # the fit stopped at calibration.MIN/MAX_TEMPERATURE
+CALIBRATION_ACCURACY = "accuracy"  # top-1 accuracy on them, the same before and after
+CALIBRATION_ECE_BEFORE = "ece_before"  # expected calibration error with T = 1 (the network as trained)
+CALIBRATION_ECE_AFTER = "ece_after"  # with the fitted T (what is served)
+CALIBRATION_NLL_BEFORE = "nll_before"  # mean negative log-likelihood, what the fit minimises
+CALIBRATION_NLL_AFTER = "nll_after"
+CALIBRATION_MEAN_TOP1_BEFORE = "mean_top1_before"  # mean top-1 probability
+CALIBRATION_MEAN_TOP1_AFTER = "mean_top1_after"

@@ -27,7 +27,7 @@ import tf_keras as keras
 from absl import logging
 from tf_keras.src.saving import serialization_lib
 
-from trainer_module import names, tflite_format
+from trainer_module import model as model_lib, names, tflite_format
 from trainer_module.train_config import TrainConfig
 
 RESIZE_METHOD = "bilinear, antialiased when shrinking"  # preprocessing.resize
@@ -57,10 +57,11 @@ def export_edge_models(model: keras.Model, cfg: TrainConfig, representative: tf.
     cfg.tflite_calibration_images images calibrate int8.
     """
     model = float32_model(model)
+    temperature = model_lib.temperature_of(model)
     tf.io.gfile.makedirs(out_dir)
     paths = {}
     for flavour in names.TFLITE_FLAVOURS:
-        model_bytes = add_metadata(convert(model, cfg, flavour, representative), cfg, flavour)
+        model_bytes = add_metadata(convert(model, cfg, flavour, representative), cfg, flavour, temperature)
         paths[flavour] = os.path.join(out_dir, names.TFLITE_FILE.format(flavour=flavour))
         _write(paths[flavour], model_bytes)
         logging.info("TFLite %s model: %s (%.2f MB)", flavour, paths[flavour], len(model_bytes) / 1e6)
@@ -142,13 +143,16 @@ def calibration_images(representative: tf.data.Dataset, count: int) -> Iterator[
         yield image[np.newaxis].astype(np.float32)
 
 
-def add_metadata(model_bytes: bytes, cfg: TrainConfig, flavour: str) -> bytes:
-    """The model with image-classifier metadata: the labels, the input spec (file and words)."""
+def add_metadata(model_bytes: bytes, cfg: TrainConfig, flavour: str, temperature: float = 1.0) -> bytes:
+    """The model with image-classifier metadata: the labels, the input spec (file and words), and
+    the temperature its probabilities are scaled by (1: none)."""
+    calibrated = (f" Calibrated: softmax of the logits divided by the temperature {temperature:.4g} fitted on "
+                  "the eval split." if temperature != 1.0 else "")
     return tflite_format.with_metadata(
         model_bytes, name=f"{cfg.model_variant} MobileNetV3 scene classifier ({flavour})",
         description=f"Classifies a scene as one of: {', '.join(cfg.class_names)}.",
         input_description=input_description(cfg),
-        output_description=f"Class probabilities in the order of {names.TFLITE_LABELS_FILE}.",
+        output_description=f"Class probabilities in the order of {names.TFLITE_LABELS_FILE}.{calibrated}",
         labels=cfg.class_names, input_spec=input_spec(cfg),
         input_spec_description=f"The input spec as JSON: {', '.join(input_spec(cfg))}.")
 

@@ -67,6 +67,11 @@ class TrainConfig:
                               advanced=True)
     test_time_flip: bool = knob(False, "evaluation and serving average the predictions of the image and its "
                                        "mirror image (twice the inference cost)")
+    temperature_scaling: bool = knob(True, "after training, fit a temperature T on the eval split (least "
+                                           "negative log-likelihood) and serve softmax(logits / T), in the "
+                                           "SavedModel and the TFLite models: calibrated probabilities, the "
+                                           "same argmax (accuracy unchanged); the history and the report "
+                                           "give the expected calibration error before and after")
     bn_recalibration_batches: int = knob(20, "after training, re-estimate BatchNorm statistics over this "
                                              "many un-augmented train batches, kept only if they lower the "
                                              "train loss; 0 skips", advanced=True)

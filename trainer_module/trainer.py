@@ -15,12 +15,14 @@ import json
 import os
 from typing import List, NamedTuple
 
+import numpy as np
 import tensorflow as tf
 import tensorflow_transform as tft
 import tf_keras as keras
 from absl import logging
 
 from trainer_module import (
+    calibration,
     image_format,
     missing_piece,
     input_pipeline,
@@ -276,6 +278,30 @@ def _history_of(epoch_logs: dict, epochs: int) -> dict:
     return history
 
 
+def fit_temperature(network: keras.Model, cfg: TrainConfig, eval_ds) -> dict:
+    """Fits the serving temperature on the eval split (calibration.calibrate) with the network as it
+    will be served (flip-averaged when cfg.test_time_flip); returns the history's calibration entry
+    and says it on the console."""
+    logits_of = tf.function(model_lib.logits_model(network, cfg))
+    logits, labels = [], []
+    for images, one_hot in eval_ds:
+        logits.append(logits_of(images, training=False).numpy())
+        labels.append(tf.argmax(one_hot, axis=-1).numpy())
+    if not logits:
+        progress.say("Trainer: no eval examples: no temperature fitted, the probabilities are served as trained")
+        return {}
+    result = calibration.calibrate(np.concatenate(logits), np.concatenate(labels))
+    progress.say("Trainer: temperature %.3f%s fitted on %d eval images: expected calibration error %.3f -> %.3f, "
+                 "mean top-1 probability %.3f -> %.3f (accuracy %.3f, unchanged)",
+                 result[names.CALIBRATION_TEMPERATURE],
+                 " (at its bound: the eval split has too few errors to calibrate on)"
+                 if result[names.CALIBRATION_AT_BOUND] else "",
+                 result[names.CALIBRATION_EXAMPLES], result[names.CALIBRATION_ECE_BEFORE],
+                 result[names.CALIBRATION_ECE_AFTER], result[names.CALIBRATION_MEAN_TOP1_BEFORE],
+                 result[names.CALIBRATION_MEAN_TOP1_AFTER], result[names.CALIBRATION_ACCURACY])
+    return result
+
+
 def run_fn(fn_args) -> None:
     """TFX Trainer entry point (fn_args: tfx.components.FnArgs)."""
     cfg = TrainConfig.from_dict(fn_args.custom_config[names.TRAIN_CONFIG_KEY])
@@ -330,14 +356,17 @@ def _train_and_export(fn_args, cfg: TrainConfig, strategy, policy: str, global_b
     write_final_scalars(os.path.join(fn_args.model_run_dir, names.TENSORBOARD_DIR), cfg.epochs,
                         final_scalars(history, recalibrated))
 
+    # Flip-averaged when cfg.test_time_flip; no optimizer state in what is served.
+    network = model_lib.weights_only_copy(model)
+    calibrated = fit_temperature(network, cfg, eval_ds) if cfg.temperature_scaling else {}
     with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, names.HISTORY_FILE), "w") as f:
         json.dump({names.HISTORY_CONFIG: json.loads(cfg.to_json()), names.HISTORY_TRAIN_EXAMPLES: n_train,
                    names.HISTORY_EVAL_EXAMPLES: n_eval, names.HISTORY_DECODED_CACHED: cache,
                    names.HISTORY_PRECISION: policy, names.HISTORY_REPLICAS: strategy.num_replicas_in_sync,
                    names.HISTORY_STEPS_PER_EPOCH: steps_per_epoch, names.HISTORY_PHASES: phases,
-                   names.HISTORY_SERIES: history, names.HISTORY_BN_RECALIBRATION: recalibrated}, f, indent=1)
-    # Flip-averaged when cfg.test_time_flip; no optimizer state in what is served.
-    exported = model_lib.inference_model(model_lib.weights_only_copy(model), cfg)
+                   names.HISTORY_SERIES: history, names.HISTORY_BN_RECALIBRATION: recalibrated,
+                   names.HISTORY_CALIBRATION: calibrated}, f, indent=1)
+    exported = model_lib.inference_model(network, cfg, calibrated.get(names.CALIBRATION_TEMPERATURE, 1.0))
     max_pixels = fn_args.custom_config.get(names.MAX_IMAGE_PIXELS_KEY, image_format.DEFAULT_MAX_IMAGE_PIXELS)
     signatures.export_serving_model(exported, tft_layer, raw_spec, cfg, fn_args.serving_model_dir,
                                     serving_warmup.sample_images(fn_args.eval_files), max_pixels)

@@ -1,4 +1,5 @@
-"""AtomicPusher: TFX's Pusher component with the atomic executor and an optional edge input."""
+"""AtomicPusher: TFX's Pusher component with the atomic executor, an optional edge input and an
+optional reference-set blessing."""
 from typing import Any, Dict, Optional, Union
 
 from tfx import types
@@ -26,6 +27,7 @@ class AtomicPusherSpec(standard_component_specs.PusherSpec):
         executor.EXAMPLES_KEY: ChannelParameter(type=standard_artifacts.Examples, optional=True),
         executor.MODEL_RUN_KEY: ChannelParameter(type=standard_artifacts.ModelRun, optional=True),
         executor.DATA_VALIDATION_KEY: ChannelParameter(type=DataValidationResult, optional=True),
+        executor.REFERENCE_BLESSING_KEY: ChannelParameter(type=standard_artifacts.ModelBlessing, optional=True),
     }
     PARAMETERS = {
         **standard_component_specs.PusherSpec.PARAMETERS,
@@ -42,8 +44,9 @@ class AtomicPusher(pusher_component.Pusher):
     write. evaluation, examples, model_run, data_validation (optional: the Evaluator's, ImageExampleGen's,
     the Trainer's and the DataGate's outputs): what the version's model card shows. serving_base_path:
     the base_path of the model in the serving dir's models.config (empty: /models/<serving dir name>,
-    TF Serving's docker layout). Its node id defaults to `Pusher`, the id the run readers look up
-    (pipeline_names.PUSHER_NODE).
+    TF Serving's docker layout). reference_blessing (optional, the ReferenceEvaluator's
+    blessing): the model must be blessed on the fixed reference set too. Its node id defaults to
+    `Pusher`, the id the run readers look up (pipeline_names.PUSHER_NODE).
     """
 
     SPEC_CLASS = AtomicPusherSpec
@@ -60,6 +63,7 @@ class AtomicPusher(pusher_component.Pusher):
                  examples: Optional[types.BaseChannel] = None,
                  model_run: Optional[types.BaseChannel] = None,
                  data_validation: Optional[types.BaseChannel] = None,
+                 reference_blessing: Optional[types.BaseChannel] = None,
                  serving_base_path: str = ""):
         # TFX's Pusher checks this only when its own executor is in use.
         if push_destination is None:
@@ -71,7 +75,8 @@ class AtomicPusher(pusher_component.Pusher):
             model=model, model_blessing=model_blessing, infra_blessing=infra_blessing,
             push_destination=push_destination, custom_config=json_utils.dumps(custom_config),
             edge_evaluation=edge_evaluation, evaluation=evaluation, examples=examples, model_run=model_run,
-            data_validation=data_validation, serving_base_path=serving_base_path,
+            data_validation=data_validation, reference_blessing=reference_blessing,
+            serving_base_path=serving_base_path,
             pushed_model=types.Channel(type=standard_artifacts.PushedModel))
         base_component.BaseComponent.__init__(self, spec=spec)
         self.with_id(pipeline_names.PUSHER_NODE)

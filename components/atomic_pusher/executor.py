@@ -25,6 +25,10 @@ models.config with the labels stable and canary), under their lock; a rerun that
 unrecorded version records it there too (and writes the card into a version pushed before
 model cards, file by file through a rename). The card also goes into the PushedModel's archive copy.
 
+With a reference_blessing input (the ReferenceEvaluator's, when the pipeline has a fixed
+reference set), the model must be blessed there too (ReferenceBlessingCheck); not blessed on
+either, nothing is pushed.
+
 The pushed_model artifact also gets pipeline_names.PROP_PUSHED_EDGE_MODELS (the flavours pushed) and
 pipeline_names.PROP_EDGE_HELD_BACK ({flavour: why not}); the archive copy to its URI holds the same files.
 Not blessed, nothing is pushed and the properties are TFX's. Destinations other than a local
@@ -47,6 +51,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 from absl import logging
 from tfx import types
 from tfx.components.pusher import executor as pusher_executor
+from tfx.components.util import model_utils
 from tfx.dsl.io import fileio
 from tfx.proto import pusher_pb2
 from tfx.types import artifact_utils, standard_component_specs
@@ -64,6 +69,7 @@ MODEL_RUN_KEY = pipeline_names.MODEL_RUN_OUTPUT  # the Trainer's ModelRun (histo
 DATA_VALIDATION_KEY = "data_validation"  # the DataGate's DataValidationResult
 # The execution parameter: the base_path written into models.config (where TF Serving sees the serving dir).
 SERVING_BASE_PATH_KEY = "serving_base_path"
+REFERENCE_BLESSING_KEY = pipeline_names.REFERENCE_BLESSING_INPUT  # the optional input: the reference set's verdict
 PARTIAL_PREFIX = ".partial-"
 _CHUNK_BYTES = 1 << 20
 _SUPPORTED_VERSIONING = (pusher_pb2.Versioning.AUTO, pusher_pb2.Versioning.UNIX_TIMESTAMP)
@@ -407,7 +413,25 @@ def _model_uri(input_dict: Dict[str, List[types.Artifact]]) -> str:
     return artifact_utils.get_single_instance(models).uri
 
 
-class AtomicPusherExecutor(pusher_executor.Executor):
+class ReferenceBlessingCheck:
+    """For a TFX Pusher executor (before it in the bases): with a reference_blessing input (the
+    ReferenceEvaluator's, pipeline_names.REFERENCE_BLESSING_INPUT), the model is pushed only if that
+    blessing says blessed too. TFX's executors, the Vertex one included, ask CheckBlessing before
+    they push anything."""
+
+    def CheckBlessing(self, input_dict: Dict[str, List[types.Artifact]]) -> bool:  # noqa: N802 - TFX's name
+        if not super().CheckBlessing(input_dict):
+            return False
+        reference = input_dict.get(REFERENCE_BLESSING_KEY)
+        if reference:
+            blessing = artifact_utils.get_single_instance(reference)
+            if not model_utils.is_model_blessed(blessing):
+                logging.info("Model was not blessed on the reference set (%s): not pushed.", blessing.uri)
+                return False
+        return True
+
+
+class AtomicPusherExecutor(ReferenceBlessingCheck, pusher_executor.Executor):
     """TFX's Pusher executor; pushes to a local folder are atomic and found again on a rerun."""
 
     def _card_sources(self, input_dict: Dict[str, List[types.Artifact]], edge: Optional[EdgePush]):

@@ -15,7 +15,8 @@ from components.vertex_pusher import executor
 class VertexRegistryPusher(pusher_component.Pusher):
     """Pushes a blessed model as a new version of one Vertex AI Model (custom_config: TFX's Vertex
     keys, the serving args and executor.REGISTRY_ARGS_KEY), with the same optional inputs as the
-    AtomicPusher for its model card. Its node id is `Pusher` (pipeline_names.PUSHER_NODE)."""
+    AtomicPusher for its model card and the reference set's blessing (required too when given).
+    Its node id is `Pusher` (pipeline_names.PUSHER_NODE)."""
 
     SPEC_CLASS = AtomicPusherSpec
     EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(executor.VertexRegistryPusherExecutor)
@@ -25,11 +26,13 @@ class VertexRegistryPusher(pusher_component.Pusher):
                  evaluation: Optional[types.BaseChannel] = None,
                  examples: Optional[types.BaseChannel] = None,
                  model_run: Optional[types.BaseChannel] = None,
-                 data_validation: Optional[types.BaseChannel] = None):
+                 data_validation: Optional[types.BaseChannel] = None,
+                 reference_blessing: Optional[types.BaseChannel] = None):
         executor.RegistrySettings.from_custom_config(custom_config)  # a bad config fails here, not on the cluster
         spec = AtomicPusherSpec(
             model=model, model_blessing=model_blessing, custom_config=json_utils.dumps(custom_config),
             edge_evaluation=edge_evaluation, evaluation=evaluation, examples=examples, model_run=model_run,
-            data_validation=data_validation, pushed_model=types.Channel(type=standard_artifacts.PushedModel))
+            data_validation=data_validation, reference_blessing=reference_blessing,
+            pushed_model=types.Channel(type=standard_artifacts.PushedModel))
         base_component.BaseComponent.__init__(self, spec=spec)
         self.with_id(pipeline_names.PUSHER_NODE)

@@ -84,7 +84,7 @@ def version_description(card: Dict[str, Any], card_uri: str) -> str:
     return f"{quality}model card: {card_uri}"
 
 
-class VertexRegistryPusherExecutor(pusher_executor.Executor):
+class VertexRegistryPusherExecutor(atomic.ReferenceBlessingCheck, pusher_executor.Executor):
     """Pushes a blessed model as a version of the parent model (module docstring)."""
 
     def Do(self, input_dict: Dict[str, List[types.Artifact]],
