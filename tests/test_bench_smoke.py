@@ -13,7 +13,8 @@ import pytest
 import tensorflow as tf
 
 import image_factory
-from bench import edge_latency, gpu_check, machine, pipeline_scale, raw_examples, tables, transform_throughput
+from bench import (edge_latency, gpu_check, machine, pipeline_scale, raw_examples, recipe_study, tables,
+                   transform_throughput)
 from components.image_example_gen import records
 from trainer_module import names
 
@@ -213,3 +214,36 @@ def test_edge_latency_runs_end_to_end(tmp_path, capsys):
         median, p90, cpu, ratio = (float(v.replace(",", "")) for v in row[3:])
         assert 0 < median <= p90 and cpu >= 0 and ratio > 0, row
     assert all(row[6] == "1.00" for row in latency if row[0] == "SavedModel")
+
+
+def test_recipe_study_errors_are_the_pools_and_the_paired_ones():
+    import numpy as np
+
+    a = np.array([1, 1, 0, 0, 1, 1, 0, 1], bool)
+    b = np.array([1, 0, 1, 1, 1, 1, 0, 1], bool)
+    assert recipe_study.accuracy_with_se(a) == pytest.approx((5 / 8, (5 / 8 * 3 / 8 / 8) ** 0.5))
+    diff, se, only_a, only_b = recipe_study.paired_difference(a, b)
+    assert (only_a, only_b) == (1, 2) and diff == pytest.approx(1 / 8) and se == pytest.approx(3 ** 0.5 / 8)
+    assert recipe_study.paired_difference(a, a)[:2] == (0.0, 0.0)
+    recall = recipe_study.per_class_recall(np.array([0, 1, 1, 2]), np.array([0, 1, 2, 2]), 4)
+    assert recall[:3] == [1.0, 1.0, 0.5] and np.isnan(recall[3])
+
+
+@pytest.mark.slow
+def test_recipe_study_runs_end_to_end_and_a_rerun_reuses_its_rows(tmp_path, capsys):
+    argv = ["ablation", "--synthetic", "--epochs", "1", "--only", "2", "--out", str(tmp_path)]
+    assert recipe_study.main(argv) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"^command: \S+ -m bench.recipe_study ablation --synthetic", out, re.M)
+    assert "pool: 24 images = 24 from" in out
+    rows = [r for r in _table_rows(out) if r[0] in ("0", "1")]
+    # The study's second row only evaluates differently (test_image_size): it reuses the first's fit.
+    assert [(r[0], r[2], r[8]) for r in rows[:2]] == [("0", "24", "trained"),
+                                                       ("1", "24", "eval only: fit of an earlier row")]
+    assert re.fullmatch(r"\d+\.\d ± \d+\.\d", rows[0][3]) and rows[0][4] == ""
+    assert re.fullmatch(r"row 0: [+-]\d+\.\d\d ± \d+\.\d\d", rows[1][4])
+    # Then per row: the accuracy on each --eval folder (one here), the recall of each of the 6 classes, BN.
+    assert len(rows[2]) == 1 + 1 + 6 + 1 and rows[2][1] == rows[0][3].split(" ")[0]
+    assert recipe_study.main(argv) == 0  # everything kept in --out: nothing trained again
+    again = [r for r in _table_rows(capsys.readouterr().out) if r[0] in ("0", "1")]
+    assert [r[8] for r in again[:2]] == ["cached", "cached"] and [r[3] for r in again[:2]] == [r[3] for r in rows[:2]]
