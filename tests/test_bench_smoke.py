@@ -13,7 +13,8 @@ import pytest
 import tensorflow as tf
 
 import image_factory
-from bench import edge_latency, gpu_check, machine, pipeline_scale, raw_examples, tables, transform_throughput
+from bench import (edge_latency, epoch_time, gpu_check, holdout_split, machine, pipeline_scale, raw_examples,
+                   recipe_study, score_pool, tables, transform_throughput)
 from common import dataset, pipeline_names
 from components.image_example_gen import records
 from trainer_module import names
@@ -215,3 +216,85 @@ def test_edge_latency_runs_end_to_end(tmp_path, capsys):
         median, p90, cpu, ratio = (float(v.replace(",", "")) for v in row[3:])
         assert 0 < median <= p90 and cpu >= 0 and ratio > 0, row
     assert all(row[6] == "1.00" for row in latency if row[0] == "SavedModel")
+
+
+def test_recipe_study_errors_are_the_pools_and_the_paired_ones():
+    import numpy as np
+
+    a = np.array([1, 1, 0, 0, 1, 1, 0, 1], bool)
+    b = np.array([1, 0, 1, 1, 1, 1, 0, 1], bool)
+    assert recipe_study.accuracy_with_se(a) == pytest.approx((5 / 8, (5 / 8 * 3 / 8 / 8) ** 0.5))
+    diff, se, only_a, only_b = recipe_study.paired_difference(a, b)
+    assert (only_a, only_b) == (1, 2) and diff == pytest.approx(1 / 8) and se == pytest.approx(3 ** 0.5 / 8)
+    assert recipe_study.paired_difference(a, a)[:2] == (0.0, 0.0)
+    recall = recipe_study.per_class_recall(np.array([0, 1, 1, 2]), np.array([0, 1, 2, 2]), 4)
+    assert recall[:3] == [1.0, 1.0, 0.5] and np.isnan(recall[3])
+
+
+@pytest.mark.slow
+def test_recipe_study_runs_end_to_end_and_a_rerun_reuses_its_rows(tmp_path, capsys):
+    argv = ["ablation", "--synthetic", "--epochs", "1", "--only", "2", "--out", str(tmp_path)]
+    assert recipe_study.main(argv) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"^command: \S+ -m bench.recipe_study ablation --synthetic", out, re.M)
+    assert "pool: 24 images = 24 from" in out
+    rows = [r for r in _table_rows(out) if r[0] in ("0", "1")]
+    # The study's second row only evaluates differently (test_image_size): it reuses the first's fit.
+    assert [(r[0], r[2], r[8]) for r in rows[:2]] == [("0", "24", "trained"),
+                                                       ("1", "24", "eval only: fit of an earlier row")]
+    assert re.fullmatch(r"\d+\.\d ± \d+\.\d", rows[0][3]) and rows[0][4] == ""
+    assert re.fullmatch(r"row 0: [+-]\d+\.\d\d ± \d+\.\d\d", rows[1][4])
+    # Then per row: the accuracy on each --eval folder (one here), the recall of each of the 6 classes, BN.
+    assert len(rows[2]) == 1 + 1 + 6 + 1 and rows[2][1] == rows[0][3].split(" ")[0]
+    assert recipe_study.main(argv) == 0  # everything kept in --out: nothing trained again
+    again = [r for r in _table_rows(capsys.readouterr().out) if r[0] in ("0", "1")]
+    assert [r[8] for r in again[:2]] == ["cached", "cached"] and [r[3] for r in again[:2]] == [r[3] for r in rows[:2]]
+
+
+def test_holdout_split_holds_back_a_fixed_stratified_pool(tmp_path):
+    data = tmp_path / "data"
+    for split, per_class in (("intel-dev/train", 3), ("intel-dev/val", 2), ("intel-rest/train", 10)):
+        for cls in ("forest", "sea"):
+            for j in range(per_class):
+                image_factory.write_file(data / split / cls / f"{split.split('/')[0]}{j}.jpg", b"jpeg")
+    counts = holdout_split.make_split(str(data), str(tmp_path / "a"), 4)
+    assert counts == {"train": 2 * (3 + 10 - 4), "val": 2 * 2, "holdout": 2 * 4}
+    held = sorted(os.listdir(tmp_path / "a" / "holdout" / "sea"))
+    assert held == sorted(holdout_split.held_back([f"intel-rest{j}.jpg" for j in range(10)], 4))
+    assert not set(held) & set(os.listdir(tmp_path / "a" / "train" / "sea"))  # never trained on
+    link = tmp_path / "a" / "holdout" / "sea" / held[0]
+    assert os.path.realpath(link) == str(data / "intel-rest/train/sea" / held[0])
+    holdout_split.make_split(str(data), str(tmp_path / "b"), 4)
+    assert sorted(os.listdir(tmp_path / "b" / "holdout" / "sea")) == held  # fixed: the same pool every time
+    with pytest.raises(FileExistsError):
+        holdout_split.make_split(str(data), str(tmp_path / "a"), 4)
+
+
+@pytest.mark.slow
+def test_score_pool_scores_a_saved_model_and_a_tflite_model_on_the_same_pool(tmp_path, capsys):
+    model = _tiny_model_artifact(tmp_path / "model")
+    images = tmp_path / "pool"
+    for name, color in zip(EDGE_CLASSES, ((250, 10, 10), (10, 250, 10), (10, 10, 250))):
+        for j in range(2):
+            image_factory.write_file(images / name / f"{name}_{j}.jpg",
+                                     image_factory.jpeg_bytes(40 + j, 30, color=color))
+    tflite = os.path.join(model, names.EDGE_MODEL_SUBDIR, names.TFLITE_FILE.format(flavour="float16"))
+    assert score_pool.main(["--model", model, "--model", tflite, "--images", str(images), "--batch-size", "4"]) == 0
+    out = capsys.readouterr().out
+    assert "pool: 6 images from" in out
+    rows = [r for r in _table_rows(out) if r[0] in (model, tflite)]
+    assert [(r[1], r[2]) for r in rows] == [("6", "0"), ("6", "0")]
+    assert re.fullmatch(r"\d+\.\d\d ± \d+\.\d\d", rows[0][3]) and rows[0][4] == ""
+    assert re.fullmatch(r"[+-]\d+\.\d\d ± \d+\.\d\d \(\d+ / \d+\)", rows[1][4])
+
+
+@pytest.mark.slow
+def test_epoch_time_runs_end_to_end_on_every_side_of_a_progressive_recipe(capsys):
+    argv = ["--synthetic", "--n", "24", "--steps", "1", "--warmup-steps", "1", "--rounds", "1", "--eval-n", "8",
+            "--variant", "progressive_start_size=96,epochs=4"]
+    assert epoch_time.main(argv) == 0
+    rows = _table_rows(capsys.readouterr().out)
+    progressive = [r[1] for r in rows if r[0] == "cpu (today), progressive_start_size=96,epochs=4" and "px" in r[1]]
+    assert progressive == ["96 px (1 epochs)", "112 px (1 epochs)", "128 px (2 epochs)"]
+    ratios = [r[3] for r in rows if len(r) == 4 and r[0].startswith("cpu (")]
+    assert ratios[0] == "1.000" and len(ratios) == 3

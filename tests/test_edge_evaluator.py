@@ -6,6 +6,7 @@ tensorflow_transform's Beam implementation from the pipeline's own preprocessing
 test_run_fn.py), a tiny colour classifier exported through signatures.export_serving_model and
 tflite_export.export_edge_models. The executors run directly, as TFX's launcher runs them.
 """
+import dataclasses
 import json
 import os
 import shutil
@@ -26,6 +27,7 @@ from common import pipeline_names
 from components.atomic_pusher import executor as pusher_executor
 from components.edge_evaluator import executor, gate
 from components.edge_evaluator.component import EdgeEvaluation, EdgeEvaluator
+from common.tflite_classifier import TFLiteClassifier
 from components.image_example_gen.records import make_example
 from trainer_module import image_format, model_input, names, preprocessing, signatures, tflite_export
 from trainer_module.train_config import TrainConfig
@@ -74,29 +76,30 @@ def _write_transform_graph(output_dir, temp_dir):
     return graph
 
 
-def _colour_model(shift: int = 0) -> keras.Model:
+def _colour_model(shift: int = 0, side: int = IMAGE) -> keras.Model:
     """Scores each class by the mean of its colour channel; shift=1 scores red images as green, etc."""
-    inputs = keras.Input([IMAGE, IMAGE, 3])
+    inputs = keras.Input([side, side, 3])
     dense = keras.layers.Dense(len(CLASSES), activation="softmax")
     outputs = dense(keras.layers.GlobalAveragePooling2D()(inputs))
     dense.set_weights([np.roll(np.eye(3, dtype=np.float32), shift, axis=1) / 20.0, np.zeros(3, np.float32)])
     return keras.Model(inputs, outputs)
 
 
-def _representative():
+def _representative(side: int = IMAGE):
     crops = [preprocessing.decode_and_resize(tf.constant([data]), RESIZE)[0] for data in _images()]
-    return tf.data.Dataset.from_tensor_slices(model_input.center_crop(tf.stack(crops), IMAGE)).batch(4)
+    return tf.data.Dataset.from_tensor_slices(model_input.center_crop(tf.stack(crops), side)).batch(4)
 
 
-def _model_artifact(root, name, graph):
+def _model_artifact(root, name, graph, cfg=CFG):
     """A Trainer's Model artifact: the colour model's Format-Serving and Format-TFLite."""
     model = standard_artifacts.Model()
     model.uri = str(root / name)
-    network = _colour_model()
+    network = _colour_model(side=cfg.served_image_size)
     tft_layer = tft.TFTransformOutput(graph.uri).transform_features_layer()
-    signatures.export_serving_model(network, tft_layer, RAW_SPEC, CFG,
+    signatures.export_serving_model(network, tft_layer, RAW_SPEC, cfg,
                                     os.path.join(model.uri, pipeline_names.TRAINER_SERVING_SUBDIR))
-    tflite_export.export_edge_models(network, CFG, _representative(), os.path.join(model.uri, names.EDGE_MODEL_SUBDIR))
+    tflite_export.export_edge_models(network, cfg, _representative(cfg.served_image_size),
+                                     os.path.join(model.uri, names.EDGE_MODEL_SUBDIR))
     return model
 
 
@@ -165,7 +168,7 @@ def _saved_model_predictions(model):
     return np.argmax(outputs[names.PROBABILITIES_OUTPUT].numpy(), axis=-1).tolist()
 
 
-def _tflite_predictions(path):
+def _tflite_predictions(path, side: int = IMAGE):
     """The bare interpreter on the project's decode, resize and centre crop, as uint8."""
     interpreter = tf.lite.Interpreter(model_path=path)
     interpreter.allocate_tensors()
@@ -173,7 +176,7 @@ def _tflite_predictions(path):
     predictions = []
     for data in _images():
         resized = preprocessing.decode_and_resize(tf.constant([data]), RESIZE)
-        interpreter.set_tensor(inp["index"], tf.cast(model_input.center_crop(resized, IMAGE), tf.uint8).numpy())
+        interpreter.set_tensor(inp["index"], tf.cast(model_input.center_crop(resized, side), tf.uint8).numpy())
         interpreter.invoke()
         predictions.append(int(np.argmax(interpreter.get_tensor(out["index"])[0])))
     return predictions
@@ -244,6 +247,23 @@ def test_a_flavour_outside_the_margin_fails_the_gate(wrong_int8):
     assert output.get_string_custom_property(executor.PROP_FAILED) == "int8"
 
 
+def test_models_served_at_the_test_image_size_are_evaluated_at_it(artifacts):
+    """test_image_size above image_size: the SavedModel's signatures and the TFLite models take the
+    centre RESIZE crop, and the EdgeEvaluator feeds the TFLite models that side (their input spec)."""
+    cfg = dataclasses.replace(CFG, test_image_size=RESIZE)
+    model = _model_artifact(artifacts["root"], "served_at_test_size", artifacts["graph"], cfg)
+    output, evaluation = _evaluate({**artifacts, "served_at_test_size": model}, "served_at_test_size", "default")
+    assert evaluation[names.EDGE_MODELS][names.EDGE_SAVED_MODEL][names.EDGE_ACCURACY] == pytest.approx(
+        _by_hand(_saved_model_predictions(model))[0])
+    for flavour in names.TFLITE_FLAVOURS:
+        interpreter = tf.lite.Interpreter(model_path=_edge_path(model, flavour))
+        assert list(interpreter.get_input_details()[0]["shape"]) == [1, RESIZE, RESIZE, 3]
+        assert TFLiteClassifier(_edge_path(model, flavour)).image_size == RESIZE  # the input spec
+        assert evaluation[names.EDGE_MODELS][flavour][names.EDGE_ACCURACY] == pytest.approx(
+            _by_hand(_tflite_predictions(_edge_path(model, flavour), RESIZE))[0])
+    assert output.get_string_custom_property(executor.PROP_PASSED) == "float16,int8"
+
+
 def test_a_model_without_tflite_is_evaluated_alone(artifacts):
     output, evaluation = _evaluate(artifacts, "no_tflite", "default")
     assert list(evaluation[pipeline_names.EDGE_MODELS]) == [pipeline_names.EDGE_SAVED_MODEL]
@@ -283,7 +303,6 @@ def test_int8_outside_the_margin_is_not_pushed_while_the_savedmodel_and_float16_
     assert json.loads(pushed.get_string_custom_property(pipeline_names.PROP_EDGE_HELD_BACK)) == {
         "int8": evaluation[pipeline_names.EDGE_GATE]["int8"][pipeline_names.EDGE_REASON]}
     # The pushed float16 model is the evaluated one, and runs from there.
-    from common.tflite_classifier import TFLiteClassifier
     classifier = TFLiteClassifier(str(edge_dir / names.TFLITE_FILE.format(flavour="float16")))
     assert classifier.labels == CLASSES
 

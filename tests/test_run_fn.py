@@ -31,7 +31,9 @@ TRAIN_LABELS = tuple(range(len(CLASSES))) * 2
 # Unbalanced on purpose: with balanced labels, label smoothing changes the loss of a model that
 # scores every image alike by nothing, and the test could not see it.
 EVAL_LABELS = (0, 0, 0, 1, 2, 3)
-RESIZE, IMAGE = 40, 32
+# Training crops of 40, the first epoch scaled down to 32 (progressive resizing), evaluation and
+# serving (SavedModel, TFLite) at the centre 44 crop: each must see the side it is configured for.
+RESIZE, IMAGE, TEST, START = 48, 40, 44, 32
 # The raw schema as SchemaGen infers it for ImageExampleGen's records: one value per feature.
 RAW_SPEC = {
     names.IMAGE_KEY: tf.io.FixedLenFeature([1], tf.string),
@@ -42,12 +44,14 @@ RAW_SPEC = {
     names.WIDTH_KEY: tf.io.FixedLenFeature([1], tf.int64),
     names.FORMAT_KEY: tf.io.FixedLenFeature([1], tf.string),
 }
-# The recipe under test: 1 head epoch then 2 fine-tuning epochs at a tenth of the rate, halved
+# The recipe under test: 1 head epoch (at the progressive start side) then 2 fine-tuning epochs
+# (at image_size) at a tenth of the rate, halved
 # every epoch. Minimalistic blocks: the same code path with half the ops to trace. BatchNorm
 # momentum 0.01 keeps the last batches' statistics: with slow moving averages, a model trained
 # for 3 steps scores every image alike, and comparing served and evaluated scores would not see
 # the preprocessing.
-RECIPE = dict(class_names=CLASSES, image_size=IMAGE, resize_size=RESIZE, batch_size=8, epochs=3,
+RECIPE = dict(class_names=CLASSES, image_size=IMAGE, resize_size=RESIZE, test_image_size=TEST,
+              progressive_start_size=START, batch_size=8, epochs=3,
               frozen_backbone_epochs=1, learning_rate=0.01, fine_tune_lr_factor=0.1, optimizer="adamw",
               weight_decay=0.01, schedule="step", step_every_epochs=1, step_factor=0.5,
               label_smoothing=0.2, minimalistic=True, bn_momentum=0.01, bn_recalibration_batches=0,
@@ -106,7 +110,7 @@ def test_history_records_the_data_and_every_epoch(trained):
                                                                                              len(EVAL_LABELS))
     assert history[names.HISTORY_STEPS_PER_EPOCH] == 1  # 12 examples, batches of 8, whole batches only
     assert history[names.HISTORY_PRECISION] == "float32" and history[names.HISTORY_REPLICAS] == 1
-    assert history[names.HISTORY_DECODED_CACHED]  # 18 images of 40 x 40 fit the default budget
+    assert history[names.HISTORY_DECODED_CACHED]  # 18 images of 48 x 48 fit the default budget
     assert history[names.HISTORY_BN_RECALIBRATION] == {}  # bn_recalibration_batches=0
     series = history[names.HISTORY_SERIES]
     assert set(series) == {"loss", "accuracy", "val_loss", "val_accuracy", "learning_rate"}
@@ -164,7 +168,7 @@ def test_edge_models_are_exported_beside_the_saved_model(trained):
     assert sorted(tf.io.gfile.listdir(edge_dir)) == sorted(expected)
     for flavour in names.TFLITE_FLAVOURS:
         edge = TFLiteClassifier(os.path.join(edge_dir, names.TFLITE_FILE.format(flavour=flavour)))
-        assert (edge.labels, edge.image_size, edge.resize_size) == (CLASSES, IMAGE, RESIZE)
+        assert (edge.labels, edge.image_size, edge.resize_size) == (CLASSES, TEST, RESIZE)
 
 
 @pytest.fixture(scope="module")

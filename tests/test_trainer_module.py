@@ -35,6 +35,14 @@ def cfg(**overrides):
     ({"step_factor": 0.0}, "step_factor=0.0"),
     ({"batch_size": 0}, "batch_size=0"),
     ({"decoded_cache_gb": -1.0}, "decoded_cache_gb=-1.0: must be >= 0"),
+    ({"image_size": 128, "resize_size": 144, "test_image_size": 160}, "test_image_size=160: must be 0"),
+    ({"test_image_size": 16}, "test_image_size=16: must be 0"),
+    ({"crop_area_min": 0.01}, "crop_area_min=0.01: must be 0"),
+    ({"crop_area_min": 1.5}, "crop_area_min=1.5"),
+    ({"color_jitter": 1.0}, "color_jitter=1.0: must be in"),
+    ({"image_size": 128, "resize_size": 144, "progressive_start_size": 144}, "progressive_start_size=144"),
+    ({"progressive_start_size": 16}, "progressive_start_size=16: must be 0"),
+    ({"progressive_end_fraction": 0.0}, "progressive_end_fraction=0.0: must be in (0, 1]"),
 ])
 def test_config_rejects_bad_values(overrides, message):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace("[", r"\[")):
@@ -62,6 +70,23 @@ def test_defaults_are_the_notebook_recipe():
     assert (c.optimizer, c.cutmix_probability, c.step_every_epochs) == ("sgd", 0.5, 3)
 
 
+def test_the_served_side_is_the_test_image_size_else_the_training_crop():
+    assert cfg(image_size=128, resize_size=144).served_image_size == 128
+    assert cfg(image_size=128, resize_size=144, test_image_size=144).served_image_size == 144
+
+
+def test_progressive_resizing_grows_in_16_px_steps_and_ends_at_the_crop_side():
+    plain = cfg(image_size=128, resize_size=144, epochs=40)
+    assert {plain.training_side(e) for e in range(40)} == {128}
+    c = cfg(image_size=128, resize_size=144, epochs=40, progressive_start_size=96)  # ramp over half the epochs
+    assert [c.training_side(e) for e in range(40)] == [96] * 10 + [112] * 10 + [128] * 20
+    odd = cfg(image_size=128, resize_size=144, epochs=10, progressive_start_size=100, progressive_end_fraction=1.0)
+    sides = [odd.training_side(e) for e in range(10)]
+    assert sides[0] == 100 and sides[-1] == 128  # the last epoch trains at image_size
+    assert all((s - 100) % 16 == 0 for s in sides[:-1]) and sides == sorted(sides)
+    assert cfg(image_size=64, resize_size=64, epochs=1, progressive_start_size=32).training_side(0) == 64
+
+
 # --- model input and crops ---------------------------------------------------------------------
 
 def test_random_crop_is_a_window_of_the_image_and_varies():
@@ -76,6 +101,65 @@ def test_random_crop_is_a_window_of_the_image_and_varies():
         np.testing.assert_array_equal(c, full[top:top + 8, left:left + 8])
         origins.add((top, left))
     assert len(origins) >= 6  # 3 x 5 = 15 possible windows
+
+
+def test_random_resized_crop_rescales_a_window_to_the_crop_side():
+    tf.random.set_seed(2)
+    image = tf.constant(np.random.default_rng(0).integers(0, 256, [40, 40, 3]), tf.uint8)
+    crops = [augmentation.random_resized_crop(image, 24, 0.35).numpy() for _ in range(20)]
+    assert all(c.shape == (24, 24, 3) and c.dtype == np.float32 for c in crops)
+    assert all(np.array_equal(c, np.round(c)) and c.min() >= 0 and c.max() <= 255 for c in crops)
+    assert len({c.tobytes() for c in crops}) == 20  # windows of different places and sizes
+    # Area share 1 and a square image: the window is the whole image, resized.
+    whole = augmentation.random_resized_crop(image, 24, 1.0).numpy()
+    np.testing.assert_array_equal(whole, np.round(tf.image.resize(tf.cast(image, tf.float32), [24, 24]).numpy()))
+
+
+def test_color_jitter_scales_brightness_contrast_and_saturation():
+    tf.random.set_seed(3)
+    image = tf.constant(np.random.default_rng(1).integers(30, 220, [16, 16, 3]), tf.uint8)
+    same = augmentation.color_jitter(image, 0.0).numpy()
+    np.testing.assert_allclose(same, image.numpy(), atol=1.0)  # factors of exactly 1 (up to rounding)
+    jittered = [augmentation.color_jitter(image, 0.4).numpy() for _ in range(10)]
+    assert all(j.dtype == np.float32 and np.array_equal(j, np.round(j)) for j in jittered)
+    assert all(j.min() >= 0 and j.max() <= 255 for j in jittered)
+    means = [j.mean() for j in jittered]
+    assert np.ptp(means) > 10  # brightness moves
+    # Saturation on 0-255 values is the same as on 0-1 values, scaled (the op is scale-free).
+    pixels = tf.cast(image, tf.float32)
+    np.testing.assert_allclose(tf.image.adjust_saturation(pixels, 1.3).numpy(),
+                               255 * tf.image.adjust_saturation(pixels / 255, 1.3).numpy(), atol=1e-3)
+
+
+def test_training_batches_follow_the_progressive_side_and_the_eval_view_the_test_size():
+    from trainer_module import input_pipeline
+    c = cfg(image_size=32, resize_size=40, test_image_size=40, batch_size=4, epochs=4, progressive_start_size=32,
+            crop_area_min=0.5, color_jitter=0.2)
+    examples = tf.data.Dataset.from_tensor_slices({
+        names.TRANSFORMED_IMAGE_KEY: np.random.default_rng(2).integers(0, 256, [8, 40, 40, 3]).astype(np.uint8),
+        names.TRANSFORMED_ONE_HOT_KEY: np.eye(3, dtype=np.float32)[np.arange(8) % 3]})
+    side = tf.Variable(32)
+    batches = iter(input_pipeline.training_batches(examples.repeat(), c, 4, side))
+    assert next(batches)[0].shape == (4, 32, 32, 3)
+    side.assign(24)
+    shapes = {tuple(next(batches)[0].shape) for _ in range(8)}  # batches prefetched before the change keep 32
+    assert (4, 24, 24, 3) in shapes and shapes <= {(4, 24, 24, 3), (4, 32, 32, 3)}
+    images, _ = next(iter(input_pipeline.eval_batches(examples, c, 8)))
+    assert images.shape == (8, 40, 40, 3)  # evaluation: the centre crop of test_image_size, the whole image here
+    assert input_pipeline.training_side_variable(cfg()) is None
+    assert int(input_pipeline.training_side_variable(c).numpy()) == 32
+
+
+def test_progressive_resizing_callback_sets_each_epochs_side():
+    from trainer_module import trainer
+    c = cfg(image_size=64, resize_size=64, epochs=6, progressive_start_size=32)
+    side = tf.Variable(0)
+    callback = trainer.ProgressiveResizing(side, c)
+    seen = []
+    for epoch in range(6):
+        callback.on_epoch_begin(epoch)
+        seen.append(int(side.numpy()))
+    assert seen == [c.training_side(e) for e in range(6)] == [32, 32, 48, 64, 64, 64]
 
 
 def test_center_crop_takes_the_middle():
@@ -230,6 +314,17 @@ def test_model_outputs_probabilities_and_fixes_batchnorm_momentum():
     momenta = {l.momentum for l in model_lib.backbone_of(model).submodules
                if isinstance(l, keras.layers.BatchNormalization)}
     assert momenta == {0.9}
+
+
+def test_one_network_takes_the_training_crops_and_the_larger_served_crops():
+    c = cfg(image_size=32, resize_size=48, test_image_size=48, test_time_flip=True)
+    model = model_lib.build_model(c)
+    assert model(tf.random.uniform([2, 32, 32, 3], 0, 255)).shape == (2, 3)
+    served = model_lib.inference_model(model, c)
+    images = tf.random.uniform([2, 48, 48, 3], 0, 255)
+    # softmax of the views' mean logits: the normalised geometric mean of their probabilities.
+    geometric = np.sqrt(model(images).numpy().astype(np.float64) * model(images[:, :, ::-1]).numpy())
+    np.testing.assert_allclose(served(images).numpy(), geometric / geometric.sum(axis=1, keepdims=True), atol=1e-5)
 
 
 def test_flip_averaging_averages_both_views_logits_and_is_mirror_invariant():

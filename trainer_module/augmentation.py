@@ -2,7 +2,9 @@
 
 Training takes a random `size` crop of the resized image (the notebook: resize 256, crop 224)
 and optionally flips it; evaluation and serving take the centre crop (model_input.py), so both
-see the same scale. Only the Trainer's input pipeline uses this module, never serving.
+see the same scale. Options: a random-resized crop instead (scale augmentation), colour jitter,
+and progressive resizing (the batch scaled down early in training). Only the Trainer's input
+pipeline uses this module, never serving.
 """
 import tensorflow as tf
 
@@ -10,6 +12,35 @@ import tensorflow as tf
 def random_crop(image: tf.Tensor, size: int) -> tf.Tensor:
     """A random size x size window of one [H, W, C] image (H, W >= size)."""
     return tf.image.random_crop(image, [size, size, tf.shape(image)[-1]])
+
+
+def random_resized_crop(image: tf.Tensor, size: int, area_min: float) -> tf.Tensor:
+    """A random window of one [H, W, C] image covering a share in [area_min, 1] of its area, aspect
+    ratio 3/4 to 4/3, resized (bilinear) to size x size: scale augmentation (Szegedy et al. 2015).
+    Returns float32 8-bit values (rounded), as the plain crop's pixels are."""
+    begin, extent, _ = tf.image.sample_distorted_bounding_box(
+        tf.shape(image), tf.zeros([1, 0, 4]), min_object_covered=0.0, aspect_ratio_range=(3 / 4, 4 / 3),
+        area_range=(area_min, 1.0), max_attempts=10, use_image_if_no_bounding_boxes=True)
+    window = tf.slice(image, begin, extent)
+    resized = tf.image.resize(tf.cast(window, tf.float32), [size, size])
+    return tf.round(tf.clip_by_value(resized, 0.0, 255.0))
+
+
+def color_jitter(image: tf.Tensor, strength: float) -> tf.Tensor:
+    """One [H, W, 3] image (8-bit values, any dtype) with its brightness, contrast and saturation
+    each scaled by a factor drawn from [1 - strength, 1 + strength]; float32 8-bit values back."""
+    pixels = tf.cast(image, tf.float32)
+    low, high = 1.0 - strength, 1.0 + strength
+    pixels = pixels * tf.random.uniform([], low, high)  # brightness
+    pixels = tf.image.adjust_contrast(pixels, tf.random.uniform([], low, high))
+    pixels = tf.image.adjust_saturation(pixels, tf.random.uniform([], low, high))
+    return tf.round(tf.clip_by_value(pixels, 0.0, 255.0))
+
+
+def resize_batch(images: tf.Tensor, side) -> tf.Tensor:
+    """[B, H, W, C] images resized (bilinear) to side x side: progressive resizing's smaller
+    views of the same crops (side may be a tensor read at run time)."""
+    return tf.image.resize(tf.cast(images, tf.float32), tf.stack([side, side]))
 
 
 def random_flip(image: tf.Tensor) -> tf.Tensor:

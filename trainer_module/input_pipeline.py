@@ -61,14 +61,15 @@ def _records(files: List[str], training: bool, cfg: TrainConfig) -> tf.data.Data
 
 def make_dataset(file_patterns: Sequence[str], tft_layer, raw_feature_spec, cfg: TrainConfig,
                  training: bool, batch_size: Optional[int] = None,
-                 cached_examples: Optional[int] = None) -> tf.data.Dataset:
+                 cached_examples: Optional[int] = None, side: Optional[tf.Variable] = None) -> tf.data.Dataset:
     """(images [B, S, S, 3] float32 in [0, 255], one-hot labels [B, N]) batches.
 
     batch_size: the global batch (default cfg.batch_size).
     training=True: endless, shuffled, random crops (and flips), CutMix, whole batches only.
-    training=False: one pass in file order, centre crops, last batch kept.
+    training=False: one pass in file order, centre crops (cfg.served_image_size), last batch kept.
     cached_examples: the number of examples, to keep their decoded images in memory after the
       first pass (check cache_fits first); training then shuffles all of them every epoch.
+    side: training only, with progressive resizing: training_side_variable's variable.
     """
     spec = {k: raw_feature_spec[k] for k in (names.IMAGE_KEY, names.LABEL_KEY)}
 
@@ -90,17 +91,36 @@ def make_dataset(file_patterns: Sequence[str], tft_layer, raw_feature_spec, cfg:
         ds = ds.batch(_DECODE_BATCH).map(transform, num_parallel_calls=tf.data.AUTOTUNE,
                                          deterministic=not training).unbatch()
     batch_size = batch_size or cfg.batch_size
-    return (training_batches if training else eval_batches)(ds, cfg, batch_size)
+    if training:
+        return training_batches(ds, cfg, batch_size, side)
+    return eval_batches(ds, cfg, batch_size)
 
 
-def training_batches(examples: tf.data.Dataset, cfg: TrainConfig, batch_size: int) -> tf.data.Dataset:
+def training_side_variable(cfg: TrainConfig) -> Optional[tf.Variable]:
+    """With progressive resizing, the variable holding the side training batches are scaled to
+    (trainer.ProgressiveResizing sets it at each epoch's start); None without."""
+    if not cfg.progressive_start_size:
+        return None
+    return tf.Variable(cfg.training_side(0), trainable=False, dtype=tf.int32, name="training_side")
+
+
+def training_batches(examples: tf.data.Dataset, cfg: TrainConfig, batch_size: int,
+                     side: Optional[tf.Variable] = None) -> tf.data.Dataset:
     """Decoded examples {image uint8 [R, R, 3], one-hot} (already shuffled and repeated) -> the
-    training batches: random crops (and flips) per image, then CutMix and MixUp per batch."""
+    training batches: random (or random-resized) crops, flips and colour jitter per image, then
+    CutMix and MixUp per batch, then (progressive resizing) the batch scaled to `side`."""
     def train_view(example):
-        image = augmentation.random_crop(example[names.TRANSFORMED_IMAGE_KEY], cfg.image_size)
+        image = example[names.TRANSFORMED_IMAGE_KEY]
+        if cfg.crop_area_min:
+            image = augmentation.random_resized_crop(image, cfg.image_size, cfg.crop_area_min)
+        else:
+            image = augmentation.random_crop(image, cfg.image_size)
         if cfg.random_flip:
             image = augmentation.random_flip(image)
-        return image, example[names.TRANSFORMED_ONE_HOT_KEY]
+        if cfg.color_jitter:
+            image = augmentation.color_jitter(image, cfg.color_jitter)
+        # 8-bit values either way (lossless): CutMix moves uint8.
+        return tf.cast(image, tf.uint8), example[names.TRANSFORMED_ONE_HOT_KEY]
 
     ds = examples.map(train_view, num_parallel_calls=tf.data.AUTOTUNE).batch(batch_size, drop_remainder=True)
     if cfg.cutmix_probability > 0:
@@ -109,14 +129,18 @@ def training_batches(examples: tf.data.Dataset, cfg: TrainConfig, batch_size: in
     if cfg.mixup_probability > 0:
         ds = ds.map(lambda x, y: augmentation.mixup(x, y, cfg.mixup_probability, cfg.mixup_alpha),
                     num_parallel_calls=tf.data.AUTOTUNE)
+    if side is not None:  # read per batch: a new epoch's side applies from the batches made after it is set
+        ds = ds.map(lambda x, y: (augmentation.resize_batch(x, side.read_value()), y),
+                    num_parallel_calls=tf.data.AUTOTUNE)
     ds = ds.map(lambda x, y: (model_input.to_model_dtype(x), y), num_parallel_calls=tf.data.AUTOTUNE)
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
 def eval_batches(examples: tf.data.Dataset, cfg: TrainConfig, batch_size: int) -> tf.data.Dataset:
-    """Decoded examples {image uint8 [R, R, 3], one-hot} -> (centre crops, one-hot) batches, last kept."""
+    """Decoded examples {image uint8 [R, R, 3], one-hot} -> (centre crops of cfg.served_image_size,
+    one-hot) batches, last kept."""
     def eval_view(batch):
-        return (model_input.inference_input(batch[names.TRANSFORMED_IMAGE_KEY], cfg.image_size),
+        return (model_input.inference_input(batch[names.TRANSFORMED_IMAGE_KEY], cfg.served_image_size),
                 batch[names.TRANSFORMED_ONE_HOT_KEY])
 
     return examples.batch(batch_size).map(eval_view, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)

@@ -42,12 +42,14 @@ def check_weights_file(cfg: TrainConfig) -> None:
 
 
 def build_backbone(cfg: TrainConfig) -> keras.Model:
-    """MobileNetV3 without its top; its own rescaling layer takes pixels in [0, 255]."""
+    """MobileNetV3 without its top; its own rescaling layer takes pixels in [0, 255]. Any input
+    side: training crops (image_size, smaller with progressive resizing) and evaluation and serving
+    crops (test_image_size) go through the same network."""
     local_file = cfg.weights not in ("none", "imagenet")
     if local_file:
         check_weights_file(cfg)
     backbone = _BACKBONES[cfg.model_variant](
-        input_shape=(cfg.image_size, cfg.image_size, 3), alpha=cfg.alpha,
+        input_shape=(None, None, 3), alpha=cfg.alpha,
         minimalistic=cfg.minimalistic, include_top=False,
         weights="imagenet" if cfg.weights == "imagenet" else None, include_preprocessing=True)
     if local_file:
@@ -58,9 +60,14 @@ def build_backbone(cfg: TrainConfig) -> keras.Model:
 
 
 def build_model(cfg: TrainConfig) -> keras.Model:
-    """Backbone + global average pooling, dropout and a float32 softmax (safe under mixed precision)."""
+    """Backbone + global average pooling, dropout and a float32 softmax (safe under mixed precision).
+
+    The input side is left open (fully convolutional, then global pooling): the training crops
+    and the evaluation/serving crops may differ in size (TrainConfig.test_image_size,
+    progressive_start_size); each caller fixes it (the signatures and the TFLite converter trace
+    cfg.served_image_size)."""
     backbone = build_backbone(cfg)
-    inputs = keras.Input((cfg.image_size, cfg.image_size, 3), name="image")
+    inputs = keras.Input((None, None, 3), name="image")
     x = backbone(inputs)
     x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
     x = keras.layers.Dropout(cfg.dropout, name="head_dropout")(x)

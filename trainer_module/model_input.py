@@ -1,9 +1,10 @@
 """The model's input, made from the Transform output the same way for evaluation and serving.
 
 The Transform graph outputs resize_size x resize_size images of 8-bit values. Evaluation and both
-serving signatures call `inference_input` (the centre crop, as float32), so what is served is
-exactly what was evaluated; the training view takes random crops instead (augmentation.py) and
-ends with the same `to_model_dtype` cast. Serving loads this module, not the augmentations.
+serving signatures call `inference_input` (the centre crop of TrainConfig.served_image_size, as
+float32; the TFLite models take the same crop), so what is served is exactly what was evaluated;
+the training view takes random crops instead (augmentation.py) and ends with the same
+`to_model_dtype` cast. Serving loads this module, not the augmentations.
 """
 import tensorflow as tf
 

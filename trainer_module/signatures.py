@@ -22,7 +22,7 @@ from trainer_module.train_config import TrainConfig
 
 
 def _predict(model, tft_layer, image_spec, image_bytes, cfg: TrainConfig):
-    images = model_input.inference_input(_transform(tft_layer, image_spec, image_bytes), cfg.image_size)
+    images = model_input.inference_input(_transform(tft_layer, image_spec, image_bytes), cfg.served_image_size)
     return model(images, training=False)
 
 
@@ -115,7 +115,7 @@ def classify_images(model, tft_layer, image_spec, class_names, image_bytes, cfg:
     index, images = _transformed_images(tft_layer, image_spec, image_bytes, cfg.resize_size)
     scores = tf.cond(  # the backbone's depthwise convolutions fail on an empty batch
         tf.size(index) > 0,  # (float32: both branches must agree, also under mixed precision)
-        lambda: tf.cast(model(model_input.inference_input(images, cfg.image_size), training=False), tf.float32),
+        lambda: tf.cast(model(model_input.inference_input(images, cfg.served_image_size), training=False), tf.float32),
         lambda: tf.zeros([0, classes]))
     probabilities = tf.scatter_nd(index[:, tf.newaxis], scores, [count, classes])
     accepted = tf.scatter_nd(index[:, tf.newaxis], tf.ones_like(index), [count]) > 0

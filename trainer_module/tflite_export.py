@@ -1,6 +1,7 @@
 """TFLite (edge) models of the trained network: float16 and full-integer int8, with metadata.
 
-Both flavours take what a camera app has, uint8 RGB [1, S, S, 3] (S = image_size): the image
+Both flavours take what a camera app has, uint8 RGB [1, S, S, 3] (S = the served side,
+TrainConfig.served_image_size: test_image_size, or image_size when that is 0): the image
 resized to resize_size x resize_size (bilinear, antialiased when shrinking: preprocessing.resize),
 then its centre S x S crop, values 0-255 unnormalised (the model's own rescaling layer normalises).
 That is the SavedModel's serving input (model_input.inference_input), as 8-bit values. Both output
@@ -35,14 +36,14 @@ RESIZE_METHOD = "bilinear, antialiased when shrinking"  # preprocessing.resize
 
 def input_spec(cfg: TrainConfig) -> dict:
     """The JSON input spec packed into each model (names.INPUT_SPEC_* keys)."""
-    return {names.INPUT_SPEC_IMAGE_SIZE: cfg.image_size, names.INPUT_SPEC_RESIZE_SIZE: cfg.resize_size,
+    return {names.INPUT_SPEC_IMAGE_SIZE: cfg.served_image_size, names.INPUT_SPEC_RESIZE_SIZE: cfg.resize_size,
             names.INPUT_SPEC_DTYPE: "uint8", names.INPUT_SPEC_RANGE: [0, 255],
             names.INPUT_SPEC_COLOR: "RGB", names.INPUT_SPEC_RESIZE_METHOD: RESIZE_METHOD}
 
 
 def input_description(cfg: TrainConfig) -> str:
     """The input spec in words: the input tensor's description in the metadata."""
-    s, r = cfg.image_size, cfg.resize_size
+    s, r = cfg.served_image_size, cfg.resize_size
     return (f"uint8 RGB image [1, {s}, {s}, 3]: the image resized to {r}x{r} ({RESIZE_METHOD}), "
             f"then its centre {s}x{s} crop; values 0-255, not normalised (the model normalises them).")
 
@@ -100,11 +101,11 @@ def _float32_layer(layer: keras.layers.Layer) -> keras.layers.Layer:
 def convert(model: keras.Model, cfg: TrainConfig, flavour: str, representative: tf.data.Dataset) -> bytes:
     """One flavour's TFLite flatbuffer (no metadata), for a float32 model, batch 1."""
     if flavour == "float16":
-        converter = _converter(model, cfg.image_size, tf.uint8)
+        converter = _converter(model, cfg.served_image_size, tf.uint8)
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.target_spec.supported_types = [tf.float16]
     elif flavour == "int8":
-        converter = _converter(model, cfg.image_size, tf.float32)
+        converter = _converter(model, cfg.served_image_size, tf.float32)
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.representative_dataset = lambda: ([image] for image in calibration_images(
             representative, cfg.tflite_calibration_images))

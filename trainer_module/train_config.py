@@ -36,9 +36,29 @@ class TrainConfig:
                                "generated demo data, else gpu when a GPU is visible, else cpu", RECIPES)
     # Images.
     resize_size: int = knob(256, "Transform resizes every image to this square side (pixels)")
-    image_size: int = knob(224, "model input side: training takes random crops of the resized image, "
-                                "evaluation and serving the centre crop (>= 32, <= resize size)")
+    image_size: int = knob(224, "training crop side: training takes random crops of the resized image "
+                                "(>= 32, <= resize size); evaluation and serving take the centre crop of "
+                                "test_image_size")
+    test_image_size: int = knob(0, "centre-crop side evaluation and serving (the SavedModel, the TFLite models, "
+                                   "the Evaluators) feed the network (0: image_size, <= resize_size); above "
+                                   "image_size the network, fully convolutional with global pooling, sees more "
+                                   "of the image at the scale it trained on (a FixRes train-test resolution "
+                                   "discrepancy), at (test_image_size / image_size)^2 the inference cost")
     random_flip: bool = knob(True, "mirror training crops left-right with probability 1/2", advanced=True)
+    crop_area_min: float = knob(0.0, "scale augmentation: each training crop covers a random share in "
+                                     "[crop_area_min, 1] of the resized image's area (aspect ratio 3/4 to 4/3), "
+                                     "resized to image_size (Inception-style random-resized crop); 0 takes "
+                                     "plain image_size crops at the resized scale", advanced=True)
+    color_jitter: float = knob(0.0, "colour augmentation: each training crop's brightness, contrast and "
+                                    "saturation are scaled by factors drawn from [1 - s, 1 + s]; 0 disables",
+                                    advanced=True)
+    progressive_start_size: int = knob(0, "progressive resizing: the first epoch's training crops are scaled "
+                                          "down to this side, the side growing linearly, in steps of 16 px, "
+                                          "to image_size at progressive_end_fraction of the epochs (an early "
+                                          "epoch costs about (side / image_size)^2 of a full one); 0 disables",
+                                          advanced=True)
+    progressive_end_fraction: float = knob(0.5, "progressive resizing: share of the epochs after which "
+                                                "training runs at image_size", advanced=True)
     # CutMix.
     cutmix_probability: float = knob(0.5, "share of training images that get a CutMix box pasted from "
                                           "another image of the batch (the notebook: a uniform draw > 0.5); "
@@ -131,6 +151,16 @@ class TrainConfig:
         _check(self.image_size >= 32, "image_size", self.image_size, "must be >= 32")
         _check(self.resize_size >= self.image_size, "resize_size", self.resize_size,
                f"must be >= image_size ({self.image_size}): the crop cannot be larger than the image")
+        _check(self.test_image_size == 0 or 32 <= self.test_image_size <= self.resize_size, "test_image_size",
+               self.test_image_size, f"must be 0 (image_size) or in [32, resize_size={self.resize_size}]")
+        _check(self.crop_area_min == 0 or 0.05 <= self.crop_area_min <= 1.0, "crop_area_min", self.crop_area_min,
+               "must be 0 (plain crops) or in [0.05, 1]")
+        _check(0.0 <= self.color_jitter < 1.0, "color_jitter", self.color_jitter, "must be in [0, 1)")
+        _check(self.progressive_start_size == 0 or 32 <= self.progressive_start_size <= self.image_size,
+               "progressive_start_size", self.progressive_start_size,
+               f"must be 0 (off) or in [32, image_size={self.image_size}]")
+        _check(0.0 < self.progressive_end_fraction <= 1.0, "progressive_end_fraction",
+               self.progressive_end_fraction, "must be in (0, 1]")
         _check(self.alpha > 0, "alpha", self.alpha, "must be > 0")
         _check(0.0 <= self.cutmix_probability <= 1.0, "cutmix_probability", self.cutmix_probability,
                "must be in [0, 1]")
@@ -170,6 +200,21 @@ class TrainConfig:
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
+
+    @property
+    def served_image_size(self) -> int:
+        """The side of the centre crop evaluation and serving feed the network (test_image_size)."""
+        return self.test_image_size or self.image_size
+
+    def training_side(self, epoch: int) -> int:
+        """The side the training crops of `epoch` (0-based) are fed to the network at: image_size,
+        or with progressive resizing the start side growing linearly, in 16 px steps, to image_size
+        at progressive_end_fraction of the epochs (the last epoch is always at image_size)."""
+        ramp = self.progressive_end_fraction * (self.epochs - 1)  # the last epoch is always at image_size
+        if not self.progressive_start_size or epoch >= ramp:
+            return self.image_size
+        start = self.progressive_start_size
+        return start + 16 * int((self.image_size - start) * epoch / ramp // 16)
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), sort_keys=True)

@@ -92,6 +92,19 @@ class StepLearningRate(keras.callbacks.Callback):
         self._writer.close()
 
 
+class ProgressiveResizing(keras.callbacks.Callback):
+    """Sets the side the training batches are scaled to (input_pipeline.training_side_variable)
+    at each epoch's start, from TrainConfig.training_side (the epoch counted over all phases, so
+    a resumed training picks up the side of the epoch it resumes at)."""
+
+    def __init__(self, side: tf.Variable, cfg: TrainConfig):
+        super().__init__()
+        self.side, self.cfg = side, cfg
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.side.assign(self.cfg.training_side(epoch))
+
+
 def metric_log_callbacks(tensorboard_dir: str, schedule, steps_per_epoch: int, first_epoch: int) -> list:
     """The callbacks that log each epoch to TensorBoard, RecordLearningRate first: the callbacks
     after it (TensorBoard, then EpochLog and History) read the rate from the epoch's logs."""
@@ -211,8 +224,9 @@ def backup_dir_of(fn_args, cfg: TrainConfig) -> str:
 
 
 def _callbacks(model_run_dir: str, backup_dir: str, phase: Phase, schedule, steps_per_epoch: int,
-               first_epoch: int, epochs: int):
+               first_epoch: int, epochs: int, cfg: TrainConfig, side=None):
     return [
+        *([ProgressiveResizing(side, cfg)] if side is not None else []),
         *metric_log_callbacks(os.path.join(model_run_dir, names.TENSORBOARD_DIR), schedule, steps_per_epoch,
                               first_epoch),
         progress.ProgressLog(epochs, steps_per_epoch),  # the console's epoch lines (Keras prints none)
@@ -236,9 +250,10 @@ def _training_facts(model: keras.Model) -> dict:
 
 
 def train(model: keras.Model, cfg: TrainConfig, strategy, train_ds, eval_ds, steps_per_epoch: int,
-          model_run_dir: str, backup_dir: str):
+          model_run_dir: str, backup_dir: str, side=None):
     """Runs every phase, resuming from backup_dir; returns (per-epoch history, one dict of facts
-    per phase)."""
+    per phase). side: the variable train_ds's batches are scaled by, with progressive resizing
+    (input_pipeline.training_side_variable)."""
     facts, epoch = [], 0
     epochs_file = os.path.join(backup_dir, names.BACKUP_EPOCHS_FILE)
     done = saved_epochs(backup_dir)
@@ -260,7 +275,7 @@ def train(model: keras.Model, cfg: TrainConfig, strategy, train_ds, eval_ds, ste
         model.fit(train_ds, epochs=epoch + phase.epochs, initial_epoch=epoch,
                   steps_per_epoch=steps_per_epoch, validation_data=eval_ds, verbose=0,
                   callbacks=_callbacks(model_run_dir, backup_dir, phase, schedule, steps_per_epoch, epoch,
-                                       cfg.epochs))
+                                       cfg.epochs, cfg, side))
         facts.append({**phase._asdict(), "first_epoch": epoch, **_training_facts(model)})
         epoch += phase.epochs
     return _history_of(read_epoch_logs(epochs_file), cfg.epochs), facts
@@ -333,8 +348,9 @@ def _train_and_export(fn_args, cfg: TrainConfig, strategy, policy: str, global_b
                  "kept" if cache else "NOT kept, decoded every epoch",
                  input_pipeline.decoded_cache_bytes(n_train + n_eval, cfg) / 1e9, n_train, n_eval,
                  cfg.decoded_cache_gb)
+    side = input_pipeline.training_side_variable(cfg)  # progressive resizing: set per epoch
     train_ds = input_pipeline.make_dataset(fn_args.train_files, tft_layer, raw_spec, cfg, True, global_batch,
-                                           cached_examples=n_train if cache else None)
+                                           cached_examples=n_train if cache else None, side=side)
     eval_ds = input_pipeline.make_dataset(fn_args.eval_files, tft_layer, raw_spec, cfg, False, global_batch,
                                           cached_examples=n_eval if cache else None)
     tf.io.gfile.makedirs(fn_args.model_run_dir)
@@ -343,7 +359,7 @@ def _train_and_export(fn_args, cfg: TrainConfig, strategy, policy: str, global_b
     with strategy.scope():
         model = model_lib.build_model(cfg)
     history, phases = train(model, cfg, strategy, train_ds, eval_ds, steps_per_epoch, fn_args.model_run_dir,
-                            backup_dir)
+                            backup_dir, side)
 
     recalibrated = {}
     if cfg.bn_recalibration_batches:
