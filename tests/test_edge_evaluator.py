@@ -253,13 +253,13 @@ def test_models_served_at_the_test_image_size_are_evaluated_at_it(artifacts):
     cfg = dataclasses.replace(CFG, test_image_size=RESIZE)
     model = _model_artifact(artifacts["root"], "served_at_test_size", artifacts["graph"], cfg)
     output, evaluation = _evaluate({**artifacts, "served_at_test_size": model}, "served_at_test_size", "default")
-    assert evaluation[names.EDGE_MODELS][names.EDGE_SAVED_MODEL][names.EDGE_ACCURACY] == pytest.approx(
-        _by_hand(_saved_model_predictions(model))[0])
+    saved = evaluation[pipeline_names.EDGE_MODELS][pipeline_names.EDGE_SAVED_MODEL]
+    assert saved[pipeline_names.EDGE_ACCURACY] == pytest.approx(_by_hand(_saved_model_predictions(model))[0])
     for flavour in names.TFLITE_FLAVOURS:
         interpreter = tf.lite.Interpreter(model_path=_edge_path(model, flavour))
         assert list(interpreter.get_input_details()[0]["shape"]) == [1, RESIZE, RESIZE, 3]
         assert TFLiteClassifier(_edge_path(model, flavour)).image_size == RESIZE  # the input spec
-        assert evaluation[names.EDGE_MODELS][flavour][names.EDGE_ACCURACY] == pytest.approx(
+        assert evaluation[pipeline_names.EDGE_MODELS][flavour][pipeline_names.EDGE_ACCURACY] == pytest.approx(
             _by_hand(_tflite_predictions(_edge_path(model, flavour), RESIZE))[0])
     assert output.get_string_custom_property(executor.PROP_PASSED) == "float16,int8"
 
@@ -293,7 +293,7 @@ def test_int8_outside_the_margin_is_not_pushed_while_the_savedmodel_and_float16_
     output, evaluation = wrong_int8
     base = tmp_path / "serving"
     pushed = _push(artifacts, "wrong_int8", output, base)
-    [version] = os.listdir(base)
+    [version] = [name for name in os.listdir(base) if name.isdigit()]  # beside the release files
     assert pushed.get_int_custom_property(pipeline_names.PROP_PUSHED) == 1
     assert os.path.isfile(base / version / pipeline_names.SAVED_MODEL_FILE)
     edge_dir = base / version / pipeline_names.PUSHED_EDGE_SUBDIR
@@ -311,7 +311,7 @@ def test_a_passing_int8_lands_beside_the_savedmodel(artifacts, good, tmp_path):
     output, _ = good
     base = tmp_path / "serving"
     pushed = _push(artifacts, "good", output, base)
-    [version] = os.listdir(base)
+    [version] = [name for name in os.listdir(base) if name.isdigit()]  # beside the release files
     assert sorted(os.listdir(base / version / pipeline_names.PUSHED_EDGE_SUBDIR)) == sorted(
         [names.TFLITE_LABELS_FILE] + [names.TFLITE_FILE.format(flavour=f) for f in names.TFLITE_FLAVOURS])
     assert pushed.get_string_custom_property(pipeline_names.PROP_PUSHED_EDGE_MODELS) == "float16,int8"

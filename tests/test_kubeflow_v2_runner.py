@@ -562,7 +562,8 @@ def test_compiled_spec_executes_to_a_pushed_model(tmp_path, vertex_job_service):
     pushed = backend.outputs[PUSHER][pipeline_names.PUSHED_MODEL_OUTPUT][0]["metadata"]
     assert pushed[pipeline_names.PROP_PUSHED] == 1 and pushed[pipeline_names.PROP_PUSHED_DESTINATION].startswith(serving + "/")
     assert os.path.isfile(os.path.join(pushed[pipeline_names.PROP_PUSHED_DESTINATION], pipeline_names.SAVED_MODEL_FILE))
-    assert os.listdir(serving) == [os.path.basename(pushed[pipeline_names.PROP_PUSHED_DESTINATION])]
+    versions = [v for v in os.listdir(serving) if v.isdigit()]  # beside the release files
+    assert versions == [os.path.basename(pushed[pipeline_names.PROP_PUSHED_DESTINATION])]
 
 
 # --- 4. submission -------------------------------------------------------------------------------
