@@ -7,6 +7,7 @@ hashes for its cache, so nothing here re-runs Transform or the Trainer when it c
     output_dir.py      where a local run writes: pipeline root, ML Metadata, serving dir, caches, logs
     ingest_report.py   the ingest report (what ImageExampleGen read, ingested and skipped, and why)
     file_walk.py       the one walk of a user's folder: links, loops, FIFOs, devices, odd file names
+    image_content.py   what an image shows: content statistics, content and perceptual hashes
     store.py           the ML Metadata connection, and what a run recorded in it
     tflite_classifier.py  running an exported TFLite model as an app would
     tfma_results.py    what TFMA wrote: metrics, plots, the validation and each threshold's verdict
