@@ -42,6 +42,7 @@ ASPECT_RATIO = "content_aspect_ratio"
 STATISTICS = (BRIGHTNESS, CONTRAST, SATURATION, COLOURFULNESS, SHARPNESS, ASPECT_RATIO)
 
 PERCEPTUAL_HASH_BITS = 64
+THUMBNAIL_SIDE = 16  # the luma thumbnail that confirms a near duplicate (thumbnail_similarity)
 
 
 def _shrunk(image: np.ndarray) -> np.ndarray:
@@ -103,6 +104,23 @@ def perceptual_hash(image: np.ndarray) -> int:
     thumb = tf.image.resize(gray[..., None], (8, 9), method="area", antialias=True).numpy()[..., 0]
     bits = (thumb[:, 1:] > thumb[:, :-1]).flatten()
     return int("".join("1" if b else "0" for b in bits), 2)
+
+
+def luma_thumbnail(image: np.ndarray) -> np.ndarray:
+    """A THUMBNAIL_SIDE x THUMBNAIL_SIDE luma thumbnail, standardised (zero mean, unit variance):
+    a brightened, resized or re-encoded copy keeps its pattern (float16, 512 bytes)."""
+    gray = _luma(np.asarray(image[..., :3], dtype=np.float32) / 255.0)
+    side = (THUMBNAIL_SIDE, THUMBNAIL_SIDE)
+    thumb = tf.image.resize(gray[..., None], side, method="area", antialias=True).numpy()[..., 0]
+    thumb = thumb - thumb.mean()
+    return (thumb / max(float(np.sqrt((thumb * thumb).mean())), 1e-6)).astype(np.float16)
+
+
+def thumbnail_similarity(a: np.ndarray, b: np.ndarray) -> float:
+    """The correlation of two luma_thumbnails, -1 .. 1. The 64-bit dHash alone calls two photos of
+    a horizon under a bright sky near duplicates; on intel-dev their thumbnails correlate at most
+    0.85, while resized, re-encoded or 10 % brightened copies correlate above 0.99."""
+    return float((np.asarray(a, np.float32) * np.asarray(b, np.float32)).mean())
 
 
 def hamming(a: int, b: int) -> int:

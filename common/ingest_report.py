@@ -44,6 +44,32 @@ class SkippedFile:
     detail: str = ""
 
 
+# Paths listed per kind of duplicate in the report (the counts are always complete).
+MAX_LISTED_DUPLICATES = 50
+
+
+@dataclasses.dataclass
+class Duplicates:
+    """Duplicated images among the ingested ones (components/image_example_gen/duplicates.py).
+
+    within_split: extra copies of the same pixels inside one split (a group of 3 counts 2);
+    cross_split_exact / cross_split_near: (train, eval) pairs showing the same pixels / a perceptual
+    hash within near_max_hamming bits: eval images the model was trained on (leakage). The lists
+    hold at most MAX_LISTED_DUPLICATES entries each, sorted by path; the counts are complete.
+    """
+    near_max_hamming: int
+    within_split: int = 0
+    within_split_groups: List[Dict[str, Any]] = dataclasses.field(default_factory=list)  # {"split", "paths"}
+    cross_split_exact: int = 0
+    cross_split_near: int = 0
+    # {"train", "eval", "kind" ("exact" or "near"), "hamming"}
+    cross_split_pairs: List[Dict[str, Any]] = dataclasses.field(default_factory=list)
+
+    @property
+    def cross_split(self) -> int:
+        return self.cross_split_exact + self.cross_split_near
+
+
 @dataclasses.dataclass
 class IngestReport:
     """What one ImageExampleGen execution read; its JSON keys are these field names."""
@@ -59,6 +85,7 @@ class IngestReport:
     split_dirs: Dict[str, str] = dataclasses.field(default_factory=dict)  # split -> folder ("" in hash mode)
     ignored_dirs: List[Dict[str, str]] = dataclasses.field(default_factory=list)  # {"path", "why"}: not read
     ignored_files: List[str] = dataclasses.field(default_factory=list)  # beside the split folders: not read
+    duplicates: Optional[Duplicates] = None  # None: a report written before duplicates were looked for
 
     def per_split(self) -> Dict[str, int]:
         """{split: images ingested}."""
@@ -73,6 +100,8 @@ class IngestReport:
         known = {f.name for f in dataclasses.fields(cls)}
         values = {k: v for k, v in data.items() if k in known}
         values["skipped_files"] = [SkippedFile(**s) for s in values.get("skipped_files", [])]
+        if values.get("duplicates") is not None:
+            values["duplicates"] = Duplicates(**values["duplicates"])
         return cls(**values)
 
     @classmethod
@@ -89,12 +118,13 @@ def read(path: str) -> IngestReport:
 
 
 def build(listing, unread: Sequence[SkippedFile], skipped: Sequence[SkippedFile],
-          counts: Sequence[Tuple[Tuple[str, str], int]]) -> IngestReport:
+          counts: Sequence[Tuple[Tuple[str, str], int]], duplicates: Optional[Duplicates] = None) -> IngestReport:
     """The report of one ingestion.
 
     listing: ImageExampleGen's DatasetListing (root, split_mode, split_dirs, class_names, files,
     ignored_dirs, other_files); unread: the entries it never handed to the readers; skipped: what
-    the readers refused; counts: ((split, class), n) of the ingested files.
+    the readers refused; counts: ((split, class), n) of the ingested files; duplicates: what the
+    duplicate search found.
     """
     skipped_files = sorted([*unread, *skipped], key=lambda s: s.path)
     ingested = {split: {c: 0 for c in listing.class_names} for split in dataset.SPLITS}
@@ -108,7 +138,7 @@ def build(listing, unread: Sequence[SkippedFile], skipped: Sequence[SkippedFile]
         ingested=n_ingested, skipped=len(skipped_files), ingested_by_split_and_class=ingested,
         skipped_by_reason=dict(sorted(by_reason.items())), skipped_files=skipped_files,
         ignored_dirs=[{"path": p, "why": w} for p, w in listing.ignored_dirs],
-        ignored_files=list(listing.other_files))
+        ignored_files=list(listing.other_files), duplicates=duplicates)
 
 
 def check(report: IngestReport, report_path: Optional[str] = None) -> None:

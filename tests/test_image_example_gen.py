@@ -10,7 +10,7 @@ from tfx.dsl.components.base import base_beam_executor
 from tfx.types import standard_artifacts
 
 import image_factory
-from common import dataset, ingest_report, pipeline_names
+from common import dataset, image_content, ingest_report, pipeline_names
 from components.image_example_gen import driver, executor, image_files
 from pipeline import configs
 from trainer_module import names
@@ -32,7 +32,8 @@ def _read_split(examples, split):
     out = []
     for record in tf.data.TFRecordDataset(files, compression_type="GZIP"):
         ex = tf.train.Example.FromString(record.numpy())
-        out.append({k: (v.bytes_list.value or v.int64_list.value)[0] for k, v in ex.features.feature.items()})
+        out.append({k: (v.bytes_list.value or v.int64_list.value or v.float_list.value)[0]
+                    for k, v in ex.features.feature.items()})
     return out
 
 
@@ -84,6 +85,12 @@ def test_examples_hold_the_original_bytes_and_sorted_labels(messy_tree, tmp_path
         assert record["label"] == ["cat", "dog"].index(path.split("/")[1])
     assert (train["train/cat/gray.jpg"]["height"], train["train/cat/gray.jpg"]["width"]) == (7, 31)
     assert train["train/dog/ok.png"]["format"] == b"png"
+    # The content statistics of the decoded pixels, one float each (common/image_content).
+    gray = train["train/cat/gray.jpg"]
+    expected = image_content.statistics(image_content.decode((messy_tree / "train/cat/gray.jpg").read_bytes()))
+    assert {k: gray[k] for k in image_content.STATISTICS} == pytest.approx(expected, rel=1e-6)
+    assert gray[image_content.SATURATION] == pytest.approx(0.0, abs=1e-6)
+    assert gray[image_content.ASPECT_RATIO] == pytest.approx(31 / 7, rel=1e-6)
     evaluation = {r["path"].decode() for r in _read_split(examples, "eval")}
     assert evaluation == {"val/cat/v1.jpg", "val/dog/v2.bmp"}
 

@@ -20,6 +20,9 @@ class ImageExampleGenSpec(ComponentSpec):
         driver.EVAL_FRACTION_KEY: ExecutionParameter(type=float),
         # The pixel budget: a file whose header declares more pixels is skipped (too_many_pixels).
         names.MAX_IMAGE_PIXELS_KEY: ExecutionParameter(type=int),
+        # A train and an eval image whose perceptual hashes differ in at most this many bits are
+        # near duplicates (optional: a spec compiled before it existed still runs).
+        driver.NEAR_DUPLICATE_MAX_HAMMING_KEY: ExecutionParameter(type=int, optional=True),
         # Set by the driver before the cache lookup (never by the caller).
         driver.INPUT_FINGERPRINT_KEY: ExecutionParameter(type=str, optional=True),
     }
@@ -40,8 +43,10 @@ class ImageExampleGen(base_beam_component.BaseBeamComponent):
     DRIVER_CLASS = driver.Driver
 
     def __init__(self, input_base: str, class_names: List[str] = (), eval_fraction: float = 0.2,
-                 max_image_pixels: int = image_format.DEFAULT_MAX_IMAGE_PIXELS):
+                 max_image_pixels: int = image_format.DEFAULT_MAX_IMAGE_PIXELS,
+                 near_duplicate_max_hamming: int = executor.DEFAULT_NEAR_DUPLICATE_MAX_HAMMING):
         super().__init__(spec=ImageExampleGenSpec(
             input_base=input_base, class_names=json.dumps(list(class_names)),
             eval_fraction=float(eval_fraction), max_image_pixels=int(max_image_pixels),
+            near_duplicate_max_hamming=int(near_duplicate_max_hamming),
             examples=types.Channel(type=standard_artifacts.Examples)))

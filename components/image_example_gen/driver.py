@@ -26,6 +26,7 @@ from components.image_example_gen import image_files
 INPUT_BASE_KEY = "input_base"
 CLASS_NAMES_KEY = "class_names"  # JSON list; "[]" derives the classes from the train folders
 EVAL_FRACTION_KEY = "eval_fraction"
+NEAR_DUPLICATE_MAX_HAMMING_KEY = "near_duplicate_max_hamming"  # bits of the 64-bit perceptual hash
 INPUT_FINGERPRINT_KEY = "input_fingerprint"
 # {(input base, fingerprint): listing}: the driver's listings, for an executor in this process.
 # At most a few entries: a run takes its own out (take_listing), a CACHED one leaves one behind.

@@ -5,7 +5,13 @@ Each ingested file becomes one tf.Example (records.make_example; names.py has th
   label       int64 index into the class names,
   class_name  the class folder's name,
   path        the path relative to the data root,
-  height, width, format  from the decoder (for data validation).
+  height, width, format  from the decoder (for data validation),
+  content_*   the content statistics of the decoded pixels (common/image_content.STATISTICS:
+              brightness, contrast, saturation, colourfulness, sharpness, aspect ratio), which
+              TFDV's drift and skew comparators watch (pipeline/data_validation.py).
+The same reader hashes each decoded image (content hash, perceptual hash); duplicates.py finds
+exact duplicates within and across splits and near duplicates between train and eval, and the
+report counts and lists them (the data gate turns cross-split ones into an anomaly).
 Files that cannot be used are counted by reason and listed in `ingest_report.json` beside the
 splits; a file whose header declares more pixels than `max_image_pixels` is one of them, refused
 before it is decoded (a decompression bomb must not exhaust a worker's memory). The class names
@@ -31,14 +37,16 @@ from tfx.dsl.components.base import base_beam_executor
 from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils
 
-from common import dataset, ingest_report, pipeline_names
-from components.image_example_gen import driver, image_files
+from common import dataset, image_content, ingest_report, pipeline_names
+from components.image_example_gen import driver, duplicates, image_files
 from components.image_example_gen.records import make_example
 from trainer_module import image_format, names
 
 # Records per output shard: a shard is sorted in one worker's memory (~15 KB a record on Intel).
 EXAMPLES_PER_SHARD = 4096
 SHARD_PREFIX = "data_tfrecord"
+# Perceptual hashes of a train and an eval image this close (bits of 64) make a near duplicate.
+DEFAULT_NEAR_DUPLICATE_MAX_HAMMING = 4
 
 
 def order_key(relpath: str) -> str:
@@ -47,14 +55,18 @@ def order_key(relpath: str) -> str:
 
 
 class _ReadAndEncode(beam.DoFn):
-    """Reads one file; emits (split, class name, order key, serialized example) or, on the
-    `skipped` output, a dict saying which file was skipped and why."""
+    """Reads one file; emits (split, class name, order key, serialized example), on the `hashes`
+    output its duplicates.ImageHash, or, on the `skipped` output, a SkippedFile saying which file
+    was skipped and why. The content statistics and hashes come from the pixels check_and_decode
+    already decoded (content=False leaves them out: bench/content_cost.py measures their cost)."""
 
     SKIPPED = "skipped"
+    HASHES = "hashes"
 
-    def __init__(self, class_names: List[str], max_image_pixels: int):
+    def __init__(self, class_names: List[str], max_image_pixels: int, content: bool = True):
         self._label_of = {name: i for i, name in enumerate(class_names)}
         self._max_image_pixels = max_image_pixels
+        self._content = content
 
     def process(self, entry: Dict[str, str]):
         try:
@@ -63,7 +75,7 @@ class _ReadAndEncode(beam.DoFn):
         except (OSError, tf.errors.OpError) as e:
             reason, detail = ingest_report.SKIP_UNREADABLE, str(e)
         else:
-            reason, detail, info = image_files.check_image(data, self._max_image_pixels)
+            reason, detail, info, pixels = image_files.check_and_decode(data, self._max_image_pixels)
         if reason is not None:
             beam.metrics.Metrics.counter("ImageExampleGen", f"skipped_{reason}").inc()
             yield beam.pvalue.TaggedOutput(self.SKIPPED, ingest_report.SkippedFile(
@@ -72,8 +84,13 @@ class _ReadAndEncode(beam.DoFn):
             return
         height, width, fmt = info
         beam.metrics.Metrics.counter("ImageExampleGen", f"ingested_{entry['split']}").inc()
+        content = None
+        if self._content:
+            content = image_content.statistics(pixels)
+            yield beam.pvalue.TaggedOutput(self.HASHES, duplicates.ImageHash.of(
+                entry["split"], entry["relpath"], pixels))
         example = make_example(data, self._label_of[entry["class_name"]], entry["class_name"],
-                               entry["relpath"], height, width, fmt)
+                               entry["relpath"], height, width, fmt, content)
         yield entry["split"], entry["class_name"], order_key(entry["relpath"]), example.SerializeToString()
 
 
@@ -106,6 +123,8 @@ class Executor(base_beam_executor.BaseBeamExecutor):
            output_dict: Dict[str, List[types.Artifact]], exec_properties: Dict[str, Any]) -> None:
         examples = artifact_utils.get_single_instance(output_dict[pipeline_names.EXAMPLES_OUTPUT])
         max_image_pixels = exec_properties.get(names.MAX_IMAGE_PIXELS_KEY, image_format.DEFAULT_MAX_IMAGE_PIXELS)
+        near_max_hamming = exec_properties.get(driver.NEAR_DUPLICATE_MAX_HAMMING_KEY,
+                                               DEFAULT_NEAR_DUPLICATE_MAX_HAMMING)
         listing = driver.take_listing(exec_properties)
         logging.info("ImageExampleGen: %d files under %s (%s split), classes %s",
                      len(listing.files), listing.root, listing.split_mode, listing.class_names)
@@ -121,7 +140,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
                        | "Spread" >> beam.Reshuffle()
                        | "ReadAndCheck" >> beam.ParDo(
                            _ReadAndEncode(listing.class_names, max_image_pixels)).with_outputs(
-                               _ReadAndEncode.SKIPPED, main="examples"))
+                               _ReadAndEncode.SKIPPED, _ReadAndEncode.HASHES, main="examples"))
             for split in dataset.SPLITS:
                 n_shards = num_shards_for(sum(f.split == split for f in listing.files))
                 split_uri = artifact_utils.get_split_uri([examples], split)
@@ -134,12 +153,16 @@ class Executor(base_beam_executor.BaseBeamExecutor):
             counts = (results.examples
                       | "SplitClass" >> beam.Map(lambda r: (r[0], r[1]))
                       | "Count" >> beam.combiners.Count.PerElement())
+            found = (results[_ReadAndEncode.HASHES]
+                     | "Duplicates" >> duplicates.FindDuplicates(near_max_hamming,
+                                                                 ingest_report.MAX_LISTED_DUPLICATES))
             _ = (p
                  | "ReportSeed" >> beam.Create([None])
                  | "WriteReport" >> beam.Map(
                      _write_report, listing=listing, report_path=report_path,
                      skipped=beam.pvalue.AsList(results[_ReadAndEncode.SKIPPED]),
-                     counts=beam.pvalue.AsList(counts)))
+                     counts=beam.pvalue.AsList(counts), found=beam.pvalue.AsList(found),
+                     near_max_hamming=near_max_hamming))
 
         report = ingest_report.read(report_path)
         _record_on_artifact(examples, report)
@@ -148,11 +171,16 @@ class Executor(base_beam_executor.BaseBeamExecutor):
                                                 exec_properties[driver.INPUT_FINGERPRINT_KEY])
         logging.info("ImageExampleGen: ingested %d, skipped %d %s; report %s", report.ingested,
                      report.skipped, report.skipped_by_reason, report_path)
+        dup = report.duplicates
+        logging.info("ImageExampleGen: duplicates: %d extra copies within splits; %d train/eval pairs "
+                     "exact, %d near (perceptual hash within %d bits)", dup.within_split,
+                     dup.cross_split_exact, dup.cross_split_near, dup.near_max_hamming)
         ingest_report.check(report, report_path)
 
 
-def _write_report(_, listing, report_path, skipped, counts) -> None:
-    report = ingest_report.build(listing, listing.unread, list(skipped), list(counts))
+def _write_report(_, listing, report_path, skipped, counts, found, near_max_hamming) -> None:
+    report = ingest_report.build(listing, listing.unread, list(skipped), list(counts),
+                                 duplicates.report(found, near_max_hamming))
     with tf.io.gfile.GFile(report_path, "w") as f:
         f.write(report.to_json())
 

@@ -17,6 +17,7 @@ import os
 import posixpath
 from typing import Dict, List, Optional, Sequence, Tuple
 
+import numpy as np
 import tensorflow as tf
 
 from common import file_walk
@@ -240,6 +241,34 @@ def _looks_truncated(data: bytes, fmt: str) -> bool:
     return False
 
 
+def check_and_decode(data: bytes, max_pixels: int = image_format.DEFAULT_MAX_IMAGE_PIXELS
+                     ) -> Tuple[Optional[str], str, Optional[Tuple[int, int, str]], Optional[np.ndarray]]:
+    """check_image, and the decoded pixels (H x W x 3 uint8) of an image that passed, so
+    ingestion computes its content statistics and hashes without decoding it twice."""
+    if not data:
+        return SKIP_EMPTY, "", None, None
+    fmt = image_format.sniff_format(data)
+    if fmt is None:
+        return SKIP_NOT_IMAGE, "", None, None
+    over = image_format.over_budget(data, max_pixels)
+    if over:
+        return SKIP_TOO_MANY_PIXELS, over, None, None
+    try:
+        image = decode_image(data, max_pixels)
+    except (tf.errors.InvalidArgumentError, tf.errors.UnknownError) as e:
+        over = image_format.over_budget_in_error(e.message)
+        if over:  # TensorFlow's header reading refused what the Python reader could not size
+            return SKIP_TOO_MANY_PIXELS, over, None, None
+        return (SKIP_TRUNCATED if _looks_truncated(data, fmt) else SKIP_UNDECODABLE), "", None, None
+    # libjpeg can return a partial image for a cut-off file; the model must not learn grey bands.
+    if _looks_truncated(data, fmt):
+        return SKIP_TRUNCATED, "", None, None
+    height, width = int(image.shape[0]), int(image.shape[1])
+    if height == 0 or width == 0:
+        return SKIP_UNDECODABLE, "", None, None
+    return None, "", (height, width, fmt), image.numpy()
+
+
 def check_image(data: bytes, max_pixels: int = image_format.DEFAULT_MAX_IMAGE_PIXELS
                 ) -> Tuple[Optional[str], str, Optional[Tuple[int, int, str]]]:
     """Checks one file's bytes: the pixel budget from the header, then the decoder Transform uses.
@@ -249,28 +278,7 @@ def check_image(data: bytes, max_pixels: int = image_format.DEFAULT_MAX_IMAGE_PI
     An image over `max_pixels` is refused from its header (detail: "WxH = N pixels >
     max_image_pixels = B") and never decoded.
     """
-    if not data:
-        return SKIP_EMPTY, "", None
-    fmt = image_format.sniff_format(data)
-    if fmt is None:
-        return SKIP_NOT_IMAGE, "", None
-    over = image_format.over_budget(data, max_pixels)
-    if over:
-        return SKIP_TOO_MANY_PIXELS, over, None
-    try:
-        image = decode_image(data, max_pixels)
-    except (tf.errors.InvalidArgumentError, tf.errors.UnknownError) as e:
-        over = image_format.over_budget_in_error(e.message)
-        if over:  # TensorFlow's header reading refused what the Python reader could not size
-            return SKIP_TOO_MANY_PIXELS, over, None
-        return (SKIP_TRUNCATED if _looks_truncated(data, fmt) else SKIP_UNDECODABLE), "", None
-    # libjpeg can return a partial image for a cut-off file; the model must not learn grey bands.
-    if _looks_truncated(data, fmt):
-        return SKIP_TRUNCATED, "", None
-    height, width = int(image.shape[0]), int(image.shape[1])
-    if height == 0 or width == 0:
-        return SKIP_UNDECODABLE, "", None
-    return None, "", (height, width, fmt)
+    return check_and_decode(data, max_pixels)[:3]
 
 
 def inspect_image(data: bytes, max_pixels: int = image_format.DEFAULT_MAX_IMAGE_PIXELS
