@@ -89,6 +89,20 @@ class PipelineConfig:
     size_drift_max_jsd: float = knob(0.1, "data gate: largest Jensen-Shannon divergence between the train "
                                           "split's image height (and width) distribution and that of the "
                                           "data the latest blessed model was trained on; also eval vs train")
+    content_drift_max_jsd: float = knob(0.2, "data gate: largest Jensen-Shannon divergence between the train "
+                                             "split's distribution of each image content statistic (brightness, "
+                                             "contrast, saturation, colourfulness, sharpness) and that of the data "
+                                             "the latest blessed model was trained on; also eval vs train")
+    content_drift_stops: bool = knob(True, "data gate: content drift beyond --content-drift-max-jsd stops the "
+                                           "run (a drop of darkened or grayscale photos); "
+                                           "--no-content-drift-stops only warns")
+    near_duplicate_max_hamming: int = knob(4, "ingestion: a train and an eval image whose 64-bit perceptual "
+                                              "hashes differ in at most this many bits (and whose thumbnails "
+                                              "match) are near duplicates", advanced=True)
+    stop_on_cross_split_duplicates: bool = knob(True, "data gate: stop the run when an eval image is an exact "
+                                                      "or near duplicate of a train image (leakage: the eval "
+                                                      "split would score images the model trained on); "
+                                                      "--no-stop-on-cross-split-duplicates only warns")
     stop_on_skew: bool = knob(False, "data gate: stop the run when the eval split's class or image size "
                                      "distribution differs from the train split's beyond those thresholds "
                                      "(otherwise a warning in the log and the report)")
@@ -115,7 +129,7 @@ class PipelineConfig:
         for name in ("eval_fraction", "accuracy_lower_bound", "accuracy_max_drop", "download_max_gb",
                      "download_deadline_minutes", "extract_max_gb", "extract_max_ratio",
                      "tflite_float16_max_drop", "tflite_int8_max_drop",
-                     "class_drift_max_linf", "size_drift_max_jsd",
+                     "class_drift_max_linf", "size_drift_max_jsd", "content_drift_max_jsd",
                      "class_recall_lower_bound", "class_recall_max_drop"):
             value = getattr(self, name)
             if not math.isfinite(value):
@@ -128,11 +142,13 @@ class PipelineConfig:
         for name in ("tflite_float16_max_drop", "tflite_int8_max_drop", "class_recall_lower_bound",
                      "class_recall_max_drop"):
             _check(0.0 <= getattr(self, name) <= 1.0, name, getattr(self, name), "must be in [0, 1]")
-        for name in ("class_drift_max_linf", "size_drift_max_jsd"):  # both measures lie in [0, 1]
+        for name in ("class_drift_max_linf", "size_drift_max_jsd", "content_drift_max_jsd"):  # in [0, 1]
             _check(0.0 <= getattr(self, name) <= 1.0, name, getattr(self, name), "must be in [0, 1]")
         _check(self.demo_train_per_class >= 1, "demo_train_per_class", self.demo_train_per_class, "must be >= 1")
         _check(self.demo_eval_per_class >= 1, "demo_eval_per_class", self.demo_eval_per_class, "must be >= 1")
         _check(bool(self.pipeline_name), "pipeline_name", self.pipeline_name, "must not be empty")
+        _check(0 <= self.near_duplicate_max_hamming <= 16, "near_duplicate_max_hamming",
+               self.near_duplicate_max_hamming, "must be in [0, 16] (bits of 64)")
         _check(self.max_image_pixels >= 1, "max_image_pixels", self.max_image_pixels, "must be >= 1")
         for name in ("download_max_gb", "download_deadline_minutes", "extract_max_gb"):
             _check(getattr(self, name) > 0, name, getattr(self, name), "must be > 0")

@@ -62,8 +62,11 @@ def create_pipeline(cfg: configs.PipelineConfig, train: TrainConfig, platform: P
     components = []
 
     # Ingest the image files as tf.Examples, counting and reporting every skipped file.
+    # Each example carries its image's content statistics; duplicates within and across splits are
+    # counted in the ingest report.
     example_gen = ImageExampleGen(input_base=platform.data_root, class_names=class_names,
-                                  eval_fraction=cfg.eval_fraction, max_image_pixels=cfg.max_image_pixels)
+                                  eval_fraction=cfg.eval_fraction, max_image_pixels=cfg.max_image_pixels,
+                                  near_duplicate_max_hamming=cfg.near_duplicate_max_hamming)
     components.append(example_gen)
 
     # Import the curated schema (pipeline/schema/) with this configuration's classes and pixel budget.
@@ -81,7 +84,7 @@ def create_pipeline(cfg: configs.PipelineConfig, train: TrainConfig, platform: P
         statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"])
     components.append(example_validator)
 
-    # Compare the eval split with the train split (skew: class and image size distributions).
+    # Compare the eval split with the train split (skew: class, image size and content distributions).
     skew_validator = data_validation.skew_validator(statistics_gen.outputs["statistics"], cfg)
     components.append(skew_validator)
 
@@ -91,18 +94,22 @@ def create_pipeline(cfg: configs.PipelineConfig, train: TrainConfig, platform: P
         statistics_resolver = blessed_model_statistics_resolver(statistics_gen.outputs["statistics"])
         components.append(statistics_resolver)
 
-        # Compare the train split with that data (drift: class and image size distributions).
+        # Compare the train split with that data (drift: class, image size and content distributions).
         drift_validator = data_validation.drift_validator(
             statistics_gen.outputs["statistics"], statistics_resolver.outputs["statistics"], cfg)
         components.append(drift_validator)
 
-    # Stop the run on any anomaly, before anything is trained (unless proceed_despite_anomalies).
+    # Stop the run on any anomaly, and on eval images that duplicate train images, before anything is
+    # trained (unless proceed_despite_anomalies).
     data_gate = DataGate(
         statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"],
         anomalies=example_validator.outputs["anomalies"], skew_anomalies=skew_validator.outputs["anomalies"],
         drift_anomalies=drift_validator.outputs["anomalies"] if drift_validator else None,
         baseline_statistics=statistics_resolver.outputs["statistics"] if statistics_resolver else None,
-        proceed_despite_anomalies=cfg.proceed_despite_anomalies, stop_on_skew=cfg.stop_on_skew)
+        proceed_despite_anomalies=cfg.proceed_despite_anomalies, stop_on_skew=cfg.stop_on_skew,
+        examples=example_gen.outputs[pipeline_names.EXAMPLES_OUTPUT],
+        drift_warn_only=data_validation.drift_warn_only(cfg),
+        stop_on_cross_split_duplicates=cfg.stop_on_cross_split_duplicates)
     components.append(data_gate)
 
     # Build the preprocessing graph (decode, resize, one-hot) once the gate passed; pixels are not

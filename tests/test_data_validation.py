@@ -32,7 +32,7 @@ import image_factory
 import kubeflow_v2_runner
 import local_runner
 import pipeline_runs
-from common import dataset, pipeline_names, store
+from common import dataset, image_content, pipeline_names, store
 from components import curated_schema_gen, statistics_resolver
 from components.curated_schema_gen import CuratedSchemaGen
 from components.data_gate import executor as gate_executor, findings
@@ -48,6 +48,7 @@ from trainer_module.train_config import ConfigError
 CLASSES = ("cat", "dog", "eel")
 BUDGET = 10_000
 IMAGE = image_factory.jpeg_bytes(8, 8)
+IMAGE_CONTENT = image_content.statistics(image_content.decode(IMAGE))
 
 
 # ---------------------------------------------------------------- the curated schema (fast)
@@ -91,14 +92,15 @@ def test_transform_reads_one_value_of_each_feature_as_before():
     parse the examples as they did."""
     spec = schema_utils.schema_as_feature_spec(curated.read_schema()).feature_spec
     strings = (names.IMAGE_KEY, names.CLASS_NAME_KEY, names.PATH_KEY, names.FORMAT_KEY)
-    assert spec == {k: tf.io.FixedLenFeature([1], tf.string if k in strings else tf.int64)
-                    for k in (*strings, names.LABEL_KEY, names.HEIGHT_KEY, names.WIDTH_KEY)}
+    assert spec == {**{k: tf.io.FixedLenFeature([1], tf.string if k in strings else tf.int64)
+                       for k in (*strings, names.LABEL_KEY, names.HEIGHT_KEY, names.WIDTH_KEY)},
+                    **{k: tf.io.FixedLenFeature([1], tf.float32) for k in image_content.STATISTICS}}
 
 
 def _example(label=0, class_name="cat", height=8, width=8, fmt="jpeg", image=IMAGE, extra=None,
-             path="x.jpg") -> bytes:
+             path="x.jpg", content=None) -> bytes:
     data = image if isinstance(image, bytes) else IMAGE
-    example = records.make_example(data, label, class_name, path, height, width, fmt)
+    example = records.make_example(data, label, class_name, path, height, width, fmt, content or IMAGE_CONTENT)
     if image is None:
         del example.features.feature[names.IMAGE_KEY]
     elif isinstance(image, list):
@@ -185,9 +187,12 @@ def _artifact(cls, uri):
     return artifact
 
 
-def _validate_and_gate(tmp_path, train, eval_, baseline_train=None, proceed=False, stop_on_skew=False):
+def _validate_and_gate(tmp_path, train, eval_, baseline_train=None, proceed=False, stop_on_skew=False,
+                       cfg=None, examples=None):
     """TFX's ExampleValidator and DistributionValidator executors, then the DataGate's, on
-    statistics of these examples; returns the gate's result artifact (or raises)."""
+    statistics of these examples; returns the gate's result artifact (or raises). cfg: the knobs
+    of the comparators and the gate (thresholds 0.1 otherwise); examples: an Examples artifact
+    whose ingest report the gate reads."""
     schema = curated.configure(curated.read_schema(), CLASSES, BUDGET)
     schema_artifact = _artifact(standard_artifacts.Schema, str(tmp_path / "schema"))
     with open(os.path.join(schema_artifact.uri, "schema.pbtxt"), "w") as f:
@@ -197,7 +202,7 @@ def _validate_and_gate(tmp_path, train, eval_, baseline_train=None, proceed=Fals
     anomalies = _artifact(standard_artifacts.ExampleAnomalies, str(tmp_path / "anomalies"))
     example_validator_executor.Executor().Do(
         {"statistics": [stats], "schema": [schema_artifact]}, {"anomalies": [anomalies]}, {"exclude_splits": "[]"})
-    config = data_validation.distribution_config(0.1, 0.1)
+    config = data_validation.distribution_config(0.1, 0.1, 0.1) if cfg is None else data_validation.comparator_config(cfg)
 
     def distribution(name, baseline, pair):
         out = _artifact(standard_artifacts.ExampleAnomalies, str(tmp_path / name))
@@ -213,10 +218,14 @@ def _validate_and_gate(tmp_path, train, eval_, baseline_train=None, proceed=Fals
         baseline = _stats_artifact(str(tmp_path / "baseline"), {findings.TRAIN: _stats(baseline_train, schema)})
         inputs[gate_executor.DRIFT_KEY] = [distribution("drift", baseline, findings.DRIFT_PAIR)]
         inputs[gate_executor.BASELINE_KEY] = [baseline]
+    if examples is not None:
+        inputs[pipeline_names.EXAMPLES_OUTPUT] = [examples]
     result = _artifact(DataValidationResult, str(tmp_path / "result"))
-    gate_executor.Executor().Do(inputs, {pipeline_names.DATA_GATE_OUTPUT: [result]},
-                                {gate_executor.PROCEED_KEY: int(proceed),
-                                 gate_executor.STOP_ON_SKEW_KEY: int(stop_on_skew)})
+    properties = {gate_executor.PROCEED_KEY: int(proceed), gate_executor.STOP_ON_SKEW_KEY: int(stop_on_skew)}
+    if cfg is not None:
+        properties[gate_executor.DRIFT_WARN_ONLY_KEY] = json.dumps(data_validation.drift_warn_only(cfg))
+        properties[gate_executor.STOP_ON_DUPLICATES_KEY] = int(cfg.stop_on_cross_split_duplicates)
+    gate_executor.Executor().Do(inputs, {pipeline_names.DATA_GATE_OUTPUT: [result]}, properties)
     return result
 
 
@@ -247,9 +256,11 @@ def test_gate_proceeds_when_told_and_records_that_it_did(tmp_path):
     assert [findings.Finding(**f).line() for f in recorded["findings"]] == [DRIFT_LINE]
     assert recorded["drift_compared"] is True
     assert {(m["check"], m["feature"], m["metric"], round(m["value"], 3)) for m in recorded["measurements"]} == {
-        ("drift", "class_name", "L-infinity distance", 0.333), ("drift", "height", "Jensen-Shannon divergence", 0.0),
-        ("drift", "width", "Jensen-Shannon divergence", 0.0), ("skew", "class_name", "L-infinity distance", 0.0),
-        ("skew", "height", "Jensen-Shannon divergence", 0.0), ("skew", "width", "Jensen-Shannon divergence", 0.0)}
+        (check, feature, metric, value)
+        for check in ("drift", "skew")
+        for feature, metric, value in [
+            ("class_name", "L-infinity distance", 0.333 if check == "drift" else 0.0),
+            *((f, "Jensen-Shannon divergence", 0.0) for f in ("height", "width", *data_validation.CONTENT_FEATURES))]}
 
 
 def test_skew_between_eval_and_train_warns_unless_told_to_stop(tmp_path):
@@ -282,6 +293,100 @@ def test_thresholds_are_knobs_in_0_1():
     assert (cfg.class_drift_max_linf, cfg.stop_on_skew, cfg.proceed_despite_anomalies) == (0.2, True, True)
 
 
+def test_content_and_duplicate_knobs():
+    cfg = configs.PipelineConfig()
+    assert (cfg.content_drift_max_jsd, cfg.content_drift_stops, cfg.near_duplicate_max_hamming,
+            cfg.stop_on_cross_split_duplicates) == (0.2, True, 4, True)
+    assert data_validation.drift_warn_only(cfg) == []
+    with pytest.raises(ConfigError, match=r"^content_drift_max_jsd=1\.5: must be in \[0, 1\]"):
+        configs.PipelineConfig(content_drift_max_jsd=1.5)
+    with pytest.raises(ConfigError, match=r"^near_duplicate_max_hamming=17: must be in \[0, 16\]"):
+        configs.PipelineConfig(near_duplicate_max_hamming=17)
+    cfg, _ = local_runner.parse_args(["--content-drift-max-jsd", "0.3", "--no-content-drift-stops",
+                                      "--no-stop-on-cross-split-duplicates"])
+    assert (cfg.content_drift_max_jsd, cfg.content_drift_stops, cfg.stop_on_cross_split_duplicates) == (0.3, False, False)
+    assert data_validation.drift_warn_only(cfg) == list(data_validation.CONTENT_FEATURES)
+
+
+# ---------------------------------------------------------------- image content drift (fast, real images)
+
+SIDE = 24
+
+
+def _photos(n: int, seed: int = 0):
+    """n real RGB JPEGs (image_factory's textured patterns, each its own seed)."""
+    return [image_factory.jpeg_bytes(SIDE, SIDE, seed=seed + i) for i in range(n)]
+
+
+def _grayscale_darkened(data: bytes, factor: float = 0.4) -> bytes:
+    """The operator's failure case: the same photo, grayscale, at 40 % of its brightness (JPEG)."""
+    import io
+
+    from PIL import Image
+
+    gray = Image.open(io.BytesIO(data)).convert("L").point(lambda v: int(v * factor))
+    out = io.BytesIO()
+    gray.save(out, "JPEG", quality=90)
+    return out.getvalue()
+
+
+def _content_examples(images):
+    """Examples as ImageExampleGen writes them: its content statistics of each decoded image."""
+    return [_example(label=i % len(CLASSES), class_name=CLASSES[i % len(CLASSES)], image=data, height=SIDE,
+                     width=SIDE, path=f"{i}.jpg", content=image_content.statistics(image_content.decode(data)))
+            for i, data in enumerate(images)]
+
+
+@pytest.fixture(scope="module")
+def darkened_drop():
+    """(baseline train, this drop's train, its eval): the same 90 + 30 photos, the drop's grayscale
+    and darkened; the same files, sizes and classes."""
+    photos = _photos(120)
+    drop = [_grayscale_darkened(p) for p in photos]
+    return _content_examples(photos[:90]), _content_examples(drop[:90]), _content_examples(drop[90:])
+
+
+def test_a_grayscale_darkened_drop_trips_the_content_drift_and_stops(tmp_path, darkened_drop):
+    baseline, train, eval_ = darkened_drop
+    with pytest.raises(findings.DataValidationError) as stopped:
+        _validate_and_gate(tmp_path, train, eval_, baseline_train=baseline, cfg=configs.PipelineConfig())
+    message = str(stopped.value)
+    lines = message.split(" anomalies: ", 1)[1].split(" | ")
+    drifted = [line.split(" ")[0] for line in lines]
+    # Saturation and colourfulness fall to 0, brightness to 40 %: each named with its figures.
+    assert {image_content.SATURATION, image_content.COLOURFULNESS, image_content.BRIGHTNESS} <= set(drifted)
+    assert set(drifted) <= set(data_validation.CONTENT_FEATURES)  # same classes, sizes, formats
+    saturation = next(line for line in lines if line.startswith(image_content.SATURATION))
+    assert re.match(r"content_saturation \(train vs the served model's training data\): High approximate "
+                    r"Jensen-Shannon divergence.*: expected Jensen-Shannon divergence <= 0\.2, found 1\.000: "
+                    r"mean 0\.\d+ .* -> mean 0 \(0 to 0, 90 examples\)", saturation), saturation
+    assert exit_codes.classify(stopped.value)[0] == exit_codes.DATA_ERROR
+
+
+def test_content_drift_only_warns_with_the_knob(tmp_path, darkened_drop):
+    baseline, train, eval_ = darkened_drop
+    cfg = configs.PipelineConfig(content_drift_stops=False)
+    result = _validate_and_gate(tmp_path, train, eval_, baseline_train=baseline, cfg=cfg)
+    with open(os.path.join(result.uri, pipeline_names.DATA_VALIDATION_FILE)) as f:
+        recorded = json.load(f)
+    warned = {f["feature"] for f in recorded["findings"] if f["check"] == "drift" and not f["blocking"]}
+    assert {image_content.SATURATION, image_content.BRIGHTNESS} <= warned
+    assert result.get_int_custom_property(pipeline_names.PROP_BLOCKING) == 0
+
+
+def test_the_same_photos_again_pass_the_content_comparators(tmp_path, darkened_drop):
+    baseline, _, _ = darkened_drop
+    photos = _content_examples(_photos(120, seed=1000))  # other photos of the same kind
+    result = _validate_and_gate(tmp_path, photos[:90], photos[90:], baseline_train=baseline,
+                                cfg=configs.PipelineConfig())
+    with open(os.path.join(result.uri, pipeline_names.DATA_VALIDATION_FILE)) as f:
+        recorded = json.load(f)
+    assert recorded["findings"] == []
+    content = [m for m in recorded["measurements"] if m["feature"] in data_validation.CONTENT_FEATURES]
+    assert len(content) == 2 * len(data_validation.CONTENT_FEATURES)
+    assert max(m["value"] for m in content) < 0.2
+
+
 # ---------------------------------------------------------------- the DAG (fast)
 
 def _nodes(pipeline):
@@ -296,7 +401,11 @@ def test_the_gate_runs_before_transform_and_after_every_validator(tmp_path):
     assert set(gate.upstream_nodes) == {pipeline_names.STATISTICS_GEN_NODE, pipeline_names.SCHEMA_GEN_NODE,
                                         pipeline_names.EXAMPLE_VALIDATOR_NODE,
                                         pipeline_names.SKEW_VALIDATOR_NODE, pipeline_names.DRIFT_VALIDATOR_NODE,
-                                        pipeline_names.STATISTICS_RESOLVER_NODE}
+                                        pipeline_names.STATISTICS_RESOLVER_NODE, pipeline_names.EXAMPLE_GEN_NODE}
+    # The ingest report (duplicates) comes with the examples; drift of the content statistics stops.
+    assert set(gate.inputs.inputs) >= {pipeline_names.EXAMPLES_OUTPUT}
+    assert gate.parameters.parameters[gate_executor.DRIFT_WARN_ONLY_KEY].field_value.string_value == "[]"
+    assert gate.parameters.parameters[gate_executor.STOP_ON_DUPLICATES_KEY].field_value.int_value == 1
     assert order.index(pipeline_names.DATA_GATE_NODE) < order.index(pipeline_names.TRANSFORM_NODE)
     transform = nodes[pipeline_names.TRANSFORM_NODE]
     assert pipeline_names.DATA_GATE_NODE in transform.upstream_nodes

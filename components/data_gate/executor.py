@@ -1,5 +1,6 @@
 """DataGate's executor: reads what the validators found, then stops the run or records that it
 went on (and whether it went on despite anomalies)."""
+import json
 import os
 from typing import Any, Dict, List, Optional
 
@@ -17,6 +18,18 @@ STOP_ON_SKEW_KEY = "stop_on_skew"
 SKEW_KEY = "skew_anomalies"
 DRIFT_KEY = "drift_anomalies"
 BASELINE_KEY = "baseline_statistics"
+DRIFT_WARN_ONLY_KEY = "drift_warn_only"
+STOP_ON_DUPLICATES_KEY = "stop_on_cross_split_duplicates"
+
+
+def drift_warn_only(exec_properties: Dict[str, Any]) -> List[str]:
+    """The features whose drift only warns (none in a spec compiled before the parameter)."""
+    return json.loads(exec_properties.get(DRIFT_WARN_ONLY_KEY) or "[]")
+
+
+def ingest_report_path(input_dict: Dict[str, List[types.Artifact]]) -> Optional[str]:
+    uri = _uri(input_dict, pipeline_names.EXAMPLES_OUTPUT)
+    return os.path.join(uri, pipeline_names.INGEST_REPORT_FILE) if uri else None
 
 
 def _uri(input_dict: Dict[str, List[types.Artifact]], key: str) -> Optional[str]:
@@ -47,7 +60,10 @@ class Executor(base_executor.BaseExecutor):
             example_anomalies_uri=_uri(input_dict, pipeline_names.ANOMALIES_OUTPUT),
             skew_anomalies_uri=_uri(input_dict, SKEW_KEY), drift_anomalies_uri=_uri(input_dict, DRIFT_KEY),
             baseline_statistics_uri=_uri(input_dict, BASELINE_KEY),
-            stop_on_skew=bool(exec_properties[STOP_ON_SKEW_KEY]))
+            stop_on_skew=bool(exec_properties[STOP_ON_SKEW_KEY]),
+            drift_warn_only=drift_warn_only(exec_properties),
+            ingest_report_path=ingest_report_path(input_dict),
+            stop_on_duplicates=bool(exec_properties.get(STOP_ON_DUPLICATES_KEY, 1)))
         _log(validation)
         blocking = validation.blocking
         proceed = bool(exec_properties[PROCEED_KEY])

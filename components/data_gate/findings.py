@@ -5,6 +5,8 @@ Three TFX validators feed it, each writing TFDV Anomalies protos:
   ExampleValidator  each split against the curated schema        (Split-<split>/SchemaDiff.pb)
   DriftValidator    train vs the served model's train (drift)    (SplitPair-train_train/...)
   SkewValidator     eval vs train of this run (skew)             (SplitPair-eval_train/...)
+and ImageExampleGen's ingest report: eval images that duplicate train images (leakage), a check
+no TFDV validator makes (it sees features one at a time, never pairs of examples).
 The DataGate reads them to stop or go on; the run report reads them again, also for a run the gate
 stopped (a failed component publishes no artifact, so the gate's own record exists only when the
 run went on). Local files are read without TensorFlow; gs:// paths through tf.io.gfile.
@@ -17,14 +19,18 @@ from typing import Dict, List, Optional, Sequence, Tuple
 from google.protobuf import text_format
 from tensorflow_metadata.proto.v0 import anomalies_pb2, schema_pb2, statistics_pb2
 
-SCHEMA, DRIFT, SKEW = "schema", "drift", "skew"
+from common import ingest_report as ingest
+
+SCHEMA, DRIFT, SKEW, DUPLICATES = "schema", "drift", "skew", "duplicates"
 TRAIN, EVAL = "train", "eval"  # ImageExampleGen's split names
 STATS_FILE = "FeatureStats.pb"  # TFX's StatisticsGen: <uri>/Split-<split>/FeatureStats.pb
 ANOMALIES_FILE = "SchemaDiff.pb"  # ExampleValidator and DistributionValidator
 DRIFT_PAIR = (TRAIN, TRAIN)  # (this run's split, the baseline's split)
 SKEW_PAIR = (EVAL, TRAIN)  # (tested split, reference split), both of this run
 CHECK_WHAT = {SCHEMA: "against the schema", DRIFT: "train vs the served model's training data",
-              SKEW: "eval vs train"}
+              SKEW: "eval vs train", DUPLICATES: "eval images vs train images"}
+LEAKAGE = "eval images duplicate train images"  # the duplicates finding's anomaly
+PAIRS_IN_LINE = 3  # pairs the finding's line names (the ingest report lists more)
 METRICS = {anomalies_pb2.DriftSkewInfo.Measurement.L_INFTY: "L-infinity distance",
            anomalies_pb2.DriftSkewInfo.Measurement.JENSEN_SHANNON_DIVERGENCE: "Jensen-Shannon divergence",
            anomalies_pb2.DriftSkewInfo.Measurement.NORMALIZED_ABSOLUTE_DIFFERENCE: "normalized abs. difference"}
@@ -284,22 +290,48 @@ def schema_findings(anomalies_by_split: Dict[str, anomalies_pb2.Anomalies], sche
 
 
 def comparison_findings(anomalies: Optional[anomalies_pb2.Anomalies], check: str, current, reference,
-                        blocking: bool) -> List[Finding]:
-    """A DistributionValidator's anomalies (drift or skew)."""
+                        blocking: bool, warn_only: Sequence[str] = ()) -> List[Finding]:
+    """A DistributionValidator's anomalies (drift or skew); those of the features in `warn_only`
+    never block."""
     split = {DRIFT: "train vs served model's train", SKEW: "eval vs train"}[check]
     measured = {m.feature: m for m in measurements(anomalies, check)}
     findings = []
     for feature, reason in _reasons(anomalies):
         expected, found = _comparison_expected_found(reason, feature, check, measured, current, reference)
-        findings.append(Finding(check, split, feature, reason.short_description, expected, found, blocking))
+        findings.append(Finding(check, split, feature, reason.short_description, expected, found,
+                                blocking and feature not in warn_only))
     return findings
+
+
+def read_ingest_report(path: Optional[str]) -> Optional[ingest.IngestReport]:
+    """The ingest report at `path` (None when absent)."""
+    data = _read_bytes(path) if path else None
+    return None if data is None else ingest.IngestReport.from_json(data.decode("utf-8"))
+
+
+def duplicate_findings(report: Optional[ingest.IngestReport], blocking: bool) -> List[Finding]:
+    """One finding when eval images duplicate train images (exact or near): the counts and the
+    first pairs by path (the ingest report lists up to ingest.MAX_LISTED_DUPLICATES)."""
+    dup = report.duplicates if report is not None else None
+    if dup is None or dup.cross_split == 0:
+        return []
+    pairs = ", ".join(f"{p['train']} {'=' if p['kind'] == 'exact' else '~'} {p['eval']}"
+                      for p in dup.cross_split_pairs[:PAIRS_IN_LINE])
+    more = f", ... ({dup.cross_split - PAIRS_IN_LINE} more)" if dup.cross_split > PAIRS_IN_LINE else ""
+    found = (f"{dup.cross_split} train/eval pair{'s' if dup.cross_split != 1 else ''} ({dup.cross_split_exact} "
+             f"exact, {dup.cross_split_near} near: perceptual hash within {dup.near_max_hamming} bits): "
+             f"{pairs}{more}")
+    return [Finding(DUPLICATES, CHECK_WHAT[DUPLICATES], "image", LEAKAGE,
+                    "no eval image that is a copy of a train image", found, blocking)]
 
 
 def validate(schema_uri: Optional[str], statistics_uri: str, example_anomalies_uri: Optional[str],
              skew_anomalies_uri: Optional[str], drift_anomalies_uri: Optional[str],
              baseline_statistics_uri: Optional[str], stop_on_skew: bool,
-             splits: Sequence[str] = (TRAIN, EVAL)) -> Validation:
-    """Everything the three validators found in one run, from their artifacts' URIs."""
+             splits: Sequence[str] = (TRAIN, EVAL), drift_warn_only: Sequence[str] = (),
+             ingest_report_path: Optional[str] = None, stop_on_duplicates: bool = True) -> Validation:
+    """Everything the three validators and the duplicate search found in one run, from their
+    artifacts' URIs (drift of the features in drift_warn_only does not block)."""
     schema = load_schema(schema_uri)
     stats = {split: load_statistics(statistics_uri, split) for split in splits}
     anomalies = {split: load_anomalies(example_anomalies_uri, f"Split-{split}") for split in splits}
@@ -307,9 +339,11 @@ def validate(schema_uri: Optional[str], statistics_uri: str, example_anomalies_u
     drift = load_anomalies(drift_anomalies_uri, pair_dir(DRIFT_PAIR))
     baseline = load_statistics(baseline_statistics_uri, DRIFT_PAIR[1])
     findings = schema_findings({s: a for s, a in anomalies.items() if a is not None}, schema, stats)
-    findings += comparison_findings(drift, DRIFT, stats.get(DRIFT_PAIR[0]), baseline, blocking=True)
+    findings += comparison_findings(drift, DRIFT, stats.get(DRIFT_PAIR[0]), baseline, blocking=True,
+                                    warn_only=drift_warn_only)
     findings += comparison_findings(skew, SKEW, stats.get(SKEW_PAIR[0]), stats.get(SKEW_PAIR[1]),
                                     blocking=stop_on_skew)
+    findings += duplicate_findings(read_ingest_report(ingest_report_path), blocking=stop_on_duplicates)
     return Validation(findings, measurements(drift, DRIFT) + measurements(skew, SKEW),
                       drift_compared=drift is not None)
 
