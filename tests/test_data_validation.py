@@ -13,6 +13,7 @@ import os
 import re
 import shutil
 
+import numpy as np
 import pytest
 import tensorflow as tf
 from google.protobuf import text_format
@@ -32,7 +33,7 @@ import image_factory
 import kubeflow_v2_runner
 import local_runner
 import pipeline_runs
-from common import dataset, image_content, pipeline_names, store
+from common import dataset, image_content, ingest_report, pipeline_names, store
 from components import curated_schema_gen, statistics_resolver
 from components.curated_schema_gen import CuratedSchemaGen
 from components.data_gate import executor as gate_executor, findings
@@ -385,6 +386,113 @@ def test_the_same_photos_again_pass_the_content_comparators(tmp_path, darkened_d
     content = [m for m in recorded["measurements"] if m["feature"] in data_validation.CONTENT_FEATURES]
     assert len(content) == 2 * len(data_validation.CONTENT_FEATURES)
     assert max(m["value"] for m in content) < 0.2
+
+
+
+# ---------------------------------------------------------------- duplicates and leakage (fast, real images)
+
+def _resized_copy(data: bytes, scale: float = 0.75, quality: int = 75) -> bytes:
+    """The same photo, resized and re-encoded (another file, other bytes, other pixels)."""
+    import io
+
+    from PIL import Image
+
+    image = Image.open(io.BytesIO(data)).convert("RGB")
+    out = io.BytesIO()
+    image.resize((int(image.width * scale), int(image.height * scale)), Image.LANCZOS).save(out, "JPEG", quality=quality)
+    return out.getvalue()
+
+
+@pytest.fixture(scope="module")
+def leaky_examples(tmp_path_factory):
+    """ImageExampleGen's executor on a tree where a train image was copied into eval, another one
+    resized and re-encoded into eval, and a third copied within train."""
+    from tfx.dsl.components.base import base_beam_executor
+
+    from components.image_example_gen import executor as gen_executor
+
+    root = tmp_path_factory.mktemp("leaky") / "data"
+    photos = {name: image_factory.jpeg_bytes(64, 64, seed=seed) for seed, name in enumerate("abcdefgh")}
+    w = image_factory.write_file
+    for name in "abc":
+        w(root / "train" / "cat" / f"{name}.jpg", photos[name])
+    for name in "def":
+        w(root / "train" / "dog" / f"{name}.jpg", photos[name])
+    w(root / "train" / "dog" / "d_again.jpg", photos["d"])  # within train
+    w(root / "val" / "cat" / "g.jpg", photos["g"])
+    w(root / "val" / "cat" / "leak.jpg", photos["b"])  # train/cat/b.jpg, byte for byte
+    w(root / "val" / "dog" / "h.jpg", photos["h"])
+    w(root / "val" / "dog" / "smaller.jpg", _resized_copy(photos["e"]))  # train/dog/e.jpg, 48 px, q75
+    examples = standard_artifacts.Examples()
+    examples.uri = str(root.parent / "examples")
+    gen_executor.Executor(base_beam_executor.BaseBeamExecutor.Context(
+        beam_pipeline_args=list(configs.LOCAL_BEAM_ARGS), tmp_dir=str(root.parent / "tmp"))).Do(
+        {}, {pipeline_names.EXAMPLES_OUTPUT: [examples]},
+        {"input_base": str(root), "class_names": "[]", "eval_fraction": 0.2, "near_duplicate_max_hamming": 4})
+    return examples
+
+
+def test_duplicates_within_and_across_splits_are_counted_and_listed(leaky_examples):
+    report = ingest_report.read(os.path.join(leaky_examples.uri, pipeline_names.INGEST_REPORT_FILE))
+    dup = report.duplicates
+    assert (dup.within_split, dup.cross_split_exact, dup.cross_split_near, dup.near_max_hamming) == (1, 1, 1, 4)
+    assert dup.within_split_groups == [{"split": "train", "paths": ["train/dog/d.jpg", "train/dog/d_again.jpg"]}]
+    assert [(p["train"], p["eval"], p["kind"]) for p in dup.cross_split_pairs] == [
+        ("train/cat/b.jpg", "val/cat/leak.jpg", "exact"), ("train/dog/e.jpg", "val/dog/smaller.jpg", "near")]
+    assert dup.cross_split_pairs[0]["hamming"] == 0 and 0 <= dup.cross_split_pairs[1]["hamming"] <= 4
+    assert report.ingested == 11  # duplicates are ingested: counted, and the gate decides
+
+
+LEAK_LINE = ("image (eval images vs train images): eval images duplicate train images: expected no eval image "
+             "that is a copy of a train image, found 2 train/eval pairs (1 exact, 1 near: perceptual hash "
+             "within 4 bits): train/cat/b.jpg = val/cat/leak.jpg, train/dog/e.jpg ~ val/dog/smaller.jpg")
+
+
+def test_a_cross_split_duplicate_stops_the_run_naming_both_paths(tmp_path, leaky_examples):
+    with pytest.raises(findings.DataValidationError) as stopped:
+        _validate_and_gate(tmp_path, _balanced(30), _balanced(10), cfg=configs.PipelineConfig(),
+                           examples=leaky_examples)
+    assert str(stopped.value).startswith("data validation stopped the run before Transform (nothing trained or "
+                                         "pushed): 1 anomaly: " + LEAK_LINE + ". Fix the data")
+
+
+def test_a_cross_split_duplicate_only_warns_with_the_knob(tmp_path, leaky_examples):
+    result = _validate_and_gate(tmp_path, _balanced(30), _balanced(10), examples=leaky_examples,
+                                cfg=configs.PipelineConfig(stop_on_cross_split_duplicates=False))
+    with open(os.path.join(result.uri, pipeline_names.DATA_VALIDATION_FILE)) as f:
+        recorded = json.load(f)
+    assert [(findings.Finding(**f).line(), f["blocking"]) for f in recorded["findings"]] == [(LEAK_LINE, False)]
+
+
+def test_banded_search_finds_every_pair_within_the_distance():
+    """The pigeonhole bands against all pairs, on hashes made to sit 0 to 8 bits apart."""
+    import random
+
+    from components.image_example_gen import duplicates
+
+    rng = random.Random(7)
+    thumb = image_content.luma_thumbnail(np.asarray(image_content.decode(IMAGE))).tobytes()
+    train = [duplicates.ImageHash("train", f"t{i}", f"t{i}", rng.getrandbits(64), thumb) for i in range(200)]
+    evals = []
+    for i, t in enumerate(train[:60]):
+        flipped = t.perceptual_hash
+        for bit in rng.sample(range(64), i % 9):
+            flipped ^= 1 << bit
+        evals.append(duplicates.ImageHash("eval", f"e{i}", f"e{i}", flipped, thumb))
+    evals += [duplicates.ImageHash("eval", f"r{i}", f"r{i}", rng.getrandbits(64), thumb) for i in range(100)]
+    for distance in (0, 4, 6):
+        layout = duplicates.bands(distance)
+        buckets = {}
+        for h in train + evals:
+            for key, member in duplicates.band_keys(h, layout):
+                buckets.setdefault(key, []).append(member)
+        found = [item for key, members in buckets.items()
+                 for _, item in duplicates.near_pairs_in_bucket(key, members, distance, layout)]
+        brute = {(t.path, e.path, image_content.hamming(t.perceptual_hash, e.perceptual_hash))
+                 for t in train for e in evals
+                 if image_content.hamming(t.perceptual_hash, e.perceptual_hash) <= distance}
+        assert len(found) == len(set(found)) and set(found) == brute  # each pair once, none missed
+        assert len(brute) >= 60 * (min(distance, 8) + 1) // 9
 
 
 # ---------------------------------------------------------------- the DAG (fast)
