@@ -16,7 +16,7 @@ from typing import Collection, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from common import pipeline_names, store, tfma_results
+from common import ingest_report, pipeline_names, store, tfma_results
 from run_report import data_validation, edge_models, plots, tables, tensorboard_scalars
 from run_report.run_data import RunData
 from trainer_module import names
@@ -354,6 +354,7 @@ def _data(data: RunData, figures: Dict[str, bytes]) -> str:
     png = plots.examples_per_class(report.ingested_by_split_and_class)
     figures[EXAMPLES_PER_CLASS_PNG] = png
     body += _img(png, "examples per class and split")
+    body += _duplicates(report)
     body += "<h3>Skipped files by reason</h3>"
     if not report.skipped_by_reason:
         return _section("data", "Data", body + "<p>None.</p>" + validation)
@@ -366,6 +367,31 @@ def _data(data: RunData, figures: Dict[str, bytes]) -> str:
         body += (f"<p class='muted'>... and {len(skipped) - MAX_SKIPPED_ROWS} more "
                  f"({pipeline_names.INGEST_REPORT_FILE}).</p>")
     return _section("data", "Data", body + validation)
+
+
+def _duplicates(report) -> str:
+    """The ingest report's duplicates: counts, and the listed train/eval pairs and copies."""
+    dup = report.duplicates
+    if dup is None:
+        return ""
+    body = "<h3>Duplicates</h3>" + table(
+        ["duplicates", "count"],
+        [("extra copies within a split (same pixels)", dup.within_split),
+         ("train/eval pairs, same pixels", dup.cross_split_exact),
+         (f"train/eval pairs, near (perceptual hash within {dup.near_max_hamming} bits)", dup.cross_split_near)],
+        numeric_columns={1})
+    if dup.cross_split_pairs:
+        body += table(["train image", "eval image", "kind", "bits apart"],
+                      [(p["train"], p["eval"], p["kind"], p["hamming"]) for p in dup.cross_split_pairs],
+                      numeric_columns={3})
+    if dup.within_split_groups:
+        body += table(["split", "the same picture in"],
+                      [(g["split"], ", ".join(g["paths"])) for g in dup.within_split_groups])
+    if (len(dup.cross_split_pairs) < dup.cross_split
+            or len(dup.within_split_groups) >= ingest_report.MAX_LISTED_DUPLICATES):
+        body += (f"<p class='muted'>Lists cut at {ingest_report.MAX_LISTED_DUPLICATES} entries each "
+                 f"({pipeline_names.INGEST_REPORT_FILE} holds them).</p>")
+    return body
 
 
 def _edge_models(data: RunData) -> str:

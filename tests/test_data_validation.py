@@ -721,6 +721,15 @@ def test_report_data_section_of_a_passing_and_a_stopped_run(runs, tmp_path):
     assert ("train vs the served model's training data class_name L-infinity distance 0.000 0.100 ok"
             in passed)
     assert ("class train eval served model's train buildings 24 6 24" in passed)
+    # Sizes and content statistics beside the class counts, each compared for drift and skew.
+    assert re.search(r"Image size and content \(mean, standard deviation\) feature train eval served model's "
+                     r"train height 150\.000 \(0\.000\) 150\.000 \(0\.000\) 150\.000 \(0\.000\) ", passed)
+    assert re.search(r" content_saturation (0\.\d{3} \(0\.\d{3}\) ){3}", passed)
+    for feature in data_validation.CONTENT_FEATURES:
+        assert re.search(rf"train vs the served model's training data {feature} Jensen-Shannon divergence "
+                         r"0\.\d{3} 0\.200 ok", passed), feature
+    assert ("Duplicates duplicates count extra copies within a split (same pixels) 0 train/eval pairs, same "
+            "pixels 0 train/eval pairs, near (perceptual hash within 4 bits) 0") in passed
     banner = ("STOPPED by the data gate before Transform: 1 anomaly (below); nothing was trained or pushed "
               "and the served model is unchanged.")
     assert stopped.startswith(f"intel-scenes run {runs.run_ids[D]}") and f"Verdict {banner}" in stopped

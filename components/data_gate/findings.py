@@ -192,6 +192,14 @@ def _int_range(feature: statistics_pb2.FeatureNameStatistics) -> Tuple[float, fl
     return (min(values), max(values)) if values else (float("nan"), float("nan"))
 
 
+def numeric_summary(stats, name: str) -> Optional[Tuple[float, float, int]]:
+    """(mean, standard deviation, examples) of a numeric feature; None without numeric statistics."""
+    feature = _feature_stats(stats, name)
+    if feature is None or not feature.HasField("num_stats"):
+        return None
+    return feature.num_stats.mean, feature.num_stats.std_dev, int(_common(feature).num_non_missing)
+
+
 def _numbers_text(stats, name: str) -> str:
     feature = _feature_stats(stats, name)
     if feature is None or not feature.HasField("num_stats"):
