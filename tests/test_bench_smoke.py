@@ -13,8 +13,8 @@ import pytest
 import tensorflow as tf
 
 import image_factory
-from bench import (edge_latency, epoch_time, gpu_check, holdout_split, machine, pipeline_scale, raw_examples,
-                   recipe_study, score_pool, tables, transform_throughput)
+from bench import (content_cost, edge_latency, epoch_time, gpu_check, holdout_split, machine, pipeline_scale,
+                   raw_examples, recipe_study, score_pool, tables, transform_throughput)
 from common import dataset, pipeline_names
 from components.image_example_gen import records
 from trainer_module import names
@@ -298,3 +298,20 @@ def test_epoch_time_runs_end_to_end_on_every_side_of_a_progressive_recipe(capsys
     assert progressive == ["96 px (1 epochs)", "112 px (1 epochs)", "128 px (2 epochs)"]
     ratios = [r[3] for r in rows if len(r) == 4 and r[0].startswith("cpu (")]
     assert ratios[0] == "1.000" and len(ratios) == 3
+
+
+@pytest.mark.slow  # a Beam pipeline
+def test_content_cost_times_both_readers_and_finds_the_planted_copy(tmp_path, capsys):
+    root = tmp_path / "data"
+    for split, seeds in (("train", (1, 2)), ("val", (3,))):
+        for cls in ("a", "b"):
+            for seed in seeds:
+                image_factory.write_file(root / split / cls / f"{seed}.jpg",
+                                         image_factory.jpeg_bytes(40, 30, seed=seed * 7 + ord(cls)))
+    image_factory.write_file(root / "val" / "a" / "copy.jpg", (root / "train" / "a" / "1.jpg").read_bytes())
+    assert content_cost.main(["--data-dir", str(root), "--repeats", "1"]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"^command: \S+ -m bench.content_cost --data-dir \S+ --repeats 1$", out, re.M)
+    rows = {row[0]: row for row in _table_rows(out)}
+    assert rows["with"][1] == rows["without"][1] == "7" and "ratio with / without" in rows
+    assert "7 images): " in out and "1 exact and 0 near train/eval pairs" in out
