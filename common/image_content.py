@@ -19,7 +19,8 @@ scaled to [0, 1] where it has a natural range:
 Hashes: `content_hash` (SHA-256 of the decoded pixels: the same photo re-encoded in another file
 name is still caught by the near-duplicate hash, a byte-identical copy by this one) and
 `perceptual_hash` (the 64-bit difference hash, dHash: the sign of horizontal gradients of a 9x8
-grayscale thumbnail; images within a few bits of each other look the same).
+grayscale thumbnail; images within a few bits of each other look the same). `luma_thumbnail` and
+`thumbnail_similarity` confirm a near duplicate the dHash proposes.
 
 Written by hand: TFDV's image statistics (ImageStatsGenerator) give only format and size, and no
 library in the stack computes perceptual hashes.
