@@ -93,16 +93,15 @@ class PipelineConfig:
                                              "split's distribution of each image content statistic (brightness, "
                                              "contrast, saturation, colourfulness, sharpness) and that of the data "
                                              "the latest blessed model was trained on; also eval vs train")
-    content_drift_stops: bool = knob(True, "data gate: content drift beyond --content-drift-max-jsd stops the "
-                                           "run (a drop of darkened or grayscale photos); "
-                                           "--no-content-drift-stops only warns")
+    content_drift_stops: bool = knob(True, "data gate: content drift beyond that threshold stops the run (a "
+                                           "drop of darkened or grayscale photos); off, it only warns")
     near_duplicate_max_hamming: int = knob(4, "ingestion: a train and an eval image whose 64-bit perceptual "
                                               "hashes differ in at most this many bits (and whose thumbnails "
                                               "match) are near duplicates", advanced=True)
     stop_on_cross_split_duplicates: bool = knob(True, "data gate: stop the run when an eval image is an exact "
                                                       "or near duplicate of a train image (leakage: the eval "
                                                       "split would score images the model trained on); "
-                                                      "--no-stop-on-cross-split-duplicates only warns")
+                                                      "off, it only warns")
     stop_on_skew: bool = knob(False, "data gate: stop the run when the eval split's class or image size "
                                      "distribution differs from the train split's beyond those thresholds "
                                      "(otherwise a warning in the log and the report)")

@@ -47,7 +47,7 @@ CONTAINER_DEPENDENCIES = {
     "StatisticsGen": [SCHEMA, EXAMPLE_GEN],
     "ExampleValidator": [SCHEMA, "StatisticsGen"],
     SKEW: ["StatisticsGen"],
-    GATE: [SCHEMA, "ExampleValidator", SKEW, "StatisticsGen"],
+    GATE: [SCHEMA, "ExampleValidator", EXAMPLE_GEN, SKEW, "StatisticsGen"],  # the ingest report: duplicates
     "Transform": [SCHEMA, GATE, EXAMPLE_GEN],
     TRAINER: [SCHEMA, EXAMPLE_GEN, "Transform"],
     EVALUATOR: [SCHEMA, EXAMPLE_GEN, TRAINER, MODEL_RESOLVER],
@@ -118,7 +118,9 @@ def test_help_shows_every_knob_with_its_meaning():
                                         "accuracy_max_drop", "enable_cache", "class_drift_max_linf",
                                         "size_drift_max_jsd", "stop_on_skew", "proceed_despite_anomalies",
                                         "tflite_float16_max_drop", "tflite_int8_max_drop", "max_image_pixels",
-                                        "class_recall_lower_bound", "class_recall_max_drop", "reference_eval_dir"}
+                                        "class_recall_lower_bound", "class_recall_max_drop", "reference_eval_dir",
+                                        "content_drift_max_jsd", "content_drift_stops", "near_duplicate_max_hamming",
+                                        "stop_on_cross_split_duplicates"}
     training = [f for f in dataclasses.fields(TrainConfig) if f.name != "class_names"]
     for field in [*dataclasses.fields(configs.VertexConfig), *shared, *training]:
         assert _has_flag(help_text, field.name), field.name
