@@ -63,7 +63,7 @@ class Executor(base_executor.BaseExecutor):
             stop_on_skew=bool(exec_properties[STOP_ON_SKEW_KEY]),
             drift_warn_only=drift_warn_only(exec_properties),
             ingest_report_path=ingest_report_path(input_dict),
-            stop_on_duplicates=bool(exec_properties.get(STOP_ON_DUPLICATES_KEY, 1)))
+            stop_on_duplicates=exec_properties.get(STOP_ON_DUPLICATES_KEY) in (None, 1, True))
         _log(validation)
         blocking = validation.blocking
         proceed = bool(exec_properties[PROCEED_KEY])

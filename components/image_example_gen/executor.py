@@ -123,8 +123,8 @@ class Executor(base_beam_executor.BaseBeamExecutor):
            output_dict: Dict[str, List[types.Artifact]], exec_properties: Dict[str, Any]) -> None:
         examples = artifact_utils.get_single_instance(output_dict[pipeline_names.EXAMPLES_OUTPUT])
         max_image_pixels = exec_properties.get(names.MAX_IMAGE_PIXELS_KEY, image_format.DEFAULT_MAX_IMAGE_PIXELS)
-        near_max_hamming = exec_properties.get(driver.NEAR_DUPLICATE_MAX_HAMMING_KEY,
-                                               DEFAULT_NEAR_DUPLICATE_MAX_HAMMING)
+        near_max_hamming = exec_properties.get(driver.NEAR_DUPLICATE_MAX_HAMMING_KEY)
+        near_max_hamming = DEFAULT_NEAR_DUPLICATE_MAX_HAMMING if near_max_hamming is None else int(near_max_hamming)
         listing = driver.take_listing(exec_properties)
         logging.info("ImageExampleGen: %d files under %s (%s split), classes %s",
                      len(listing.files), listing.root, listing.split_mode, listing.class_names)
