@@ -362,6 +362,8 @@ def test_a_grayscale_darkened_drop_trips_the_content_drift_and_stops(tmp_path, d
                     r"Jensen-Shannon divergence.*: expected Jensen-Shannon divergence <= 0\.2, found 1\.000: "
                     r"mean 0\.\d+ .* -> mean 0 \(0 to 0, 90 examples\)", saturation), saturation
     assert exit_codes.classify(stopped.value)[0] == exit_codes.DATA_ERROR
+    assert message.endswith("; content drift that is expected: --no-content-drift-stops or a larger "
+                            "--content-drift-max-jsd")
 
 
 def test_content_drift_only_warns_with_the_knob(tmp_path, darkened_drop):
@@ -454,6 +456,8 @@ def test_a_cross_split_duplicate_stops_the_run_naming_both_paths(tmp_path, leaky
                            examples=leaky_examples)
     assert str(stopped.value).startswith("data validation stopped the run before Transform (nothing trained or "
                                          "pushed): 1 anomaly: " + LEAK_LINE + ". Fix the data")
+    assert str(stopped.value).endswith("; remove the eval copies (ingest_report.json lists them), or "
+                                       "--no-stop-on-cross-split-duplicates")
 
 
 def test_a_cross_split_duplicate_only_warns_with_the_knob(tmp_path, leaky_examples):

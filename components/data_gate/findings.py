@@ -362,4 +362,14 @@ def stop_message(blocking: Sequence[Finding]) -> str:
             f"{len(blocking)} anomal{'y' if len(blocking) == 1 else 'ies'}: "
             + " | ".join(f.line() for f in blocking)
             + ". Fix the data, or rerun with --proceed-despite-anomalies to train on it anyway (for "
-            "data that is right but breaks the schema: python -m run_control.schema_update)")
+            "data that is right but breaks the schema: python -m run_control.schema_update)"
+            + "".join(hint for check, content, hint in _KNOB_HINTS
+                      if any(f.check == check and (content is None or f.feature.startswith(content))
+                             for f in blocking)))
+
+
+# (check, feature prefix or None, the hint the stop line ends with) for the checks a knob turns off.
+_KNOB_HINTS = ((DRIFT, "content_", "; content drift that is expected: --no-content-drift-stops or a larger "
+                                   "--content-drift-max-jsd"),
+               (DUPLICATES, None, "; remove the eval copies (ingest_report.json lists them), or "
+                                  "--no-stop-on-cross-split-duplicates"))
