@@ -193,11 +193,22 @@ def _int_range(feature: statistics_pb2.FeatureNameStatistics) -> Tuple[float, fl
 
 
 def numeric_summary(stats, name: str) -> Optional[Tuple[float, float, int]]:
-    """(mean, standard deviation, examples) of a numeric feature; None without numeric statistics."""
+    """(mean, standard deviation, examples) of a numeric feature, or of a categorical integer one
+    (height, width) from its value counts; None without either."""
     feature = _feature_stats(stats, name)
-    if feature is None or not feature.HasField("num_stats"):
+    if feature is None:
         return None
-    return feature.num_stats.mean, feature.num_stats.std_dev, int(_common(feature).num_non_missing)
+    if feature.HasField("num_stats"):
+        return feature.num_stats.mean, feature.num_stats.std_dev, int(_common(feature).num_non_missing)
+    try:
+        counts = [(float(value), n) for value, n in value_counts(stats, name).items()]
+    except ValueError:  # a string feature
+        return None
+    total = sum(n for _, n in counts)
+    if not total:
+        return None
+    mean = sum(v * n for v, n in counts) / total
+    return mean, (sum(n * (v - mean) ** 2 for v, n in counts) / total) ** 0.5, total
 
 
 def _numbers_text(stats, name: str) -> str:
