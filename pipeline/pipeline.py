@@ -128,7 +128,7 @@ def create_pipeline(cfg: configs.PipelineConfig, train: TrainConfig, platform: P
         # labels far more than with its own (a label swap), before anything is trained.
         label_vetter = LabelVetter(
             examples=example_gen.outputs["examples"], model=training_data_resolver.outputs["model"],
-            baseline_examples=training_data_resolver.outputs["baseline_examples"],
+            baseline_examples=training_data_resolver.outputs["examples"],
             train_sample=cfg.label_vetting_train_sample, max_drop=cfg.label_vetting_max_drop,
             concentration=cfg.label_vetting_concentration,
             concentration_min_drop=cfg.label_vetting_concentration_min_drop,

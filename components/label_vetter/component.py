@@ -80,8 +80,8 @@ class BlessedModelTrainingDataStrategy(tfx.dsl.experimental.ResolverStrategy):
             found = sorted((e for e in input_dict[executor.EXAMPLES_KEY] if e.id in ids), key=lambda e: e.id)[-1:]
         if {e.id for e in found} & {e.id for e in input_dict.get(_CANDIDATE, [])}:
             models, found = [], []
-        return {_MODEL: models, executor.BASELINE_EXAMPLES_KEY: found, executor.EXAMPLES_KEY: [],
-                _BLESSING: [], _CANDIDATE: []}
+        # A resolver's outputs are its input keys: the training examples leave under `examples`.
+        return {_MODEL: models, executor.EXAMPLES_KEY: found, _BLESSING: [], _CANDIDATE: []}
 
 
 def blessed_model_training_data_resolver(candidate_examples) -> tfx.dsl.Resolver:

@@ -50,8 +50,7 @@ class ClassVetting:
     examples: int
     top_other: str  # the class most of the disagreements were predicted as ("" for none)
     top_other_share: float  # its share of the disagreements
-    anomaly: str = ""  # NO_REFERENCE = "label vetting: ML Metadata records no data that trained the blessed model, nothing to compare"
-COLLAPSE, CONCENTRATION or ""
+    anomaly: str = ""  # COLLAPSE, CONCENTRATION or ""
     note: str = ""  # why a class was not compared
 
     @property
