@@ -27,6 +27,7 @@ from common import pipeline_names, store
 from components.label_vetter import executor, vetting
 from components.label_vetter.component import BlessedModelTrainingDataStrategy, LabelVettingResult
 from run_control import exit_codes, local_run
+from run_report import html_page, label_vetting as report_vetting
 from trainer_module import names
 
 CLASSES = ("forest", "sea", "street")
@@ -286,3 +287,56 @@ def test_kubeflow_pipeline_has_no_label_vetter(tmp_path):
                                          "--output-file", str(tmp_path / "job.json")])
     nodes = _nodes(kubeflow_v2_runner.build_pipeline(cfg))
     assert not {pipeline_names.LABEL_VETTER_NODE, pipeline_names.LABEL_VETTING_RESOLVER_NODE} & set(nodes)
+
+
+# ---------------------------------------------------------------- the run report (fast)
+
+def test_report_section_shows_each_class_and_finds_a_stopped_runs_file(tmp_path):
+    swapped = _counts(forest=(3, {"sea": 91, "street": 6}), sea=(4, {"forest": 94, "street": 2}),
+                      street=(89, {"forest": 6, "sea": 5}))
+    result = vetting.vet(REFERENCE, swapped)
+    # A stopped run: the LabelVetter FAILED and published nothing; its file is in its output folder.
+    folder = tmp_path / "root" / pipeline_names.LABEL_VETTER_NODE / pipeline_names.LABEL_VETTING_OUTPUT
+    for execution_id, text in ((9, vetting.not_compared(vetting.NO_BASELINE).to_json()), (12, result.to_json())):
+        (folder / str(execution_id)).mkdir(parents=True)
+        (folder / str(execution_id) / pipeline_names.LABEL_VETTING_FILE).write_text(text)
+    gen_output = metadata_store_pb2.Artifact(uri=str(tmp_path / "root" / pipeline_names.EXAMPLE_GEN_NODE /
+                                                     pipeline_names.EXAMPLES_OUTPUT / "3"))
+    nodes = {pipeline_names.EXAMPLE_GEN_NODE: store.NodeRun(pipeline_names.EXAMPLE_GEN_NODE, "COMPLETE",
+                                                            {pipeline_names.EXAMPLES_OUTPUT: [gen_output]}),
+             pipeline_names.LABEL_VETTER_NODE: store.NodeRun(pipeline_names.LABEL_VETTER_NODE, "FAILED", {})}
+    found = report_vetting.collect(nodes)
+    assert found.finding_lines() == result.finding_lines()
+    page = report_vetting.section_html(found, "FAILED", html_page.table)
+    assert "STOPPED: the run stopped before training" in page and "forest and sea look swapped" in page
+    assert "<td>forest</td>" in page and "-93" in page and "94 %" in page
+    assert report_vetting.collect({}) is None
+    assert "no blessed model yet" in report_vetting.section_html(vetting.not_compared(vetting.NO_BASELINE),
+                                                                  "COMPLETE", html_page.table)
+
+
+# ---------------------------------------------------------------- the shared pipeline runs (slow)
+
+A, B, C = range(3)
+
+
+def _recorded(runs, index):
+    return report_vetting.collect(runs.nodes[index])
+
+
+@pytest.mark.slow
+def test_pipeline_runs_vet_the_second_drop_and_cache_the_unchanged_rerun(gate_runs):
+    assert _recorded(gate_runs, A).note == vetting.NO_BASELINE  # the first run: nothing blessed yet
+    assert gate_runs.nodes[B][pipeline_names.LABEL_VETTER_NODE].state == "CACHED"  # an unchanged rerun
+    # C, the clean second drop, is vetted by A's model (on A's eval split: 6 images a class, under the
+    # default minimum, so no class is compared) and goes on to train.
+    vetter = gate_runs.nodes[C][pipeline_names.LABEL_VETTER_NODE]
+    assert vetter.state == "COMPLETE" and gate_runs.exit_codes[C] == 0
+    recorded = _recorded(gate_runs, C)
+    assert recorded.compared and recorded.anomalies == [] and len(recorded.classes) == 6
+    a_model = gate_runs.nodes[A][pipeline_names.TRAINER_NODE].uri(pipeline_names.MODEL_OUTPUT)
+    assert recorded.baseline_model == a_model
+    assert recorded.reference_examples_uri == gate_runs.nodes[A][pipeline_names.EXAMPLE_GEN_NODE].uri(
+        pipeline_names.EXAMPLES_OUTPUT)
+    assert store.output_property(vetter, pipeline_names.LABEL_VETTING_OUTPUT,
+                                 pipeline_names.PROP_VETTING_COMPARED) == 1
