@@ -8,10 +8,10 @@ from tfx.types import standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
 
 from common import pipeline_names
-from components import statistics_resolver
+from components.statistics_resolver import BLESSING_KEY, MODEL_KEY, training_examples_ids
 from components.label_vetter import executor
 
-_MODEL, _BLESSING = statistics_resolver.MODEL_KEY, statistics_resolver.BLESSING_KEY
+_MODEL, _BLESSING = MODEL_KEY, BLESSING_KEY
 _CANDIDATE = "candidate"  # this run's examples
 
 
@@ -76,7 +76,7 @@ class BlessedModelTrainingDataStrategy(tfx.dsl.experimental.ResolverStrategy):
         models: List[types.Artifact] = list(blessed[_MODEL])[:1]
         found: List[types.Artifact] = []
         if models:
-            ids = statistics_resolver.training_examples_ids(store, models[0].id)
+            ids = training_examples_ids(store, models[0].id)
             found = sorted((e for e in input_dict[executor.EXAMPLES_KEY] if e.id in ids), key=lambda e: e.id)[-1:]
         if {e.id for e in found} & {e.id for e in input_dict.get(_CANDIDATE, [])}:
             models, found = [], []
