@@ -133,6 +133,7 @@ def create_pipeline(cfg: configs.PipelineConfig, train: TrainConfig, platform: P
             concentration=cfg.label_vetting_concentration,
             concentration_min_drop=cfg.label_vetting_concentration_min_drop,
             min_examples=cfg.label_vetting_min_examples, warn_only=cfg.label_vetting_warn_only)
+        label_vetter.add_upstream_node(data_gate)  # the cheap checks first: score only data the gate let through
         components.append(label_vetter)
 
     # Train MobileNetV3 on the raw examples through the Transform graph, and export it.

@@ -272,7 +272,8 @@ def test_the_vetter_runs_before_the_trainer_whose_inputs_stay_its_own(tmp_path):
                                               "--label-vetting-max-drop", "0.3"])
     nodes = _nodes(local_run.build(cfg, overrides, str(tmp_path / "data"), list(CLASSES))[0])
     vetter, trainer = nodes[pipeline_names.LABEL_VETTER_NODE], nodes[pipeline_names.TRAINER_NODE]
-    assert set(vetter.upstream_nodes) == {pipeline_names.EXAMPLE_GEN_NODE, pipeline_names.LABEL_VETTING_RESOLVER_NODE}
+    assert set(vetter.upstream_nodes) == {pipeline_names.EXAMPLE_GEN_NODE, pipeline_names.LABEL_VETTING_RESOLVER_NODE,
+                                          pipeline_names.DATA_GATE_NODE}  # after the data gate
     assert pipeline_names.LABEL_VETTER_NODE in trainer.upstream_nodes
     assert pipeline_names.LABEL_VETTER_NODE not in {ch.producer_node_query.id for i in trainer.inputs.inputs.values()
                                                     for ch in i.channels}  # an order, not data
