@@ -147,7 +147,9 @@ class Executor(base_executor.BaseExecutor):
         if result.unscored:
             logging.warning("LabelVetter: %d new images could not be classified by the blessed model "
                             "(skipped, counted in label_vetting.json)", result.unscored)
-        logging.log(logging.ERROR if result.anomalies else logging.INFO, "LabelVetter: %s", result.summary())
+        # A stop's findings are the run's one error line; a warning only when the run goes on despite them.
+        logging.log(logging.WARNING if result.anomalies and not result.stops else logging.INFO,
+                    "LabelVetter: %s", result.summary())
         # Written before a stop too: the figures stay on disk beside the failed execution's log.
         record(result, artifact_utils.get_single_instance(output_dict[pipeline_names.LABEL_VETTING_OUTPUT]))
         vetting.check(result)
