@@ -73,6 +73,10 @@ PROP_VETTING_COMPARED = "compared"
 PROP_VETTING_ANOMALIES = "anomalous_classes"
 PROP_VETTING_UNSCORED = "unscored"
 PROP_VETTING_FINDINGS = "findings"
+# Where TFX keeps a node's stateful working dirs, <pipeline root>/<node>/TFX_STATEFUL_WORKING_DIRS/<id>/:
+# kept after a failed execution (its outputs are removed), so a stopped LabelVetter's
+# LABEL_VETTING_FILE is found there by its run id.
+TFX_STATEFUL_WORKING_DIRS = ".system/stateful_working_dir"
 
 # ---------------------------------------------------------------- TFX's Evaluator and Pusher
 PROP_BLESSED = "blessed"

@@ -2,9 +2,9 @@
 labels of its own eval data and with this run's labels, where its disagreements went, and the
 LabelVetter's verdict (components/label_vetter/vetting.py wrote it as label_vetting.json).
 
-A run the LabelVetter stopped publishes no artifact; its file is still on disk in the output
-folder the failed execution was given, <pipeline root>/LabelVetter/label_vetting/<execution id>/,
-and that run's execution is the newest there (a run holds the output dir's lock).
+A run the LabelVetter stopped publishes no artifact and TFX removes its output folder; the
+LabelVetter also wrote its record in the execution's stateful working dir, which TFX keeps after a
+failure (pipeline_names.TFX_STATEFUL_WORKING_DIRS), and it is found there by the run id.
 """
 import glob
 import html
@@ -18,28 +18,27 @@ SECTION_ID = "label-vetting"
 TITLE = "Label vetting"
 
 
-def _file(nodes: Dict[str, store.NodeRun]) -> Optional[str]:
+def _read(path: str) -> vetting.Vetting:
+    with open(path) as f:
+        return vetting.from_json(f.read())
+
+
+def collect(nodes: Dict[str, store.NodeRun], run_id: str) -> Optional[vetting.Vetting]:
+    """What the run's LabelVetter recorded; None without one (a Kubeflow run) or its record."""
     node = nodes.get(pipeline_names.LABEL_VETTER_NODE)
     if node is None:
         return None
     uri = node.uri(pipeline_names.LABEL_VETTING_OUTPUT)
-    if uri is None and node.state == "FAILED":
-        root = store.pipeline_root(nodes)
-        folders = glob.glob(os.path.join(root, pipeline_names.LABEL_VETTER_NODE,
-                                         pipeline_names.LABEL_VETTING_OUTPUT, "*")) if root else []
-        numbered = [f for f in folders if os.path.basename(f).isdigit()]
-        uri = max(numbered, key=lambda f: int(os.path.basename(f))) if numbered else None
-    path = os.path.join(uri, pipeline_names.LABEL_VETTING_FILE) if uri else None
-    return path if path and os.path.exists(path) else None
-
-
-def collect(nodes: Dict[str, store.NodeRun]) -> Optional[vetting.Vetting]:
-    """What the run's LabelVetter recorded; None without one (a Kubeflow run) or its file."""
-    path = _file(nodes)
-    if path is None:
+    if uri is not None:
+        path = os.path.join(uri, pipeline_names.LABEL_VETTING_FILE)
+        return _read(path) if os.path.exists(path) else None
+    root = store.pipeline_root(nodes)
+    if node.state != "FAILED" or not root:
         return None
-    with open(path) as f:
-        return vetting.from_json(f.read())
+    pattern = os.path.join(root, pipeline_names.LABEL_VETTER_NODE, pipeline_names.TFX_STATEFUL_WORKING_DIRS, "*",
+                           pipeline_names.LABEL_VETTING_FILE)
+    found = [v for v in map(_read, sorted(glob.glob(pattern))) if v.run_id == run_id]
+    return found[-1] if found else None
 
 
 def _pct(value: Optional[float]) -> str:

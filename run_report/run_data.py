@@ -84,7 +84,8 @@ def collect(metadata_path: str, run_id: Optional[str] = None) -> RunData:
         ingest=ingest, history=_read_json(model_run and os.path.join(model_run, names.HISTORY_FILE)),
         lr_schedules=_read_pngs(model_run, names.LR_SCHEDULE_GLOB), evaluation=results,
         validation=data_validation.collect(metadata_path, run_id, nodes), edge=edge_models.collect(nodes),
-        label_vetting=label_vetting.collect(nodes), reference=reference, reference_ingest=reference_ingest, reference_fingerprint=reference_fingerprint)
+        label_vetting=label_vetting.collect(nodes, run_id), reference=reference,
+        reference_ingest=reference_ingest, reference_fingerprint=reference_fingerprint)
 
 
 def _evaluation(metadata_path: str, run_id: str, nodes: Dict[str, store.NodeRun], node_id: str,

@@ -19,6 +19,7 @@ from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 from PIL import Image
 from tfx.dsl.compiler import compiler
+from tfx.dsl.components.base import base_executor
 from tfx.types import artifact_utils, standard_artifacts
 
 import kubeflow_v2_runner
@@ -175,8 +176,10 @@ def _do(tmp_path, examples, model=None, baseline=None, **props):
     result.uri = str(tmp_path / "result")
     inputs = {executor.EXAMPLES_KEY: [examples], executor.MODEL_KEY: [model] if model else [],
               executor.BASELINE_EXAMPLES_KEY: [baseline] if baseline else []}
+    context = base_executor.BaseExecutor.Context(stateful_working_dir=str(tmp_path / "stateful"),
+                                                 pipeline_run_id="run-2")
     try:
-        executor.Executor().Do(inputs, {pipeline_names.LABEL_VETTING_OUTPUT: [result]}, {**PROPS, **props})
+        executor.Executor(context).Do(inputs, {pipeline_names.LABEL_VETTING_OUTPUT: [result]}, {**PROPS, **props})
     finally:
         with open(os.path.join(result.uri, pipeline_names.LABEL_VETTING_FILE)) as f:
             recorded = json.load(f)
@@ -198,7 +201,10 @@ def test_executor_stops_a_forest_sea_swap_naming_both(tmp_path, blessed_model, o
     assert "forest and sea look swapped" in message
     with open(tmp_path / "result" / pipeline_names.LABEL_VETTING_FILE) as f:
         recorded = json.load(f)
-    assert recorded["stopped"] and recorded["swaps"] == [["forest", "sea"]]
+    assert recorded["stopped"] and recorded["swaps"] == [["forest", "sea"]] and recorded["run_id"] == "run-2"
+    # TFX removes a failed execution's outputs; the copy in its stateful working dir stays.
+    with open(tmp_path / "stateful" / pipeline_names.LABEL_VETTING_FILE) as f:
+        assert json.load(f) == recorded
     # The eval split (20 a class) and the first 30 train records were scored.
     assert sum(c["examples"] for c in recorded["classes"]) == 3 * 20 + 30
 
@@ -211,6 +217,7 @@ def test_executor_passes_an_honest_second_drop(tmp_path, blessed_model, old_data
     assert all(c["drop"] < 0.1 for c in recorded["classes"])
     assert result.get_int_custom_property(pipeline_names.PROP_VETTING_ANOMALIES) == 0
     assert result.get_int_custom_property(pipeline_names.PROP_VETTING_COMPARED) == 1
+    assert not (tmp_path / "stateful").exists()  # a record elsewhere only when it stops
 
 
 def test_executor_on_the_first_run_says_there_is_nothing_to_compare(tmp_path, old_data):
@@ -296,22 +303,25 @@ def test_report_section_shows_each_class_and_finds_a_stopped_runs_file(tmp_path)
     swapped = _counts(forest=(3, {"sea": 91, "street": 6}), sea=(4, {"forest": 94, "street": 2}),
                       street=(89, {"forest": 6, "sea": 5}))
     result = vetting.vet(REFERENCE, swapped)
-    # A stopped run: the LabelVetter FAILED and published nothing; its file is in its output folder.
-    folder = tmp_path / "root" / pipeline_names.LABEL_VETTER_NODE / pipeline_names.LABEL_VETTING_OUTPUT
-    for execution_id, text in ((9, vetting.not_compared(vetting.NO_BASELINE).to_json()), (12, result.to_json())):
-        (folder / str(execution_id)).mkdir(parents=True)
-        (folder / str(execution_id) / pipeline_names.LABEL_VETTING_FILE).write_text(text)
+    # A stopped run: the LabelVetter FAILED, published nothing, and TFX removed its output folder; its
+    # record is in its stateful working dir, found by the run id among earlier failed executions'.
+    folder = tmp_path / "root" / pipeline_names.LABEL_VETTER_NODE / pipeline_names.TFX_STATEFUL_WORKING_DIRS
+    earlier = vetting.vet(REFERENCE, _counts(forest=(3, {"street": 97}), sea=(95, {}), street=(90, {})))
+    for name, run_id, record in (("a", "run-1", earlier), ("b", "run-2", result)):
+        record.run_id = run_id
+        (folder / name).mkdir(parents=True)
+        (folder / name / pipeline_names.LABEL_VETTING_FILE).write_text(record.to_json())
     gen_output = metadata_store_pb2.Artifact(uri=str(tmp_path / "root" / pipeline_names.EXAMPLE_GEN_NODE /
                                                      pipeline_names.EXAMPLES_OUTPUT / "3"))
     nodes = {pipeline_names.EXAMPLE_GEN_NODE: store.NodeRun(pipeline_names.EXAMPLE_GEN_NODE, "COMPLETE",
                                                             {pipeline_names.EXAMPLES_OUTPUT: [gen_output]}),
              pipeline_names.LABEL_VETTER_NODE: store.NodeRun(pipeline_names.LABEL_VETTER_NODE, "FAILED", {})}
-    found = report_vetting.collect(nodes)
+    found = report_vetting.collect(nodes, "run-2")
     assert found.finding_lines() == result.finding_lines()
     page = report_vetting.section_html(found, "FAILED", html_page.table)
     assert "STOPPED: the run stopped before training" in page and "forest and sea look swapped" in page
     assert "<td>forest</td>" in page and "-93" in page and "94 %" in page
-    assert report_vetting.collect({}) is None
+    assert report_vetting.collect({}, "run-2") is None and report_vetting.collect(nodes, "run-3") is None
     assert "no blessed model yet" in report_vetting.section_html(vetting.not_compared(vetting.NO_BASELINE),
                                                                   "COMPLETE", html_page.table)
 
@@ -322,7 +332,7 @@ A, B, C = range(3)
 
 
 def _recorded(runs, index):
-    return report_vetting.collect(runs.nodes[index])
+    return report_vetting.collect(runs.nodes[index], runs.run_ids[index])
 
 
 @pytest.mark.slow

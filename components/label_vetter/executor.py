@@ -118,11 +118,15 @@ def run_vetting(examples: types.Artifact, model: Optional[types.Artifact],
                        baseline_model=model.uri, reference_examples_uri=baseline_examples.uri)
 
 
+def _write(folder: str, result: vetting.Vetting) -> None:
+    tf.io.gfile.makedirs(folder)  # a Kubeflow container gets the URI, not the folder
+    with tf.io.gfile.GFile(os.path.join(folder, pipeline_names.LABEL_VETTING_FILE), "w") as f:
+        f.write(result.to_json())
+
+
 def record(result: vetting.Vetting, output: types.Artifact) -> None:
     """label_vetting.json in the output, and the figures as its custom properties."""
-    tf.io.gfile.makedirs(output.uri)  # a Kubeflow container gets the URI, not the folder
-    with tf.io.gfile.GFile(os.path.join(output.uri, pipeline_names.LABEL_VETTING_FILE), "w") as f:
-        f.write(result.to_json())
+    _write(output.uri, result)
     output.set_int_custom_property(pipeline_names.PROP_VETTING_COMPARED, int(result.compared))
     output.set_int_custom_property(pipeline_names.PROP_VETTING_ANOMALIES, len(result.anomalies))
     output.set_int_custom_property(pipeline_names.PROP_VETTING_UNSCORED, result.unscored)
@@ -150,6 +154,10 @@ class Executor(base_executor.BaseExecutor):
         # A stop's findings are the run's one error line; a warning only when the run goes on despite them.
         logging.log(logging.WARNING if result.anomalies and not result.stops else logging.INFO,
                     "LabelVetter: %s", result.summary())
-        # Written before a stop too: the figures stay on disk beside the failed execution's log.
+        result.run_id = (self._context.pipeline_run_id if self._context else "") or ""
+        if result.stops and self._context and self._context.stateful_working_dir:
+            # TFX removes a failed execution's outputs but keeps its stateful working dir (for a
+            # retry): the record of a stopped run, which the run report finds by its run id.
+            _write(self._context.stateful_working_dir, result)
         record(result, artifact_utils.get_single_instance(output_dict[pipeline_names.LABEL_VETTING_OUTPUT]))
         vetting.check(result)

@@ -79,6 +79,7 @@ class Vetting:
     unscored: int = 0  # images the blessed model could not classify (their error output), skipped
     baseline_model: str = ""
     reference_examples_uri: str = ""
+    run_id: str = ""  # the pipeline run that vetted (a stopped run's record is found by it)
 
     @property
     def anomalies(self) -> List[ClassVetting]:
@@ -116,6 +117,7 @@ class Vetting:
         return json.dumps({
             "compared": self.compared, "note": self.note, "unscored": self.unscored,
             "baseline_model": self.baseline_model, "reference_examples": self.reference_examples_uri,
+            "run_id": self.run_id,
             "knobs": dataclasses.asdict(self.knobs), "stopped": self.stops,
             "findings": self.finding_lines(), "swaps": self.swaps(),
             "classes": [dict(dataclasses.asdict(c), drop=c.drop) for c in self.classes]}, indent=1)
@@ -126,7 +128,7 @@ def from_json(text: str) -> Vetting:
     data = json.loads(text)
     classes = [ClassVetting(**{k: v for k, v in c.items() if k != "drop"}) for c in data["classes"]]
     return Vetting(data["compared"], data["note"], classes, Knobs(**data["knobs"]), data["unscored"],
-                   data["baseline_model"], data["reference_examples"])
+                   data["baseline_model"], data["reference_examples"], data.get("run_id", ""))
 
 
 def _pct(value: float) -> str:
