@@ -24,7 +24,8 @@ from trainer_module import names
 SECTION_IDS = ("verdict", "overall-metrics", "per-class-metrics", "confusion-matrix", "baseline",
                "calibration", "training", "data", "components")
 # A run with an EdgeEvaluator also has edge_models.SECTION_ID, after "calibration"; a run with a
-# fixed reference set has REFERENCE_SECTION_ID after "baseline".
+# fixed reference set has REFERENCE_SECTION_ID after "baseline"; a run with a LabelVetter has
+# label_vetting.SECTION_ID after "data".
 REFERENCE_SECTION_ID = "reference-set"
 # Figures the report draws (the Trainer's learning-rate plots keep their own file names).
 CONFUSION_MATRIX_PNG = "confusion_matrix.png"
@@ -400,7 +401,10 @@ def render(data: RunData) -> Tuple[str, Dict[str, bytes]]:
         sections.append(_calibration(data, figures))
     if data.edge is not None:  # only a run with an EdgeEvaluator: after the SavedModel's evaluation
         sections.append(_edge_models(data))
-    sections += [_training(data, figures), _data(data, figures), _label_vetting(data), _components(data)]
+    sections += [_training(data, figures), _data(data, figures)]
+    if pipeline_names.LABEL_VETTER_NODE in data.nodes:  # a local run: the served model vetted the labels
+        sections.append(_label_vetting(data))
+    sections.append(_components(data))
     title = f"{data.pipeline_name or 'pipeline'} run {data.run_id}"
     generated = datetime.datetime.now().isoformat(timespec="seconds")
     page = (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
