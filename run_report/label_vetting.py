@@ -45,6 +45,10 @@ def _pct(value: Optional[float]) -> str:
     return "" if value is None else f"{100.0 * value:.0f} %"
 
 
+def _points(value: float) -> str:
+    return f"{100.0 * value:.0f} points"
+
+
 def section_html(result: Optional[vetting.Vetting], state: Optional[str], table: Callable) -> str:
     """The section's body: the verdict, and one row per class."""
     if result is None:
@@ -65,8 +69,8 @@ def section_html(result: Optional[vetting.Vetting], state: Optional[str], table:
     body += (f"<p class='muted'>Blessed model <code>{e(result.baseline_model)}</code>; reference: its agreement "
              f"with the labels of the eval split it was trained beside (<code>{e(result.reference_examples_uri)}"
              f"</code>); new: this run's eval split and the first train images. An anomaly: agreement more than "
-             f"{_pct(knobs.max_drop)} points below the reference, or at least {_pct(knobs.concentration)} of the "
-             f"disagreements on one class with a drop over {_pct(knobs.concentration_min_drop)} points; classes "
+             f"{_points(knobs.max_drop)} below the reference, or at least {_pct(knobs.concentration)} of the "
+             f"disagreements on one class with a drop over {_points(knobs.concentration_min_drop)}; classes "
              f"with fewer than {knobs.min_examples} images are not compared. {result.unscored} new images could "
              "not be classified (skipped).</p>")
     rows = [(c.name, c.reference_examples, _pct(c.reference), c.examples, _pct(c.agreement),
