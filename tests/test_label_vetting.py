@@ -220,6 +220,18 @@ def test_executor_passes_an_honest_second_drop(tmp_path, blessed_model, old_data
     assert not (tmp_path / "stateful").exists()  # a record elsewhere only when it stops
 
 
+def test_executor_with_too_few_images_a_class_compares_nothing_and_loads_no_model(tmp_path, old_data):
+    swapped = _examples(tmp_path / "new", 2, seed=3, per_class={"train": 4, "eval": 5},
+                        relabel={"forest": "sea", "sea": "forest"})
+    missing = standard_artifacts.Model()
+    missing.uri, missing.id = str(tmp_path / "no-model-here"), 8  # loading it would fail
+    result, recorded = _do(tmp_path, swapped, missing, old_data)
+    assert recorded["compared"] and not recorded["stopped"] and recorded["findings"] == []
+    assert [vetting.ClassVetting(**{k: v for k, v in c.items() if k != "drop"}).line()
+            for c in recorded["classes"]] == [f"{n}: not compared (9 new and 20 reference images, fewer than 20)"
+                                              for n in ("forest", "sea", "street")]
+
+
 def test_executor_on_the_first_run_says_there_is_nothing_to_compare(tmp_path, old_data):
     result, recorded = _do(tmp_path, old_data)
     assert recorded["note"] == vetting.NO_BASELINE == "label vetting: no blessed model yet, nothing to compare"
@@ -340,7 +352,7 @@ def test_pipeline_runs_vet_the_second_drop_and_cache_the_unchanged_rerun(gate_ru
     assert _recorded(gate_runs, A).note == vetting.NO_BASELINE  # the first run: nothing blessed yet
     assert gate_runs.nodes[B][pipeline_names.LABEL_VETTER_NODE].state == "CACHED"  # an unchanged rerun
     # C, the clean second drop, is vetted by A's model (on A's eval split: 6 images a class, under the
-    # default minimum, so no class is compared) and goes on to train.
+    # default minimum, so no class is compared and the model is not loaded) and goes on to train.
     vetter = gate_runs.nodes[C][pipeline_names.LABEL_VETTER_NODE]
     assert vetter.state == "COMPLETE" and gate_runs.exit_codes[C] == 0
     recorded = _recorded(gate_runs, C)

@@ -80,6 +80,21 @@ def score(classifier, files: List[str], limit: Optional[int] = None) -> Tuple[Di
     return vetting.parse_counts(labels, predicted), unscored
 
 
+def label_sizes(files: List[str], limit: Optional[int] = None) -> Dict[str, int]:
+    """{label: records} of the first `limit` records of `files` (labels only: no image decoded)."""
+    if not files or limit == 0:
+        return {}
+    records = tf.data.TFRecordDataset(files, compression_type="GZIP")
+    if limit is not None:
+        records = records.take(limit)
+    spec = {names.CLASS_NAME_KEY: tf.io.FixedLenFeature([], tf.string)}
+    sizes: Dict[str, int] = {}
+    for serialized in records.batch(1024):
+        for label in tf.io.parse_example(serialized, spec)[names.CLASS_NAME_KEY].numpy().tolist():
+            sizes[label.decode("utf-8")] = sizes.get(label.decode("utf-8"), 0) + 1
+    return sizes
+
+
 def _merge(*counts: Dict[str, Dict[str, int]]) -> Dict[str, Dict[str, int]]:
     merged: Dict[str, Dict[str, int]] = {}
     for c in counts:
@@ -108,10 +123,18 @@ def run_vetting(examples: types.Artifact, model: Optional[types.Artifact],
         return vetting.not_compared(vetting.NO_REFERENCE, knobs)
     if baseline_examples.id and baseline_examples.id == examples.id:
         return vetting.not_compared(vetting.SAME_DATA, knobs)
+    reference_files, eval_files, train_files = (_split_files(baseline_examples, EVAL), _split_files(examples, EVAL),
+                                                _split_files(examples, TRAIN))
+    reference_sizes = label_sizes(reference_files)
+    new_sizes = label_sizes(eval_files)
+    for label, n in label_sizes(train_files, train_sample).items():
+        new_sizes[label] = new_sizes.get(label, 0) + n
+    if not vetting.comparable(reference_sizes, new_sizes, knobs):  # tiny data: the model is not even loaded
+        return vetting.too_few(reference_sizes, new_sizes, knobs, model.uri, baseline_examples.uri)
     classifier = _Classifier(os.path.join(model.uri, pipeline_names.TRAINER_SERVING_SUBDIR))
-    reference, ref_unscored = score(classifier, _split_files(baseline_examples, EVAL))
-    new_eval, eval_unscored = score(classifier, _split_files(examples, EVAL))
-    new_train, train_unscored = score(classifier, _split_files(examples, TRAIN), limit=train_sample)
+    reference, ref_unscored = score(classifier, reference_files)
+    new_eval, eval_unscored = score(classifier, eval_files)
+    new_train, train_unscored = score(classifier, train_files, limit=train_sample)
     if ref_unscored:
         logging.warning("LabelVetter: %d images of the reference eval split could not be classified", ref_unscored)
     return vetting.vet(reference, _merge(new_eval, new_train), knobs, unscored=eval_unscored + train_unscored,

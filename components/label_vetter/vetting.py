@@ -135,6 +135,26 @@ def _pct(value: float) -> str:
     return f"{100.0 * value:.0f} %"
 
 
+def _too_few(n: int, ref_n: int, knobs: Knobs) -> str:
+    return (f"{n} new and {ref_n} reference images, fewer than {knobs.min_examples}" if ref_n
+            else "the blessed model's eval data has no images of it")
+
+
+def comparable(reference_sizes: Mapping[str, int], current_sizes: Mapping[str, int], knobs: Knobs) -> bool:
+    """Whether any class has enough images on both sides to be compared (else nothing is scored)."""
+    return any(n >= knobs.min_examples and reference_sizes.get(name, 0) >= knobs.min_examples
+               for name, n in current_sizes.items())
+
+
+def too_few(reference_sizes: Mapping[str, int], current_sizes: Mapping[str, int], knobs: Knobs = Knobs(),
+            baseline_model: str = "", reference_examples_uri: str = "") -> Vetting:
+    """The record when no class can be compared: each class's image counts, nothing scored."""
+    classes = [ClassVetting(name, None, reference_sizes.get(name, 0), None, n, "", 0.0,
+                            note=_too_few(n, reference_sizes.get(name, 0), knobs))
+               for name, n in sorted(current_sizes.items())]
+    return Vetting(True, "", classes, knobs, 0, baseline_model, reference_examples_uri)
+
+
 def _class(name: str, reference: Mapping[str, int], current: Mapping[str, int], knobs: Knobs) -> ClassVetting:
     ref_n, n = sum(reference.values()), sum(current.values())
     others = {p: k for p, k in current.items() if p != name and k}
@@ -142,9 +162,7 @@ def _class(name: str, reference: Mapping[str, int], current: Mapping[str, int], 
     top = max(sorted(others), key=lambda p: others[p]) if others else ""
     share = others[top] / errors if errors else 0.0
     if n < knobs.min_examples or ref_n < knobs.min_examples:
-        note = (f"{n} new and {ref_n} reference images, fewer than {knobs.min_examples}" if ref_n
-                else "the blessed model's eval data has no images of it")
-        return ClassVetting(name, None, ref_n, None, n, top, share, note=note)
+        return ClassVetting(name, None, ref_n, None, n, top, share, note=_too_few(n, ref_n, knobs))
     ref, now = reference.get(name, 0) / ref_n, current.get(name, 0) / n
     drop = ref - now
     anomaly = ""
