@@ -120,7 +120,10 @@ def test_help_shows_every_knob_with_its_meaning():
                                         "tflite_float16_max_drop", "tflite_int8_max_drop", "max_image_pixels",
                                         "class_recall_lower_bound", "class_recall_max_drop", "reference_eval_dir",
                                         "content_drift_max_jsd", "content_drift_stops", "near_duplicate_max_hamming",
-                                        "stop_on_cross_split_duplicates"}
+                                        "stop_on_cross_split_duplicates", "label_vetting_max_drop",
+                                        "label_vetting_concentration", "label_vetting_concentration_min_drop",
+                                        "label_vetting_min_examples", "label_vetting_train_sample",
+                                        "label_vetting_warn_only"}
     training = [f for f in dataclasses.fields(TrainConfig) if f.name != "class_names"]
     for field in [*dataclasses.fields(configs.VertexConfig), *shared, *training]:
         assert _has_flag(help_text, field.name), field.name
