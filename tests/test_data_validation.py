@@ -633,7 +633,8 @@ def test_first_run_compares_no_drift_and_the_unchanged_rerun_is_cached(runs):
     view = _validation(runs, A)
     assert view.gate_state == "COMPLETE" and view.validation.findings == []
     assert not view.validation.drift_compared and view.baseline_uri is None
-    assert set(_figures(view)) == {("skew", f) for f in (names.CLASS_NAME_KEY, names.HEIGHT_KEY, names.WIDTH_KEY)}
+    assert set(_figures(view)) == {("skew", f) for f in (names.CLASS_NAME_KEY, names.HEIGHT_KEY, names.WIDTH_KEY,
+                                                         *data_validation.CONTENT_FEATURES)}
     for node in (pipeline_names.DRIFT_VALIDATOR_NODE, pipeline_names.DATA_GATE_NODE, pipeline_names.TRANSFORM_NODE):
         assert runs.nodes[B][node].state == "CACHED", node
     assert view.schema_version == curated_schema_gen.schema_version(
@@ -646,8 +647,14 @@ def test_a_clean_second_drop_passes_against_the_served_models_data(runs):
     view = _validation(runs, C)
     assert runs.exit_codes[C] == 0 and view.gate_state == "COMPLETE" and not view.overridden
     assert view.baseline_uri == runs.nodes[A][pipeline_names.STATISTICS_GEN_NODE].uri(pipeline_names.STATISTICS_OUTPUT)
-    assert _figures(view) == {(check, f): 0.0 for check in ("drift", "skew")
-                              for f in (names.CLASS_NAME_KEY, names.HEIGHT_KEY, names.WIDTH_KEY)}
+    figures = _figures(view)
+    assert {k: v for k, v in figures.items() if k[1] not in data_validation.CONTENT_FEATURES} == {
+        (check, f): 0.0 for check in ("drift", "skew") for f in (names.CLASS_NAME_KEY, names.HEIGHT_KEY, names.WIDTH_KEY)}
+    # Other photos of the same kind: every content statistic measured, each below the threshold 0.2
+    # (144 train images against 144, and 36 eval images against 144).
+    content = {k: v for k, v in figures.items() if k[1] in data_validation.CONTENT_FEATURES}
+    assert set(content) == {(c, f) for c in ("drift", "skew") for f in data_validation.CONTENT_FEATURES}
+    assert all(0.0 < v < configs.PipelineConfig().content_drift_max_jsd for v in content.values()), content
     assert view.validation.findings == []
     for node in (pipeline_names.TRANSFORM_NODE, pipeline_names.TRAINER_NODE, pipeline_names.EVALUATOR_NODE):
         assert runs.nodes[C][node].state == "COMPLETE", node
