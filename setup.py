@@ -41,7 +41,7 @@ if __name__ == "__main__":
         python_requires=">=3.10,<3.11",
         packages=setuptools.find_packages(include=[
             "pipeline", "components", "components.*", "trainer_module", "data_sources", "run_report",
-            "serving_client", "run_control", "common", "third_party", "third_party.*"]),
+            "serving_client", "monitoring", "run_control", "common", "third_party", "third_party.*"]),
         install_requires=INSTALL_REQUIRES,
         extras_require={"test": REQUIREMENTS["test"]},
     )

@@ -34,7 +34,9 @@ CONFIDENCE = "mean top-1 probability"
 @dataclasses.dataclass
 class Thresholds:
     """Every threshold of the monitor (its flags)."""
-    class_max_linf: float = _DEFAULTS.class_drift_max_linf
+    # Above the data gate's 0.1: predicted classes differ from true ones by the model's errors, and
+    # a window holds fewer images than a data drop.
+    class_max_linf: float = 0.2
     size_max_jsd: float = _DEFAULTS.size_drift_max_jsd
     content_max_jsd: float = 0.25
     low_confidence: float = 0.5  # a request below this top-1 probability is low-confidence
@@ -113,6 +115,11 @@ def reference_confidence(reference: Reference) -> Optional[float]:
     return sum(b.total_prediction for b in reference.confidence) / count if count else None
 
 
+def _share(counts: Dict[str, int], value: str) -> str:
+    total = sum(counts.values())
+    return f"{100.0 * counts.get(value, 0) / total if total else 0.0:.1f}%"
+
+
 def compare(records: Sequence[Dict], reference: Reference, thresholds: Thresholds) -> List[Measurement]:
     """Every measurement of the window (see the module docstring), breached or not."""
     frame = window_frame(records)
@@ -136,7 +143,13 @@ def compare(records: Sequence[Dict], reference: Reference, thresholds: Threshold
     labels = frame[[names.CLASS_NAME_KEY, names.HEIGHT_KEY, names.WIDTH_KEY]].dropna()
     labels = labels.astype({names.HEIGHT_KEY: np.int64, names.WIDTH_KEY: np.int64})
     current = tfdv.generate_statistics_from_dataframe(labels, tfdv.StatsOptions(schema=schema))
-    found += _tfdv_measurements(current, reference.label_stats, schema)
+    for m in _tfdv_measurements(current, reference.label_stats, schema):
+        if m.name == names.CLASS_NAME_KEY:
+            now = labels[names.CLASS_NAME_KEY].value_counts().to_dict()
+            value = findings.largest_change(now, reference.class_counts)
+            m.name, m.detail = CLASS, (f"largest change: {value} {_share(reference.class_counts, value)} in "
+                                       f"training, {_share(now, value)} predicted")
+        found.append(m)
     content = frame[list(image_content.STATISTICS)].dropna().astype(np.float64)
     if not content.empty and not reference.content.empty:
         schema = content_schema(thresholds.content_max_jsd)

@@ -1,5 +1,5 @@
 """The exit codes of the command-line entry points (local_runner.py, kubeflow_v2_runner.py,
-serving_client.predict, the run report and lineage), and the mapping from whatever stopped them to
+serving_client.predict, the run report and lineage, the monitor and its labelling queue), and the mapping from whatever stopped them to
 a code and the one line a person can act on.
 
     0   success (a model that is not blessed is a result, not an error)
@@ -10,6 +10,7 @@ a code and the one line a person can act on.
     4   environment: the machine failed the run (disk full, permission denied mid-run), a piece a
         feature needs does not load (a native library, the project's environment), or the output
         dir's ML Metadata database is damaged
+    5   drift: the prediction monitor (python -m monitoring) found a threshold breached
     70  internal error: a bug; the traceback is in the log file
     130 interrupted (Ctrl-C): rerunning the same command resumes (finished steps are cached)
 """
@@ -21,6 +22,7 @@ DATA_ERROR = 1
 USAGE_ERROR = 2
 BUSY = 3
 ENVIRONMENT_ERROR = 4
+DRIFT = 5  # python -m monitoring: the traffic breached a threshold (one line per breach says which)
 INTERNAL_ERROR = 70  # EX_SOFTWARE
 INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for Ctrl-C
 
