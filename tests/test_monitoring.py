@@ -1,0 +1,201 @@
+"""After the push: prediction logs (common/prediction_log.py, predict's --log-*), abstention
+(--uncertain-below), the monitor (python -m monitoring) and the labelling queue
+(python -m monitoring.labelling_queue). The fast tests use a nearest-mean-colour model over the
+project's serving signature (tests/centroid_model.py) and a labelled folder as the reference; the
+slow one reads the shared pipeline runs' ML Metadata for the pushed model's training data."""
+import base64
+import csv
+import glob
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from PIL import Image, ImageEnhance
+
+import centroid_model
+from image_factory import jpeg_bytes
+from common import image_content, prediction_log
+from data_sources import demo_data
+from monitoring import __main__ as monitor
+from monitoring import labelling_queue
+from run_control import exit_codes
+from serving_client import predict
+
+CONTENT_DRIFT = {"content_brightness", "content_saturation", "content_colourfulness"}
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    """A labelled demo folder (the reference), a model fitted on it, and its eval images darkened
+    to grayscale (the drifted traffic)."""
+    root = tmp_path_factory.mktemp("monitoring")
+    data = demo_data.make_demo_dataset(str(root / "data"), train_per_class=8, eval_per_class=5, size=48, seed=0)
+    model = centroid_model.export(os.path.join(data, "train"), str(root / "serving" / "3"))
+    drifted = root / "drifted"
+    drifted.mkdir()
+    for path in sorted(glob.glob(os.path.join(data, "val", "*", "*"))):
+        image = ImageEnhance.Brightness(Image.open(path).convert("L").convert("RGB")).enhance(0.4)
+        image.save(drifted / (os.path.basename(os.path.dirname(path)) + "_" + os.path.basename(path)))
+    return {"root": root, "data": data, "serving": os.path.dirname(model), "eval": os.path.join(data, "val"),
+            "drifted": str(drifted)}
+
+
+def _predict(world, images, log_dir, *flags) -> int:
+    return predict.main(["--model", world["serving"], images, "--out", str(log_dir) + ".csv",
+                         "--log-dir", str(log_dir), *flags])
+
+
+def test_predict_logs_each_request_with_its_content_and_abstains_below_the_threshold(world, tmp_path):
+    logs = tmp_path / "logs"
+    assert _predict(world, world["eval"], logs, "--uncertain-below", "0.9", "--log-image-bytes", "uncertain") == 0
+    with open(str(logs) + ".csv") as f:
+        rows = list(csv.DictReader(f))
+    read = prediction_log.read_records([str(logs)], None, None)
+    assert read.skipped == [] and len(read.records) == len(rows) == 30
+    uncertain = [r for r in rows if r["answer"] == prediction_log.UNCERTAIN_ANSWER]
+    assert 0 < len(uncertain) < len(rows)  # both kinds of answer occur at 0.9
+    for row in rows:  # the class and probability are still given when the answer is "uncertain"
+        assert row["predicted_class"] and (row["answer"] == "uncertain") == (float(row["probability"]) < 0.9)
+    by_path = {r[prediction_log.PATH]: r for r in read.records}
+    for row in rows:
+        rec = by_path[os.path.abspath(row["path"])]
+        assert rec[prediction_log.MODEL_VERSION] == "3" and rec[prediction_log.FORMAT] == "jpeg"
+        assert (rec[prediction_log.HEIGHT], rec[prediction_log.WIDTH]) == (48, 48)
+        assert rec[prediction_log.PREDICTED_CLASS] == row["predicted_class"]
+        assert rec[prediction_log.PROBABILITY] == pytest.approx(float(row["probability"]), abs=1e-6)
+        assert rec[prediction_log.UNCERTAIN] == (row["answer"] == "uncertain")
+        with open(row["path"], "rb") as f:
+            data = f.read()
+        expected = image_content.statistics(image_content.decode(data))
+        assert {k: rec[k] for k in image_content.STATISTICS} == pytest.approx(expected)
+        # the bytes only for the uncertain requests (--log-image-bytes uncertain); never by default
+        assert (prediction_log.IMAGE_B64 in rec) == rec[prediction_log.UNCERTAIN]
+        if rec[prediction_log.UNCERTAIN]:
+            assert base64.b64decode(rec[prediction_log.IMAGE_B64]) == data
+
+
+def test_sampling_and_no_bytes_by_default(world, tmp_path):
+    logs = tmp_path / "logs"
+    assert _predict(world, world["eval"], logs, "--log-sample", "0") == 0
+    assert prediction_log.read_records([str(logs)]).records == []
+    assert _predict(world, world["eval"], logs, "--log-sample", "1") == 0
+    assert all(prediction_log.IMAGE_B64 not in r for r in prediction_log.read_records([str(logs)]).records)
+
+
+def test_bad_log_knobs_are_one_line_usage_errors(world, tmp_path, capsys):
+    assert _predict(world, world["eval"], tmp_path / "l", "--log-sample", "1.5") == exit_codes.USAGE_ERROR
+    assert "--log-sample=1.5: must be between 0 and 1" in capsys.readouterr().err
+
+
+def test_logs_rotate_at_the_size_cap_and_keep_max_files(tmp_path):
+    settings = prediction_log.LogSettings(str(tmp_path), max_bytes=2048, max_files=2, seed=0)
+    writer = prediction_log.PredictionLogWriter(settings)
+    for i in range(100):
+        writer.write(prediction_log.record("predict", "1", None, "sea", 0.5 + i / 1000, time=f"2026-01-01T00:00:{i % 60:02d}"))
+    writer.close()
+    files = sorted(glob.glob(str(tmp_path / prediction_log.LOG_GLOB)))
+    assert len(files) == 3  # the current file and the two newest rotated ones
+    assert all(os.path.getsize(f) <= 2048 for f in files)
+    read = prediction_log.read_records([str(tmp_path)])
+    assert read.skipped == []
+    probabilities = sorted(round(r[prediction_log.PROBABILITY] * 1000) - 500 for r in read.records)
+    assert probabilities == list(range(100 - len(probabilities), 100))  # the newest records, none torn
+
+
+_WRITER = """
+import sys
+from common import prediction_log
+writer = prediction_log.PredictionLogWriter(prediction_log.LogSettings(sys.argv[1], max_bytes=4096, max_files=1000))
+print("ready", flush=True)
+i = 0
+while True:
+    writer.write(prediction_log.record("predict", "1", None, "sea", 0.5, error="", path="x" * (i % 300)))
+    i += 1
+"""
+
+
+def test_a_killed_writer_leaves_complete_records(tmp_path):
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    process = subprocess.Popen([sys.executable, "-c", _WRITER, str(tmp_path)], stdout=subprocess.PIPE,
+                               cwd=repo, env={**os.environ, "PYTHONPATH": repo})
+    assert process.stdout.readline().strip() == b"ready"
+    time.sleep(0.5)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    read = prediction_log.read_records([str(tmp_path)])
+    assert len(read.records) > 100 and read.skipped == []
+    assert len(glob.glob(str(tmp_path / prediction_log.LOG_GLOB))) > 1  # it rotated while being killed
+    # A record torn by a power cut is the last line: read as a counted skip, the rest kept.
+    with open(tmp_path / prediction_log.LOG_FILE, "ab") as f:
+        f.write(b'{"time": "2026-01-01T00:00:00+00:00", "pred')
+    again = prediction_log.read_records([str(tmp_path)])
+    assert len(again.records) == len(read.records) and len(again.skipped) == 1
+    assert again.skipped[0][0].endswith(prediction_log.LOG_FILE + f":{again.skipped[0][0].rsplit(':', 1)[1]}")
+
+
+def test_monitor_passes_in_distribution_and_names_the_content_statistics_on_dark_grayscale(world, tmp_path, capsys):
+    ok_logs, drift_logs = tmp_path / "ok", tmp_path / "drift"
+    assert _predict(world, world["eval"], ok_logs) == 0
+    assert _predict(world, world["drifted"], drift_logs) == 0
+    capsys.readouterr()
+    base = ["--reference-data", world["data"], "--hours", "1"]
+    assert monitor.main([str(ok_logs), *base, "--out", str(tmp_path / "ok.html")]) == exit_codes.OK
+    out, err = capsys.readouterr()
+    assert "BREACH" not in out and "0 of 11 measurements breach" in err
+    assert monitor.main([str(drift_logs), *base, "--out", str(tmp_path / "drift.html")]) == exit_codes.DRIFT
+    out, err = capsys.readouterr()
+    breached = {line.split()[1].rstrip(":") for line in out.splitlines() if line.startswith("BREACH ")}
+    assert CONTENT_DRIFT <= breached, out
+    assert "content_aspect_ratio" not in breached and "height" not in breached  # same sizes
+    page = (tmp_path / "drift.html").read_text()
+    assert page.count("BREACH</td>") == len(breached) and "data:image/png;base64," in page
+    # a window that holds none of the records: a data error, not a silent pass
+    assert monitor.main([str(drift_logs), *base, "--until", "2000-01-01T00:00"]) == exit_codes.DATA_ERROR
+    assert "no prediction log record" in capsys.readouterr().err
+
+
+def test_labelling_queue_is_a_data_drop_with_the_models_guesses(world, tmp_path, capsys):
+    logs = tmp_path / "logs"
+    assert _predict(world, world["eval"], logs, "--log-sample", "1") == 0
+    _predict(world, world["eval"], logs)  # the same images asked twice: each queued once
+    records = prediction_log.read_records([str(logs)]).records
+    low = {r[prediction_log.PATH] for r in records if r[prediction_log.PROBABILITY] < 0.8}
+    queue = tmp_path / "queue"
+    assert labelling_queue.main([str(logs), "--out", str(queue), "--low-confidence", "0.8", "--per-class", "1"]) == 0
+    assert os.listdir(queue) == ["unlabeled"]
+    with open(queue / "unlabeled" / labelling_queue.QUEUE_CSV) as f:
+        rows = list(csv.DictReader(f))
+    assert tuple(rows[0]) == labelling_queue.CSV_FIELDS
+    assert {r["source"] for r in rows if r["reason"] == "low_confidence"} == low
+    sampled = [r for r in rows if r["reason"] == "sample"]
+    classes = {r[prediction_log.PREDICTED_CLASS] for r in records if r[prediction_log.PATH] not in low}
+    assert sorted(r["predicted_class"] for r in sampled) == sorted(classes)  # one per predicted class
+    files = sorted(f for f in os.listdir(queue / "unlabeled") if f != labelling_queue.QUEUE_CSV)
+    assert files == sorted(r["file"] for r in rows) and len(set(r["source"] for r in rows)) == len(rows)
+    for row in rows:
+        with open(row["source"], "rb") as a, open(queue / "unlabeled" / row["file"], "rb") as b:
+            assert a.read() == b.read()
+    assert labelling_queue.main([str(logs), "--out", str(queue)]) == exit_codes.USAGE_ERROR  # not empty
+
+
+def test_vertex_request_response_rows_are_read_as_records(tmp_path):
+    images = [jpeg_bytes(40, 30, seed=1), b"not an image"]
+    row = {"endpoint": "projects/p/locations/l/endpoints/1", "deployed_model_id": "7",
+           "logging_time": "2026-12-07T10:00:00Z", "request_id": 1,
+           "request_payload": [json.dumps({"instances": [{"image_bytes": {"b64": base64.b64encode(d).decode()}}
+                                                         for d in images]})],
+           "response_payload": [json.dumps({"predictions": [
+               {"predicted_class": "sea", "predicted_probability": 0.75, "error": ""},
+               {"predicted_class": "", "predicted_probability": 0.0, "error": "undecodable: not an image"}]})]}
+    (tmp_path / "vertex.jsonl").write_text(json.dumps(row) + "\n")
+    read = prediction_log.read_records([str(tmp_path)])
+    assert read.skipped == [] and len(read.records) == 2
+    good, bad = read.records
+    assert good[prediction_log.SOURCE] == prediction_log.SOURCE_VERTEX_LOGGING and good[prediction_log.MODEL_VERSION] == "7"
+    assert (good[prediction_log.WIDTH], good[prediction_log.HEIGHT], good[prediction_log.PREDICTED_CLASS]) == (40, 30, "sea")
+    assert good["content_aspect_ratio"] == pytest.approx(40 / 30)
+    assert bad[prediction_log.ERROR].startswith("undecodable") and "content_brightness" not in bad
