@@ -42,7 +42,6 @@ import random
 import threading
 from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
-from common import image_content
 from trainer_module import image_format, names
 
 # The record's keys (the content statistics keep image_content's names).
@@ -59,7 +58,8 @@ PROBABILITY = "probability"
 UNCERTAIN = "uncertain"
 ERROR = "error"
 IMAGE_B64 = "image_b64"
-CONTENT_STATISTICS = image_content.STATISTICS
+# The content statistics keep common/image_content.STATISTICS' names. image_content (TensorFlow) is
+# imported where an image is described, so that writing and reading records loads no TensorFlow.
 
 # Sources.
 SOURCE_PREDICT = "predict"
@@ -95,6 +95,8 @@ def parse_time(text: str) -> datetime.datetime:
 def describe_image(data: bytes) -> Dict:
     """What a record keeps of an image without its bytes: size, format, header dimensions and the
     content statistics (absent when it does not decode: the model's error says why)."""
+    from common import image_content
+
     described: Dict = {BYTES: len(data), FORMAT: image_format.sniff_format(data) or ""}
     dimensions = image_format.image_dimensions(data)
     if dimensions:
