@@ -92,15 +92,18 @@ def parse_time(text: str) -> datetime.datetime:
     return value if value.tzinfo else value.replace(tzinfo=datetime.timezone.utc)
 
 
-def describe_image(data: bytes) -> Dict:
+def describe_image(data: bytes, content: bool = True) -> Dict:
     """What a record keeps of an image without its bytes: size, format, header dimensions and the
-    content statistics (absent when it does not decode: the model's error says why)."""
-    from common import image_content
-
+    content statistics (absent when it does not decode: the model's error says why; and with
+    content=False, where TensorFlow is not at hand: the serving container)."""
     described: Dict = {BYTES: len(data), FORMAT: image_format.sniff_format(data) or ""}
     dimensions = image_format.image_dimensions(data)
     if dimensions:
         described[WIDTH], described[HEIGHT] = dimensions
+    if not content:
+        return described
+    from common import image_content
+
     try:
         pixels = image_content.decode(data)
     except Exception:  # noqa: BLE001 - TensorFlow's decode errors; the model reports them
@@ -112,13 +115,13 @@ def describe_image(data: bytes) -> Dict:
 
 def record(source: str, model_version: str, data: Optional[bytes], predicted_class: str = "",
            probability: Optional[float] = None, error: str = "", threshold: float = 0.0,
-           path: str = "", keep_bytes: str = KEEP_NONE, time: Optional[str] = None) -> Dict:
+           path: str = "", keep_bytes: str = KEEP_NONE, time: Optional[str] = None, content: bool = True) -> Dict:
     """One record; `data` None when the request never reached the model (unreadable, over budget)."""
     rec: Dict = {TIME: time or now(), SOURCE: source, MODEL_VERSION: model_version}
     if path:
         rec[PATH] = path
     if data is not None:
-        rec.update(describe_image(data))
+        rec.update(describe_image(data, content))
     uncertain = bool(not error and probability is not None and probability < threshold)
     rec.update({PREDICTED_CLASS: predicted_class, PROBABILITY: probability, UNCERTAIN: uncertain,
                 ERROR: error})
@@ -202,15 +205,19 @@ class PredictionLogWriter:
 class RequestLogger:
     """What a client calls per request: samples it (the sample knob) and writes its record."""
 
-    def __init__(self, settings: LogSettings, source: str, model_version: str, threshold: float = 0.0):
+    def __init__(self, settings: LogSettings, source: str, model_version: str, threshold: float = 0.0,
+                 content: bool = True):
         self.writer = PredictionLogWriter(settings)
         self.source, self.model_version, self.threshold = source, model_version, threshold
+        self.content = content  # False: no content statistics (no TensorFlow; read_records adds them
+        # from the kept bytes)
 
     def log(self, data: Optional[bytes], predicted_class: str, probability: Optional[float], error: str,
-            path: str = "") -> None:
+            path: str = "", threshold: Optional[float] = None) -> None:
         if self.writer.sampled():
             self.writer.write(record(self.source, self.model_version, data, predicted_class, probability, error,
-                                     self.threshold, path, self.writer.settings.keep_bytes))
+                                     self.threshold if threshold is None else threshold, path,
+                                     self.writer.settings.keep_bytes, content=self.content))
 
     def close(self) -> None:
         self.writer.close()
@@ -240,6 +247,12 @@ def log_files(paths: Sequence[str]) -> List[str]:
         else:
             found.append(path)
     return found
+
+
+def _has_content(row: Dict) -> bool:
+    from common import image_content
+
+    return image_content.BRIGHTNESS in row
 
 
 def _vertex_rows(row: Dict) -> Iterator[Dict]:
@@ -272,6 +285,8 @@ def _json_lines(path: str, result: ReadResult) -> None:
                     result.records.extend(_vertex_rows(row))
                 else:
                     parse_time(row[TIME])
+                    if row.get(IMAGE_B64) and not row.get(ERROR) and not _has_content(row):
+                        row.update(describe_image(base64.b64decode(row[IMAGE_B64])))  # the container's
                     result.records.append(row)
             except (ValueError, KeyError, TypeError) as e:
                 result.skipped.append((f"{path}:{number}", f"not a record ({type(e).__name__}: {e})"[:200]))

@@ -199,3 +199,101 @@ def test_vertex_request_response_rows_are_read_as_records(tmp_path):
     assert (good[prediction_log.WIDTH], good[prediction_log.HEIGHT], good[prediction_log.PREDICTED_CLASS]) == (40, 30, "sea")
     assert good["content_aspect_ratio"] == pytest.approx(40 / 30)
     assert bad[prediction_log.ERROR].startswith("undecodable") and "content_brightness" not in bad
+
+
+@pytest.mark.slow
+def test_monitor_finds_the_pushed_models_training_data_in_ml_metadata(gate_runs, tmp_path, capsys):
+    """Run A's pushed model, asked about a fresh drop of the same demo data (in distribution) and
+    about those images darkened to grayscale; the reference is run A's training data, found through
+    ML Metadata from the version the logs name. The tiny model's classes and confidence are not what
+    is tested here (two epochs on 64 px images), so their thresholds are opened."""
+    from pipeline_runs import pushed_dir
+
+    version_dir = pushed_dir(gate_runs)
+    fresh = os.path.join(gate_runs.drops["clean"], demo_data.SPLITS[1])
+    drifted = tmp_path / "drifted"
+    drifted.mkdir()
+    for path in sorted(glob.glob(os.path.join(fresh, "*", "*"))):
+        image = ImageEnhance.Brightness(Image.open(path).convert("L").convert("RGB")).enhance(0.4)
+        image.save(drifted / (os.path.basename(os.path.dirname(path)) + "_" + os.path.basename(path)))
+    for images, logs in ((fresh, tmp_path / "ok"), (str(drifted), tmp_path / "drift")):
+        assert predict.main(["--model", os.path.dirname(version_dir), images, "--out", str(logs) + ".csv",
+                             "--log-dir", str(logs)]) == 0
+    opened = ["--class-max-linf", "1", "--max-low-confidence-share", "1", "--max-confidence-drop", "1"]
+    capsys.readouterr()
+    assert monitor.main([str(tmp_path / "ok"), "--metadata", gate_runs.cfg.metadata_path, *opened,
+                         "--out", str(tmp_path / "ok.html")]) == exit_codes.OK
+    out, err = capsys.readouterr()
+    assert f"pushed version {os.path.basename(version_dir)}" in err and "BREACH" not in out, (out, err)
+    assert monitor.main([str(tmp_path / "drift"), "--metadata", gate_runs.cfg.metadata_path, *opened,
+                         "--out", str(tmp_path / "drift.html")]) == exit_codes.DRIFT
+    out, _ = capsys.readouterr()
+    breached = {line.split()[1].rstrip(":") for line in out.splitlines() if line.startswith("BREACH ")}
+    assert CONTENT_DRIFT <= breached and "height" not in breached, out
+
+
+class _Backend:
+    """A stand-in TF Serving :predict that answers each instance with a class and a probability
+    (0.9, then 0.4, ...) and fails an instance that is not an image."""
+
+    def __init__(self):
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                answers = []
+                for i, instance in enumerate(body["instances"]):
+                    ok = base64.b64decode(instance["b64"]).startswith(b"\xff\xd8")
+                    answers.append({"predicted_class": "sea" if ok else "", "predicted_probability": 0.9 - 0.5 * (i % 2),
+                                    "error": "" if ok else "undecodable: not an image"})
+                data = json.dumps({"predictions": answers}).encode()
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+
+def test_vertex_container_abstains_and_logs_each_instance(tmp_path):
+    import threading
+    import urllib.request
+
+    from serving_client import vertex_server
+
+    backend = _Backend()
+    threading.Thread(target=backend.server.serve_forever, daemon=True).start()
+    settings = vertex_server.settings_from_env({"AIP_HTTP_PORT": "0", "UNCERTAIN_BELOW": "0.5",
+                                                "PREDICTION_LOG_DIR": str(tmp_path / "logs"),
+                                                "PREDICTION_LOG_IMAGE_BYTES": "uncertain",
+                                                "AIP_DEPLOYED_MODEL_ID": "42"})._replace(backend=backend.url)
+    proxy = vertex_server.make_server(settings, host="127.0.0.1")
+    threading.Thread(target=proxy.serve_forever, daemon=True).start()
+    images = [jpeg_bytes(40, 30, seed=1), jpeg_bytes(20, 20, seed=2), b"text"]
+    body = {"instances": [{"b64": base64.b64encode(d).decode()} for d in images]}
+    url = f"http://127.0.0.1:{proxy.server_address[1]}{settings.predict_route}"
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, json.dumps(body).encode()), timeout=10) as r:
+            predictions = json.loads(r.read())["predictions"]
+        # a request's own threshold wins over the container's
+        body["parameters"] = {"uncertain_below": 0.3}
+        with urllib.request.urlopen(urllib.request.Request(url, json.dumps(body).encode()), timeout=10) as r:
+            relaxed = json.loads(r.read())["predictions"]
+    finally:
+        proxy.shutdown()
+        backend.server.shutdown()
+    assert [p.get("answer") for p in predictions] == ["sea", "uncertain", None]
+    assert predictions[1]["predicted_class"] == "sea" and predictions[1]["predicted_probability"] == 0.4
+    assert [p.get("answer") for p in relaxed] == ["sea", "sea", None]
+    records = prediction_log.read_records([str(tmp_path / "logs")]).records
+    assert len(records) == 6 and {r[prediction_log.MODEL_VERSION] for r in records} == {"42"}
+    first, second, bad = records[:3]
+    assert (first[prediction_log.WIDTH], first[prediction_log.HEIGHT], first[prediction_log.UNCERTAIN]) == (40, 30, False)
+    assert "content_brightness" not in first  # no TensorFlow in the container; no bytes kept for it
+    assert second[prediction_log.UNCERTAIN] and "content_brightness" in second  # computed from the kept bytes
+    assert bad[prediction_log.ERROR].startswith("undecodable") and prediction_log.IMAGE_B64 not in bad
