@@ -15,7 +15,14 @@ Folders are searched recursively for .jpg/.jpeg/.png/.gif/.bmp, following links 
 folder already searched (a link loop such as photos/loop -> ..), and each real file is listed
 once; files named on the command line are read whatever their extension. The CSV has one row per
 file:
-  path, predicted_class, probability, top_k ("class:probability" joined by ";"), error
+  path, predicted_class, probability, top_k ("class:probability" joined by ";"), error, answer
+answer is the predicted class, or "uncertain" when its probability is below --uncertain-below
+(abstention; off by default), "" for a file that failed.
+
+--log-dir appends a record per request to the prediction log (common/prediction_log.py: time,
+model version, the file's path, size, format, content statistics, class, probability, error;
+sampled by --log-sample, rotated at --log-max-bytes; the image itself only with --log-image-bytes),
+which `python -m monitoring` and its labelling queue read (docs/monitoring.md).
 A file that cannot be read or decoded gets an error and no prediction (the model's own reason,
 such as `undecodable: corrupt or truncated JPEG data`, docs/serving.md); the others are still
 classified. A file whose header declares more than --max-image-pixels (width x height; default:

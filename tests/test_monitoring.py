@@ -297,3 +297,13 @@ def test_vertex_container_abstains_and_logs_each_instance(tmp_path):
     assert "content_brightness" not in first  # no TensorFlow in the container; no bytes kept for it
     assert second[prediction_log.UNCERTAIN] and "content_brightness" in second  # computed from the kept bytes
     assert bad[prediction_log.ERROR].startswith("undecodable") and prediction_log.IMAGE_B64 not in bad
+
+
+def test_logging_overhead_bench_runs(world, capsys):
+    from bench import logging_overhead
+
+    assert logging_overhead.main(["--model", world["serving"], "--images", world["eval"], "--requests", "4",
+                                  "--rounds", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "command: " in out and "-m bench.logging_overhead --model" in out and "machine: " in out
+    assert "| predict + log |" in out and "ratio (with / without logging): " in out
