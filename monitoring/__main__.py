@@ -83,8 +83,6 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--low-confidence={thresholds.low_confidence}: must be in (0, 1]")
     since, until, words = window.window(args)
     read = prediction_log.read_records(args.logs, since, until)
-    for where, why in read.skipped[:10]:
-        print(f"[monitor] skipped {where}: {why}", file=sys.stderr)
     if not read.records:
         raise DataError(f"no prediction log record from {words} in {', '.join(args.logs)}: widen the window "
                         "(--hours, --since) or check the log folder")
@@ -102,6 +100,12 @@ def run(args: argparse.Namespace) -> int:
     with open(args.out, "w", encoding="utf-8") as f:
         f.write(page.render(read.records, len(read.skipped), words, ref, measurements, thresholds, frame))
     breached = [m for m in measurements if m.breached]
+    # What the libraries printed while they worked (TFDV, TFMA's readers) stays off the console.
+    startup.keep_startup_output()
+    for where, why in read.skipped[:10]:
+        print(f"[monitor] skipped {where}: {why}", file=sys.stderr)
+    if len(read.skipped) > 10:
+        print(f"[monitor] ... {len(read.skipped) - 10} more unreadable log lines", file=sys.stderr)
     for m in breached:
         print(m.line(), flush=True)
     print(f"[monitor] {len(read.records)} requests ({len(read.records) - len(classified)} failed) from {words} "
@@ -113,7 +117,6 @@ def run(args: argparse.Namespace) -> int:
 def main(argv: Optional[List[str]] = None) -> int:
     """The command line (see the module docstring); returns the exit status."""
     args = parse_args(argv)
-    startup.keep_startup_output()  # the libraries are loaded: from here on, stderr is the monitor's
     try:
         return run(args)
     except (Exception, KeyboardInterrupt) as e:  # noqa: BLE001 - one line, a documented code
