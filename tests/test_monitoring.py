@@ -49,9 +49,18 @@ def _predict(world, images, log_dir, *flags) -> int:
                          "--log-dir", str(log_dir), *flags])
 
 
-def test_predict_logs_each_request_with_its_content_and_abstains_below_the_threshold(world, tmp_path):
-    logs = tmp_path / "logs"
-    assert _predict(world, world["eval"], logs, "--uncertain-below", "0.9", "--log-image-bytes", "uncertain") == 0
+@pytest.fixture(scope="module")
+def logged(world):
+    """The prediction logs of the eval images (abstention at 0.9, the uncertain ones' bytes kept)
+    and of the drifted images (default flags), each predicted once for the module."""
+    ok, drift = world["root"] / "ok", world["root"] / "drift"
+    assert _predict(world, world["eval"], ok, "--uncertain-below", "0.9", "--log-image-bytes", "uncertain") == 0
+    assert _predict(world, world["drifted"], drift) == 0
+    return {"ok": ok, "drift": drift}
+
+
+def test_predict_logs_each_request_with_its_content_and_abstains_below_the_threshold(logged):
+    logs = logged["ok"]
     with open(str(logs) + ".csv") as f:
         rows = list(csv.DictReader(f))
     read = prediction_log.read_records([str(logs)], None, None)
@@ -78,12 +87,12 @@ def test_predict_logs_each_request_with_its_content_and_abstains_below_the_thres
             assert base64.b64decode(rec[prediction_log.IMAGE_B64]) == data
 
 
-def test_sampling_and_no_bytes_by_default(world, tmp_path):
+def test_sampling_and_no_bytes_by_default(world, logged, tmp_path):
     logs = tmp_path / "logs"
     assert _predict(world, world["eval"], logs, "--log-sample", "0") == 0
     assert prediction_log.read_records([str(logs)]).records == []
-    assert _predict(world, world["eval"], logs, "--log-sample", "1") == 0
-    assert all(prediction_log.IMAGE_B64 not in r for r in prediction_log.read_records([str(logs)]).records)
+    drift = prediction_log.read_records([str(logged["drift"])]).records  # logged with the defaults
+    assert len(drift) == 30 and all(prediction_log.IMAGE_B64 not in r for r in drift)
 
 
 def test_bad_log_knobs_are_one_line_usage_errors(world, tmp_path, capsys):
@@ -137,11 +146,9 @@ def test_a_killed_writer_leaves_complete_records(tmp_path):
     assert again.skipped[0][0].endswith(prediction_log.LOG_FILE + f":{again.skipped[0][0].rsplit(':', 1)[1]}")
 
 
-def test_monitor_passes_in_distribution_and_names_the_content_statistics_on_dark_grayscale(world, tmp_path, capsys):
-    ok_logs, drift_logs = tmp_path / "ok", tmp_path / "drift"
-    assert _predict(world, world["eval"], ok_logs) == 0
-    assert _predict(world, world["drifted"], drift_logs) == 0
-    capsys.readouterr()
+def test_monitor_passes_in_distribution_and_names_the_content_statistics_on_dark_grayscale(world, logged, tmp_path,
+                                                                                           capsys):
+    ok_logs, drift_logs = logged["ok"], logged["drift"]
     base = ["--reference-data", world["data"], "--hours", "1"]
     assert monitor.main([str(ok_logs), *base, "--out", str(tmp_path / "ok.html")]) == exit_codes.OK
     out, err = capsys.readouterr()
