@@ -308,11 +308,17 @@ def _prediction_logs(path: str, result: ReadResult) -> None:
                 continue
             request, response = log.predict_log.request, log.predict_log.response
             version = str(request.model_spec.version.value or log.log_metadata.model_spec.version.value or "")
-            images = list(request.inputs[names.SERVING_BYTES_INPUT].string_val)
+            images = list(tf.make_ndarray(request.inputs[names.SERVING_BYTES_INPUT]).reshape(-1))
             outputs = response.outputs
-            classes = [c.decode() for c in outputs[names.PREDICTED_CLASS_OUTPUT].string_val] or [""] * len(images)
-            probabilities = list(outputs[names.PREDICTED_PROBABILITY_OUTPUT].float_val) or [None] * len(images)
-            errors = [e.decode() for e in outputs[names.ERROR_OUTPUT].string_val] or [""] * len(images)
+
+            def column(key, convert, empty):  # a response tensor (values or packed tensor_content)
+                if key not in outputs:
+                    return [empty] * len(images)
+                return [convert(v) for v in tf.make_ndarray(outputs[key]).reshape(-1)]
+
+            classes = column(names.PREDICTED_CLASS_OUTPUT, bytes.decode, "")
+            probabilities = column(names.PREDICTED_PROBABILITY_OUTPUT, float, None)
+            errors = column(names.ERROR_OUTPUT, bytes.decode, "")
             for data, cls, prob, err in zip(images, classes, probabilities, errors):
                 result.records.append(record(SOURCE_TF_SERVING_LOG, version, data, cls, prob, err, time=mtime))
     except tf.errors.OpError as e:

@@ -314,3 +314,26 @@ def test_logging_overhead_bench_runs(world, capsys):
     out = capsys.readouterr().out
     assert "command: " in out and "-m bench.logging_overhead --model" in out and "machine: " in out
     assert "| predict + log |" in out and "ratio (with / without logging): " in out
+
+
+def test_tf_serving_prediction_logs_are_read_as_records(tmp_path):
+    import tensorflow as tf
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    log = prediction_log_pb2.PredictionLog()
+    request, response = log.predict_log.request, log.predict_log.response
+    request.model_spec.version.value = 5
+    request.inputs["image_bytes"].CopyFrom(tf.make_tensor_proto([jpeg_bytes(24, 16, seed=3), b"junk"]))
+    response.outputs["predicted_class"].CopyFrom(tf.make_tensor_proto([b"forest", b""]))
+    response.outputs["predicted_probability"].CopyFrom(tf.make_tensor_proto([0.25, 0.0], tf.float32))
+    response.outputs["error"].CopyFrom(tf.make_tensor_proto([b"", b"undecodable: junk"]))
+    with tf.io.TFRecordWriter(str(tmp_path / "requests.tfrecord")) as writer:
+        writer.write(log.SerializeToString())
+    (tmp_path / "other.tfrecord").write_bytes(b"not a tfrecord file at all")
+    read = prediction_log.read_records([str(tmp_path)])
+    assert [r[prediction_log.PREDICTED_CLASS] for r in read.records] == ["forest", ""]
+    good = read.records[0]
+    assert (good[prediction_log.MODEL_VERSION], good[prediction_log.WIDTH], good[prediction_log.HEIGHT]) == ("5", 24, 16)
+    assert good[prediction_log.PROBABILITY] == pytest.approx(0.25) and "content_saturation" in good
+    assert read.records[1][prediction_log.ERROR] == "undecodable: junk"
+    assert [os.path.basename(where) for where, _ in read.skipped] == ["other.tfrecord"]  # counted, not fatal
