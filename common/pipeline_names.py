@@ -14,6 +14,10 @@ SKEW_VALIDATOR_NODE = "SkewValidator"  # this run's eval split vs its train spli
 STATISTICS_RESOLVER_NODE = "blessed_model_statistics_resolver"  # the served model's training data
 DRIFT_VALIDATOR_NODE = "DriftValidator"  # this run's train split vs the served model's train split
 DATA_GATE_NODE = "DataGate"
+# The latest blessed model and the examples its Trainer read (before this run's Trainer), and the
+# LabelVetter that scores this run's labelled data with it; the Trainer runs after it.
+LABEL_VETTING_RESOLVER_NODE = "blessed_model_training_data_resolver"
+LABEL_VETTER_NODE = "LabelVetter"
 TRANSFORM_NODE = "Transform"
 TRAINER_NODE = "Trainer"
 RESOLVER_NODE = "latest_blessed_model_resolver"
@@ -58,6 +62,21 @@ PROP_FINDINGS = "findings"
 PROP_BLOCKING = "blocking"
 PROP_OVERRIDDEN = "proceeded_despite_anomalies"
 DATA_VALIDATION_FILE = "data_validation.json"
+
+# ---------------------------------------------------------------- label vetting (LabelVetter)
+# Its output (written also when it stops the run), the JSON file in it (components/label_vetter/
+# vetting.py: Vetting.to_json) and its custom properties: whether there was a blessed model to
+# compare with, the classes found anomalous, the images the model could not classify, the findings.
+LABEL_VETTING_OUTPUT = "label_vetting"
+LABEL_VETTING_FILE = "label_vetting.json"
+PROP_VETTING_COMPARED = "compared"
+PROP_VETTING_ANOMALIES = "anomalous_classes"
+PROP_VETTING_UNSCORED = "unscored"
+PROP_VETTING_FINDINGS = "findings"
+# Where TFX keeps a node's stateful working dirs, <pipeline root>/<node>/TFX_STATEFUL_WORKING_DIRS/<id>/:
+# kept after a failed execution (its outputs are removed), so a stopped LabelVetter's
+# LABEL_VETTING_FILE is found there by its run id.
+TFX_STATEFUL_WORKING_DIRS = ".system/stateful_working_dir"
 
 # ---------------------------------------------------------------- TFX's Evaluator and Pusher
 PROP_BLESSED = "blessed"

@@ -6,6 +6,8 @@
     distribution_validator.py  TFX's DistributionValidator with an optional baseline (drift, skew)
     statistics_resolver.py the statistics of the data that trained the served model (drift baseline)
     data_gate/             DataGate: stops the run before Transform when data validation found anomalies
+    label_vetter/          LabelVetter: before training, the latest blessed model scores the new labelled
+                           data and stops the run on a class it disagrees with (a label swap)
     baseline_resolver.py   the latest blessed model the Evaluator compares the candidate with
     edge_evaluator/        EdgeEvaluator: the TFLite models scored and gated against the SavedModel
     atomic_pusher/         AtomicPusher: TFX's Pusher, writing each version aside and renaming it into place,
@@ -27,4 +29,7 @@ def __getattr__(name: str):
     if name == "EdgeEvaluation":
         from components.edge_evaluator.component import EdgeEvaluation
         return EdgeEvaluation
+    if name == "LabelVettingResult":
+        from components.label_vetter.component import LabelVettingResult
+        return LabelVettingResult
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

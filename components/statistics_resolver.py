@@ -38,10 +38,15 @@ def _artifacts_of(store, execution_ids: Iterable[int], event_types, key: str) ->
             if e.type in event_types and _key(e) == key}
 
 
+def training_examples_ids(store, model_id: int) -> Set[int]:
+    """Ids of the examples that the Trainer producing `model_id` read (the label vetter's reference)."""
+    trainers = _executions_with(store, [model_id], _OUTPUT_EVENTS)
+    return _artifacts_of(store, trainers, _INPUT_EVENTS, pipeline_names.EXAMPLES_OUTPUT)
+
+
 def training_statistics_ids(store, model_id: int) -> Set[int]:
     """Ids of the statistics of the examples that the Trainer producing `model_id` read."""
-    trainers = _executions_with(store, [model_id], _OUTPUT_EVENTS)
-    examples = _artifacts_of(store, trainers, _INPUT_EVENTS, pipeline_names.EXAMPLES_OUTPUT)
+    examples = training_examples_ids(store, model_id)
     readers = _executions_with(store, examples, _INPUT_EVENTS)
     return _artifacts_of(store, readers, _OUTPUT_EVENTS, STATISTICS_KEY)
 

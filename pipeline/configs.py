@@ -94,6 +94,23 @@ class PipelineConfig:
                                      "(otherwise a warning in the log and the report)")
     proceed_despite_anomalies: bool = knob(False, "data gate: go on to train (and push, if blessed) although "
                                                   "data validation found anomalies; the run records it")
+    label_vetting_max_drop: float = knob(0.40, "label vetting: stop when the latest blessed model agrees with a "
+                                               "class's new labels more than this much less often than with its "
+                                               "own eval labels (e.g. 0.96 -> 0.50)")
+    label_vetting_concentration: float = knob(0.60, "label vetting: also stop when at least this share of a "
+                                                    "class's disagreements are predicted as one other class "
+                                                    "while its agreement dropped more than "
+                                                    "label_vetting_concentration_min_drop (a swap)",
+                                              advanced=True)
+    label_vetting_concentration_min_drop: float = knob(0.20, "label vetting: the agreement drop the "
+                                                             "concentration check needs", advanced=True)
+    label_vetting_min_examples: int = knob(20, "label vetting: a class with fewer images (new, or in the "
+                                               "blessed model's eval data) is not compared", advanced=True)
+    label_vetting_train_sample: int = knob(2000, "label vetting: the train images scored besides the whole eval "
+                                                 "split (the first ones, classes mixed); 0 for eval only",
+                                           advanced=True)
+    label_vetting_warn_only: bool = knob(False, "label vetting: record and warn instead of stopping the run "
+                                                "(the labels are right: a class changed meaning)")
     enable_cache: bool = knob(True, "reuse a component's earlier outputs when its inputs, parameters "
                                     "and code are unchanged (TFX caching)", advanced=True)
     beam_pipeline_args: Tuple[str, ...] = knob(LOCAL_BEAM_ARGS, "Apache Beam options of the Beam "
@@ -130,6 +147,13 @@ class PipelineConfig:
             _check(0.0 <= getattr(self, name) <= 1.0, name, getattr(self, name), "must be in [0, 1]")
         for name in ("class_drift_max_linf", "size_drift_max_jsd"):  # both measures lie in [0, 1]
             _check(0.0 <= getattr(self, name) <= 1.0, name, getattr(self, name), "must be in [0, 1]")
+        for name in ("label_vetting_max_drop", "label_vetting_concentration", "label_vetting_concentration_min_drop"):
+            value = getattr(self, name)
+            _check(math.isfinite(value) and 0.0 <= value <= 1.0, name, value, "must be in [0, 1]")
+        _check(self.label_vetting_min_examples >= 1, "label_vetting_min_examples", self.label_vetting_min_examples,
+               "must be >= 1")
+        _check(self.label_vetting_train_sample >= 0, "label_vetting_train_sample", self.label_vetting_train_sample,
+               "must be >= 0")
         _check(self.demo_train_per_class >= 1, "demo_train_per_class", self.demo_train_per_class, "must be >= 1")
         _check(self.demo_eval_per_class >= 1, "demo_eval_per_class", self.demo_eval_per_class, "must be >= 1")
         _check(bool(self.pipeline_name), "pipeline_name", self.pipeline_name, "must not be empty")

@@ -12,6 +12,7 @@ from components.curated_schema_gen import CuratedSchemaGen
 from components.data_gate.component import DataGate
 from components.edge_evaluator.component import EdgeEvaluator
 from components.image_example_gen.component import ImageExampleGen
+from components.label_vetter.component import LabelVetter, blessed_model_training_data_resolver
 from components.statistics_resolver import blessed_model_statistics_resolver
 from components.vertex_pusher.component import VertexRegistryPusher
 from pipeline import configs, data_validation
@@ -34,8 +35,9 @@ class Platform:
     Trainer cache (local runs); False, the steps import the same code from the installed package
     (images built from ./Dockerfile). custom_resolvers: the baseline is the latest blessed model
     other than the candidate, so an unchanged rerun is cached end to end, and the train split is
-    compared with the data that trained the served model; the KFP v2 compiler turns only TFX's
-    built-in resolver strategies into backend queries, so the Kubeflow runner turns both off
+    compared with the data that trained the served model, and the served model vets the new labels
+    against it (LabelVetter); the KFP v2 compiler turns only TFX's
+    built-in resolver strategies into backend queries, so the Kubeflow runner turns them off
     (components/baseline_resolver.py). vertex_training / vertex_serving: custom_config entries of
     the Google Cloud AI Platform extension (kubeflow_v2_runner.py builds them): the Trainer runs as
     a Vertex AI training job and the Pusher deploys to a Vertex endpoint instead of a serving dir.
@@ -116,6 +118,24 @@ def create_pipeline(cfg: configs.PipelineConfig, train: TrainConfig, platform: P
     transform.add_upstream_node(data_gate)  # an order, not data: Transform's cache keys stay its inputs
     components.append(transform)
 
+    label_vetter = None
+    if platform.custom_resolvers:
+        # Find the latest blessed model and the examples it was trained on (none on the first run).
+        training_data_resolver = blessed_model_training_data_resolver(example_gen.outputs["examples"])
+        components.append(training_data_resolver)
+
+        # Score this run's labelled data with that model; stop when it disagrees with a class's new
+        # labels far more than with its own (a label swap), before anything is trained.
+        label_vetter = LabelVetter(
+            examples=example_gen.outputs["examples"], model=training_data_resolver.outputs["model"],
+            baseline_examples=training_data_resolver.outputs["examples"],
+            train_sample=cfg.label_vetting_train_sample, max_drop=cfg.label_vetting_max_drop,
+            concentration=cfg.label_vetting_concentration,
+            concentration_min_drop=cfg.label_vetting_concentration_min_drop,
+            min_examples=cfg.label_vetting_min_examples, warn_only=cfg.label_vetting_warn_only)
+        label_vetter.add_upstream_node(data_gate)  # the cheap checks first: score only data the gate let through
+        components.append(label_vetter)
+
     # Train MobileNetV3 on the raw examples through the Transform graph, and export it.
     trainer_class = (tfx.extensions.google_cloud_ai_platform.Trainer if platform.vertex_training
                      else tfx.components.Trainer)
@@ -125,6 +145,8 @@ def create_pipeline(cfg: configs.PipelineConfig, train: TrainConfig, platform: P
         custom_config={names.TRAIN_CONFIG_KEY: train_config, names.MAX_IMAGE_PIXELS_KEY: cfg.max_image_pixels,
                        **(platform.vertex_training or {})},
         **_module_arg(platform, configs.TRAINER_MODULE_FILE, configs.TRAINER_MODULE_PATH, "run_fn"))
+    if label_vetter is not None:
+        trainer.add_upstream_node(label_vetter)  # an order, not data: the Trainer's cache keys stay its inputs
     components.append(trainer)
 
     # Find the latest blessed model: the baseline for the change threshold.

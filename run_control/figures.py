@@ -89,7 +89,23 @@ def _pusher(node: store.NodeRun) -> str:
     return text
 
 
+def _label_vetter(node: store.NodeRun) -> str:
+    """Nothing to compare (and why), or each class's agreement: its own eval data -> the new data."""
+    from components.label_vetter import vetting
+
+    with open(os.path.join(node.uri(pipeline_names.LABEL_VETTING_OUTPUT), pipeline_names.LABEL_VETTING_FILE)) as f:
+        result = vetting.from_json(f.read())
+    if not result.compared:
+        return result.note.replace("label vetting: ", "")
+    classes = ", ".join(f"{c.name} {100 * c.reference:.0f} -> {100 * c.agreement:.0f} %" for c in result.classes
+                        if c.drop is not None)
+    verdict = ("; ".join(result.finding_lines()) + " (--label-vetting-warn-only: going on)" if result.anomalies
+               else "no anomaly")
+    return f"the blessed model's agreement with the labels, its eval data -> this data: {classes or 'none compared'}; {verdict}"
+
+
 _FIGURES: Dict[str, Callable[[store.NodeRun], str]] = {
+    pipeline_names.LABEL_VETTER_NODE: _label_vetter,
     pipeline_names.EXAMPLE_GEN_NODE: _example_gen, pipeline_names.TRAINER_NODE: _trainer,
     pipeline_names.EVALUATOR_NODE: _evaluator, pipeline_names.EDGE_EVALUATOR_NODE: _edge_evaluator,
     pipeline_names.PUSHER_NODE: _pusher,

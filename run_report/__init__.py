@@ -6,6 +6,7 @@ model card shares.
     run_data.py      everything one report shows, gathered from ML Metadata and the artifacts
     data_validation.py  the Data section's validation part: the gate's verdict, findings, distributions
     tables.py        numbers derived for the tables (class rows, macro F1, overall rows)
+    label_vetting.py the Label vetting section: the served model's agreement with the new labels, per class
     edge_models.py   the Edge models (TFLite) section: the EdgeEvaluator's comparison, the edge gate
     plots.py         the figures, as PNG bytes
     html_page.py     the page: sections, tables and embedded figures

@@ -17,14 +17,15 @@ from typing import Collection, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from common import pipeline_names, store, tfma_results
-from run_report import data_validation, edge_models, plots, tables, tensorboard_scalars
+from run_report import data_validation, edge_models, label_vetting, plots, tables, tensorboard_scalars
 from run_report.run_data import RunData
 from trainer_module import names
 
 SECTION_IDS = ("verdict", "overall-metrics", "per-class-metrics", "confusion-matrix", "baseline",
                "calibration", "training", "data", "components")
 # A run with an EdgeEvaluator also has edge_models.SECTION_ID, after "calibration"; a run with a
-# fixed reference set has REFERENCE_SECTION_ID after "baseline".
+# fixed reference set has REFERENCE_SECTION_ID after "baseline"; a run with a LabelVetter has
+# label_vetting.SECTION_ID after "data".
 REFERENCE_SECTION_ID = "reference-set"
 # Figures the report draws (the Trainer's learning-rate plots keep their own file names).
 CONFUSION_MATRIX_PNG = "confusion_matrix.png"
@@ -130,6 +131,10 @@ def _verdict(data: RunData) -> str:
         if data.validation is not None and data.validation.stopped:
             return _section("verdict", "Verdict", data_validation.verdict_html(data.validation)
                             + '<p>See <a href="#data">Data</a> for what the data validation found.</p>')
+        if data.label_vetting is not None and data.label_vetting.stops:
+            return _section("verdict", "Verdict", '<p class="verdict bad">STOPPED by label vetting before training '
+                            "(nothing trained or pushed): " + _e("; ".join(data.label_vetting.finding_lines()))
+                            + f'</p><p>See <a href="#{label_vetting.SECTION_ID}">{label_vetting.TITLE}</a>.</p>')
         return _section("verdict", "Verdict", '<p class="verdict neutral">No evaluation in this run '
                         "(the pipeline stopped before the Evaluator).</p>")
     blessed_eval, blessed_reference = _blessed(evaluator), _blessed(reference)
@@ -368,6 +373,12 @@ def _data(data: RunData, figures: Dict[str, bytes]) -> str:
     return _section("data", "Data", body + validation)
 
 
+def _label_vetting(data: RunData) -> str:
+    node = data.nodes.get(pipeline_names.LABEL_VETTER_NODE)
+    return _section(label_vetting.SECTION_ID, label_vetting.TITLE,
+                    label_vetting.section_html(data.label_vetting, node.state if node else None, table))
+
+
 def _edge_models(data: RunData) -> str:
     return _section(edge_models.SECTION_ID, edge_models.TITLE, edge_models.section_html(data.edge, table, Markup))
 
@@ -390,7 +401,10 @@ def render(data: RunData) -> Tuple[str, Dict[str, bytes]]:
         sections.append(_calibration(data, figures))
     if data.edge is not None:  # only a run with an EdgeEvaluator: after the SavedModel's evaluation
         sections.append(_edge_models(data))
-    sections += [_training(data, figures), _data(data, figures), _components(data)]
+    sections += [_training(data, figures), _data(data, figures)]
+    if pipeline_names.LABEL_VETTER_NODE in data.nodes:  # a local run: the served model vetted the labels
+        sections.append(_label_vetting(data))
+    sections.append(_components(data))
     title = f"{data.pipeline_name or 'pipeline'} run {data.run_id}"
     generated = datetime.datetime.now().isoformat(timespec="seconds")
     page = (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"

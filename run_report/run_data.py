@@ -12,7 +12,8 @@ import tensorflow as tf
 
 from common import ingest_report, pipeline_names, store, tfma_results
 from components.image_example_gen import driver as image_example_gen_driver
-from run_report import data_validation, edge_models
+from components.label_vetter import vetting
+from run_report import data_validation, edge_models, label_vetting
 from trainer_module import names
 
 
@@ -31,6 +32,7 @@ class RunData:
     evaluation: Optional[tfma_results.EvalResults]
     validation: Optional[data_validation.DataValidationView] = None  # the data gate and its checks
     edge: Optional[edge_models.EdgeView] = None  # the EdgeEvaluator's comparison; None without one
+    label_vetting: Optional[vetting.Vetting] = None  # the LabelVetter's record; None without one
     # The fixed reference set (--reference-eval-dir), in a run that has one: the ReferenceEvaluator's
     # results, the set's ingest report and its files' fingerprint (its version).
     reference: Optional[tfma_results.EvalResults] = None
@@ -82,7 +84,8 @@ def collect(metadata_path: str, run_id: Optional[str] = None) -> RunData:
         ingest=ingest, history=_read_json(model_run and os.path.join(model_run, names.HISTORY_FILE)),
         lr_schedules=_read_pngs(model_run, names.LR_SCHEDULE_GLOB), evaluation=results,
         validation=data_validation.collect(metadata_path, run_id, nodes), edge=edge_models.collect(nodes),
-        reference=reference, reference_ingest=reference_ingest, reference_fingerprint=reference_fingerprint)
+        label_vetting=label_vetting.collect(nodes, run_id), reference=reference,
+        reference_ingest=reference_ingest, reference_fingerprint=reference_fingerprint)
 
 
 def _evaluation(metadata_path: str, run_id: str, nodes: Dict[str, store.NodeRun], node_id: str,

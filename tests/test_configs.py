@@ -63,6 +63,8 @@ def test_non_finite_training_values_are_refused(knob, value):
     ({"accuracy_max_drop": -0.1}, r"accuracy_max_drop=-0.1: must be in \[0, 1\]"),
     ({"demo_train_per_class": 0}, "demo_train_per_class=0: must be >= 1"),
     ({"pipeline_name": ""}, "pipeline_name='': must not be empty"),
+    ({"label_vetting_max_drop": 1.5}, r"label_vetting_max_drop=1.5: must be in \[0, 1\]"),
+    ({"label_vetting_train_sample": -1}, "label_vetting_train_sample=-1: must be >= 0"),
 ])
 def test_pipeline_config_refuses_bad_values(overrides, message):
     with pytest.raises(ConfigError, match=message):

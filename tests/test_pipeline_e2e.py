@@ -19,7 +19,8 @@ def test_every_component_executed(gate_runs):
     nodes = gate_runs.nodes[0]
     expected = {pipeline_names.EXAMPLE_GEN_NODE, pipeline_names.SCHEMA_GEN_NODE, pipeline_names.STATISTICS_GEN_NODE,
                 pipeline_names.EXAMPLE_VALIDATOR_NODE, pipeline_names.SKEW_VALIDATOR_NODE, pipeline_names.STATISTICS_RESOLVER_NODE,
-                pipeline_names.DRIFT_VALIDATOR_NODE, pipeline_names.DATA_GATE_NODE, "Transform", pipeline_names.TRAINER_NODE,
+                pipeline_names.DRIFT_VALIDATOR_NODE, pipeline_names.DATA_GATE_NODE, "Transform",
+                pipeline_names.LABEL_VETTING_RESOLVER_NODE, pipeline_names.LABEL_VETTER_NODE, pipeline_names.TRAINER_NODE,
                 pipeline_names.RESOLVER_NODE, pipeline_names.EVALUATOR_NODE, pipeline_names.EDGE_EVALUATOR_NODE, pipeline_names.PUSHER_NODE}
     assert set(nodes) == expected
     assert {n: node.state for n, node in nodes.items()} == {n: "COMPLETE" for n in expected}

@@ -25,7 +25,7 @@ from tfx.dsl.compiler import constants as tfx_constants
 
 from common import dataset, ingest_report, output_dir, pipeline_names, store, tfma_results
 from pipeline import evaluation
-from run_report import edge_models, html_page, plots, run_data, tables, writer
+from run_report import edge_models, html_page, label_vetting, plots, run_data, tables, writer
 from run_report.__main__ import main as report_main
 from trainer_module import names
 
@@ -445,6 +445,8 @@ def _section_ids(nodes) -> list:
     ids = list(html_page.SECTION_IDS)
     if pipeline_names.EDGE_EVALUATOR_NODE in nodes:
         ids.insert(ids.index("calibration") + 1, edge_models.SECTION_ID)
+    if pipeline_names.LABEL_VETTER_NODE in nodes:
+        ids.insert(ids.index("data") + 1, label_vetting.SECTION_ID)
     return ids
 
 
