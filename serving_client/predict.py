@@ -495,6 +495,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     """The command line (see the module docstring); returns the exit status. Whatever stops it is
     one line on stderr with its code (run_control/exit_codes.py); --debug adds the traceback."""
     args = parse_args(argv)
+    exit_codes.stop_on_sigterm()  # a stopped predict keeps its finished rows, whichever signal stopped it
     try:
         return run(args)
     except (Exception, KeyboardInterrupt) as e:  # noqa: BLE001 - every failure: one line, a documented code
