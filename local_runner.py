@@ -103,6 +103,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
     run_id, log_path, handlers, cfg = local_run.new_run_id(), None, [], None
+    exit_codes.stop_on_sigterm()
     try:
         cfg, train_overrides, options = parse_command_line(argv)
         debug = options.debug

@@ -40,8 +40,9 @@ if __name__ == "__main__":
         description="A gated TFX pipeline that turns a folder of labelled images into a MobileNetV3 classifier.",
         python_requires=">=3.10,<3.11",
         packages=setuptools.find_packages(include=[
-            "pipeline", "components", "components.*", "trainer_module", "data_sources", "run_report",
-            "serving_client", "run_control", "common", "third_party", "third_party.*"]),
+            "pipeline", "pipeline.*", "components", "components.*", "trainer_module", "data_sources", "run_report",
+            "serving_client", "monitoring", "releases", "run_control", "common", "third_party", "third_party.*"]),
+        package_data={"pipeline.schema": ["schema.pbtxt"]},  # the curated schema ships with the code
         install_requires=INSTALL_REQUIRES,
         extras_require={"test": REQUIREMENTS["test"]},
     )

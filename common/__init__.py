@@ -16,6 +16,8 @@ hashes for its cache, so nothing here re-runs Transform or the Trainer when it c
     model_card_pages.py  the card as Markdown and as a self-contained HTML page
     releases.py        release control of a serving dir: labels stable/canary, rollback history,
                        TF Serving's model config file written from them
+    prediction_log.py  the prediction logs: one JSON record per request, rotated at a size cap;
+                       read back with Vertex AI's request-response logs and TF Serving's PredictionLogs
 
 Imports only trainer_module/ and third_party/ of this project (tests/test_layout.py checks it).
 """

@@ -1,5 +1,5 @@
 """The exit codes of the command-line entry points (local_runner.py, kubeflow_v2_runner.py,
-serving_client.predict, the run report and lineage), and the mapping from whatever stopped them to
+serving_client.predict, the run report and lineage, the monitor and its labelling queue), and the mapping from whatever stopped them to
 a code and the one line a person can act on.
 
     0   success (a model that is not blessed is a result, not an error)
@@ -10,8 +10,10 @@ a code and the one line a person can act on.
     4   environment: the machine failed the run (disk full, permission denied mid-run), a piece a
         feature needs does not load (a native library, the project's environment), or the output
         dir's ML Metadata database is damaged
+    5   drift: the prediction monitor (python -m monitoring) found a threshold breached
     70  internal error: a bug; the traceback is in the log file
     130 interrupted (Ctrl-C): rerunning the same command resumes (finished steps are cached)
+    143 terminated (SIGTERM: a shutdown, a scheduler's stop, `kill`): the same, resumes on a rerun
 """
 import errno
 from typing import Tuple
@@ -21,8 +23,27 @@ DATA_ERROR = 1
 USAGE_ERROR = 2
 BUSY = 3
 ENVIRONMENT_ERROR = 4
+DRIFT = 5  # python -m monitoring: the traffic breached a threshold (one line per breach says which)
 INTERNAL_ERROR = 70  # EX_SOFTWARE
 INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for Ctrl-C
+TERMINATED = 143  # 128 + SIGTERM, what a shell reports for `kill`
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread by the handler `stop_on_sigterm` installs. A kind of
+    KeyboardInterrupt, so every `except Exception` in the libraries lets it through as they let
+    Ctrl-C through, and the run stops the same way: one line, resumable."""
+
+
+def stop_on_sigterm() -> None:
+    """Makes SIGTERM stop a command as Ctrl-C does (one line, exit 143, its log records it)
+    instead of killing it without a word. Call from the main thread of an entry point."""
+    import signal
+
+    def _raise(signum, frame):
+        raise Terminated(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, _raise)
 
 
 class UsageError(Exception):
@@ -63,7 +84,7 @@ def _disk_full(exc: BaseException) -> bool:
 
 def prefix(code: int) -> str:
     """The first word of the one line: "interrupted" or "error"."""
-    return "interrupted" if code == INTERRUPTED else "error"
+    return "interrupted" if code in (INTERRUPTED, TERMINATED) else "error"
 
 
 def stopped_by_data_gate(exc: BaseException) -> bool:
@@ -85,6 +106,10 @@ def classify(exc: BaseException) -> Tuple[int, str]:
     from run_control.lock import RunLockBusy
     from trainer_module.train_config import ConfigError
 
+    if isinstance(exc, Terminated):
+        return TERMINATED, ("stopped by SIGTERM (a shutdown, a scheduler or `kill`); run the same command again "
+                            "to resume: finished steps are cached and the Trainer goes on from its last finished "
+                            "epoch")
     if isinstance(exc, KeyboardInterrupt):
         return INTERRUPTED, ("stopped at your request (Ctrl-C); run the same command again to resume: finished "
                              "steps are cached and the Trainer goes on from its last finished epoch")

@@ -15,7 +15,14 @@ Folders are searched recursively for .jpg/.jpeg/.png/.gif/.bmp, following links 
 folder already searched (a link loop such as photos/loop -> ..), and each real file is listed
 once; files named on the command line are read whatever their extension. The CSV has one row per
 file:
-  path, predicted_class, probability, top_k ("class:probability" joined by ";"), error
+  path, predicted_class, probability, top_k ("class:probability" joined by ";"), error, answer
+answer is the predicted class, or "uncertain" when its probability is below --uncertain-below
+(abstention; off by default), "" for a file that failed.
+
+--log-dir appends a record per request to the prediction log (common/prediction_log.py: time,
+model version, the file's path, size, format, content statistics, class, probability, error;
+sampled by --log-sample, rotated at --log-max-bytes; the image itself only with --log-image-bytes),
+which `python -m monitoring` and its labelling queue read (docs/monitoring.md).
 A file that cannot be read or decoded gets an error and no prediction (the model's own reason,
 such as `undecodable: corrupt or truncated JPEG data`, docs/serving.md); the others are still
 classified. A file whose header declares more than --max-image-pixels (width x height; default:
@@ -52,13 +59,13 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple  # noqa: E402
 
 import tensorflow as tf  # noqa: E402
 
-from common import file_walk, pipeline_names  # noqa: E402
+from common import file_walk, pipeline_names, prediction_log  # noqa: E402
 from run_control import exit_codes  # noqa: E402
 from run_control.exit_codes import UsageError  # noqa: E402
 from trainer_module import image_format, missing_piece, names  # noqa: E402
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".bmp")  # what a folder is searched for
-CSV_FIELDS = ("path", "predicted_class", "probability", "top_k", "error")
+CSV_FIELDS = ("path", "predicted_class", "probability", "top_k", "error", "answer")
 PARTIAL_SUFFIX = ".partial"  # <out>.partial: the rows so far, until the last one is written
 
 
@@ -70,6 +77,14 @@ class Prediction:
     probability: Optional[float] = None
     top_k: Tuple[Tuple[str, float], ...] = ()
     error: str = ""
+    uncertain: bool = False  # probability below the abstention threshold (--uncertain-below)
+
+    @property
+    def answer(self) -> str:
+        """What the caller is told: the class, or "uncertain" below the threshold ("" on error)."""
+        if self.error:
+            return ""
+        return prediction_log.UNCERTAIN_ANSWER if self.uncertain else self.predicted_class
 
 
 # ---------------------------------------------------------------- model
@@ -248,7 +263,8 @@ def read_checked(path: str, max_pixels: int) -> Tuple[Optional[bytes], str]:
     return data, error
 
 
-def _predictions(paths: Sequence[str], outputs: Dict[str, tf.Tensor], top_k: int) -> List[Prediction]:
+def _predictions(paths: Sequence[str], outputs: Dict[str, tf.Tensor], top_k: int,
+                 threshold: float = 0.0) -> List[Prediction]:
     probabilities = outputs[names.PROBABILITIES_OUTPUT].numpy()
     class_names = [n.decode("utf-8") for n in outputs[names.CLASS_NAMES_OUTPUT].numpy()[0]]
     errors = [e.decode("utf-8") for e in outputs[names.ERROR_OUTPUT].numpy()]  # "" when classified
@@ -259,30 +275,37 @@ def _predictions(paths: Sequence[str], outputs: Dict[str, tf.Tensor], top_k: int
             continue
         order = row.argsort()[::-1][:top_k]
         results.append(Prediction(path, class_names[order[0]], float(row[order[0]]),
-                                  tuple((class_names[i], float(row[i])) for i in order)))
+                                  tuple((class_names[i], float(row[i])) for i in order),
+                                  uncertain=float(row[order[0]]) < threshold))
     return results
 
 
 def classify(signature, paths: Sequence[str], batch_size: int = 32, top_k: int = 3,
-             progress=None, max_pixels: int = image_format.DEFAULT_MAX_IMAGE_PIXELS) -> List[Prediction]:
+             progress=None, max_pixels: int = image_format.DEFAULT_MAX_IMAGE_PIXELS,
+             threshold: float = 0.0, log: Optional[prediction_log.RequestLogger] = None) -> List[Prediction]:
     """One Prediction per path, in order (classify_batches, gathered)."""
-    return [p for batch in classify_batches(signature, paths, batch_size, top_k, progress, max_pixels)
+    return [p for batch in classify_batches(signature, paths, batch_size, top_k, progress, max_pixels,
+                                            threshold, log)
             for p in batch]
 
 
 def classify_batches(signature, paths: Sequence[str], batch_size: int = 32, top_k: int = 3, progress=None,
-                     max_pixels: int = image_format.DEFAULT_MAX_IMAGE_PIXELS) -> Iterator[List[Prediction]]:
+                     max_pixels: int = image_format.DEFAULT_MAX_IMAGE_PIXELS, threshold: float = 0.0,
+                     log: Optional[prediction_log.RequestLogger] = None) -> Iterator[List[Prediction]]:
     """The Predictions of each batch of `paths`, in order; failures carry an error instead of a class.
 
     signature: load_signature's; progress(done, total, failed) is called after each batch. A file
-    over `max_pixels` is refused from its header and never sent to the model.
+    over `max_pixels` is refused from its header and never sent to the model. A prediction whose
+    probability is below `threshold` is marked uncertain (abstention; class and probability kept).
+    `log`: each request (a sample of them, by its knob) is written to the prediction log.
     """
     failed = 0
     for start in range(0, len(paths), batch_size):
         results: Dict[str, Prediction] = {}
-        batch = []
+        batch, read = [], {}
         for path in paths[start:start + batch_size]:
             data, error = read_checked(path, max_pixels)
+            read[path] = data
             if error:
                 results[path] = Prediction(path, error=error)
             else:
@@ -290,8 +313,12 @@ def classify_batches(signature, paths: Sequence[str], batch_size: int = 32, top_
         if batch:
             names_, data = zip(*batch)
             outputs = signature(**{names.SERVING_BYTES_INPUT: tf.constant(data)})
-            results.update((p.path, p) for p in _predictions(names_, outputs, top_k))
+            results.update((p.path, p) for p in _predictions(names_, outputs, top_k, threshold))
         done = [results[p] for p in paths[start:start + batch_size]]
+        if log is not None:
+            for p in done:
+                log.log(read[p.path], p.predicted_class, p.probability, p.error,
+                        path=os.path.abspath(p.path))
         failed += sum(1 for p in done if p.error)
         if progress:
             progress(min(start + batch_size, len(paths)), len(paths), failed)
@@ -304,7 +331,7 @@ class CsvOut:
 
     def __init__(self, path: str):
         self.path, self.partial = path, path + PARTIAL_SUFFIX
-        self.rows = 0
+        self.rows = self.uncertain = 0
         self._file = tf.io.gfile.GFile(self.partial, "w")
         self._writer = csv.writer(self._file)
         self._writer.writerow(CSV_FIELDS)
@@ -313,9 +340,11 @@ class CsvOut:
         for p in predictions:
             self._writer.writerow([file_walk.display_path(p.path), p.predicted_class,
                                    "" if p.probability is None else f"{p.probability:.6f}",
-                                   ";".join(f"{name}:{prob:.6f}" for name, prob in p.top_k), p.error])
+                                   ";".join(f"{name}:{prob:.6f}" for name, prob in p.top_k), p.error,
+                                   p.answer])
         self._file.flush()
         self.rows += len(predictions)
+        self.uncertain += sum(1 for p in predictions if p.uncertain)
 
     def close(self) -> None:
         """Every row is in: the partial file becomes --out."""
@@ -355,6 +384,22 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument("--max-image-pixels", type=int, default=image_format.DEFAULT_MAX_IMAGE_PIXELS,
                         help="refuse a file whose header declares more pixels, width x height "
                              "(default: the pipeline's max_image_pixels, %(default)s)")
+    parser.add_argument("--uncertain-below", type=float, default=0.0,
+                        help="abstention: a top-1 probability below this answers \"uncertain\" (the class and "
+                             "probability still given; default: %(default)s, never)")
+    logs = parser.add_argument_group("prediction logs (docs/monitoring.md)")
+    logs.add_argument("--log-dir", default="",
+                      help="append a record per request to <dir>/predictions.jsonl (default: no log)")
+    logs.add_argument("--log-sample", type=float, default=1.0,
+                      help="share of requests logged, 0..1 (default: %(default)s)")
+    logs.add_argument("--log-max-bytes", type=int, default=prediction_log.DEFAULT_MAX_BYTES,
+                      help="size of a log file before it is rotated (default: %(default)s)")
+    logs.add_argument("--log-max-files", type=int, default=prediction_log.DEFAULT_MAX_FILES,
+                      help="rotated log files kept; older ones are deleted (default: %(default)s)")
+    logs.add_argument("--log-image-bytes", choices=prediction_log.KEEP_CHOICES, default=prediction_log.KEEP_NONE,
+                      help="keep the image itself in the record: none, only uncertain requests (for the "
+                           "labelling queue when the files may move), or all (default: %(default)s; the "
+                           "record always names the local file)")
     parser.add_argument("--debug", action="store_true", help="raise a usage error with its traceback")
     return parser.parse_args(argv)
 
@@ -364,6 +409,38 @@ def _check_numbers(args: argparse.Namespace) -> None:
                         ("--max-image-pixels", args.max_image_pixels)):
         if value < 1:
             raise UsageError(f"{flag}={value}: must be >= 1")
+    if not 0.0 <= args.uncertain_below <= 1.0:
+        raise UsageError(f"--uncertain-below={args.uncertain_below}: must be between 0 and 1")
+    problem = _log_settings(args).check() if args.log_dir else None
+    if problem:
+        raise UsageError("--log-{}={}".format(*problem))
+
+
+def _log_settings(args: argparse.Namespace) -> prediction_log.LogSettings:
+    return prediction_log.LogSettings(args.log_dir, args.log_sample, args.log_max_bytes, args.log_max_files,
+                                      args.log_image_bytes)
+
+
+def model_version(path: str) -> str:
+    """What the prediction log calls the model: the serving dir's version number, else its path."""
+    if is_tflite(path):
+        return os.path.abspath(path)
+    model_dir = resolve_model_dir(path)
+    name = os.path.basename(os.path.normpath(model_dir))
+    return name if name.isdigit() else os.path.abspath(model_dir)
+
+
+def _request_logger(args: argparse.Namespace) -> Optional[prediction_log.RequestLogger]:
+    """The prediction log --log-dir asks for (None without it); a folder that cannot be written is a
+    UsageError."""
+    if not args.log_dir:
+        return None
+    try:
+        return prediction_log.RequestLogger(
+            _log_settings(args), prediction_log.SOURCE_TFLITE if is_tflite(args.model) else prediction_log.SOURCE_PREDICT,
+            model_version(args.model), args.uncertain_below)
+    except OSError as e:
+        raise UsageError(f"--log-dir {args.log_dir}: cannot write there ({e.strerror}); pass a writable folder") from e
 
 
 def _inputs(paths: Sequence[str]) -> Inputs:
@@ -384,6 +461,7 @@ def run(args: argparse.Namespace) -> int:
     check_out_path(args.out)
     inputs = _inputs(args.paths)
     _loaded, signature = _load_model(args.model, args.max_image_pixels)
+    log = _request_logger(args)
     print(f"[predict] {len(inputs.files) + len(inputs.refused)} files", file=sys.stderr, flush=True)
     out = CsvOut(args.out)
     failed: List[Prediction] = []
@@ -392,15 +470,22 @@ def run(args: argparse.Namespace) -> int:
         out.write(refused)
         failed += refused
         for predictions in classify_batches(signature, inputs.files, args.batch_size, args.top_k,
-                                            _print_progress, args.max_image_pixels):
+                                            _print_progress, args.max_image_pixels, args.uncertain_below, log):
             out.write(predictions)
             failed += [p for p in predictions if p.error]
     except BaseException as e:
         e.partial_rows = out.abandon()  # the one-line error says where the finished rows are
         raise
+    finally:
+        if log is not None:
+            log.close()
     out.close()
-    print(f"[predict] classified {out.rows - len(failed)} of {out.rows} files; "
-          f"{len(failed)} failed; wrote {args.out}", file=sys.stderr)
+    uncertain = ""
+    if args.uncertain_below > 0:
+        uncertain = f"; {out.uncertain} uncertain (below {args.uncertain_below:g})"
+    logged = f"; logged {log.writer.written} in {args.log_dir}" if log is not None else ""
+    print(f"[predict] classified {out.rows - len(failed)} of {out.rows} files{uncertain}; "
+          f"{len(failed)} failed; wrote {args.out}{logged}", file=sys.stderr)
     for p in failed:
         print(f"[predict]   FAILED {file_walk.display_path(p.path)}: {p.error}", file=sys.stderr)
     return exit_codes.DATA_ERROR if failed else exit_codes.OK
@@ -410,6 +495,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     """The command line (see the module docstring); returns the exit status. Whatever stops it is
     one line on stderr with its code (run_control/exit_codes.py); --debug adds the traceback."""
     args = parse_args(argv)
+    exit_codes.stop_on_sigterm()  # a stopped predict keeps its finished rows, whichever signal stopped it
     try:
         return run(args)
     except (Exception, KeyboardInterrupt) as e:  # noqa: BLE001 - every failure: one line, a documented code

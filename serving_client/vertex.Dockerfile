@@ -11,6 +11,9 @@ RUN apt-get update && apt-get install -y --no-install-recommends python3 python3
     && apt-get clean && rm -rf /var/lib/apt/lists/*
 
 COPY serving_client/vertex_server.py /opt/vertex_server.py
+# The prediction log (PREDICTION_LOG_DIR, docs/monitoring.md): standard-library modules of the project.
+COPY common/__init__.py common/prediction_log.py /opt/common/
+COPY trainer_module/__init__.py trainer_module/names.py trainer_module/image_format.py /opt/trainer_module/
 ENV MODEL_NAME=intel-scenes
 # The image's own entrypoint (tf_serving_entrypoint.sh) serves /models/$MODEL_NAME directly;
 # Vertex needs the copy from AIP_STORAGE_URI and its routes first.

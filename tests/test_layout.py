@@ -11,8 +11,9 @@ TFX hashes trainer_module/ alone for the Transform and Trainer):
   2  components, data_sources     custom TFX components; getting the data
   3  pipeline         the DAG (create_pipeline), its configs, flags, recipes, the curated schema
   4  run_control      what a command-line run needs: exit codes, lock, recovery, console, a local run
-  5  run_report, serving_client, releases   what reads runs and serves models: reports, lineage,
-                      predict, release control (labels, promote, rollback)
+  5  run_report, serving_client, releases, monitoring   what reads runs and serves models: reports,
+                      lineage, predict, release control (labels, promote, rollback), the prediction
+                      monitor and the labelling queue
   6  entry points     local_runner.py, kubeflow_v2_runner.py, setup.py
   7  bench            measurements, which may drive the entry points
 third_party/ is vendored code that imports nothing of the project.
@@ -31,7 +32,7 @@ LEVELS = {
     "components": 2, "data_sources": 2,
     "pipeline": 3,
     "run_control": 4,
-    "run_report": 5, "serving_client": 5, "releases": 5,
+    "run_report": 5, "serving_client": 5, "releases": 5, "monitoring": 5,
     "local_runner": 6, "kubeflow_v2_runner": 6, "setup": 6,
     "bench": 7,
 }

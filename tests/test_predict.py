@@ -543,10 +543,10 @@ def _many_images(folder, n: int):
         image_factory.write_file(folder / f"img_{i:04d}.jpg", image_factory.jpeg_bytes(16, 16, seed=i))
 
 
-@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGKILL])
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL])
 def test_a_stopped_run_keeps_the_rows_it_finished(serving_dir, tmp_path, stop):
     """Rows are written as they come to <out>.partial, renamed to <out> when all are in: Ctrl-C
-    (one line, exit 130) and kill -9 alike leave the finished rows, whole."""
+    (one line, exit 130), SIGTERM (one line, exit 143) and kill -9 alike leave the finished rows, whole."""
     photos = tmp_path / "photos"
     _many_images(photos, 2000)
     out = tmp_path / "p.csv"
@@ -568,6 +568,10 @@ def test_a_stopped_run_keeps_the_rows_it_finished(serving_dir, tmp_path, stop):
         assert err[-1].startswith("interrupted: stopped at your request") and err[-1].endswith(
             f"finished row(s) kept in {partial} (exit 130)")
         assert not any(line.startswith("Traceback") for line in err)
+    if stop == signal.SIGTERM:
+        assert child.returncode == exit_codes.TERMINATED == 143 and len(err) == 1, err
+        assert err[0].startswith("interrupted: stopped by SIGTERM") and err[0].endswith(
+            f"finished row(s) kept in {partial} (exit 143)")
 
 
 def test_the_tflite_runtime_failing_to_load_is_one_line_naming_the_feature(tmp_path, images):
