@@ -21,6 +21,7 @@ COPY data_sources/ data_sources/
 COPY run_report/ run_report/
 COPY serving_client/ serving_client/
 COPY releases/ releases/
+COPY monitoring/ monitoring/
 COPY run_control/ run_control/
 COPY common/ common/
 COPY third_party/ third_party/
