@@ -79,7 +79,8 @@ def _with_comparators(schema: schema_pb2.Schema, config) -> schema_pb2.Schema:
     schema = schema_pb2.Schema.FromString(schema.SerializeToString())
     by_name = {f.name: f for f in schema.feature}
     for comparator in config.default_slice_config.feature:
-        by_name[comparator.path.step[0]].drift_comparator.CopyFrom(comparator.distribution_comparator)
+        if comparator.path.step[0] in by_name:  # the content statistics are compared apart (content_schema)
+            by_name[comparator.path.step[0]].drift_comparator.CopyFrom(comparator.distribution_comparator)
     return schema
 
 
@@ -138,7 +139,8 @@ def compare(records: Sequence[Dict], reference: Reference, thresholds: Threshold
         mean = float(frame[prediction_log.PROBABILITY].mean())
         found.append(Measurement(CONFIDENCE, "drop from eval", expected - mean, thresholds.max_confidence_drop,
                                  f"{mean:.3f} in the window, {expected:.3f} on eval"))
-    config = data_validation.distribution_config(thresholds.class_max_linf, thresholds.size_max_jsd)
+    config = data_validation.distribution_config(thresholds.class_max_linf, thresholds.size_max_jsd,
+                                                 thresholds.content_max_jsd)
     schema = _with_comparators(label_schema(), config)
     labels = frame[[names.CLASS_NAME_KEY, names.HEIGHT_KEY, names.WIDTH_KEY]].dropna()
     labels = labels.astype({names.HEIGHT_KEY: np.int64, names.WIDTH_KEY: np.int64})
