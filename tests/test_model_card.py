@@ -90,7 +90,8 @@ def _tfma(evaluation_uri, class_names):
 
 
 def f3(value):
-    return f"{value:.3f}"
+    # TFMA's precision of a class nothing was predicted as is NaN; the card shows it as "–" (undefined)
+    return "–" if value is None or math.isnan(value) else f"{value:.3f}"
 
 
 def f2(value):
