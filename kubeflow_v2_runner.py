@@ -86,7 +86,7 @@ CLUSTER_HELP = {"class_names": "label space in label order; required on the clus
 
 def make_parser() -> argparse.ArgumentParser:
     """Flags generated from VertexConfig, PipelineConfig (the knobs shared with local runs) and TrainConfig."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = exit_codes.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     flags.add_knob_flags(parser, [
         flags.KnobGroup(configs.VertexConfig, "cluster", defaults={"project": f"${PROJECT_ENV}", **DERIVED_DEFAULTS}),
         flags.KnobGroup(configs.PipelineConfig, "pipeline (data, gates)", skip=LOCAL_ONLY_KNOBS,

@@ -27,7 +27,7 @@ from typing import List, Optional  # noqa: E402
 from absl import logging as absl_logging  # noqa: E402
 
 from pipeline import configs  # noqa: E402
-from run_control import console, exit_codes, figures, local_run, startup  # noqa: E402
+from run_control import command_line, console, exit_codes, startup  # noqa: E402
 
 log = logging.getLogger("local_runner")
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -35,8 +35,8 @@ LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 def parse_command_line(argv: Optional[List[str]] = None):
     """(PipelineConfig, dict of TrainConfig overrides, RunnerOptions) from the settings file, the
-    environment and the command line (flags win): run_control/local_run.py's flags."""
-    return local_run.parse_command_line(argv, description=__doc__)
+    environment and the command line (flags win): run_control/command_line.py's flags."""
+    return command_line.parse_command_line(argv, description=__doc__)
 
 
 def parse_args(argv: Optional[List[str]] = None):
@@ -46,6 +46,7 @@ def parse_args(argv: Optional[List[str]] = None):
 
 def closing_text(cfg: configs.PipelineConfig, run_id: str, log_path: str) -> str:
     """The summary of run `run_id`, where its report is, and where its full log is."""
+    from run_control import local_run
     from run_report.writer import write_report
 
     lines = [local_run.summarize(cfg, run_id)]
@@ -77,6 +78,8 @@ class _OwnWarnings(logging.Filter):
 
 def _console_handlers(screen: console.Console, cfg: configs.PipelineConfig, run_id: str) -> List[logging.Handler]:
     """The handlers that write to the console for this verbosity."""
+    from run_control import figures
+
     plain = logging.StreamHandler(screen.stream)
     plain.setLevel(console.console_level(screen.verbosity))
     plain.setFormatter(logging.Formatter(LOG_FORMAT))
@@ -93,20 +96,23 @@ def main(argv: Optional[List[str]] = None) -> int:
     """Runs the pipeline; returns an exit code of run_control.exit_codes. A user or data error is one
     line on stderr (`error: ...`); its traceback goes to the run's log file (and the console with
     --debug)."""
-    absl_logging.set_verbosity(absl_logging.INFO)
     root = logging.getLogger()
-    root.setLevel(logging.INFO)
-    # absl's handler and the stderr handler a library's logging.basicConfig() left would print every
-    # INFO record on stderr; this run's handlers (the log file, the console at its verbosity) take them.
-    for handler in list(root.handlers):
-        root.removeHandler(handler)
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
-    run_id, log_path, handlers, cfg = local_run.new_run_id(), None, [], None
+    run_id, log_path, handlers, cfg = command_line.new_run_id(), None, [], None
     exit_codes.stop_on_sigterm()
     try:
         cfg, train_overrides, options = parse_command_line(argv)
         debug = options.debug
+        # TFX and TensorFlow load only now: --help and a usage error are answered without them.
+        from run_control import local_run
+
+        absl_logging.set_verbosity(absl_logging.INFO)
+        root.setLevel(logging.INFO)
+        # absl's handler and the stderr handler a library's logging.basicConfig() left would print every
+        # INFO record on stderr; this run's handlers (the log file, the console at its verbosity) take them.
+        for handler in list(root.handlers):
+            root.removeHandler(handler)
         if local_run.tfx_cli_registering():
             local_run.register_with_tfx_cli(cfg, train_overrides)
             return exit_codes.OK

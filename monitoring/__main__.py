@@ -55,7 +55,7 @@ THRESHOLD_FLAGS = (
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m monitoring", description=__doc__,
+    parser = exit_codes.ArgumentParser(prog="python -m monitoring", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("logs", nargs="+", help="prediction log folders or files")
     where = parser.add_mutually_exclusive_group(required=True)

@@ -111,7 +111,7 @@ def export(records: Sequence[Dict], out: str, low_confidence: float = 0.5, per_c
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m monitoring.labelling_queue", description=__doc__,
+    parser = exit_codes.ArgumentParser(prog="python -m monitoring.labelling_queue", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("logs", nargs="+", help="prediction log folders or files")
     parser.add_argument("--out", required=True, help="the queue folder to create (new or empty)")

@@ -55,7 +55,7 @@ def _percent(text: str) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-    main = argparse.ArgumentParser(prog="python -m releases", description=__doc__,
+    main = exit_codes.ArgumentParser(prog="python -m releases", description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = main.add_subparsers(dest="command", required=True)
     for name, help_text in (("list", "the versions, their labels, verdicts and cards"),

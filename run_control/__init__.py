@@ -1,6 +1,7 @@
 """Level 4: what a command-line run needs around its work.
 
-    local_run.py      one local run: flags, run lock, recovery, data, LocalDagRunner, closing summary
+    command_line.py   the local run's flags, settings and recipe (parsed without TFX or TensorFlow)
+    local_run.py      one local run: run lock, recovery, data, LocalDagRunner, closing summary
     exit_codes.py     the exit codes, and the one line each failure gets
     lock.py           one run per output dir at a time
     recovery.py       cleaning up after a run that was killed

@@ -15,7 +15,9 @@ a code and the one line a person can act on.
     130 interrupted (Ctrl-C): rerunning the same command resumes (finished steps are cached)
     143 terminated (SIGTERM: a shutdown, a scheduler's stop, `kill`): the same, resumes on a rerun
 """
+import argparse
 import errno
+import sys
 from typing import Tuple
 
 OK = 0
@@ -54,6 +56,22 @@ class DataError(Exception):
     """The data cannot be used; the message says where and what to do."""
 
 
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse for the entry points: a flag it cannot parse is one line on the console,
+    `error: <what>; <prog> --help lists the flags (exit 2)`, not argparse's usage block (the local
+    runner's runs to ~90 lines) and not nothing: the entry points hold back the console's stderr
+    while the libraries load (run_control/startup.py), which would swallow argparse's own message."""
+
+    def error(self, message: str):
+        from run_control import startup
+
+        startup.keep_startup_output()
+        message = " ".join(message.split())
+        print(f"{prefix(USAGE_ERROR)}: {message}; {self.prog} --help lists the flags (exit {USAGE_ERROR})",
+              file=sys.stderr, flush=True)
+        sys.exit(USAGE_ERROR)
+
+
 _ENVIRONMENT_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM)
 # How the machine's failures read when a library reports them in its own exception (TensorFlow's
 # ResourceExhaustedError for a full disk, a C++ status turned into RuntimeError).
@@ -87,24 +105,34 @@ def prefix(code: int) -> str:
     return "interrupted" if code in (INTERRUPTED, TERMINATED) else "error"
 
 
+class _NotLoaded(Exception):
+    """Stands in for an error class whose module was never imported: nothing is an instance of it."""
+
+
+def _loaded(module: str, name: str) -> type:
+    """The error class `name` of `module` if that module is loaded, else _NotLoaded. An exception of a
+    class can only exist once its module is loaded, so classifying needs no import: a usage error is
+    classified without loading TensorFlow or TFX (which some of these modules import)."""
+    return getattr(sys.modules.get(module), name, _NotLoaded)
+
+
 def stopped_by_data_gate(exc: BaseException) -> bool:
     """The run stopped on purpose: data validation found anomalies (its report says which)."""
-    from components.data_gate.findings import DataValidationError
-
-    return isinstance(exc, DataValidationError)
+    return isinstance(exc, _loaded("components.data_gate.findings", "DataValidationError"))
 
 
 def classify(exc: BaseException) -> Tuple[int, str]:
     """(exit code, one-line message) for an exception that stopped a run."""
-    # Imported here: each package is only needed when its error can occur.
-    from common.ingest_report import ImageIngestError
-    from trainer_module.missing_piece import MissingPieceError, missing_library
-    from common.store import DamagedStoreError
-    from components.data_gate.findings import DataValidationError
-    from components.image_example_gen.image_files import DatasetLayoutError
-    from data_sources.errors import DataSourceError
-    from run_control.lock import RunLockBusy
-    from trainer_module.train_config import ConfigError
+    from trainer_module.missing_piece import missing_library  # standard library only
+
+    ImageIngestError = _loaded("common.ingest_report", "ImageIngestError")
+    MissingPieceError = _loaded("trainer_module.missing_piece", "MissingPieceError")
+    DamagedStoreError = _loaded("common.store", "DamagedStoreError")
+    DataValidationError = _loaded("components.data_gate.findings", "DataValidationError")
+    DatasetLayoutError = _loaded("components.image_example_gen.image_files", "DatasetLayoutError")
+    DataSourceError = _loaded("data_sources.errors", "DataSourceError")
+    RunLockBusy = _loaded("run_control.lock", "RunLockBusy")
+    ConfigError = _loaded("trainer_module.train_config", "ConfigError")
 
     if isinstance(exc, Terminated):
         return TERMINATED, ("stopped by SIGTERM (a shutdown, a scheduler or `kill`); run the same command again "

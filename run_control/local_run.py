@@ -1,77 +1,24 @@
-"""One local run of the pipeline, as local_runner.py starts it: its flags (generated from the configs),
-then under the output dir's run lock,
-recover a killed run, resolve and check the data, build the pipeline (create_pipeline on this
-machine's Platform) and run it with TFX's LocalDagRunner as a run id chosen here; then the closing
+"""One local run of the pipeline, as local_runner.py starts it once its flags are parsed
+(run_control/command_line.py): under the output dir's run lock, recover a killed run, resolve and
+check the data, build the pipeline (create_pipeline on this machine's Platform) and run it with TFX's LocalDagRunner as a run id chosen here; then the closing
 summary of what it did, read back from ML Metadata.
 """
-import argparse
 import dataclasses
-import datetime
 import logging
 import os
 import sys
-from typing import List, Optional, Tuple
+from typing import List, Tuple
 
 from common import dataset, pipeline_names, store
 from data_sources import demo_data, sources
-from pipeline import configs, flags, recipes
+from pipeline import configs
 from pipeline.pipeline import Platform
-from run_control import console, exit_codes
+from run_control import exit_codes
 from trainer_module import names
 from trainer_module.train_config import TrainConfig
 
 log = logging.getLogger(__name__)
 progress = logging.getLogger(names.PROGRESS_LOGGER)  # a console line at the default verbosity
-
-
-@dataclasses.dataclass(frozen=True)
-class RunnerOptions:
-    """How this process runs (not part of the pipeline): console verbosity, tracebacks."""
-    verbosity: str = console.DEFAULT_VERBOSITY
-    debug: bool = False
-    recipe_line: str = ""  # which recipe, why, and its knobs (printed at the start of the run)
-
-
-def parse_command_line(argv: Optional[List[str]] = None, description: str = ""):
-    """(PipelineConfig, dict of TrainConfig overrides, RunnerOptions) from the settings file, the
-    environment and the command line (flags win)."""
-    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
-    flags.add_knob_flags(parser, [flags.KnobGroup(configs.PipelineConfig, "pipeline (data, gates, outputs)"),
-                                  flags.KnobGroup(TrainConfig, "training", skip=("class_names",))])
-    flags.add_config_flag(parser)
-    runner = parser.add_argument_group("this process")
-    runner.add_argument("--verbosity", choices=console.VERBOSITIES, default=None,
-                        help="console: quiet (warnings, errors, summary), progress (a line per component "
-                             "and epoch) or info (all of TFX's log); the log file always has everything "
-                             f"[default: {console.DEFAULT_VERBOSITY}]")
-    runner.add_argument("--debug", action="store_true",
-                        help="print the traceback of an error on the console too (it is always in the log file)")
-    argv = list(sys.argv[1:] if argv is None else argv)
-    for source in flags.apply_settings(parser, argv, configs.all_knob_names()):
-        log.info("settings from %s", source)
-    args = parser.parse_args(argv)
-    recipe, why = recipes.resolve(args.recipe or recipes.AUTO, demo_data=not args.data_dir,
-                                  gpu_visible=recipes.gpu_visible)
-    args.recipe = recipe
-    recipe_line = recipes.describe(recipe, why, recipes.fill_unset(args, recipe))
-    log.info("%s", recipe_line)
-    pipeline_cfg = configs.PipelineConfig(**flags.dataclass_overrides(args, configs.PipelineConfig))
-    # The label space is the data's (--class-names or its folders), set once the data is resolved;
-    # every other training knob is checked now, before any data is fetched or generated.
-    train_overrides = flags.dataclass_overrides(args, TrainConfig, skip=("class_names",))
-    TrainConfig.from_dict({**train_overrides, "class_names": pipeline_cfg.class_names or dataset.INTEL_CLASS_NAMES})
-    return pipeline_cfg, train_overrides, RunnerOptions(args.verbosity or console.DEFAULT_VERBOSITY, args.debug,
-                                                        recipe_line)
-
-
-def parse_args(argv: Optional[List[str]] = None):
-    """(PipelineConfig, dict of TrainConfig overrides) from the settings and the command line."""
-    return parse_command_line(argv)[:2]
-
-
-def new_run_id() -> str:
-    """A run id as TFX makes them (the start time, ISO 8601)."""
-    return datetime.datetime.now().isoformat()
 
 
 def demo_dir_of(cfg: configs.PipelineConfig) -> str:

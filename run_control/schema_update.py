@@ -90,12 +90,12 @@ def compute_statistics(argv: List[str]) -> str:
     from tfx import v1 as tfx
     from tfx.orchestration import pipeline as tfx_pipeline
 
-    from run_control import local_run
+    from run_control import command_line, local_run
     from run_control.lock import RunLock
 
-    cfg, train_overrides = local_run.parse_args(argv)
+    cfg, train_overrides = command_line.parse_args(argv)
     local_run.check_output_dir(cfg)
-    with RunLock(cfg.lock_path, local_run.new_run_id()).acquire(wait=cfg.wait_for_lock):
+    with RunLock(cfg.lock_path, command_line.new_run_id()).acquire(wait=cfg.wait_for_lock):
         data_root = local_run.resolve_data(cfg)
         class_names = local_run.check_data(cfg, data_root)
         pipeline, _ = local_run.build(cfg, train_overrides, data_root, class_names)
@@ -106,7 +106,10 @@ def compute_statistics(argv: List[str]) -> str:
 
 def parse_args(argv: Optional[List[str]]) -> Tuple[argparse.Namespace, List[str]]:
     """(this command's flags, the rest: local_runner's flags for --data-dir)."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    from run_control import exit_codes
+
+    parser = exit_codes.ArgumentParser(prog="python -m run_control.schema_update", description=__doc__,
+                                       formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--output-dir", default=os.path.join(configs.REPO_ROOT, "outputs"),
                         help="the pipeline's output dir (or its ML Metadata database)")
     parser.add_argument("--run-id", help="the run whose statistics to use [default: the latest]")

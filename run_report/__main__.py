@@ -30,7 +30,7 @@ from run_control import exit_codes  # noqa: E402
 
 def main(argv: Optional[List[str]] = None) -> int:
     """The command line: writes the report (or lists the runs) and prints the HTML path."""
-    parser = argparse.ArgumentParser(prog="python -m run_report", description=__doc__,
+    parser = exit_codes.ArgumentParser(prog="python -m run_report", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("path", help="pipeline output dir, pipeline root, or metadata.sqlite")
     parser.add_argument("--run-id", help="the run to report (default: the latest)")

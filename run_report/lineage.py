@@ -364,7 +364,7 @@ def format_text(result: Dict[str, Any]) -> str:
 
 def main(argv: Optional[List[str]] = None) -> int:
     """The command line: prints the lineage; one line on stderr and exit 1 or 2 on an error."""
-    parser = argparse.ArgumentParser(prog="python -m run_report.lineage", description=__doc__,
+    parser = exit_codes.ArgumentParser(prog="python -m run_report.lineage", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("path", help="pipeline output dir, pipeline root, or metadata.sqlite")
     parser.add_argument("--version", help="a pushed version (default: the served one, the newest)")

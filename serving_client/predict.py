@@ -372,7 +372,7 @@ def _print_progress(done: int, total: int, failed: int) -> None:
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     """The flags; argparse's own errors (an unknown flag, a missing --model) exit 2."""
-    parser = argparse.ArgumentParser(prog="python -m serving_client.predict", description=__doc__,
+    parser = exit_codes.ArgumentParser(prog="python -m serving_client.predict", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True,
                         help="serving dir, version dir, Trainer model artifact, or .tflite file")

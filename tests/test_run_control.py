@@ -167,6 +167,23 @@ def test_a_usage_error_is_the_only_line_on_stderr(tmp_path, case):
     assert expected in err[0]
 
 
+@pytest.mark.parametrize("command,flag_error", [
+    (["local_runner.py", "--optimizer", "rmsprop"], "argument --optimizer: invalid choice: 'rmsprop'"),
+    (["local_runner.py", "--no-such-flag"], "unrecognized arguments: --no-such-flag"),
+    (["-m", "run_report", "--no-such-flag"], "the following arguments are required: path"),
+    (["-m", "releases", "rollback"], "the following arguments are required: target"),
+    (["-m", "monitoring.labelling_queue", "logs.jsonl"], "the following arguments are required: --out"),
+])
+def test_a_flag_argparse_rejects_is_one_line_not_silence(command, flag_error):
+    """argparse's own message went to the held-back start-up output and was dropped: the process
+    exited 2 without a word. Now it is the one line every usage error gets, naming --help."""
+    done = subprocess.run([sys.executable, *command], cwd=REPO, capture_output=True, text=True, timeout=120)
+    err = done.stderr.strip().splitlines()
+    assert (done.returncode, done.stdout) == (exit_codes.USAGE_ERROR, ""), done.stderr
+    assert len(err) == 1 and err[0].startswith(f"error: {flag_error}"), err
+    assert err[0].endswith("--help lists the flags (exit 2)"), err
+
+
 def test_help_is_clean_and_lists_the_knobs_a_user_changes_first(tmp_path):
     code, out, err = _run_process(["--help"])
     assert (code, err) == (0, [])
