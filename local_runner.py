@@ -71,8 +71,13 @@ class _OwnWarnings(logging.Filter):
     """Below `info`, the console shows this project's warnings and everyone's errors."""
 
     OWN = ("local_runner", "run_control", "data_sources", "components", "pipeline", "run_report", "common")
+    # TFX's launcher logs this before it re-raises what stopped a component: the run's one error
+    # line says what failed and why, so on the console the record only adds noise (the log keeps it).
+    REDUNDANT = "Execution %d failed."
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if record.msg == self.REDUNDANT:
+            return False
         return record.levelno >= logging.ERROR or record.name.split(".")[0] in self.OWN
 
 

@@ -1,5 +1,6 @@
 """run_control: the run lock with real processes, exit codes and one-line errors of local_runner."""
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -140,6 +141,20 @@ def test_a_full_disk_reads_the_same_whichever_write_met_it(exc):
     code, line = exit_codes.classify(exc)
     assert code == exit_codes.ENVIRONMENT_ERROR and line.startswith("the disk is full (")
     assert line.endswith("free space for the output dir and run the same command again: finished steps are cached")
+
+
+def test_the_console_leaves_out_tfxs_execution_failed_record_and_keeps_other_errors():
+    """A stopped component: TFX logs "Execution N failed." before re-raising, then the run prints
+    its own line saying what failed; only the log file keeps TFX's record."""
+    console_filter = local_runner._OwnWarnings()
+
+    def record(name, level, msg, *args):
+        return logging.LogRecord(name, level, __file__, 1, msg, args, None)
+
+    assert not console_filter.filter(record("absl", logging.ERROR, "Execution %d failed.", 9))
+    assert console_filter.filter(record("absl", logging.ERROR, "DataGate: %s", "duplicates anomaly"))
+    assert console_filter.filter(record("components.data_gate", logging.WARNING, "skew: %s", "height"))
+    assert not console_filter.filter(record("apache_beam", logging.WARNING, "slow"))
 
 
 # ---------------------------------------------------------------- what a real process prints
