@@ -69,8 +69,9 @@ def recover_killed_runs(metadata_path: str, pipeline_root: str, current_run_id: 
         execution.custom_properties[RECOVERED_BY].string_value = (
             f"run {current_run_id}: its process died while it was {state}")
         mlmd.put_executions([execution])
-        lines.append(f"run {run_id} was killed during {node_id or 'an unknown node'} (execution {execution.id}): "
-                     f"marked CANCELED, removed {len(removed)} folder(s) {removed}")
+        # Killed, Ctrl-C or SIGTERM, or a crash: ML Metadata cannot tell which, only that it never finished.
+        lines.append(f"run {run_id} stopped during {node_id or 'an unknown node'} before it finished (execution "
+                     f"{execution.id}): marked CANCELED, removed {len(removed)} folder(s) {removed}")
     lines += _remove_stale_scratch(pipeline_root)
     return lines
 

@@ -136,7 +136,7 @@ def test_the_killed_run_is_marked_and_its_folders_removed(chain):
     assert not [e.id for e in executions if e.last_known_state in unfinished]
     canceled = [e for e in executions if e.last_known_state == metadata_store_pb2.Execution.CANCELED]
     assert len(canceled) == 1 and recovery.RECOVERED_BY in canceled[0].custom_properties
-    assert "was killed during Trainer" in chain.outputs[2]
+    assert "stopped during Trainer before it finished" in chain.outputs[2]
     leftovers = glob.glob(os.path.join(chain.cfg.pipeline_root, "*", "*", str(canceled[0].id)))
     assert leftovers == []
 
