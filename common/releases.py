@@ -312,11 +312,16 @@ def _write_atomically(path: str, text: str) -> None:
         with contextlib.suppress(OSError):
             os.remove(tmp)
         raise
-    dir_fd = os.open(folder, os.O_RDONLY)
+    fsync_path(folder)  # the rename itself survives a power cut
+
+
+def fsync_path(path: str) -> None:
+    """fsync a file or a folder by path (a folder: the entries just created or renamed in it)."""
+    fd = os.open(path, os.O_RDONLY)
     try:
-        os.fsync(dir_fd)
+        os.fsync(fd)
     finally:
-        os.close(dir_fd)
+        os.close(fd)
 
 
 def write(serving_dir: str, state: ReleaseState) -> None:

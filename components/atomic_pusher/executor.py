@@ -219,14 +219,6 @@ def remove_stale_partials(base: str) -> None:
             shutil.rmtree(os.path.join(base, name), ignore_errors=True)
 
 
-def _fsync_path(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def copy_file(src: str, dst: str) -> None:
     """Copies one file (any filesystem TFX reads) to a local path and fsyncs it."""
     with fileio.open(src, "rb") as fin, open(dst, "wb") as fout:
@@ -266,7 +258,7 @@ def write_version(sources: Dict[str, str], folders: List[str], target: str, reco
         write_bytes(os.path.join(target, rel), data)
     write_marker(target, record)
     for rel in [""] + folders + [names.EXTRA_ASSETS_DIR]:
-        _fsync_path(os.path.join(target, rel))
+        releases.fsync_path(os.path.join(target, rel))
 
 
 ExtraFiles = Callable[[str, Dict[str, Any]], Dict[str, bytes]]  # (version, marker record) -> {rel path: bytes}
@@ -294,7 +286,7 @@ def push_new_version(model_path: str, base: str, folders: List[str], sources: Di
         write_version(sources, folders, partial, record, extra_files(version, record) if extra_files else None)
         # Atomic on one filesystem; fails (ENOTEMPTY) if another writer took the version meanwhile.
         os.rename(partial, os.path.join(base, version))
-        _fsync_path(base)
+        releases.fsync_path(base)
     except Exception as e:
         shutil.rmtree(partial, ignore_errors=True)
         raise PushError(f"Push of {model_path} to serving dir {base} failed, nothing was left "
