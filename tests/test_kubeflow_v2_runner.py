@@ -539,6 +539,8 @@ def test_compiled_spec_executes_to_a_pushed_model(tmp_path, vertex_job_service):
                       "--serving-model-dir", serving, "--image-size", "64", "--resize-size", "72",
                       "--batch-size", "8", "--epochs", "1", "--accuracy-lower-bound", "0.0",
                       "--class-recall-lower-bound", "0.0",
+                      # the Trainer's after-training steps add nothing to what the spec must carry
+                      "--no-temperature-scaling", "--bn-recalibration-batches", "0", "--no-test-time-flip",
                       allow_local_paths=True)
     backend = LocalBackend(job, root)
     backend.run()

@@ -24,6 +24,7 @@ import tf_keras as keras
 from PIL import Image
 
 import image_factory
+import signals
 import tf_serving_rest as rest
 from common import dataset, pipeline_names, tflite_classifier
 from pipeline_runs import pushed_dir
@@ -552,7 +553,8 @@ def test_a_stopped_run_keeps_the_rows_it_finished(serving_dir, tmp_path, stop):
     out = tmp_path / "p.csv"
     partial = tmp_path / ("p.csv" + predict.PARTIAL_SUFFIX)
     child = subprocess.Popen([sys.executable, "-m", "serving_client.predict", "--model", serving_dir, str(photos),
-                              "--out", str(out), "--batch-size", "4"], cwd=REPO, stderr=subprocess.PIPE, text=True)
+                              "--out", str(out), "--batch-size", "4"], cwd=REPO, stderr=subprocess.PIPE, text=True,
+                             preexec_fn=signals.default_sigint)
     deadline = time.monotonic() + 240
     while not (partial.exists() and partial.read_text().count("\n") > 20):
         assert child.poll() is None and time.monotonic() < deadline, "no rows written"

@@ -13,6 +13,7 @@ import time
 import pytest
 
 import image_factory
+import signals
 from run_control import exit_codes
 
 pytestmark = pytest.mark.slow
@@ -25,7 +26,8 @@ DEADLINE_S = 900
 
 def _start(*args: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, os.path.join(REPO, "local_runner.py"), *FLAGS, *args], cwd=REPO,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=signals.default_sigint)
 
 
 def _log_path(line: str) -> str:
@@ -54,13 +56,13 @@ def test_ctrl_c_during_training_is_one_line_saying_a_rerun_resumes(tmp_path):
 def test_a_full_disk_is_one_line_with_the_environment_exit_code(tmp_path, small_tmpfs):
     data = tmp_path / "data"
     image_factory.make_image_tree(data, {"train": {"a": 24, "b": 24}, "val": {"a": 6, "b": 6}}, size=(96, 96))
-    out = small_tmpfs(6 << 20)  # the examples and the Transform graph fit; the Trainer's checkpoints do not
+    out = small_tmpfs(1 << 20)  # fills during the data steps (the examples, their statistics)
     runner = _start("--output-dir", str(out), "--data-dir", str(data))
     _, err = runner.communicate(timeout=DEADLINE_S)
     err = err.strip().splitlines()
     assert runner.returncode == exit_codes.ENVIRONMENT_ERROR == 4, err
-    # Which write meets the full disk first (a checkpoint, the ML Metadata store) depends on timing:
-    # the line is the same either way.
+    # Which write meets the full disk first (the examples, the statistics, the ML Metadata store)
+    # depends on timing: the line is the same either way.
     assert len(err) == 1 and err[0].startswith("error: the disk is full ("), err
     assert "free space for the output dir and run the same command again: finished steps are cached" in err[0]
     assert "(exit 4" in err[0]
