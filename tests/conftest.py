@@ -32,6 +32,10 @@ def gate_runs(tmp_path_factory):
 # The tests that read the shared pipeline runs run on one xdist worker (scripts/test.sh runs two),
 # so the runs are made once while the other worker takes the rest of the suite.
 PIPELINE_RUNS_GROUP = "pipeline_runs"
+# Modules of long tests (real local_runner and tfx processes, the bench smokes): each goes to a
+# worker as one unit. xdist hands out the bigger units first, so these start early; as single tests
+# late in the collection they kept one worker busy for minutes after the other had finished.
+EARLY_MODULES = ("test_stops", "test_tfx_cli", "test_bench_smoke")
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
@@ -39,6 +43,8 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gate_runs" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.xdist_group(PIPELINE_RUNS_GROUP))
+        elif getattr(getattr(item, "module", None), "__name__", None) in EARLY_MODULES:
+            item.add_marker(pytest.mark.xdist_group(item.module.__name__))
 
 
 @pytest.fixture()
