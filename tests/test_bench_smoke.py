@@ -256,9 +256,10 @@ def test_holdout_split_holds_back_a_fixed_stratified_pool(tmp_path):
     for split, per_class in (("intel-dev/train", 3), ("intel-dev/val", 2), ("intel-rest/train", 10)):
         for cls in ("forest", "sea"):
             for j in range(per_class):
-                image_factory.write_file(data / split / cls / f"{split.split('/')[0]}{j}.jpg", b"jpeg")
+                name = f"{split.split('/')[0]}{j}.jpg"
+                image_factory.write_file(data / split / cls / name, f"jpeg {split} {cls} {name}".encode())
     counts = holdout_split.make_split(str(data), str(tmp_path / "a"), 4)
-    assert counts == {"train": 2 * (3 + 10 - 4), "val": 2 * 2, "holdout": 2 * 4}
+    assert counts == {"train": 2 * (3 + 10 - 4), "val": 2 * 2, "holdout": 2 * 4, "left_out": 0}
     held = sorted(os.listdir(tmp_path / "a" / "holdout" / "sea"))
     assert held == sorted(holdout_split.held_back([f"intel-rest{j}.jpg" for j in range(10)], 4))
     assert not set(held) & set(os.listdir(tmp_path / "a" / "train" / "sea"))  # never trained on
@@ -268,6 +269,24 @@ def test_holdout_split_holds_back_a_fixed_stratified_pool(tmp_path):
     assert sorted(os.listdir(tmp_path / "b" / "holdout" / "sea")) == held  # fixed: the same pool every time
     with pytest.raises(FileExistsError):
         holdout_split.make_split(str(data), str(tmp_path / "a"), 4)
+
+
+def test_holdout_split_keeps_copies_out_of_the_pool_and_val_copies_out_of_train(tmp_path):
+    data = tmp_path / "data"
+    for split, per_class in (("intel-dev/train", 3), ("intel-dev/val", 2), ("intel-rest/train", 10)):
+        for j in range(per_class):
+            image_factory.write_file(data / split / "sea" / f"{split.split('/')[0]}{j}.jpg", f"{split} {j}".encode())
+    rest = [f"intel-rest{j}.jpg" for j in range(10)]
+    first, second = holdout_split.held_back(rest, 2)  # the pool's first picks without copies
+    rest_dir = data / "intel-rest/train/sea"
+    (rest_dir / first).write_bytes((data / "intel-dev/train/sea/intel-dev0.jpg").read_bytes())  # a train copy
+    (rest_dir / second).write_bytes((data / "intel-dev/val/sea/intel-dev1.jpg").read_bytes())  # a val copy
+    counts = holdout_split.make_split(str(data), str(tmp_path / "a"), 4)
+    held = os.listdir(tmp_path / "a" / "holdout" / "sea")
+    train = os.listdir(tmp_path / "a" / "train" / "sea")
+    assert first not in held and second not in held and len(held) == 4
+    assert first in train and second not in train  # a duplicate inside train is only counted by the pipeline
+    assert counts == {"train": 3 + 10 - 4 - 1, "val": 2, "holdout": 4, "left_out": 1}
 
 
 @pytest.mark.slow
