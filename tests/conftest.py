@@ -32,10 +32,10 @@ def gate_runs(tmp_path_factory):
 # The tests that read the shared pipeline runs run on one xdist worker (scripts/test.sh runs two),
 # so the runs are made once while the other worker takes the rest of the suite.
 PIPELINE_RUNS_GROUP = "pipeline_runs"
-# Modules of long tests (real local_runner and tfx processes, the bench smokes): each goes to a
-# worker as one unit. xdist hands out the bigger units first, so these start early; as single tests
-# late in the collection they kept one worker busy for minutes after the other had finished.
-EARLY_MODULES = ("test_stops", "test_tfx_cli", "test_bench_smoke")
+# Modules of long tests in child processes (local_runner, the tfx CLI): each goes to a worker as one
+# unit. xdist hands out the bigger units first, so these start early; as single tests late in the
+# collection they kept one worker busy for minutes after the other had finished.
+EARLY_MODULES = ("test_stops", "test_tfx_cli")
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist reads the groups

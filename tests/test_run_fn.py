@@ -187,7 +187,9 @@ def test_served_model_scores_jpeg_bytes_as_the_last_evaluation_did(trained, serv
     probabilities = outputs[names.PROBABILITIES_OUTPUT]
     assert probabilities.shape == (len(EVAL_LABELS), len(CLASSES))
     np.testing.assert_allclose(probabilities.sum(1), 1.0, atol=1e-5)
-    assert np.ptp(probabilities, axis=0).max() > 0.1  # the scores depend on the image
+    # The scores depend on the image (a constant model varies by ~1e-7; this tiny one by 0.07-0.3,
+    # depending on what the process trained before it).
+    assert np.ptp(probabilities, axis=0).max() > 0.01
     top = probabilities.argmax(1)
     assert outputs[names.PREDICTED_CLASS_OUTPUT].astype(str).tolist() == [CLASSES[i] for i in top]
     np.testing.assert_allclose(outputs[names.PREDICTED_PROBABILITY_OUTPUT], probabilities.max(1))
