@@ -541,7 +541,7 @@ def test_compiled_spec_executes_to_a_pushed_model(tmp_path, vertex_job_service):
                       "--class-recall-lower-bound", "0.0",
                       # the Trainer's after-training steps add nothing to what the spec must carry
                       "--no-temperature-scaling", "--bn-recalibration-batches", "0", "--no-test-time-flip",
-                      allow_local_paths=True)
+                      "--no-tflite-export", allow_local_paths=True)
     backend = LocalBackend(job, root)
     backend.run()
     print("step seconds:", {k: round(v) for k, v in backend.seconds.items()})
