@@ -378,6 +378,9 @@ def parse_args(argv):
                                                                  "(0: all)")
     p.add_argument("--epochs", type=int, default=0, help="override the study's epochs (0: the study's)")
     p.add_argument("--only", type=int, default=0, help="run only the first N variants (smoke tests)")
+    p.add_argument("--skip", default="", metavar="I,J", help="leave these rows out (a row measured against a "
+                                                             "left-out row is left out too): a change its first "
+                                                             "seed already settled")
     p.add_argument("--set", action="append", default=[], metavar="KNOB=VALUE",
                    help="override a knob of the study's base recipe (repeatable), e.g. --set batch_size=32")
     p.add_argument("--synthetic", action="store_true", help="generated demo images instead of --train/--eval")
@@ -460,12 +463,21 @@ def main(argv=None) -> int:
     store = Store(args.out or None)
 
     steps = variants[:args.only or None]
-    rows, class_rows, correct, applied, reference, gains = [], [], [], {}, None, {}
+    skipped = {int(i) for i in args.skip.split(",") if i.strip()}
     for i, step in enumerate(steps):
+        if i in skipped and cumulative and step.carry:
+            print(f"error: --skip {i}: later rows build on row {i}", file=sys.stderr)
+            return 2
+        if step.versus in skipped:
+            skipped.add(i)
+    rows, class_rows, correct, applied, reference, gains = [], [], {}, {}, None, {}
+    for i, step in enumerate(steps):
+        if i in skipped:
+            continue
         overrides = {**applied, **step.overrides} if cumulative else dict(step.overrides)
         cfg = TrainConfig(class_names=class_names, **{**base, **overrides})
         result = run_row(cfg, train, monitor, pool, store, os.path.join(work, f"variant{i}"))
-        correct.append(result["predicted"] == pool.labels)
+        correct[i] = result["predicted"] == pool.labels
         acc, se = accuracy_with_se(correct[i])
         ref = reference if step.versus is None else step.versus
         if ref is None:

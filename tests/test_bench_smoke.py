@@ -249,6 +249,11 @@ def test_recipe_study_runs_end_to_end_and_a_rerun_reuses_its_rows(tmp_path, caps
     assert recipe_study.main(argv) == 0  # everything kept in --out: nothing trained again
     again = [r for r in _table_rows(capsys.readouterr().out) if r[0] in ("0", "1")]
     assert [r[8] for r in again[:2]] == ["cached", "cached"] and [r[3] for r in again[:2]] == [r[3] for r in rows[:2]]
+    # --skip 2 leaves out row 2 and row 3, which is measured against it: nothing to train.
+    assert recipe_study.main([*argv[:-3], "4", *argv[-2:], "--skip", "2"]) == 0
+    assert [r[0] for r in _table_rows(capsys.readouterr().out) if r[0].isdigit() and r[2] == "24"] == ["0", "1"]
+    assert recipe_study.main([*argv, "--skip", "0"]) == 2  # later rows build on row 0
+    assert "error: --skip 0: later rows build on row 0" in capsys.readouterr().err
 
 
 def test_holdout_split_holds_back_a_fixed_stratified_pool(tmp_path):
