@@ -509,3 +509,22 @@ def test_recalibration_is_rolled_back_when_it_raises_the_train_loss():
     assert not result["kept"] and result["train_loss_after"] > result["train_loss_before"]
     np.testing.assert_allclose(bn.moving_mean.numpy(), 50.0)
     np.testing.assert_allclose(bn.moving_variance.numpy(), 100.0)
+
+
+def test_autograph_leaves_keras_unconverted_and_converts_the_projects_code():
+    from tensorflow.python.autograph.core import config as autograph_config
+    from tensorflow.python.autograph.impl import conversion
+
+    from trainer_module import keras_tracing
+
+    keras_tracing.leave_keras_unconverted()  # again (model.py did it on import): still one rule
+    rules = [str(r) for r in autograph_config.CONVERSION_RULES]
+    assert rules.count("DoNotConvert rule for tf_keras") == 1
+    assert conversion.is_allowlisted(keras.layers.Dense.call)
+    assert conversion.is_allowlisted(keras.optimizers.SGD.apply_gradients)
+    assert not conversion.is_allowlisted(augmentation.cutmix)
+    # Traced unconverted, a Keras model computes what it computes eagerly.
+    model = keras.Sequential([keras.layers.Dense(3, activation="relu"), keras.layers.BatchNormalization()])
+    x = tf.random.stateless_normal([4, 5], seed=[1, 2])
+    eager = model(x, training=False)
+    np.testing.assert_allclose(tf.function(lambda t: model(t, training=False))(x), eager, rtol=1e-6)

@@ -13,6 +13,7 @@ write. TFX packages this folder as the user module.
     tflite_export.py   the TFLite models (float16, int8); tflite_format.py their metadata, written and read
     image_format.py    image formats (magic bytes) and sizes from the header: the pixel budget
     train_config.py    TrainConfig, the training recipe; knobs.py the self-documenting config fields
+    keras_tracing.py   AutoGraph leaves tf_keras' own code unconverted (most of a trace's time)
     names.py           every name the Transform and Trainer use and write
     missing_piece.py   a feature whose native piece does not load: one line naming it and the fix
 

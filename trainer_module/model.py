@@ -4,7 +4,11 @@ import hashlib
 import tensorflow as tf
 import tf_keras as keras
 
+from trainer_module import keras_tracing
 from trainer_module.train_config import ConfigError, TrainConfig
+
+# Every model traced in a process is built here: its traces leave Keras' own code unconverted.
+keras_tracing.leave_keras_unconverted()
 
 HEAD_LAYER = "probabilities"  # build_model's classification layer (Dense with softmax)
 LOGITS_LAYER = "logits"  # the inference model's copy of it without the softmax
