@@ -7,12 +7,14 @@ import json
 import os
 import re
 import tempfile
-from typing import Any, Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
 from common import pipeline_names
 from pipeline import configs
-from pipeline.pipeline import Platform, create_pipeline
 from trainer_module.train_config import ConfigError, TrainConfig
+
+if TYPE_CHECKING:  # pipeline.pipeline imports TFX (~25 s): loaded when a pipeline is built, not for a
+    from pipeline.pipeline import Platform  # flag error or --help
 
 # KFP's rule for pipeline names (TFX checks it too, but its message omits the name).
 PIPELINE_NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9-]{0,127}")
@@ -159,10 +161,12 @@ def check_no_local_paths(spec_text: str) -> None:
         raise RunnerError(f"the compiled spec names local paths under {found}: the cluster cannot read them")
 
 
-def platform(vertex: configs.VertexConfig, pipeline_name: str = "") -> Platform:
+def platform(vertex: configs.VertexConfig, pipeline_name: str = "") -> "Platform":
     """The cluster: gs:// paths, the installed package's code by import path, no ML Metadata config
     (the backend owns metadata). The KFP v2 compiler turns only TFX's own resolver strategies into
     backend queries: no baseline other than the candidate, no drift against the served model's data."""
+    from pipeline.pipeline import Platform
+
     return Platform(pipeline_root=vertex.pipeline_root, data_root=vertex.data_dir,
                     serving_model_dir=vertex.serving_model_dir, beam_pipeline_args=tuple(beam_pipeline_args(vertex)),
                     module_files=False, custom_resolvers=False,
@@ -172,6 +176,8 @@ def platform(vertex: configs.VertexConfig, pipeline_name: str = "") -> Platform:
 def build_pipeline(pipeline: configs.PipelineConfig, vertex: configs.VertexConfig, train: TrainConfig):
     """The tfx Pipeline for the cluster. The edge gate runs there too; the TFLite files stay in the
     Model artifact (the Vertex endpoint's Pusher and TFX's gs:// push carry the SavedModel only)."""
+    from pipeline.pipeline import create_pipeline
+
     check_pipeline_name(pipeline.pipeline_name)
     return create_pipeline(pipeline, train, platform(vertex, pipeline.pipeline_name))
 
