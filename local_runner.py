@@ -141,7 +141,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                 screen.print(text)
         return exit_codes.OK
     except (Exception, KeyboardInterrupt) as e:  # noqa: BLE001 - every failure: one line, a documented code
-        code, message = exit_codes.classify(e)
+        code, message = exit_codes.classify(e, resume=exit_codes.PIPELINE_RESUME)
         startup.keep_startup_output(log_path)
         if handlers:
             handlers[0].handle(log.makeRecord(log.name, logging.ERROR, __file__, 0, "run %s stopped (exit %d): %s",

@@ -42,10 +42,9 @@ import datetime
 import fcntl
 import json
 import os
-import tempfile
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
-from common import pipeline_names
+from common import durable, pipeline_names
 
 STABLE = "stable"
 CANARY = "canary"
@@ -298,36 +297,10 @@ def read_state(serving_dir: str) -> Optional[ReleaseState]:
                            "aside to start release control afresh from the newest version") from None
 
 
-def _write_atomically(path: str, text: str) -> None:
-    folder = os.path.dirname(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", dir=folder)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # readable by a TF Serving container running as another user
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.remove(tmp)
-        raise
-    fsync_path(folder)  # the rename itself survives a power cut
-
-
-def fsync_path(path: str) -> None:
-    """fsync a file or a folder by path (a folder: the entries just created or renamed in it)."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def write(serving_dir: str, state: ReleaseState) -> None:
     """releases.json, then models.config from it, each atomically."""
-    _write_atomically(state_path(serving_dir), state.to_json() + "\n")
-    _write_atomically(config_path(serving_dir), config_text(state))
+    durable.write_atomically(state_path(serving_dir), state.to_json() + "\n")
+    durable.write_atomically(config_path(serving_dir), config_text(state))
 
 
 @contextlib.contextmanager

@@ -33,7 +33,7 @@ import argparse  # noqa: E402
 import sys  # noqa: E402
 from typing import List, Optional  # noqa: E402
 
-from common import prediction_log  # noqa: E402
+from common import durable, prediction_log  # noqa: E402
 from monitoring import compare, page, reference, window  # noqa: E402
 from run_control import exit_codes, startup  # noqa: E402
 from run_control.exit_codes import DataError, UsageError  # noqa: E402
@@ -75,6 +75,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 
 
 def run(args: argparse.Namespace) -> int:
+    out_folder = os.path.dirname(os.path.abspath(args.out))
+    if not os.path.isdir(out_folder):
+        raise UsageError(f"--out {args.out}: no folder {out_folder} to write the page in; create it or pass another")
     for path in args.logs:
         if not os.path.exists(path):
             raise UsageError(f"no such log file or folder: {path}")
@@ -97,8 +100,9 @@ def run(args: argparse.Namespace) -> int:
         raise DataError(f"no training reference: {e}") from e
     measurements = compare.compare(read.records, ref, thresholds)
     frame = compare.window_frame(read.records)
-    with open(args.out, "w", encoding="utf-8") as f:
-        f.write(page.render(read.records, len(read.skipped), words, ref, measurements, thresholds, frame))
+    # In one rename: a monitor stopped here (a cron job's timeout, Ctrl-C) leaves the last page whole.
+    durable.write_atomically(args.out, page.render(read.records, len(read.skipped), words, ref, measurements,
+                                                   thresholds, frame))
     breached = [m for m in measurements if m.breached]
     # What the libraries printed while they worked (TFDV, TFMA's readers) stays off the console.
     startup.keep_startup_output()
@@ -117,6 +121,7 @@ def run(args: argparse.Namespace) -> int:
 def main(argv: Optional[List[str]] = None) -> int:
     """The command line (see the module docstring); returns the exit status."""
     args = parse_args(argv)
+    exit_codes.stop_on_sigterm()  # a scheduler's stop is one line and exit 143, as Ctrl-C is 130
     try:
         return run(args)
     except (Exception, KeyboardInterrupt) as e:  # noqa: BLE001 - one line, a documented code

@@ -22,7 +22,8 @@ the local file the record names (predict). A request whose image is neither is c
 not queued.
 
 Exit status (run_control.exit_codes): 0 queued (also when nothing qualified); 1 data: no log record
-in the window; 2 usage: a bad flag, or --out exists and is not empty.
+in the window; 2 usage: a bad flag, or --out exists and is not empty; 130/143 stopped (Ctrl-C,
+SIGTERM): --out is left as it was (the queue is built beside it and renamed into place when whole).
 """
 import os
 
@@ -40,10 +41,12 @@ import csv  # noqa: E402
 import dataclasses  # noqa: E402
 import hashlib  # noqa: E402
 import random  # noqa: E402
+import shutil  # noqa: E402
 import sys  # noqa: E402
+import tempfile  # noqa: E402
 from typing import Dict, List, Optional, Sequence  # noqa: E402
 
-from common import dataset, prediction_log  # noqa: E402
+from common import dataset, durable, prediction_log  # noqa: E402
 from monitoring import window  # noqa: E402
 from run_control import exit_codes, startup  # noqa: E402
 from run_control.exit_codes import DataError, UsageError  # noqa: E402
@@ -110,6 +113,25 @@ def export(records: Sequence[Dict], out: str, low_confidence: float = 0.5, per_c
     return result
 
 
+def _export_whole(records: Sequence[Dict], args: argparse.Namespace) -> QueueResult:
+    """export() into a hidden folder beside --out, renamed to --out once complete: a stopped export
+    (Ctrl-C, SIGTERM, a full disk) leaves --out as it was, so the same command can run again."""
+    out = os.path.abspath(args.out)
+    parent = os.path.dirname(out)
+    if not os.path.isdir(parent):
+        raise UsageError(f"--out {args.out}: no folder {parent} to create the queue in; create it or pass another")
+    partial = tempfile.mkdtemp(prefix=f".{os.path.basename(out)}.partial-", dir=parent)
+    try:
+        result = export(records, partial, args.low_confidence, args.per_class, args.seed)
+        os.chmod(partial, 0o755)  # mkdtemp's folder is private; a queue is shared with whoever labels it
+        os.replace(partial, out)  # over an empty --out too (rename(2) replaces an empty folder)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    durable.fsync_path(parent)
+    return dataclasses.replace(result, folder=args.out)
+
+
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser = exit_codes.ArgumentParser(prog="python -m monitoring.labelling_queue", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -140,7 +162,7 @@ def run(args: argparse.Namespace) -> int:
     if not read.records:
         raise DataError(f"no prediction log record from {words} in {', '.join(args.logs)}: widen the window "
                         "(--hours, --since) or check the log folder")
-    result = export(read.records, args.out, args.low_confidence, args.per_class, args.seed)
+    result = _export_whole(read.records, args)
     low = sum(1 for r in result.queued if r["reason"] == LOW_CONFIDENCE)
     print(f"[queue] {len(result.queued)} image(s) in {os.path.join(args.out, QUEUE_DIR)} ({low} low-confidence, "
           f"{len(result.queued) - low} sampled) from {len(read.records)} requests from {words}; guesses in "
@@ -159,6 +181,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     """The command line (see the module docstring); returns the exit status."""
     args = parse_args(argv)
     startup.keep_startup_output()
+    exit_codes.stop_on_sigterm()  # a scheduler's stop is one line and exit 143, and leaves --out as it was
     try:
         return run(args)
     except (Exception, KeyboardInterrupt) as e:  # noqa: BLE001 - one line, a documented code

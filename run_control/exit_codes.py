@@ -12,8 +12,9 @@ a code and the one line a person can act on.
         dir's ML Metadata database is damaged
     5   drift: the prediction monitor (python -m monitoring) found a threshold breached
     70  internal error: a bug; the traceback is in the log file
-    130 interrupted (Ctrl-C): rerunning the same command resumes (finished steps are cached)
-    143 terminated (SIGTERM: a shutdown, a scheduler's stop, `kill`): the same, resumes on a rerun
+    130 interrupted (Ctrl-C): a pipeline run resumes when the same command runs again (finished
+        steps are cached); predict keeps its finished rows; the other commands leave no half-written file
+    143 terminated (SIGTERM: a shutdown, a scheduler's stop, `kill`): the same as 130
 """
 import argparse
 import errno
@@ -121,8 +122,15 @@ def stopped_by_data_gate(exc: BaseException) -> bool:
     return isinstance(exc, _loaded("components.data_gate.findings", "DataValidationError"))
 
 
-def classify(exc: BaseException) -> Tuple[int, str]:
-    """(exit code, one-line message) for an exception that stopped a run."""
+# What a stopped pipeline run does next (local_runner.py's stop line); the other commands have none
+# (predict says where its finished rows are).
+PIPELINE_RESUME = ("run the same command again to resume: finished steps are cached and the Trainer goes on from "
+                   "its last finished epoch")
+
+
+def classify(exc: BaseException, resume: str = "") -> Tuple[int, str]:
+    """(exit code, one-line message) for an exception that stopped a command; `resume`: what to do
+    after a Ctrl-C or SIGTERM, added to their line (PIPELINE_RESUME for a pipeline run)."""
     from trainer_module.missing_piece import missing_library  # standard library only
 
     ImageIngestError = _loaded("common.ingest_report", "ImageIngestError")
@@ -134,13 +142,11 @@ def classify(exc: BaseException) -> Tuple[int, str]:
     RunLockBusy = _loaded("run_control.lock", "RunLockBusy")
     ConfigError = _loaded("trainer_module.train_config", "ConfigError")
 
+    then = f"; {resume}" if resume else ""
     if isinstance(exc, Terminated):
-        return TERMINATED, ("stopped by SIGTERM (a shutdown, a scheduler or `kill`); run the same command again "
-                            "to resume: finished steps are cached and the Trainer goes on from its last finished "
-                            "epoch")
+        return TERMINATED, "stopped by SIGTERM (a shutdown, a scheduler or `kill`)" + then
     if isinstance(exc, KeyboardInterrupt):
-        return INTERRUPTED, ("stopped at your request (Ctrl-C); run the same command again to resume: finished "
-                             "steps are cached and the Trainer goes on from its last finished epoch")
+        return INTERRUPTED, "stopped at your request (Ctrl-C)" + then
     message = " ".join(str(exc).split()) or type(exc).__name__
     if isinstance(exc, RunLockBusy):
         return BUSY, message
@@ -166,16 +172,17 @@ def classify(exc: BaseException) -> Tuple[int, str]:
     return INTERNAL_ERROR, f"internal error: {type(exc).__name__}: {message}"
 
 
-def fail(exc: BaseException, debug: bool = False, where: str = "") -> int:
+def fail(exc: BaseException, debug: bool = False, where: str = "", resume: str = "") -> int:
     """Prints what stopped a command as its one line on stderr (with the traceback first when
-    `debug`), after any start-up output held back; returns the exit code. `where`: the log file."""
+    `debug`), after any start-up output held back; returns the exit code. `where`: the log file;
+    `resume`: see classify."""
     import sys
     import traceback
 
     from run_control import startup
 
     startup.keep_startup_output()
-    code, message = classify(exc)
+    code, message = classify(exc, resume)
     if debug:
         traceback.print_exception(type(exc), exc, exc.__traceback__)
     kept = getattr(exc, "partial_rows", "")  # what a long-running command kept of its results

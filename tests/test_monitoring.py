@@ -25,6 +25,7 @@ from monitoring import labelling_queue
 from run_control import exit_codes
 from serving_client import predict
 
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONTENT_DRIFT = {"content_brightness", "content_saturation", "content_colourfulness"}
 
 
@@ -187,6 +188,70 @@ def test_labelling_queue_is_a_data_drop_with_the_models_guesses(world, tmp_path,
         with open(row["source"], "rb") as a, open(queue / "unlabeled" / row["file"], "rb") as b:
             assert a.read() == b.read()
     assert labelling_queue.main([str(logs), "--out", str(queue)]) == exit_codes.USAGE_ERROR  # not empty
+
+
+_SLOW_QUEUE = """
+import sys, time
+from common import prediction_log
+from monitoring import labelling_queue
+image_of = prediction_log.image_of
+prediction_log.image_of = lambda rec: (time.sleep(0.05), image_of(rec))[1]  # long enough to be stopped
+sys.exit(labelling_queue.main(sys.argv[1:]))
+"""
+
+
+def test_a_stopped_labelling_queue_leaves_out_as_it_was_and_reruns(tmp_path):
+    """SIGTERM mid-export (a real process): one line, exit 143, --out untouched and no partial
+    folder left, so the same command runs again (it used to leave a half queue that --out's
+    not-empty check then refused)."""
+    logs = tmp_path / "logs"
+    writer = prediction_log.PredictionLogWriter(prediction_log.LogSettings(str(logs)))
+    for i in range(200):
+        writer.write(prediction_log.record("predict", "1", b"image %d" % i, "sea", 0.3, path=f"img{i}.jpg",
+                                           keep_bytes=prediction_log.KEEP_ALL, content=False))
+    writer.close()
+    queue = tmp_path / "queue"
+    queue.mkdir()  # an empty --out is allowed: the finished queue is renamed over it
+    command = [str(logs), "--out", str(queue), "--hours", "0"]
+    process = subprocess.Popen([sys.executable, "-c", _SLOW_QUEUE, *command], cwd=REPO, stderr=subprocess.PIPE,
+                               text=True)
+    deadline = time.monotonic() + 120
+    while len(glob.glob(str(tmp_path / ".queue.partial-*" / "unlabeled" / "*"))) < 10:
+        assert process.poll() is None and time.monotonic() < deadline, process.stderr.read()
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)
+    err = process.communicate(timeout=60)[1].strip().splitlines()
+    assert process.returncode == exit_codes.TERMINATED
+    assert err[-1:] == ["interrupted: stopped by SIGTERM (a shutdown, a scheduler or `kill`) (exit 143)"], err
+    assert sorted(os.listdir(tmp_path)) == ["logs", "queue"] and os.listdir(queue) == []
+    assert labelling_queue.main(command) == exit_codes.OK
+    assert len(os.listdir(queue / "unlabeled")) == 201  # 200 images and queue.csv
+    assert oct(os.stat(queue).st_mode & 0o777) == "0o755" and sorted(os.listdir(tmp_path)) == ["logs", "queue"]
+
+
+def test_the_monitor_page_is_replaced_whole_or_not_at_all(tmp_path, monkeypatch):
+    """The page is written beside --out and renamed: a write that fails (here the disk fills at the
+    fsync) leaves the last page as it was and no temporary file."""
+    from common import durable
+
+    page = tmp_path / "monitor.html"
+    durable.write_atomically(str(page), "<p>yesterday</p>")
+
+    def full(fd):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(OSError, match="No space left"):
+        durable.write_atomically(str(page), "<p>today</p>" * 1000)
+    assert page.read_text() == "<p>yesterday</p>" and os.listdir(tmp_path) == ["monitor.html"]
+    assert oct(os.stat(page).st_mode & 0o777) == "0o644"
+
+
+def test_a_monitor_page_in_a_missing_folder_is_a_usage_error_before_any_work(world, logged, tmp_path, capsys):
+    out = tmp_path / "nowhere" / "monitor.html"
+    assert monitor.main([str(logged["ok"]), "--reference-data", world["data"] + "/train", "--out", str(out)]) == 2
+    assert capsys.readouterr().err.strip() == (f"error: --out {out}: no folder {out.parent} to write the page in; "
+                                               "create it or pass another (exit 2)")
 
 
 def test_vertex_request_response_rows_are_read_as_records(tmp_path):

@@ -241,7 +241,8 @@ def test_an_output_dir_inside_the_data_is_refused(tmp_path, capsys):
 
 def test_sigterm_stops_like_ctrl_c_with_its_own_code(tmp_path):
     """SIGTERM (a shutdown, a scheduler's stop) raises Terminated in the main thread once an entry
-    point called stop_on_sigterm: the same one resumable line as Ctrl-C, exit 143, not a silent death."""
+    point called stop_on_sigterm: the same one line as Ctrl-C, exit 143, not a silent death. Only a
+    pipeline run's line says how to resume (test_stops.py); this command has nothing to resume."""
     script = ("import os, signal, sys, time\n"
               "from run_control import exit_codes\n"
               "exit_codes.stop_on_sigterm()\n"
@@ -255,5 +256,4 @@ def test_sigterm_stops_like_ctrl_c_with_its_own_code(tmp_path):
     done = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert done.returncode == exit_codes.TERMINATED == 143
     assert done.stderr.strip().splitlines()[-1:] == [  # (the bare import's library noise comes before it)
-        "interrupted: stopped by SIGTERM (a shutdown, a scheduler or `kill`); run the same command again to resume: "
-        "finished steps are cached and the Trainer goes on from its last finished epoch (exit 143)"]
+        "interrupted: stopped by SIGTERM (a shutdown, a scheduler or `kill`) (exit 143)"]

@@ -57,7 +57,7 @@ from tfx.proto import pusher_pb2
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import io_utils, proto_utils
 
-from common import model_card, pipeline_names, releases
+from common import durable, model_card, pipeline_names, releases
 from components.edge_evaluator import gate
 from trainer_module import names
 
@@ -258,7 +258,7 @@ def write_version(sources: Dict[str, str], folders: List[str], target: str, reco
         write_bytes(os.path.join(target, rel), data)
     write_marker(target, record)
     for rel in [""] + folders + [names.EXTRA_ASSETS_DIR]:
-        releases.fsync_path(os.path.join(target, rel))
+        durable.fsync_path(os.path.join(target, rel))
 
 
 ExtraFiles = Callable[[str, Dict[str, Any]], Dict[str, bytes]]  # (version, marker record) -> {rel path: bytes}
@@ -286,7 +286,7 @@ def push_new_version(model_path: str, base: str, folders: List[str], sources: Di
         write_version(sources, folders, partial, record, extra_files(version, record) if extra_files else None)
         # Atomic on one filesystem; fails (ENOTEMPTY) if another writer took the version meanwhile.
         os.rename(partial, os.path.join(base, version))
-        releases.fsync_path(base)
+        durable.fsync_path(base)
     except Exception as e:
         shutil.rmtree(partial, ignore_errors=True)
         raise PushError(f"Push of {model_path} to serving dir {base} failed, nothing was left "
