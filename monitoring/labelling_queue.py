@@ -39,6 +39,7 @@ if __name__ == "__main__":  # the project's Python (set up if missing), and a qu
 import argparse  # noqa: E402
 import csv  # noqa: E402
 import dataclasses  # noqa: E402
+import errno  # noqa: E402
 import hashlib  # noqa: E402
 import random  # noqa: E402
 import shutil  # noqa: E402
@@ -124,7 +125,13 @@ def _export_whole(records: Sequence[Dict], args: argparse.Namespace) -> QueueRes
     try:
         result = export(records, partial, args.low_confidence, args.per_class, args.seed)
         os.chmod(partial, 0o755)  # mkdtemp's folder is private; a queue is shared with whoever labels it
-        os.replace(partial, out)  # over an empty --out too (rename(2) replaces an empty folder)
+        try:
+            os.replace(partial, out)  # over an empty --out too (rename(2) replaces an empty folder)
+        except OSError as e:
+            if e.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                raise
+            raise UsageError(f"--out {args.out} was filled while the queue was built (another export?): "
+                             "pass a new folder") from e
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise
