@@ -229,6 +229,26 @@ def test_a_stopped_labelling_queue_leaves_out_as_it_was_and_reruns(tmp_path):
     assert oct(os.stat(queue).st_mode & 0o777) == "0o755" and sorted(os.listdir(tmp_path)) == ["logs", "queue"]
 
 
+def test_two_exports_into_one_out_keep_the_first_and_name_the_clash(tmp_path, monkeypatch, capsys):
+    logs = tmp_path / "logs"
+    writer = prediction_log.PredictionLogWriter(prediction_log.LogSettings(str(logs)))
+    writer.write(prediction_log.record("predict", "1", b"image", "sea", 0.3, keep_bytes=prediction_log.KEEP_ALL,
+                                       content=False))
+    writer.close()
+    queue, export = tmp_path / "queue", labelling_queue.export
+
+    def raced(records, out, *args):  # the other export finishes first
+        (queue / "unlabeled").mkdir(parents=True)
+        (queue / "unlabeled" / "theirs.jpg").write_bytes(b"theirs")
+        return export(records, out, *args)
+
+    monkeypatch.setattr(labelling_queue, "export", raced)
+    assert labelling_queue.main([str(logs), "--out", str(queue), "--hours", "0"]) == exit_codes.USAGE_ERROR
+    assert capsys.readouterr().err.strip() == (f"error: --out {queue} was filled while the queue was built (another "
+                                               "export?): pass a new folder (exit 2)")
+    assert os.listdir(queue / "unlabeled") == ["theirs.jpg"] and sorted(os.listdir(tmp_path)) == ["logs", "queue"]
+
+
 def test_the_monitor_page_is_replaced_whole_or_not_at_all(tmp_path, monkeypatch):
     """The page is written beside --out and renamed: a write that fails (here the disk fills at the
     fsync) leaves the last page as it was and no temporary file."""
