@@ -135,13 +135,12 @@ def main(argv: Optional[List[str]] = None) -> int:
         else:
             metadata_path = store.find_metadata(args.output_dir)
         run_id, run_schema, statistics = run_schema_and_statistics(metadata_path, args.run_id)
+    # exit_codes.fail gives the console back first: printed into the held start-up output, these
+    # lines were dropped (a mistyped --output-dir exited 2 without a word).
     except (LookupError, FileNotFoundError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return exit_codes.USAGE_ERROR
-    except Exception as e:  # noqa: BLE001 - data and usage errors of the ingestion: one line and their code
-        code, message = exit_codes.classify(e)
-        print(f"error: {message} (exit {code})", file=sys.stderr)
-        return code
+        return exit_codes.fail(exit_codes.UsageError(str(e)))
+    except (Exception, KeyboardInterrupt) as e:  # noqa: BLE001 - the ingestion's errors: one line and their code
+        return exit_codes.fail(e)
     print(f"Run {run_id}: {', '.join(f'{s} {int(st.num_examples)} examples' for s, st in statistics)}")
     lines = anomaly_lines(run_schema, statistics)
     print(f"Anomalies against the schema the run imported: {len(lines)}")

@@ -44,9 +44,25 @@ def keep_startup_output(log_path: Optional[str] = None) -> None:
             log.write(b"[start-up output of the libraries]\n" + captured)
 
 
+def python_stderr_to_console() -> None:
+    """Points Python's sys.stderr (the command's own lines: progress, a summary, FAILED files) at the
+    console while file descriptor 2 stays held: the native libraries' per-item chatter (libjpeg's
+    "Corrupt JPEG data" for each bad file, TensorFlow's C++ log) keeps off the console, as at start-up.
+    For a command whose work is long after its start-up (predict); a no-op outside quiet_startup."""
+    if "saved" not in _state or "console" in _state:
+        return
+    sys.stderr.flush()
+    _state["console"] = sys.stderr = open(os.dup(_state["saved"]), "w", buffering=1, encoding="utf-8",
+                                          errors="backslashreplace")
+
+
 def _restore() -> bytes:
     sys.stderr.flush()
     saved, capture = _state.pop("saved"), _state.pop("capture")
+    console = _state.pop("console", None)
+    if console is not None:  # fd 2 is the console again: Python's stderr goes back to it
+        sys.stderr = sys.__stderr__
+        console.close()
     os.dup2(saved, 2)
     os.close(saved)
     capture.seek(0)

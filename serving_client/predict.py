@@ -60,7 +60,7 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from common import file_walk, pipeline_names, prediction_log  # noqa: E402
-from run_control import exit_codes  # noqa: E402
+from run_control import exit_codes, startup  # noqa: E402
 from run_control.exit_codes import UsageError  # noqa: E402
 from trainer_module import image_format, missing_piece, names  # noqa: E402
 
@@ -462,6 +462,10 @@ def run(args: argparse.Namespace) -> int:
     inputs = _inputs(args.paths)
     _loaded, signature = _load_model(args.model, args.max_image_pixels)
     log = _request_logger(args)
+    # The model has loaded: this command's lines go to the console, libjpeg's per-file warnings stay
+    # held. (Held with them until the exit, the progress, the summary and every FAILED line were
+    # dropped: a run with failed files said nothing but exit 1.)
+    startup.python_stderr_to_console()
     print(f"[predict] {len(inputs.files) + len(inputs.refused)} files", file=sys.stderr, flush=True)
     out = CsvOut(args.out)
     failed: List[Prediction] = []

@@ -12,6 +12,8 @@ import json
 import os
 import re
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -45,6 +47,8 @@ from run_control import exit_codes, local_run, schema_update as update
 from run_report import data_validation as report_validation, writer
 from trainer_module import image_format, names
 from trainer_module.train_config import ConfigError
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 CLASSES = ("cat", "dog", "eel")
 BUDGET = 10_000
@@ -846,6 +850,10 @@ def test_schema_update_proposes_a_diff_and_writes_only_when_asked(imported_run, 
     assert "No change: " in capsys.readouterr().out
 
 
-def test_schema_update_refuses_an_output_dir_without_runs(tmp_path, capsys):
-    assert update.main(["--output-dir", str(tmp_path)]) == exit_codes.USAGE_ERROR
-    assert capsys.readouterr().err.startswith("error: no ML Metadata database")
+def test_schema_update_refuses_an_output_dir_without_runs(tmp_path):
+    """As a user runs it (a real process, its quiet start-up included): the one line reaches the console."""
+    done = subprocess.run([sys.executable, "-m", "run_control.schema_update", "--output-dir", str(tmp_path)],
+                          cwd=REPO, capture_output=True, text=True, timeout=120)
+    err = done.stderr.strip().splitlines()
+    assert (done.returncode, done.stdout) == (exit_codes.USAGE_ERROR, "")
+    assert len(err) == 1 and err[0].startswith("error: no ML Metadata database") and err[0].endswith("(exit 2)"), err

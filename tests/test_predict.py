@@ -12,6 +12,7 @@ import csv
 import io
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -182,6 +183,22 @@ def test_cli_writes_a_row_per_file_and_reports_bad_ones(serving_dir, images, tmp
     assert "[predict] 7/7 files" in err
     assert "classified 3 of 7 files; 4 failed" in err
     assert f"FAILED {missing}" in err
+
+
+def test_the_command_reports_its_failed_files_on_the_console(serving_dir, images, tmp_path):
+    """A real process, its quiet start-up included: the summary and each FAILED line reach the console
+    (they used to be held back with the libraries' start-up output and dropped: exit 1, no word)."""
+    out, missing = tmp_path / "p.csv", str(tmp_path / "missing.jpg")
+    done = subprocess.run([sys.executable, "-m", "serving_client.predict", "--model", serving_dir,
+                           str(images / "sub"), str(images / "corrupt.jpg"), missing, "--out", str(out)],
+                          cwd=REPO, capture_output=True, text=True, timeout=300)
+    err = done.stderr.strip().splitlines()
+    assert (done.returncode, done.stdout) == (exit_codes.DATA_ERROR, ""), done.stderr
+    assert err[0] == "[predict] 4 files" and err[1] == "[predict] 4/4 files (2 failed)", err
+    assert err[2] == f"[predict] classified 2 of 4 files; 2 failed; wrote {out}", err
+    assert sorted(err[3:]) == sorted([
+        f"[predict]   FAILED {images / 'corrupt.jpg'}: {names.UNDECODABLE_ERROR}: corrupt or truncated JPEG data",
+        f"[predict]   FAILED {missing}: unreadable: {missing}; No such file or directory"]), err
 
 
 def test_a_bad_file_gets_the_models_error_and_the_batch_is_classified_in_one_call(signature, images):
@@ -571,9 +588,12 @@ def test_a_stopped_run_keeps_the_rows_it_finished(serving_dir, tmp_path, stop):
             f"finished row(s) kept in {partial} (exit 130)")
         assert not any(line.startswith("Traceback") for line in err)
     if stop == signal.SIGTERM:
-        assert child.returncode == exit_codes.TERMINATED == 143 and len(err) == 1, err
-        assert err[0].startswith("interrupted: stopped by SIGTERM") and err[0].endswith(
-            f"finished row(s) kept in {partial} (exit 143)")
+        assert child.returncode == exit_codes.TERMINATED == 143
+        assert re.fullmatch(r"interrupted: stopped by SIGTERM \(a shutdown, a scheduler or `kill`\); \d+ finished "
+                            rf"row\(s\) kept in {re.escape(str(partial))} \(exit 143\)", err[-1]), err[-1:]
+        assert not any(line.startswith("Traceback") for line in err)
+    if stop != signal.SIGKILL:  # the console was given back once the model loaded: the progress shows
+        assert err[0] == "[predict] 2000 files" and err[1].startswith("[predict] 4/2000 files"), err[:3]
 
 
 def test_the_tflite_runtime_failing_to_load_is_one_line_naming_the_feature(tmp_path, images):
