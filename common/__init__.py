@@ -14,6 +14,7 @@ hashes for its cache, so nothing here re-runs Transform or the Trainer when it c
                        (the run report and the model card read the same numbers)
     model_card.py      the model card of a pushed version, from the run's artifacts (JSON)
     model_card_pages.py  the card as Markdown and as a self-contained HTML page
+    durable.py         writing a file whole or not at all (temporary file, fsync, rename)
     releases.py        release control of a serving dir: labels stable/canary, rollback history,
                        TF Serving's model config file written from them
     prediction_log.py  the prediction logs: one JSON record per request, rotated at a size cap;
